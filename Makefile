@@ -1,0 +1,32 @@
+# Tandem: `make dev` runs the system locally, `make test` runs the whole suite.
+# Both create the virtualenv (.venv) when it is missing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+	exec $(BIN)/python -m app dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/api_overhead.py
+	$(BIN)/python bench/import_time.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Tandem's CPU API: FastAPI over Postgres + pgvector, inference through RunPod or in-process."""

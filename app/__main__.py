@@ -1,0 +1,108 @@
+"""Command line: `python -m app serve|dev|migrate|downgrade|create-api-key`.
+
+With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME, the same one
+`make dev` serves from, so they work beside a running `make dev`.
+"""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+from app.core.config import Settings, get_settings
+from app.core.db import database_url, make_engine, make_sessionmaker
+from app.core.logging import configure_logging
+from app.core.migrations import migrate
+from app.services.api_keys import create_api_key
+
+
+async def _with_engine(settings: Settings, work: Callable[..., Awaitable[None]]) -> None:
+    engine = make_engine(database_url(settings), pool_size=1)
+    try:
+        await work(engine)
+    finally:
+        await engine.dispose()
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(_with_engine(settings, lambda engine: migrate(engine, args.revision)))
+    print(f"database migrated to {args.revision}")
+
+
+def _downgrade(settings: Settings, args: argparse.Namespace) -> None:
+    asyncio.run(
+        _with_engine(settings, lambda engine: migrate(engine, args.revision, "downgrade"))
+    )
+    print(f"database downgraded to {args.revision}")
+
+
+def _create_api_key(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(engine) -> None:
+        await migrate(engine)
+        key = await create_api_key(make_sessionmaker(engine), args.name)
+        print(f"API key {args.name!r} created. It is shown once; store it now:")
+        print(key)
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    if args.banner:
+        database = "DATABASE_URL" if settings.database_url else f"embedded Postgres in {settings.tandem_home / 'pgdata'}"
+        print(
+            f"Tandem API on http://{args.host}:{args.port}  (docs: /docs)\n"
+            f"  database:  {database}\n"
+            f"  inference: {settings.inference_backend}"
+            + (
+                f" ({settings.local_llm_worker} for chat, {settings.local_clip_worker} for embeddings)"
+                if settings.inference_backend == "local"
+                else f" ({settings.runpod_api_base})"
+            )
+            + "\n  API key:   .venv/bin/python -m app create-api-key --name me\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+    uvicorn.run(
+        "app.main:app", host=args.host, port=args.port, log_config=None, proxy_headers=True
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the API")
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's server
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve, banner=False)
+
+    dev = commands.add_parser("dev", help="serve the API locally and say what is running")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(run=_serve, banner=True)
+
+    up = commands.add_parser("migrate", help="apply migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(run=_migrate)
+
+    down = commands.add_parser("downgrade", help="revert migrations down to a revision")
+    down.add_argument("revision", help="target revision, e.g. base")
+    down.set_defaults(run=_downgrade)
+
+    key = commands.add_parser("create-api-key", help="create an API key and print it once")
+    key.add_argument("--name", required=True)
+    key.set_defaults(run=_create_api_key)
+
+    args = parser.parse_args(argv)
+    configure_logging()
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        sys.exit(f"invalid settings: {exc}")
+    args.run(settings, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Dependencies the routes declare: settings, database, inference backend, the caller's key."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.errors import Unauthorized, request_id_of
+from app.inference.base import InferenceBackend
+from app.services.api_keys import authenticate
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    return request.app.state.engine
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker:
+    return request.app.state.sessionmaker
+
+
+def get_backend(request: Request) -> InferenceBackend:
+    return request.app.state.backend
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `python -m app create-api-key`")
+
+
+async def current_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> uuid.UUID:
+    if credentials is None:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    settings: Settings = request.app.state.settings
+    key_id = await authenticate(
+        request.app.state.engine, credentials.credentials, settings.rate_limit_per_minute
+    )
+    request.state.api_key_id = str(key_id)
+    return key_id
+
+
+def get_request_id(request: Request) -> str:
+    return request_id_of(request)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+SessionmakerDep = Annotated[async_sessionmaker, Depends(get_sessionmaker)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+BackendDep = Annotated[InferenceBackend, Depends(get_backend)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]
+ApiKeyDep = Annotated[uuid.UUID, Depends(current_api_key)]

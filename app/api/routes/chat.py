@@ -1,0 +1,70 @@
+"""`POST /v1/chat`: one turn of a conversation, as JSON or as Server-Sent Events."""
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse, format_sse_event
+
+from app.api.deps import ApiKeyDep, BackendDep, RequestIdDep, SessionmakerDep, SettingsDep
+from app.core.errors import ApiError, WorkerFailed, error_body
+from app.inference.base import InferenceBackend
+from app.schemas import ChatRequest, ChatResponse
+from app.services.chat import job_input, prompt_messages, save_turn
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+log = logging.getLogger("tandem.chat")
+
+
+def _event(name: str, data: object) -> bytes:
+    return format_sse_event(event=name, data_str=json.dumps(data, default=str))
+
+
+@router.post(
+    "/chat",
+    response_model=ChatResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "with stream: true"}},
+)
+async def chat(
+    body: ChatRequest,
+    settings: SettingsDep,
+    sessionmaker: SessionmakerDep,
+    backend: BackendDep,
+    request_id: RequestIdDep,
+    _key: ApiKeyDep,
+) -> ChatResponse | StreamingResponse:
+    messages = await prompt_messages(sessionmaker, body, settings.history_messages)
+    payload = job_input(body, messages, settings.default_max_tokens)
+    if body.stream:
+        events = _stream_events(backend, sessionmaker, body, payload, request_id)
+        return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
+    result = await backend.generate(payload, request_id)
+    return await save_turn(sessionmaker, body, result, request_id)
+
+
+async def _stream_events(
+    backend: InferenceBackend,
+    sessionmaker: SessionmakerDep,
+    body: ChatRequest,
+    payload: dict,
+    request_id: str,
+) -> AsyncIterator[bytes]:
+    """`delta` events as tokens arrive, then `done` (the stored turn) or `error`."""
+    try:
+        result = None
+        async for chunk in backend.generate_stream(payload, request_id):
+            if "delta" in chunk:
+                yield _event("delta", {"delta": chunk["delta"]})
+            else:
+                result = chunk
+        if result is None:
+            raise WorkerFailed("the worker's stream ended without a result")
+        response = await save_turn(sessionmaker, body, result, request_id)
+        yield _event("done", response.model_dump(mode="json"))
+    except ApiError as exc:
+        yield _event("error", error_body(exc.code, exc.message, request_id))
+    except Exception:  # the 200 is already sent: report in-band, never as a broken stream
+        log.exception("chat stream failed", extra={"fields": {"request_id": request_id}})
+        yield _event("error", error_body("internal_error", "internal error", request_id))

@@ -1,0 +1,29 @@
+"""`POST /v1/embeddings`: a text or image embedding from the CLIP worker, HMAC-signed."""
+
+from fastapi import APIRouter
+
+from app.api.deps import ApiKeyDep, BackendDep, RequestIdDep, SettingsDep
+from app.core.errors import WorkerFailed
+from app.schemas import EmbeddingRequest, EmbeddingResponse
+from gpu_worker.common.signing import signed_auth
+
+router = APIRouter(prefix="/v1", tags=["embeddings"])
+
+
+@router.post("/embeddings")
+async def embeddings(
+    body: EmbeddingRequest,
+    settings: SettingsDep,
+    backend: BackendDep,
+    request_id: RequestIdDep,
+    _key: ApiKeyDep,
+) -> EmbeddingResponse:
+    field, payload = ("text", body.text) if body.text is not None else ("image_url", str(body.image_url))
+    job = {field: payload, "normalize": body.normalize, "request_id": request_id}
+    if settings.embedding_hmac_secret is not None:
+        job["auth"] = signed_auth(settings.embedding_hmac_secret.get_secret_value(), payload)
+    result = await backend.embed(job, request_id)
+    try:
+        return EmbeddingResponse.model_validate(result)
+    except ValueError as exc:
+        raise WorkerFailed("the worker returned a malformed embedding") from exc

@@ -1,0 +1,1 @@
+"""Pieces every part of the API shares: settings, database, errors, logging."""

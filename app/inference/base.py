@@ -1,0 +1,60 @@
+"""The interface the API uses for inference, and the worker output contract both backends share.
+
+Workers answer RunPod jobs. The llm worker's handler is an async generator: without `stream`
+it yields one result; with `stream` it yields `{"delta": ...}` chunks and then the result.
+RunPod aggregates what a generator yielded into a list, so an output is either a dict or a
+list whose last item is the result. A dict with an `error` key is a failed job.
+"""
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+from app.core.errors import WorkerFailed
+
+MAX_ERROR_CHARS = 500
+
+
+def worker_error_message(error: Any) -> str:
+    """A worker's error as one short line; a runpod SDK traceback report keeps only its message."""
+    if isinstance(error, str):
+        try:
+            report = json.loads(error)
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and "error_message" in report:
+            error = report["error_message"]
+    return str(error)[:MAX_ERROR_CHARS]
+
+
+def final_output(output: Any) -> dict[str, Any]:
+    """The result dict of a job's output; raises WorkerFailed for error or malformed outputs."""
+    if isinstance(output, list) and output:
+        output = output[-1]
+    if not isinstance(output, dict):
+        raise WorkerFailed(f"worker returned an unexpected output: {type(output).__name__}")
+    if "error" in output:
+        raise WorkerFailed(f"worker error: {worker_error_message(output['error'])}")
+    return output
+
+
+class InferenceBackend(ABC):
+    """Runs jobs on the llm (chat) and clip (embedding) workers."""
+
+    @abstractmethod
+    async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """One chat completion: the llm worker's result dict."""
+
+    @abstractmethod
+    def generate_stream(
+        self, job_input: dict[str, Any], request_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A chat completion as chunks: `{"delta": ...}` items, then the result dict."""
+
+    @abstractmethod
+    async def embed(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """One embedding from the clip worker."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and connections."""

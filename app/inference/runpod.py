@@ -1,0 +1,205 @@
+"""The `runpod` backend: RunPod's serverless job API (`/v2/{endpoint_id}/...`) over httpx.
+
+`runsync` waits server-side; a job still queued or running when that wait ends is polled on
+`/status` until the deadline, then cancelled. Only idempotent calls (`status`, `stream`,
+`cancel`) are retried: a retried `run` could start the same job twice.
+"""
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from app.core.config import Settings
+from app.core.errors import WorkerFailed, WorkerTimeout, WorkerUnavailable
+from app.inference.base import InferenceBackend, final_output, worker_error_message
+
+log = logging.getLogger("tandem.runpod")
+
+PENDING = {"IN_QUEUE", "IN_PROGRESS"}
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+RETRY_ATTEMPTS = 4
+RUNSYNC_WAIT_MS = (1_000, 300_000)  # the range RunPod accepts for ?wait=
+
+
+class RunPodClient:
+    """Jobs on RunPod endpoints, each bounded by one deadline of `timeout_s`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout_s = timeout_s
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        deadline: float,
+        *,
+        idempotent: bool,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        read_timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        attempts = RETRY_ATTEMPTS if idempotent else 1
+        for attempt in range(attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerTimeout(f"no answer from the worker within {self.timeout_s:g} s")
+            timeout = httpx.Timeout(min(read_timeout, remaining), connect=min(5.0, remaining))
+            last = attempt == attempts - 1
+            try:
+                response = await self._http.request(
+                    method, path, json=json, params=params, timeout=timeout
+                )
+            except httpx.TimeoutException as exc:
+                if last or not idempotent:
+                    raise WorkerTimeout(f"RunPod did not answer {method} {path} in time") from exc
+            except httpx.TransportError as exc:
+                if last:
+                    raise WorkerUnavailable(
+                        f"cannot reach RunPod at {self._http.base_url}: {type(exc).__name__}"
+                    ) from exc
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code not in RETRY_STATUSES or last:
+                    raise _http_error(method, path, response)
+            await asyncio.sleep(min(0.2 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    async def run_sync(self, endpoint_id: str, job_input: dict[str, Any]) -> Any:
+        """Run a job and return its output; polls and finally cancels a job that overruns."""
+        deadline = time.monotonic() + self.timeout_s
+        wait_ms = int(min(max(self.timeout_s * 1000, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1]))
+        job = await self._request(
+            "POST",
+            f"/{endpoint_id}/runsync",
+            deadline,
+            idempotent=False,
+            json={"input": job_input},
+            params={"wait": wait_ms},
+            read_timeout=wait_ms / 1000 + 10,
+        )
+        delay = 0.1
+        while job.get("status") in PENDING:
+            if time.monotonic() + delay >= deadline:
+                await self.cancel(endpoint_id, job["id"])
+                raise WorkerTimeout(f"the job did not finish within {self.timeout_s:g} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            job = await self._request(
+                "GET", f"/{endpoint_id}/status/{job['id']}", deadline, idempotent=True
+            )
+        return _job_output(job)
+
+    async def stream(self, endpoint_id: str, job_input: dict[str, Any]) -> AsyncIterator[Any]:
+        """Run a job and yield each streamed chunk as the worker produces it."""
+        deadline = time.monotonic() + self.timeout_s
+        job = await self._request(
+            "POST", f"/{endpoint_id}/run", deadline, idempotent=False, json={"input": job_input}
+        )
+        job_id = job["id"]
+        finished = False
+        try:
+            while True:
+                update = await self._request(
+                    "GET", f"/{endpoint_id}/stream/{job_id}", deadline, idempotent=True
+                )
+                chunks = update.get("stream") or []
+                for chunk in chunks:
+                    yield chunk.get("output")
+                status = update.get("status")
+                if status not in PENDING:
+                    finished = True
+                    if status != "COMPLETED":
+                        _job_output(update)
+                    return
+                if not chunks:
+                    await asyncio.sleep(0.05)
+        finally:
+            if not finished:  # deadline, error or the caller went away: stop paying for the job
+                await self.cancel(endpoint_id, job_id)
+
+    async def cancel(self, endpoint_id: str, job_id: str) -> None:
+        """Cancel a job, best effort: the caller is already failing for another reason."""
+        try:
+            await self._request(
+                "POST",
+                f"/{endpoint_id}/cancel/{job_id}",
+                time.monotonic() + 10,
+                idempotent=True,
+            )
+        except (WorkerFailed, WorkerTimeout, WorkerUnavailable) as exc:
+            log.warning("could not cancel job %s: %s", job_id, exc.message)
+
+
+def _job_output(job: dict[str, Any]) -> Any:
+    """The output of a finished job, or the error its status means."""
+    status = job.get("status")
+    if status == "COMPLETED":
+        return job.get("output")
+    if status == "TIMED_OUT":
+        raise WorkerTimeout("the job ran past the endpoint's execution timeout")
+    if status == "CANCELLED":
+        raise WorkerFailed("the job was cancelled")
+    if status == "FAILED":
+        raise WorkerFailed(f"worker error: {worker_error_message(job.get('error', 'unknown'))}")
+    raise WorkerFailed(f"RunPod returned an unknown job status: {status!r}")
+
+
+def _http_error(method: str, path: str, response: httpx.Response) -> Exception:
+    detail = response.text[:200]
+    if response.status_code in RETRY_STATUSES:
+        return WorkerUnavailable(f"RunPod answered {response.status_code} to {method} {path}")
+    return WorkerFailed(
+        f"RunPod answered {response.status_code} to {method} {path}: {detail}"
+    )
+
+
+class RunPodBackend(InferenceBackend):
+    def __init__(self, client: RunPodClient, llm_endpoint_id: str, clip_endpoint_id: str) -> None:
+        self.client = client
+        self.llm_endpoint_id = llm_endpoint_id
+        self.clip_endpoint_id = clip_endpoint_id
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RunPodBackend":
+        api_key = settings.runpod_api_key.get_secret_value() if settings.runpod_api_key else None
+        client = RunPodClient(settings.runpod_api_base, api_key, settings.runpod_timeout_seconds)
+        return cls(client, settings.llm_endpoint_id, settings.clip_endpoint_id)
+
+    async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return final_output(await self.client.run_sync(self.llm_endpoint_id, job_input))
+
+    async def generate_stream(
+        self, job_input: dict[str, Any], request_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in self.client.stream(self.llm_endpoint_id, job_input):
+            if not isinstance(chunk, dict):
+                raise WorkerFailed(f"worker streamed an unexpected chunk: {type(chunk).__name__}")
+            yield chunk
+
+    async def embed(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return final_output(await self.client.run_sync(self.clip_endpoint_id, job_input))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,48 @@
+"""The FastAPI application: `create_app()`, and `app` for uvicorn (`app.main:app`)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.routes import chat, conversations, embeddings, health
+from app.core.config import Settings, get_settings
+from app.core.db import database_url, make_engine, make_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.logging import RequestContextMiddleware
+from app.core.migrations import migrate
+from app.inference import make_backend
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(database_url(settings), settings.db_pool_size)
+        if settings.migrate_on_start:
+            await migrate(engine)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.backend = make_backend(settings)
+        try:
+            yield
+        finally:
+            await app.state.backend.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Tandem API",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for module in (health, chat, conversations, embeddings):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

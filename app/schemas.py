@@ -1,0 +1,98 @@
+"""Request and response bodies of the public API."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+
+MAX_MESSAGE_CHARS = 32_000
+MAX_TOKENS = 8192
+
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatTurn(Strict):
+    role: Literal["system", "user", "assistant"]
+    content: Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
+
+
+class ChatRequest(Strict):
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"\S")]
+    message: Text
+    conversation_id: uuid.UUID | None = None
+    history: list[ChatTurn] | None = Field(None, max_length=200)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    stream: bool = False
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatResponse(BaseModel):
+    assistant_message: str
+    conversation_id: uuid.UUID
+    request_id: str
+    model_id: str
+    usage: Usage
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    role: str
+    content: str
+    request_id: str
+    model_id: str | None
+    usage: dict[str, Any] | None
+    created_at: datetime
+
+
+class ConversationSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    user_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationOut(ConversationSummary):
+    messages: list[MessageOut]
+
+
+class ConversationList(BaseModel):
+    conversations: list[ConversationSummary]
+
+
+class EmbeddingRequest(Strict):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=8_000, pattern=r"\S")] | None = (
+        None
+    )
+    image_url: HttpUrl | None = None
+    normalize: bool = True
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "EmbeddingRequest":
+        if (self.text is None) == (self.image_url is None):
+            raise ValueError("give exactly one of text or image_url")
+        return self
+
+
+class EmbeddingResponse(BaseModel):
+    embedding: list[float]
+    dim: int
+    model: str
+    normalized: bool
+    timings: dict[str, float]

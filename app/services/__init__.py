@@ -1,0 +1,1 @@
+"""What the routes do, kept out of the routes: API keys and chat."""

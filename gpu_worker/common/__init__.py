@@ -1,0 +1,1 @@
+"""Helpers the workers and the API share."""

@@ -1,0 +1,9 @@
+"""Settings every worker reads once from its environment."""
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings
+
+
+class WorkerSettings(BaseSettings):
+    embedding_hmac_secret: SecretStr | None = None
+    max_concurrency: int = Field(8, ge=1, le=1024)

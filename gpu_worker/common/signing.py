@@ -1,0 +1,35 @@
+"""HMAC request signing between the API and the embedding worker.
+
+signature = hex HMAC-SHA256(secret, "<payload>|<unix ts>"), sent as `auth: {"ts", "sig"}`.
+"""
+
+import hashlib
+import hmac
+import time
+from typing import Any
+
+MAX_SKEW_SECONDS = 300
+
+
+def sign(secret: str, payload: str, ts: int) -> str:
+    message = f"{payload}|{ts}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_auth(secret: str, payload: str) -> dict[str, Any]:
+    """The `auth` object for a request signed now."""
+    ts = int(time.time())
+    return {"ts": ts, "sig": sign(secret, payload, ts)}
+
+
+def verify(secret: str, payload: str, auth: Any, now: float | None = None) -> bool:
+    """True when `auth` carries a signature of `payload` made within ±MAX_SKEW_SECONDS."""
+    if not isinstance(auth, dict):
+        return False
+    ts, sig = auth.get("ts"), auth.get("sig")
+    if not isinstance(ts, int) or isinstance(ts, bool) or not isinstance(sig, str):
+        return False
+    current = time.time() if now is None else now
+    if abs(current - ts) > MAX_SKEW_SECONDS:
+        return False
+    return hmac.compare_digest(sign(secret, payload, ts), sig)

@@ -1,0 +1,1 @@
+"""The Pulumi program (GCP + RunPod), built in its own issue."""

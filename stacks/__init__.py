@@ -1,0 +1,1 @@
+"""Operations on stacks (review stacks, drift), built in their own issue."""
