@@ -1,0 +1,42 @@
+"""`python -m gpu_worker.emulator --port P --endpoint NAME=MODULE [--endpoint ...]`."""
+
+import argparse
+import logging
+
+import uvicorn
+
+from gpu_worker.emulator.server import create_app
+
+
+def _endpoint(value: str) -> tuple[str, str]:
+    name, sep, module = value.partition("=")
+    if not sep or not name or not module:
+        raise argparse.ArgumentTypeError(f"expected NAME=MODULE, got {value!r}")
+    return name, module
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m gpu_worker.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument(
+        "--endpoint", type=_endpoint, action="append", required=True, metavar="NAME=MODULE",
+        help="serve /v2/NAME/ with a worker running `python -m MODULE`",
+    )
+    parser.add_argument("--api-key", help="require Authorization: Bearer KEY on the public API")
+    parser.add_argument(
+        "--execution-timeout", type=float, help="default execution timeout of a job, in seconds"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = create_app(
+        dict(args.endpoint),
+        f"http://{args.host}:{args.port}",
+        api_key=args.api_key,
+        execution_timeout_s=args.execution_timeout,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

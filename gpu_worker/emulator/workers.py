@@ -1,0 +1,63 @@
+"""Worker processes: one per endpoint, each running its module under the runpod SDK's job loop."""
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+
+log = logging.getLogger("tandem.emulator")
+RESTART_DELAY_S = 1.0
+
+
+def worker_env(base_url: str, endpoint: str, worker_id: str) -> dict[str, str]:
+    """The variables RunPod sets in a worker container, pointed at the emulator."""
+    prefix = f"{base_url}/v2/{endpoint}"
+    return {
+        "RUNPOD_DEBUG_LEVEL": "INFO",
+        **os.environ,
+        "RUNPOD_POD_ID": worker_id,
+        "RUNPOD_ENDPOINT_ID": endpoint,
+        "RUNPOD_WEBHOOK_GET_JOB": f"{prefix}/job-take/$ID?gpu=emulator",
+        "RUNPOD_WEBHOOK_POST_OUTPUT": f"{prefix}/job-done/$RUNPOD_POD_ID/$ID?gpu=emulator",
+        "RUNPOD_WEBHOOK_POST_STREAM": f"{prefix}/job-stream/$RUNPOD_POD_ID/$ID?gpu=emulator",
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+    }
+
+
+class WorkerProcess:
+    """Keeps one worker process running (restarting it if it dies) until stopped."""
+
+    def __init__(self, module: str, env: dict[str, str]) -> None:
+        self.module = module
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self._supervisor: asyncio.Task | None = None
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env)  # noqa: S603
+        log.info("worker %s started (pid %d)", self.env["RUNPOD_POD_ID"], self.process.pid)
+
+    async def _supervise(self) -> None:
+        while True:
+            assert self.process is not None
+            code = await asyncio.to_thread(self.process.wait)
+            log.warning("worker %s exited with %s; restarting", self.env["RUNPOD_POD_ID"], code)
+            await asyncio.sleep(RESTART_DELAY_S)
+            self._spawn()
+
+    def start(self) -> None:
+        self._spawn()
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.process.wait), grace_s)
+        except TimeoutError:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait)
