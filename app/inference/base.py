@@ -17,7 +17,9 @@ MAX_ERROR_CHARS = 500
 
 
 def worker_error_message(error: Any) -> str:
-    """A worker's error as one short line; a runpod SDK traceback report keeps only its message."""
+    """A worker's error, short and without the traceback the runpod SDK attaches to an
+    exception (as a JSON report for plain handlers, as "handler: ... traceback: ..." text
+    for generator handlers)."""
     if isinstance(error, str):
         try:
             report = json.loads(error)
@@ -25,6 +27,8 @@ def worker_error_message(error: Any) -> str:
             report = None
         if isinstance(report, dict) and "error_message" in report:
             error = report["error_message"]
+        elif error.startswith("handler: ") and "\ntraceback:" in error:
+            error = error.removeprefix("handler: ").split("\ntraceback:", 1)[0].strip()
     return str(error)[:MAX_ERROR_CHARS]
 
 

@@ -38,6 +38,8 @@ class RunPodClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout_s = timeout_s
+        # How long one runsync call waits server-side before we fall back to polling.
+        self.runsync_wait_ms = int(min(max(timeout_s * 1000, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1]))
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -89,15 +91,14 @@ class RunPodClient:
     async def run_sync(self, endpoint_id: str, job_input: dict[str, Any]) -> Any:
         """Run a job and return its output; polls and finally cancels a job that overruns."""
         deadline = time.monotonic() + self.timeout_s
-        wait_ms = int(min(max(self.timeout_s * 1000, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1]))
         job = await self._request(
             "POST",
             f"/{endpoint_id}/runsync",
             deadline,
             idempotent=False,
             json={"input": job_input},
-            params={"wait": wait_ms},
-            read_timeout=wait_ms / 1000 + 10,
+            params={"wait": self.runsync_wait_ms},
+            read_timeout=self.runsync_wait_ms / 1000 + 10,
         )
         delay = 0.1
         while job.get("status") in PENDING:
@@ -106,18 +107,30 @@ class RunPodClient:
                 raise WorkerTimeout(f"the job did not finish within {self.timeout_s:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
-            job = await self._request(
-                "GET", f"/{endpoint_id}/status/{job['id']}", deadline, idempotent=True
-            )
+            job = await self.status(endpoint_id, job["id"], deadline)
         return _job_output(job)
 
-    async def stream(self, endpoint_id: str, job_input: dict[str, Any]) -> AsyncIterator[Any]:
-        """Run a job and yield each streamed chunk as the worker produces it."""
+    async def run(self, endpoint_id: str, job_input: dict[str, Any]) -> str:
+        """Queue a job (`/run`) and return its id."""
         deadline = time.monotonic() + self.timeout_s
         job = await self._request(
             "POST", f"/{endpoint_id}/run", deadline, idempotent=False, json={"input": job_input}
         )
-        job_id = job["id"]
+        return job["id"]
+
+    async def status(
+        self, endpoint_id: str, job_id: str, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """A job's state as `/status` reports it."""
+        deadline = deadline if deadline is not None else time.monotonic() + self.timeout_s
+        return await self._request(
+            "GET", f"/{endpoint_id}/status/{job_id}", deadline, idempotent=True
+        )
+
+    async def stream(self, endpoint_id: str, job_input: dict[str, Any]) -> AsyncIterator[Any]:
+        """Run a job and yield each streamed chunk as the worker produces it."""
+        deadline = time.monotonic() + self.timeout_s
+        job_id = await self.run(endpoint_id, job_input)
         finished = False
         try:
             while True:

@@ -2,10 +2,26 @@
 
 import argparse
 import logging
+from types import FrameType
 
 import uvicorn
 
 from gpu_worker.emulator.server import create_app
+from gpu_worker.emulator.workers import WorkerProcess
+
+
+class EmulatorServer(uvicorn.Server):
+    """Stops the workers first on shutdown: a worker whose server has stopped listening
+    retries its job polls in a tight loop (runpod SDK behaviour) until it is killed."""
+
+    def __init__(self, config: uvicorn.Config, workers: list[WorkerProcess]) -> None:
+        super().__init__(config)
+        self.workers = workers
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        for worker in self.workers:
+            worker.terminate()
+        super().handle_exit(sig, frame)
 
 
 def _endpoint(value: str) -> tuple[str, str]:
@@ -35,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key,
         execution_timeout_s=args.execution_timeout,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    EmulatorServer(config, app.state.workers).run()
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ def create_app(
         return JSONResponse({"jobsToStop": job_ids}) if job_ids else Response(status_code=204)
 
     app = FastAPI(title="Tandem RunPod emulator", lifespan=lifespan)
+    app.state.workers = workers
 
     @app.exception_handler(HTTPException)
     async def _error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -32,6 +32,7 @@ class WorkerProcess:
         self.module = module
         self.env = env
         self.process: subprocess.Popen | None = None
+        self.stopping = False
         self._supervisor: asyncio.Task | None = None
 
     def _spawn(self) -> None:
@@ -42,6 +43,8 @@ class WorkerProcess:
         while True:
             assert self.process is not None
             code = await asyncio.to_thread(self.process.wait)
+            if self.stopping:
+                return
             log.warning("worker %s exited with %s; restarting", self.env["RUNPOD_POD_ID"], code)
             await asyncio.sleep(RESTART_DELAY_S)
             self._spawn()
@@ -50,12 +53,19 @@ class WorkerProcess:
         self._spawn()
         self._supervisor = asyncio.create_task(self._supervise())
 
+    def terminate(self) -> None:
+        """Ask the worker to exit (SIGTERM); it will not be restarted."""
+        self.stopping = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
     async def stop(self, grace_s: float = 5.0) -> None:
+        """Terminate the worker and wait for it, killing it after `grace_s`."""
+        self.terminate()
         if self._supervisor is not None:
             self._supervisor.cancel()
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.terminate()
         try:
             await asyncio.wait_for(asyncio.to_thread(self.process.wait), grace_s)
         except TimeoutError:

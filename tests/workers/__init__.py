@@ -1,0 +1,1 @@
+"""Worker modules the tests run under the emulator or in-process."""
