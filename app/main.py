@@ -9,7 +9,7 @@ from app.api.routes import chat, conversations, embeddings, health
 from app.core.config import Settings, get_settings
 from app.core.db import database_url, make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
-from app.core.logging import RequestContextMiddleware
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import migrate
 from app.inference import make_backend
 
@@ -32,14 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.backend.aclose()
             await engine.dispose()
 
-    app = FastAPI(
-        title="Tandem API",
-        version="0.1.0",
-        lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
-    )
+    app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)  # outermost: every response gets the id
     for module in (health, chat, conversations, embeddings):
         app.include_router(module.router)
     return app

@@ -91,21 +91,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+EMULATOR_API_KEY = "emulator-key"
+
+
 class Emulator:
     def __init__(self, port: int, process: subprocess.Popen) -> None:
         self.port = port
         self.process = process
         self.base_url = f"http://127.0.0.1:{port}/v2"
+        self.api_key = EMULATOR_API_KEY
+        self.headers = {"Authorization": f"Bearer {EMULATOR_API_KEY}"}
 
 
-def start_emulator(endpoints: dict[str, str], *args: str, env: dict[str, str] | None = None) -> Emulator:
+def start_emulator(endpoints: dict[str, str], env: dict[str, str]) -> Emulator:
     """Start `python -m gpu_worker.emulator` and wait until every endpoint has a live worker."""
     port = free_port()
-    command = [sys.executable, "-m", "gpu_worker.emulator", "--port", str(port), *args]
+    command = [
+        sys.executable, "-m", "gpu_worker.emulator", "--port", str(port),
+        "--api-key", EMULATOR_API_KEY,
+    ]
     for name, module in endpoints.items():
         command += ["--endpoint", f"{name}={module}"]
     process = subprocess.Popen(  # noqa: S603
-        command, cwd=REPO_ROOT, env={**os.environ, "RUNPOD_DEBUG_LEVEL": "WARN", **(env or {})}
+        command, cwd=REPO_ROOT, env={**os.environ, "RUNPOD_DEBUG_LEVEL": "WARN", **env}
     )
     emulator = Emulator(port, process)
     deadline = time.monotonic() + 60
@@ -116,19 +124,15 @@ def start_emulator(endpoints: dict[str, str], *args: str, env: dict[str, str] | 
             raise RuntimeError(f"emulator did not start its workers: {sorted(pending)}")
         for name in list(pending):
             try:
-                health = httpx.get(f"{emulator.base_url}/{name}/health", timeout=1, headers=_auth(args)).json()
+                health = httpx.get(
+                    f"{emulator.base_url}/{name}/health", timeout=1, headers=emulator.headers
+                ).json()
             except httpx.HTTPError:
                 continue
             if health.get("workers", {}).get("idle", 0) >= 1:
                 pending.discard(name)
         time.sleep(0.2)
     return emulator
-
-
-def _auth(args: tuple[str, ...]) -> dict[str, str]:
-    if "--api-key" in args:
-        return {"Authorization": f"Bearer {args[args.index('--api-key') + 1]}"}
-    return {}
 
 
 def stop_emulator(emulator: Emulator) -> None:

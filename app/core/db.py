@@ -1,10 +1,15 @@
 """Database URLs, the async engine and session factory."""
 
+import logging
 from pathlib import Path
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.core.config import Settings
+from app.core.errors import DatabaseUnavailable
+
+log = logging.getLogger("tandem.db")
 
 LOCAL_DATABASE = "tandem"
 
@@ -41,7 +46,18 @@ def database_url(settings: Settings) -> str:
 
 
 def make_engine(url: str, pool_size: int) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):  # noqa: ANN001 - SQLAlchemy's signature
+        # asyncpg raises OSError and its own errors here, unwrapped: make them one known error.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            log.warning("cannot connect to the database: %s", type(exc).__name__)
+            raise DatabaseUnavailable("the database is unavailable") from exc
+
+    return engine
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

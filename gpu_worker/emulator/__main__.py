@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key,
         execution_timeout_s=args.execution_timeout,
     )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3
+    )
     EmulatorServer(config, app.state.workers).run()
 
 

@@ -14,7 +14,7 @@ from gpu_worker.emulator.workers import WorkerProcess, worker_env
 
 DEFAULT_RUNSYNC_WAIT_MS = 90_000
 STREAM_POLL_S = 1.0  # how long /stream holds a request open for new chunks
-WORKER_POLL_S = 5.0  # how long job-take and job-stop hold a worker's request open
+WORKER_POLL_S = 2.0  # how long job-take and job-stop hold a worker's request open
 
 
 def create_app(

@@ -9,7 +9,7 @@ import pytest
 
 from app.core.errors import WorkerFailed, WorkerTimeout, WorkerUnavailable
 from app.inference.runpod import RunPodBackend, RunPodClient, _job_output
-from tests.conftest import free_port, start_emulator, stop_emulator
+from tests.conftest import free_port
 
 
 def chat(text: str) -> dict:
@@ -45,7 +45,7 @@ def transport():
 
 @pytest.fixture
 async def client(emulator, transport):
-    client = RunPodClient(emulator.base_url, "key", timeout_s=10, transport=transport)
+    client = RunPodClient(emulator.base_url, emulator.api_key, timeout_s=10, transport=transport)
     client.runsync_wait_ms = 1000  # the shortest wait RunPod allows, so polling kicks in
     yield client
     await client.aclose()
@@ -88,10 +88,10 @@ async def test_handler_exception_reports_only_its_message(client):
 
 
 async def test_deadline_cancels_the_job(emulator):
-    client = RunPodClient(emulator.base_url, "key", timeout_s=1.5)
+    client = RunPodClient(emulator.base_url, emulator.api_key, timeout_s=1.5)
     with pytest.raises(WorkerTimeout):
         await client.run_sync("ctl", chat("sleep: 5"))
-    health = httpx.get(f"{emulator.base_url}/ctl/health").json()
+    health = httpx.get(f"{emulator.base_url}/ctl/health", headers=emulator.headers).json()
     assert health["jobs"]["inProgress"] == 0
     await client.aclose()
 
@@ -122,7 +122,7 @@ async def test_stream_abandoned_by_the_caller_cancels_the_job(client, transport)
 
 
 async def test_backend_generate_and_stream(emulator):
-    backend = RunPodBackend(RunPodClient(emulator.base_url, "key", 10), "llm", "clip")
+    backend = RunPodBackend(RunPodClient(emulator.base_url, emulator.api_key, 10), "llm", "clip")
     messages = [{"role": "user", "content": "two words"}]
     result = await backend.generate({"messages": messages}, "req-1")
     assert result["raw_text"] == "echo: two words"
@@ -131,18 +131,17 @@ async def test_backend_generate_and_stream(emulator):
     await backend.aclose()
 
 
-@pytest.fixture(scope="module")
-def timing_out_emulator():
-    emulator = start_emulator({"ctl": "tests.workers.controlled"}, "--execution-timeout", "1")
-    yield emulator
-    stop_emulator(emulator)
-
-
-async def test_job_past_the_execution_timeout_is_a_timeout(timing_out_emulator):
-    client = RunPodClient(timing_out_emulator.base_url, "key", timeout_s=10)
+async def test_job_past_its_execution_timeout_is_a_timeout(client, emulator):
+    submitted = httpx.post(
+        f"{emulator.base_url}/ctl/run",
+        json={"input": chat("sleep: 3"), "policy": {"executionTimeout": 500}},
+        headers=emulator.headers,
+    ).json()
+    await asyncio.sleep(1)
+    status = await client.status("ctl", submitted["id"])
+    assert status["status"] == "TIMED_OUT"
     with pytest.raises(WorkerTimeout, match="execution timeout"):
-        await client.run_sync("ctl", chat("sleep: 3"))
-    await client.aclose()
+        _job_output(status)
 
 
 async def test_unreachable_runpod_is_unavailable():
@@ -152,21 +151,11 @@ async def test_unreachable_runpod_is_unavailable():
     await client.aclose()
 
 
-@pytest.fixture(scope="module")
-def keyed_emulator():
-    emulator = start_emulator({"llm": "gpu_worker.dev"}, "--api-key", "right-key")
-    yield emulator
-    stop_emulator(emulator)
-
-
-async def test_wrong_api_key_is_a_clear_error(keyed_emulator):
-    client = RunPodClient(keyed_emulator.base_url, "wrong-key", timeout_s=5)
+async def test_wrong_api_key_is_a_clear_error(emulator):
+    client = RunPodClient(emulator.base_url, "wrong-key", timeout_s=5)
     with pytest.raises(WorkerFailed, match="401"):
-        await client.run_sync("llm", {"messages": [{"role": "user", "content": "x"}]})
+        await client.run_sync("llm", chat("x"))
     await client.aclose()
-    good = RunPodClient(keyed_emulator.base_url, "right-key", timeout_s=5)
-    assert (await good.run_sync("llm", {"messages": [{"role": "user", "content": "x"}]}))
-    await good.aclose()
 
 
 class ScriptedRunPod(httpx.AsyncBaseTransport):

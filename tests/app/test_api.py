@@ -1,0 +1,286 @@
+"""The API over a real Postgres with the development worker in-process: health, auth, rate
+limits, chat, conversations, request ids and every bad-input path."""
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from app.models import Message
+from app.services.api_keys import create_api_key
+from tests.conftest import make_settings, start_api
+
+
+async def message_count(api) -> int:
+    async with api.app.state.sessionmaker() as session:
+        return await session.scalar(select(func.count()).select_from(Message))
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    return error
+
+
+# -- health, readiness, request ids -------------------------------------------------------
+async def test_health_needs_no_key(api):
+    response = await api.client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+
+
+async def test_readiness_checks_the_database(api):
+    response = await api.client.get("/readiness")
+    assert response.json() == {"ok": True, "checks": {"database": "ok"}}
+
+
+async def test_readiness_names_the_failing_check(tmp_path):
+    broken = f"postgresql+asyncpg://postgres@/nodb?host={tmp_path}"
+    settings = make_settings(broken, migrate_on_start=False)
+    from app.main import create_app
+
+    app = create_app(settings)
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.get("/readiness")
+            assert response.status_code == 503
+            assert response.json()["checks"] == {"database": "failed"}
+            assert "database" in response.json()["error"]["message"]
+            chat = await client.post(
+                "/v1/chat",
+                json={"user_id": "u", "message": "hi"},
+                headers={"Authorization": "Bearer tdm_whatever"},
+            )
+            assert_error(chat, 503, "database_unavailable")
+
+
+async def test_request_id_is_echoed_or_made(api):
+    given = await api.client.get("/health", headers={"X-Request-ID": "trace-123"})
+    assert given.headers["x-request-id"] == "trace-123"
+    made = await api.client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert made.headers["x-request-id"] not in ("", "bad id with spaces")
+
+
+async def test_unknown_route_is_a_json_404(api):
+    assert_error(await api.client.get("/nope"), 404, "not_found")
+
+
+# -- API keys and rate limits ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer ", "Bearer tdm_not-a-real-key", "Bearer sk-other-format", "Basic abc"],
+)
+async def test_requests_without_a_valid_key_are_refused(api, header):
+    headers = {"Authorization": header} if header is not None else {}
+    before = await message_count(api)
+    response = await api.client.post(
+        "/v1/chat", json={"user_id": "u", "message": "hi"}, headers=headers
+    )
+    assert_error(response, 401, "unauthorized")
+    assert await message_count(api) == before
+
+
+async def test_revoked_key_is_refused(api):
+    key = await create_api_key(api.app.state.sessionmaker, "short-lived")
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (await api.client.get("/v1/users/u/conversations", headers=headers)).status_code == 200
+    async with api.app.state.engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE name = 'short-lived'"))
+    response = await api.client.get("/v1/users/u/conversations", headers=headers)
+    assert_error(response, 401, "unauthorized")
+
+
+async def test_rate_limit_answers_429_with_retry_after(database_url):
+    async for limited in start_api(make_settings(database_url, rate_limit_per_minute=3)):
+        statuses = []
+        for _ in range(4):
+            response = await limited.get("/v1/users/u/conversations")
+            statuses.append(response.status_code)
+        assert statuses == [200, 200, 200, 429]
+        error = assert_error(response, 429, "rate_limited")
+        assert "3 requests a minute" in error["message"]
+        assert 1 <= int(response.headers["retry-after"]) <= 60
+
+
+# -- chat -----------------------------------------------------------------------------------
+async def test_chat_answers_and_stores_both_turns(api):
+    response = await api.post("/v1/chat", json={"user_id": "alice", "message": "hello world"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["assistant_message"] == "echo: hello world"
+    assert body["model_id"] == "tandem-dev-echo"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 3}
+
+    stored = await api.get(f"/v1/conversations/{body['conversation_id']}")
+    assert stored.status_code == 200
+    messages = stored.json()["messages"]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "hello world"),
+        ("assistant", "echo: hello world"),
+    ]
+    assert stored.json()["title"] == "hello world"
+
+
+async def test_follow_up_turn_gets_the_stored_history(api):
+    first = (await api.post("/v1/chat", json={"user_id": "bob", "message": "one two"})).json()
+    second = await api.post(
+        "/v1/chat",
+        json={"user_id": "bob", "message": "three", "conversation_id": first["conversation_id"]},
+    )
+    # prompt = "one two" + "echo: one two" + "three": the dev worker counts words
+    assert second.json()["usage"]["prompt_tokens"] == 2 + 3 + 1
+    assert second.json()["conversation_id"] == first["conversation_id"]
+
+
+async def test_given_history_replaces_the_stored_one(api):
+    first = (await api.post("/v1/chat", json={"user_id": "bob", "message": "one two"})).json()
+    response = await api.post(
+        "/v1/chat",
+        json={
+            "user_id": "bob",
+            "message": "three",
+            "conversation_id": first["conversation_id"],
+            "history": [{"role": "system", "content": "be brief"}],
+        },
+    )
+    assert response.json()["usage"]["prompt_tokens"] == 2 + 1
+
+
+async def test_max_tokens_reaches_the_worker(api):
+    response = await api.post(
+        "/v1/chat", json={"user_id": "u", "message": "a b c d e f", "max_tokens": 2}
+    )
+    assert response.json()["assistant_message"] == "echo: a"
+
+
+async def test_user_conversations_are_listed_newest_first(api):
+    ids = []
+    for text in ("first", "second"):
+        ids.append((await api.post("/v1/chat", json={"user_id": "carol", "message": text})).json())
+    listed = (await api.get("/v1/users/carol/conversations")).json()["conversations"]
+    assert [c["id"] for c in listed] == [ids[1]["conversation_id"], ids[0]["conversation_id"]]
+    assert (await api.get("/v1/users/nobody/conversations")).json() == {"conversations": []}
+
+
+async def test_unknown_conversation_is_404_and_writes_nothing(api):
+    before = await message_count(api)
+    missing = uuid.uuid4()
+    response = await api.post(
+        "/v1/chat", json={"user_id": "u", "message": "hi", "conversation_id": str(missing)}
+    )
+    assert_error(response, 404, "not_found")
+    assert_error(await api.get(f"/v1/conversations/{missing}"), 404, "not_found")
+    assert await message_count(api) == before
+
+
+async def test_another_users_conversation_is_404(api):
+    first = (await api.post("/v1/chat", json={"user_id": "dave", "message": "mine"})).json()
+    response = await api.post(
+        "/v1/chat",
+        json={"user_id": "eve", "message": "hi", "conversation_id": first["conversation_id"]},
+    )
+    assert_error(response, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"message": "hi"}, "user_id"),
+        ({"user_id": "u"}, "message"),
+        ({"user_id": "u", "message": ""}, "message"),
+        ({"user_id": "u", "message": "   \n "}, "message"),
+        ({"user_id": "u", "message": 42}, "message"),
+        ({"user_id": "u", "message": "hi", "max_tokens": 0}, "max_tokens"),
+        ({"user_id": "u", "message": "hi", "max_tokens": 100_000}, "max_tokens"),
+        ({"user_id": "u", "message": "hi", "temperature": 3}, "temperature"),
+        ({"user_id": "u", "message": "hi", "conversation_id": "nope"}, "conversation_id"),
+        ({"user_id": "u", "message": "hi", "history": [{"role": "robot", "content": "x"}]}, "role"),
+        ({"user_id": "u", "message": "hi", "surprise": 1}, "surprise"),
+        ({"user_id": "u", "message": "x" * 32_001}, "message"),
+    ],
+)
+async def test_invalid_chat_requests_are_422_and_write_nothing(api, body, field):
+    before = await message_count(api)
+    error = assert_error(await api.post("/v1/chat", json=body), 422, "validation_error")
+    assert field in error["message"]
+    assert await message_count(api) == before
+
+
+async def test_malformed_json_is_422(api):
+    response = await api.post(
+        "/v1/chat", content=b'{"user_id": "u", "message": ', headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 422, "validation_error")
+
+
+async def test_oversized_body_is_413(api):
+    big = {"user_id": "u", "message": "x", "history": [{"role": "user", "content": "y" * 30_000}] * 40}
+    before = await message_count(api)
+    assert_error(await api.post("/v1/chat", json=big), 413, "body_too_large")
+    assert await message_count(api) == before
+
+
+# -- worker failures ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+async def controlled_api(database_url):
+    """The API whose in-process workers follow the commands in the message."""
+    settings = make_settings(
+        database_url,
+        local_llm_worker="tests.workers.controlled",
+        local_clip_worker="tests.workers.controlled",
+        runpod_timeout_seconds=1,
+    )
+    async for started in start_api(settings):
+        yield started
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "code"),
+    [
+        ("fail: CUDA out of memory", 502, "worker_failed"),
+        ("raise: engine crashed", 502, "worker_failed"),
+        ("sleep: 3", 504, "worker_timeout"),
+    ],
+)
+async def test_failed_generation_writes_nothing(controlled_api, message, status, code):
+    before = await message_count(controlled_api)
+    response = await controlled_api.post("/v1/chat", json={"user_id": "u", "message": message})
+    error = assert_error(response, status, code)
+    if status == 502:
+        assert message.split(": ", 1)[1] in error["message"]
+    assert await message_count(controlled_api) == before
+
+
+async def test_unreachable_runpod_is_503(database_url):
+    from tests.conftest import free_port
+
+    settings = make_settings(
+        database_url,
+        inference_backend="runpod",
+        runpod_api_base=f"http://127.0.0.1:{free_port()}/v2",
+    )
+    async for offline in start_api(settings):
+        response = await offline.post("/v1/chat", json={"user_id": "u", "message": "hi"})
+        assert_error(response, 503, "worker_unavailable")
+
+
+async def test_oversized_chunked_body_is_413(api):
+    async def chunks():
+        yield b'{"user_id": "u", "message": "'
+        for _ in range(40):
+            yield b"x" * 30_000
+        yield b'"}'
+
+    response = await api.post(
+        "/v1/chat", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 413, "body_too_large")
