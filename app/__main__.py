@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from app.core.config import Settings, get_settings
 from app.core.db import database_url, make_engine, make_sessionmaker
+from app.core.errors import ApiError
 from app.core.logging import configure_logging
 from app.core.migrations import migrate
 from app.services.api_keys import create_api_key
@@ -30,9 +31,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _downgrade(settings: Settings, args: argparse.Namespace) -> None:
-    asyncio.run(
-        _with_engine(settings, lambda engine: migrate(engine, args.revision, "downgrade"))
-    )
+    asyncio.run(_with_engine(settings, lambda engine: migrate(engine, args.revision, "downgrade")))
     print(f"database downgraded to {args.revision}")
 
 
@@ -46,27 +45,33 @@ def _create_api_key(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(_with_engine(settings, work))
 
 
+def _banner(settings: Settings, host: str, port: int) -> str:
+    if settings.database_url is not None:
+        database = "DATABASE_URL"
+    else:
+        database = f"embedded Postgres (pgvector) in {settings.tandem_home / 'pgdata'}"
+    if settings.inference_backend == "local":
+        workers = {settings.local_llm_worker, settings.local_clip_worker}
+        inference = f"in-process workers: {', '.join(sorted(workers))}"
+        if "gpu_worker.dev" in workers:
+            inference += " (gpu_worker.dev is the development worker: echo chat, hash embeddings)"
+    else:
+        inference = f"RunPod at {settings.runpod_api_base}"
+    return (
+        f"Tandem API on http://{host}:{port}  (docs: http://{host}:{port}/docs)\n"
+        f"  database:  {database}\n"
+        f"  inference: {inference}\n"
+        "  API key:   .venv/bin/python -m app create-api-key --name me\n"
+        "Ctrl-C stops everything."
+    )
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     if args.banner:
-        database = "DATABASE_URL" if settings.database_url else f"embedded Postgres in {settings.tandem_home / 'pgdata'}"
-        print(
-            f"Tandem API on http://{args.host}:{args.port}  (docs: /docs)\n"
-            f"  database:  {database}\n"
-            f"  inference: {settings.inference_backend}"
-            + (
-                f" ({settings.local_llm_worker} for chat, {settings.local_clip_worker} for embeddings)"
-                if settings.inference_backend == "local"
-                else f" ({settings.runpod_api_base})"
-            )
-            + "\n  API key:   .venv/bin/python -m app create-api-key --name me\n"
-            "Ctrl-C stops everything.",
-            flush=True,
-        )
-    uvicorn.run(
-        "app.main:app", host=args.host, port=args.port, log_config=None, proxy_headers=True
-    )
+        print(_banner(settings, args.host, args.port), flush=True)
+    uvicorn.run("app.main:app", host=args.host, port=args.port, log_config=None, proxy_headers=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         settings = get_settings()
     except ValueError as exc:
         sys.exit(f"invalid settings: {exc}")
-    args.run(settings, args)
+    try:
+        args.run(settings, args)
+    except (ApiError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

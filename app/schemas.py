@@ -9,9 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, m
 MAX_MESSAGE_CHARS = 32_000
 MAX_TOKENS = 8192
 
-Text = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")
-]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")]
 
 
 class Strict(BaseModel):
@@ -77,9 +75,9 @@ class ConversationList(BaseModel):
 
 
 class EmbeddingRequest(Strict):
-    text: Annotated[str, StringConstraints(min_length=1, max_length=8_000, pattern=r"\S")] | None = (
-        None
-    )
+    text: (
+        Annotated[str, StringConstraints(min_length=1, max_length=8_000, pattern=r"\S")] | None
+    ) = None
     image_url: HttpUrl | None = None
     normalize: bool = True
 

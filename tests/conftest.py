@@ -63,10 +63,14 @@ class Api:
         self.auth = {"Authorization": f"Bearer {key}"}
 
     async def post(self, path: str, **kwargs) -> httpx.Response:
-        return await self.client.post(path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs)
+        return await self.client.post(
+            path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs
+        )
 
     async def get(self, path: str, **kwargs) -> httpx.Response:
-        return await self.client.get(path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs)
+        return await self.client.get(
+            path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs
+        )
 
 
 async def start_api(settings: Settings) -> AsyncIterator[Api]:
@@ -107,8 +111,13 @@ def start_emulator(endpoints: dict[str, str], env: dict[str, str]) -> Emulator:
     """Start `python -m gpu_worker.emulator` and wait until every endpoint has a live worker."""
     port = free_port()
     command = [
-        sys.executable, "-m", "gpu_worker.emulator", "--port", str(port),
-        "--api-key", EMULATOR_API_KEY,
+        sys.executable,
+        "-m",
+        "gpu_worker.emulator",
+        "--port",
+        str(port),
+        "--api-key",
+        EMULATOR_API_KEY,
     ]
     for name, module in endpoints.items():
         command += ["--endpoint", f"{name}={module}"]

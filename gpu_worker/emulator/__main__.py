@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument(
-        "--endpoint", type=_endpoint, action="append", required=True, metavar="NAME=MODULE",
+        "--endpoint",
+        type=_endpoint,
+        action="append",
+        required=True,
+        metavar="NAME=MODULE",
         help="serve /v2/NAME/ with a worker running `python -m MODULE`",
     )
     parser.add_argument("--api-key", help="require Authorization: Bearer KEY on the public API")

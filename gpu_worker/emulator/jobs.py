@@ -5,6 +5,7 @@ Everything runs on one event loop, so no locks are needed.
 """
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import deque
@@ -72,10 +73,8 @@ class Endpoint:
         self._changed = asyncio.Event()
 
     async def wait_for_change(self, timeout_s: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout_s)
-        except TimeoutError:
-            pass
 
     async def wait_until(self, ready: Any, timeout_s: float) -> bool:
         """Wait until `ready()` is true or the timeout ends; return whether it became true."""
@@ -93,8 +92,9 @@ class Endpoint:
         timeout_s = (
             execution_timeout_ms / 1000 if execution_timeout_ms else self.execution_timeout_s
         )
-        job = Job(id=f"{uuid.uuid4()}-e1", input=job_input, source=source,
-                  execution_timeout_s=timeout_s)
+        job = Job(
+            id=f"{uuid.uuid4()}-e1", input=job_input, source=source, execution_timeout_s=timeout_s
+        )
         self.jobs[job.id] = job
         self.queue.append(job.id)
         self._notify()

@@ -113,7 +113,9 @@ def create_app(
     async def retry(endpoint: EndpointDep, job_id: str) -> dict[str, Any]:
         job = job_of(endpoint, job_id)
         if not endpoint.retry(job):
-            raise HTTPException(400, f"job is {job.status}; only failed, cancelled or timed-out jobs can be retried")
+            raise HTTPException(
+                400, f"job is {job.status}; only failed, cancelled or timed-out jobs can be retried"
+            )
         return {"id": job.id, "status": job.status}
 
     @public.post("/purge-queue")

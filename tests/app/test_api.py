@@ -93,7 +93,9 @@ async def test_revoked_key_is_refused(api):
     async with api.app.state.engine.begin() as conn:
         from sqlalchemy import text
 
-        await conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE name = 'short-lived'"))
+        await conn.execute(
+            text("UPDATE api_keys SET revoked_at = now() WHERE name = 'short-lived'")
+        )
     response = await api.client.get("/v1/users/u/conversations", headers=headers)
     assert_error(response, 401, "unauthorized")
 
@@ -217,13 +219,19 @@ async def test_invalid_chat_requests_are_422_and_write_nothing(api, body, field)
 
 async def test_malformed_json_is_422(api):
     response = await api.post(
-        "/v1/chat", content=b'{"user_id": "u", "message": ', headers={"Content-Type": "application/json"}
+        "/v1/chat",
+        content=b'{"user_id": "u", "message": ',
+        headers={"Content-Type": "application/json"},
     )
     assert_error(response, 422, "validation_error")
 
 
 async def test_oversized_body_is_413(api):
-    big = {"user_id": "u", "message": "x", "history": [{"role": "user", "content": "y" * 30_000}] * 40}
+    big = {
+        "user_id": "u",
+        "message": "x",
+        "history": [{"role": "user", "content": "y" * 30_000}] * 40,
+    }
     before = await message_count(api)
     assert_error(await api.post("/v1/chat", json=big), 413, "body_too_large")
     assert await message_count(api) == before

@@ -91,7 +91,8 @@ async def test_deadline_cancels_the_job(emulator):
     client = RunPodClient(emulator.base_url, emulator.api_key, timeout_s=1.5)
     with pytest.raises(WorkerTimeout):
         await client.run_sync("ctl", chat("sleep: 5"))
-    health = httpx.get(f"{emulator.base_url}/ctl/health", headers=emulator.headers).json()
+    async with httpx.AsyncClient(headers=emulator.headers) as http:
+        health = (await http.get(f"{emulator.base_url}/ctl/health")).json()
     assert health["jobs"]["inProgress"] == 0
     await client.aclose()
 
@@ -132,11 +133,12 @@ async def test_backend_generate_and_stream(emulator):
 
 
 async def test_job_past_its_execution_timeout_is_a_timeout(client, emulator):
-    submitted = httpx.post(
-        f"{emulator.base_url}/ctl/run",
-        json={"input": chat("sleep: 3"), "policy": {"executionTimeout": 500}},
-        headers=emulator.headers,
-    ).json()
+    async with httpx.AsyncClient(headers=emulator.headers) as http:
+        answer = await http.post(
+            f"{emulator.base_url}/ctl/run",
+            json={"input": chat("sleep: 3"), "policy": {"executionTimeout": 500}},
+        )
+    submitted = answer.json()
     await asyncio.sleep(1)
     status = await client.status("ctl", submitted["id"])
     assert status["status"] == "TIMED_OUT"
@@ -167,7 +169,10 @@ class ScriptedRunPod(httpx.AsyncBaseTransport):
         self.calls: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        key = f"{request.method} {request.url.path.rsplit('/', 1)[0] if 'status' in request.url.path else request.url.path}"
+        path = request.url.path
+        if "/status/" in path:
+            path = path.rsplit("/", 1)[0]  # one script for every job id
+        key = f"{request.method} {path}"
         self.calls.append(key)
         status, body = self.script[key].pop(0)
         return httpx.Response(status, json=body)
@@ -191,4 +196,3 @@ async def test_status_polls_are_retried_but_runsync_is_not(monkeypatch):
     with pytest.raises(WorkerUnavailable, match="503"):
         await client.run_sync("llm", {})
     assert transport.calls.count("POST /v2/llm/runsync") == 2  # once each: never retried
-

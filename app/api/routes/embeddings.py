@@ -18,7 +18,9 @@ async def embeddings(
     request_id: RequestIdDep,
     _key: ApiKeyDep,
 ) -> EmbeddingResponse:
-    field, payload = ("text", body.text) if body.text is not None else ("image_url", str(body.image_url))
+    field, payload = (
+        ("text", body.text) if body.text is not None else ("image_url", str(body.image_url))
+    )
     job = {field: payload, "normalize": body.normalize, "request_id": request_id}
     if settings.embedding_hmac_secret is not None:
         job["auth"] = signed_auth(settings.embedding_hmac_secret.get_secret_value(), payload)

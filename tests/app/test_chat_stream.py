@@ -1,0 +1,70 @@
+"""`POST /v1/chat` with `stream: true`: Server-Sent Events, and the turn still stored."""
+
+import json
+
+from sqlalchemy import func, select
+
+from app.models import Message
+from tests.conftest import make_settings, start_api
+
+
+def parse_events(text: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_stream_sends_deltas_then_the_stored_turn(api):
+    response = await api.post(
+        "/v1/chat", json={"user_id": "sse", "message": "stream me please", "stream": True}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(response.text)
+    deltas = [data["delta"] for name, data in events if name == "delta"]
+    assert "".join(deltas) == "echo: stream me please"
+    assert len(deltas) == 4
+    name, done = events[-1]
+    assert name == "done"
+    assert done["assistant_message"] == "echo: stream me please"
+    assert done["request_id"] == response.headers["x-request-id"]
+    assert done["model_id"] == "tandem-dev-echo"
+
+    stored = (await api.get(f"/v1/conversations/{done['conversation_id']}")).json()
+    assert [m["content"] for m in stored["messages"]] == [
+        "stream me please",
+        "echo: stream me please",
+    ]
+
+
+async def test_stream_errors_arrive_as_an_event_and_store_nothing(database_url):
+    settings = make_settings(database_url, local_llm_worker="tests.workers.controlled")
+    async for api in start_api(settings):
+        async with api.app.state.sessionmaker() as session:
+            before = await session.scalar(select(func.count()).select_from(Message))
+        response = await api.post(
+            "/v1/chat", json={"user_id": "sse", "message": "fail: GPU fell off", "stream": True}
+        )
+        events = parse_events(response.text)
+        assert events[-1][0] == "error"
+        error = events[-1][1]["error"]
+        assert error["code"] == "worker_failed"
+        assert "GPU fell off" in error["message"]
+        async with api.app.state.sessionmaker() as session:
+            assert await session.scalar(select(func.count()).select_from(Message)) == before
+
+
+async def test_stream_validation_happens_before_streaming(api):
+    response = await api.post(
+        "/v1/chat",
+        json={
+            "user_id": "sse",
+            "message": "hi",
+            "stream": True,
+            "conversation_id": "00000000-0000-0000-0000-000000000000",
+        },
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
