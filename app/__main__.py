@@ -101,11 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     key.set_defaults(run=_create_api_key)
 
     args = parser.parse_args(argv)
-    configure_logging()
     try:
         settings = get_settings()
     except ValueError as exc:
         sys.exit(f"invalid settings: {exc}")
+    configure_logging(settings.log_level)
     try:
         args.run(settings, args)
     except (ApiError, ValueError) as exc:

@@ -121,7 +121,7 @@ def start_emulator(endpoints: dict[str, str], env: dict[str, str]) -> Emulator:
     ]
     for name, module in endpoints.items():
         command += ["--endpoint", f"{name}={module}"]
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         command, cwd=REPO_ROOT, env={**os.environ, "RUNPOD_DEBUG_LEVEL": "WARN", **env}
     )
     emulator = Emulator(port, process)

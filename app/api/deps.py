@@ -14,19 +14,19 @@ from app.inference.base import InferenceBackend
 from app.services.api_keys import authenticate
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker:
+async def get_sessionmaker(request: Request) -> async_sessionmaker:
     return request.app.state.sessionmaker
 
 
-def get_backend(request: Request) -> InferenceBackend:
+async def get_backend(request: Request) -> InferenceBackend:
     return request.app.state.backend
 
 
@@ -52,7 +52,8 @@ async def current_api_key(
     return key_id
 
 
-def get_request_id(request: Request) -> str:
+# Dependencies are `async def` so FastAPI runs them inline instead of in its thread pool.
+async def get_request_id(request: Request) -> str:
     return request_id_of(request)
 
 

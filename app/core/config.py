@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     environment: Literal["local", "dev", "prod", "test"] = "local"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     tandem_home: Path = REPO_ROOT / ".tandem"
     # Empty means: the embedded Postgres under TANDEM_HOME (local mode).
     database_url: SecretStr | None = None

@@ -1,10 +1,17 @@
 """Database URLs, the async engine and session factory."""
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.core.config import Settings
 from app.core.errors import DatabaseUnavailable
@@ -58,6 +65,13 @@ def make_engine(url: str, pool_size: int) -> AsyncEngine:
             raise DatabaseUnavailable("the database is unavailable") from exc
 
     return engine
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection without BEGIN/COMMIT round trips: each statement commits on its own."""
+    async with engine.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

@@ -103,13 +103,16 @@ class RunPodClient:
             read_timeout=self.runsync_wait_ms / 1000 + 10,
         )
         delay = 0.1
-        while job.get("status") in PENDING:
-            if time.monotonic() + delay >= deadline:
-                await self.cancel(endpoint_id, job["id"])
-                raise WorkerTimeout(f"the job did not finish within {self.timeout_s:g} s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-            job = await self.status(endpoint_id, job["id"], deadline)
+        try:
+            while job.get("status") in PENDING:
+                if time.monotonic() + delay >= deadline:
+                    raise WorkerTimeout(f"the job did not finish within {self.timeout_s:g} s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                job = await self.status(endpoint_id, job["id"], deadline)
+        except WorkerTimeout:
+            await self.cancel(endpoint_id, job["id"])  # stop paying for an answer nobody waits for
+            raise
         return _job_output(job)
 
     async def run(self, endpoint_id: str, job_input: dict[str, Any]) -> str:

@@ -1,11 +1,16 @@
-"""Chat: load a conversation's context, ask the model, store both turns in one transaction."""
+"""Chat: load a conversation's context, ask the model, store both turns in one transaction.
+
+This is the API's hot path: one autocommitted round trip reads the context and one writes
+the turn, instead of ORM sessions with their BEGIN/COMMIT round trips.
+"""
 
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, text, true
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core.db import autocommit
 from app.core.errors import NotFound, WorkerFailed
 from app.models import Conversation, Message
 from app.schemas import ChatRequest, ChatResponse, Usage
@@ -20,25 +25,38 @@ async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) ->
     return conversation
 
 
+def _context_query(conversation_id: uuid.UUID, history_limit: int):
+    """The conversation's owner with its last `history_limit` messages (one row each, or one
+    row of NULLs when there are none): a single round trip."""
+    recent = (
+        select(Message.id, Message.role, Message.content)
+        .where(Message.conversation_id == Conversation.id)
+        .order_by(Message.id.desc())
+        .limit(history_limit)
+        .lateral()
+    )
+    return (
+        select(Conversation.user_id, recent.c.role, recent.c.content)
+        .outerjoin(recent, true())
+        .where(Conversation.id == conversation_id)
+        .order_by(recent.c.id)
+    )
+
+
 async def prompt_messages(
-    sessionmaker: async_sessionmaker, request: ChatRequest, history_limit: int
+    engine: AsyncEngine, request: ChatRequest, history_limit: int
 ) -> list[dict[str, str]]:
     """The messages to send to the model: the history (given, or the stored recent turns)
     followed by the new user message. Raises NotFound for an unknown conversation."""
     history = [turn.model_dump() for turn in request.history or []]
     if request.conversation_id is not None:
-        async with sessionmaker() as session:
-            conversation = await get_conversation(session, request.conversation_id)
-            if conversation.user_id != request.user_id:
-                raise NotFound(f"conversation {request.conversation_id} not found")
-            if request.history is None and history_limit:
-                rows = await session.scalars(
-                    select(Message)
-                    .where(Message.conversation_id == conversation.id)
-                    .order_by(Message.id.desc())
-                    .limit(history_limit)
-                )
-                history = [{"role": m.role, "content": m.content} for m in reversed(rows.all())]
+        limit = 0 if request.history is not None else history_limit
+        async with autocommit(engine) as conn:
+            rows = (await conn.execute(_context_query(request.conversation_id, limit))).all()
+        if not rows or rows[0].user_id != request.user_id:
+            raise NotFound(f"conversation {request.conversation_id} not found")
+        if request.history is None:
+            history = [{"role": r.role, "content": r.content} for r in rows if r.role is not None]
     return [*history, {"role": "user", "content": request.message}]
 
 
@@ -53,61 +71,55 @@ def job_input(
     }
 
 
-async def save_turn(
-    sessionmaker: async_sessionmaker,
-    request: ChatRequest,
-    result: dict[str, Any],
-    request_id: str,
-) -> ChatResponse:
-    """Write the user turn and the model's answer together, after the model has answered.
+# Both turns in one statement, so one round trip and one commit. The CTE names the
+# conversation: a new row, or the existing one updated, which locks it, so concurrent turns of
+# one conversation are written one after another. Identities follow `ORDER BY turn.ord`:
+# each question is stored right before its answer.
+_TURN_INSERT = """
+INSERT INTO messages (conversation_id, role, content, request_id, model_id, usage)
+SELECT conversation.id, turn.role, turn.content, :request_id, turn.model_id, turn.usage
+FROM conversation, (VALUES
+    (1, 'user', :question, NULL, NULL::jsonb),
+    (2, 'assistant', :answer, :model_id, CAST(:usage AS jsonb))
+) AS turn (ord, role, content, model_id, usage)
+ORDER BY turn.ord
+RETURNING conversation_id
+"""
+_NEW_CONVERSATION = text(
+    "WITH conversation AS (INSERT INTO conversations (id, user_id, title)"
+    " VALUES (:conversation_id, :user_id, :title) RETURNING id)" + _TURN_INSERT
+)
+_NEXT_TURN = text(
+    "WITH conversation AS (UPDATE conversations SET updated_at = now()"
+    " WHERE id = :conversation_id RETURNING id)" + _TURN_INSERT
+)
 
-    The conversation row is locked first, so concurrent turns of one conversation are
-    written one after another and each question stays next to its answer."""
+
+async def save_turn(
+    engine: AsyncEngine, request: ChatRequest, result: dict[str, Any], request_id: str
+) -> ChatResponse:
+    """Store the user turn and the model's answer together, after the model has answered."""
     answer = result.get("raw_text")
     if not isinstance(answer, str):
         raise WorkerFailed("worker result has no raw_text")
     usage = Usage.model_validate(result.get("usage") or {})
     model_id = str(result.get("model", "unknown"))
-    async with sessionmaker.begin() as session:
-        if request.conversation_id is None:
-            conversation_id = uuid.uuid4()
-            session.add(
-                Conversation(
-                    id=conversation_id,
-                    user_id=request.user_id,
-                    title=request.message.strip()[:TITLE_CHARS],
-                )
-            )
-            await session.flush()
-        else:
-            conversation_id = request.conversation_id
-            locked = await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id)
-                .values(updated_at=func.now())
-                .returning(Conversation.id)
-            )
-            if locked.first() is None:  # deleted while the model was answering
-                raise NotFound(f"conversation {conversation_id} not found")
-        # The unit of work inserts rows in the order they were added: question, then answer.
-        session.add_all(
-            [
-                Message(
-                    conversation_id=conversation_id,
-                    role="user",
-                    content=request.message,
-                    request_id=request_id,
-                ),
-                Message(
-                    conversation_id=conversation_id,
-                    role="assistant",
-                    content=answer,
-                    request_id=request_id,
-                    model_id=model_id,
-                    usage=usage.model_dump(),
-                ),
-            ]
-        )
+    conversation_id = request.conversation_id or uuid.uuid4()
+    statement = _NEXT_TURN if request.conversation_id else _NEW_CONVERSATION
+    params = {
+        "conversation_id": conversation_id,
+        "user_id": request.user_id,
+        "title": request.message.strip()[:TITLE_CHARS],
+        "request_id": request_id,
+        "question": request.message,
+        "answer": answer,
+        "model_id": model_id,
+        "usage": usage.model_dump_json(),
+    }
+    async with autocommit(engine) as conn:
+        stored = (await conn.execute(statement, params)).all()
+    if not stored:  # the conversation was deleted while the model was answering
+        raise NotFound(f"conversation {conversation_id} not found")
     return ChatResponse(
         assistant_message=answer,
         conversation_id=conversation_id,

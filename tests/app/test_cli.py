@@ -8,7 +8,7 @@ from tests.conftest import REPO_ROOT, make_settings, start_api
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "app", *args],
         cwd=REPO_ROOT,
         env={**os.environ, "ENVIRONMENT": "test", **env},

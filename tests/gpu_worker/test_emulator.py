@@ -33,7 +33,7 @@ def test_runpod_client_runs_jobs_through_the_env_variable(emulator):
         "out = runpod.Endpoint('llm').run_sync(job)\n"
         "print(out[-1]['raw_text'])\n"
     )
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-c", script],
         env={**os.environ, "RUNPOD_ENDPOINT_BASE_URL": emulator.base_url},
         cwd=REPO_ROOT,

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.deps import ApiKeyDep, BackendDep, RequestIdDep, SessionmakerDep, SettingsDep
+from app.api.deps import ApiKeyDep, BackendDep, EngineDep, RequestIdDep, SettingsDep
 from app.core.errors import ApiError, WorkerFailed, error_body
 from app.inference.base import InferenceBackend
 from app.schemas import ChatRequest, ChatResponse
@@ -30,23 +31,23 @@ def _event(name: str, data: object) -> bytes:
 async def chat(
     body: ChatRequest,
     settings: SettingsDep,
-    sessionmaker: SessionmakerDep,
+    engine: EngineDep,
     backend: BackendDep,
     request_id: RequestIdDep,
     _key: ApiKeyDep,
 ) -> ChatResponse | StreamingResponse:
-    messages = await prompt_messages(sessionmaker, body, settings.history_messages)
+    messages = await prompt_messages(engine, body, settings.history_messages)
     payload = job_input(body, messages, settings.default_max_tokens)
     if body.stream:
-        events = _stream_events(backend, sessionmaker, body, payload, request_id)
+        events = _stream_events(backend, engine, body, payload, request_id)
         return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
     result = await backend.generate(payload, request_id)
-    return await save_turn(sessionmaker, body, result, request_id)
+    return await save_turn(engine, body, result, request_id)
 
 
 async def _stream_events(
     backend: InferenceBackend,
-    sessionmaker: SessionmakerDep,
+    engine: AsyncEngine,
     body: ChatRequest,
     payload: dict,
     request_id: str,
@@ -61,7 +62,7 @@ async def _stream_events(
                 result = chunk
         if result is None:
             raise WorkerFailed("the worker's stream ended without a result")
-        response = await save_turn(sessionmaker, body, result, request_id)
+        response = await save_turn(engine, body, result, request_id)
         yield _event("done", response.model_dump(mode="json"))
     except ApiError as exc:
         yield _event("error", error_body(exc.code, exc.message, request_id))
