@@ -38,10 +38,10 @@ class RunPodClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout_s = timeout_s
-        # How long one runsync call waits server-side before we fall back to polling.
-        self.runsync_wait_ms = int(
-            min(max(timeout_s * 1000, RUNSYNC_WAIT_MS[0]), RUNSYNC_WAIT_MS[1])
-        )
+        # How long one runsync call waits server-side before we poll instead. It ends a
+        # second before our deadline, so a job still running then has an id we can cancel.
+        wait_s = min(max(timeout_s - 1, RUNSYNC_WAIT_MS[0] / 1000), RUNSYNC_WAIT_MS[1] / 1000)
+        self.runsync_wait_ms = int(wait_s * 1000)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,

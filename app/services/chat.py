@@ -7,7 +7,7 @@ the turn, instead of ORM sessions with their BEGIN/COMMIT round trips.
 import uuid
 from typing import Any
 
-from sqlalchemy import select, text, true
+from sqlalchemy import bindparam, select, text, true
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.db import autocommit
@@ -25,22 +25,25 @@ async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) ->
     return conversation
 
 
-def _context_query(conversation_id: uuid.UUID, history_limit: int):
-    """The conversation's owner with its last `history_limit` messages (one row each, or one
-    row of NULLs when there are none): a single round trip."""
+def _context_query():
+    """The conversation's owner with its last `limit` messages (one row each, or one row of
+    NULLs when there are none): a single round trip. Built once; parameters are bound."""
     recent = (
         select(Message.id, Message.role, Message.content)
         .where(Message.conversation_id == Conversation.id)
         .order_by(Message.id.desc())
-        .limit(history_limit)
+        .limit(bindparam("limit"))
         .lateral()
     )
     return (
         select(Conversation.user_id, recent.c.role, recent.c.content)
         .outerjoin(recent, true())
-        .where(Conversation.id == conversation_id)
+        .where(Conversation.id == bindparam("conversation_id"))
         .order_by(recent.c.id)
     )
+
+
+_CONTEXT = _context_query()
 
 
 async def prompt_messages(
@@ -52,7 +55,8 @@ async def prompt_messages(
     if request.conversation_id is not None:
         limit = 0 if request.history is not None else history_limit
         async with autocommit(engine) as conn:
-            rows = (await conn.execute(_context_query(request.conversation_id, limit))).all()
+            params = {"conversation_id": request.conversation_id, "limit": limit}
+            rows = (await conn.execute(_CONTEXT, params)).all()
         if not rows or rows[0].user_id != request.user_id:
             raise NotFound(f"conversation {request.conversation_id} not found")
         if request.history is None:
@@ -86,11 +90,11 @@ ORDER BY turn.ord
 RETURNING conversation_id
 """
 _NEW_CONVERSATION = text(
-    "WITH conversation AS (INSERT INTO conversations (id, user_id, title)"
+    "WITH conversation AS (INSERT INTO conversations (id, user_id, title)"  # noqa: S608
     " VALUES (:conversation_id, :user_id, :title) RETURNING id)" + _TURN_INSERT
 )
 _NEXT_TURN = text(
-    "WITH conversation AS (UPDATE conversations SET updated_at = now()"
+    "WITH conversation AS (UPDATE conversations SET updated_at = now()"  # noqa: S608
     " WHERE id = :conversation_id RETURNING id)" + _TURN_INSERT
 )
 
