@@ -7,3 +7,6 @@ from pydantic_settings import BaseSettings
 class WorkerSettings(BaseSettings):
     embedding_hmac_secret: SecretStr | None = None
     max_concurrency: int = Field(8, ge=1, le=1024)
+    # When set, the worker POSTs {endpoint_id, model, status: "ready"} here once loaded.
+    ready_webhook_url: str | None = None
+    runpod_endpoint_id: str = "local"

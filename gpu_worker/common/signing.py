@@ -22,6 +22,19 @@ def signed_auth(secret: str, payload: str) -> dict[str, Any]:
     return {"ts": ts, "sig": sign(secret, payload, ts)}
 
 
+def signing_payload(job_input: dict[str, Any]) -> str | None:
+    """What a request to the embedding worker signs: its one input, or a batch's items joined
+    by newlines. None when the input holds none of them."""
+    for field in ("text", "image_url", "image_base64"):
+        if isinstance(job_input.get(field), str):
+            return job_input[field]
+    for field in ("texts", "images"):
+        items = job_input.get(field)
+        if isinstance(items, list) and all(isinstance(item, str) for item in items):
+            return "\n".join(items)
+    return None
+
+
 def verify(secret: str, payload: str, auth: Any, now: float | None = None) -> bool:
     """True when `auth` carries a signature of `payload` made within ±MAX_SKEW_SECONDS."""
     if not isinstance(auth, dict):

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gpu_worker.common.settings import WorkerSettings
-from gpu_worker.common.signing import verify
+from gpu_worker.common.signing import signing_payload, verify
 
 MODEL_ID = "tandem-dev-echo"
 EMBEDDING_DIM = 512
@@ -66,7 +66,9 @@ def _embedding(job: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(payload, str) or not payload:
         return _error(job, "give one of text or image_url as a non-empty string")
     secret = settings.embedding_hmac_secret
-    if secret is not None and not verify(secret.get_secret_value(), payload, job_input.get("auth")):
+    if secret is not None and not verify(
+        secret.get_secret_value(), signing_payload(job_input) or "", job_input.get("auth")
+    ):
         return _error(job, "Authentication failed")
     raw = hashlib.shake_256(payload.encode()).digest(EMBEDDING_DIM * 4)
     vector = [v / 2**31 - 1.0 for v in struct.unpack(f"<{EMBEDDING_DIM}I", raw)]

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from app.api.deps import ApiKeyDep, BackendDep, RequestIdDep, SettingsDep
 from app.core.errors import WorkerFailed
 from app.schemas import EmbeddingRequest, EmbeddingResponse
-from gpu_worker.common.signing import signed_auth
+from gpu_worker.common.signing import signed_auth, signing_payload
 
 router = APIRouter(prefix="/v1", tags=["embeddings"])
 
@@ -18,12 +18,13 @@ async def embeddings(
     request_id: RequestIdDep,
     _key: ApiKeyDep,
 ) -> EmbeddingResponse:
-    field, payload = (
+    field, value = (
         ("text", body.text) if body.text is not None else ("image_url", str(body.image_url))
     )
-    job = {field: payload, "normalize": body.normalize, "request_id": request_id}
+    job = {field: value, "normalize": body.normalize, "request_id": request_id}
     if settings.embedding_hmac_secret is not None:
-        job["auth"] = signed_auth(settings.embedding_hmac_secret.get_secret_value(), payload)
+        secret = settings.embedding_hmac_secret.get_secret_value()
+        job["auth"] = signed_auth(secret, signing_payload(job))
     result = await backend.embed(job, request_id)
     try:
         return EmbeddingResponse.model_validate(result)

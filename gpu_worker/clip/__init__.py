@@ -1,0 +1,1 @@
+"""The CLIP worker: image and text embeddings with `transformers` CLIP."""

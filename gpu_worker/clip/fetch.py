@@ -1,0 +1,85 @@
+"""Safe image download: http(s) only, public addresses only, bounded size and time.
+
+An image URL comes from a user, so the worker must not be usable to reach its own network
+(SSRF). Every hop of a redirect is resolved and checked before it is fetched; the size cap
+holds while streaming, so a lying Content-Length cannot exhaust memory.
+"""
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+ALLOWED_TYPES = ("image/",)
+MAX_REDIRECTS = 3
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class FetchError(Exception):
+    """The image could not be fetched; the message says why, for the caller."""
+
+
+def _check_address(host: str, port: int, allowed: Sequence[Network]) -> None:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise FetchError(f"cannot resolve host {host!r}") from exc
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0])
+        if any(address in network for network in allowed):
+            continue
+        if not address.is_global:  # loopback, private, link-local (metadata), reserved...
+            raise FetchError(f"image URL host {host!r} resolves to a non-public address")
+
+
+def _checked_url(url: str, allowed: Sequence[Network]) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError("image_url must be an http or https URL")
+    _check_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), allowed)
+    return url
+
+
+def fetch_image_bytes(
+    url: str,
+    *,
+    max_bytes: int,
+    connect_timeout: float,
+    read_timeout: float,
+    allowed_networks: Sequence[Network] = (),
+) -> bytes:
+    """The body of `url` if it is an image of at most `max_bytes`; FetchError otherwise."""
+    timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            url = _checked_url(url, allowed_networks)
+            try:
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = urljoin(url, response.headers.get("location", ""))
+                        continue
+                    return _read_image(response, max_bytes)
+            except httpx.TimeoutException as exc:
+                raise FetchError("timed out downloading the image") from exc
+            except httpx.HTTPError as exc:
+                raise FetchError(f"cannot download the image: {type(exc).__name__}") from exc
+    raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _read_image(response: httpx.Response, max_bytes: int) -> bytes:
+    if response.status_code != 200:
+        raise FetchError(f"image URL answered HTTP {response.status_code}")
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type.startswith(ALLOWED_TYPES):
+        raise FetchError(f"image URL returned {content_type or 'no content type'}, not an image")
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"image is larger than {max_bytes} bytes")
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise FetchError(f"image is larger than {max_bytes} bytes")
+    return bytes(body)
