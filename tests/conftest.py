@@ -22,6 +22,7 @@ from app.main import create_app
 from app.services.api_keys import create_api_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # vLLM on the CPU: see tests/vllm_cpu.py
 
 
 @pytest.fixture(scope="session")

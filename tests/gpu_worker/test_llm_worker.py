@@ -1,0 +1,105 @@
+"""The LLM worker's handler on vLLM's real engine (CPU) with a tiny random Llama built here:
+chat, prompts, streaming, limits, bad input, and many jobs at once."""
+
+import asyncio
+
+import pytest
+
+import gpu_worker.llm.handler as llm
+from tests.models.llama import build_tiny_llama
+from tests.vllm_cpu import cpu_settings
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_worker(tmp_path_factory):
+    model = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    previous = llm.settings
+    llm.settings = cpu_settings(model, served_model_name="tiny-llama", max_model_len=256)
+    llm.engine.cache_clear()
+    llm.engine()
+    yield llm
+    llm.engine().shutdown()
+    llm.engine.cache_clear()
+    llm.settings = previous
+
+
+async def run(job_input, job_id: str = "job-1") -> list[dict]:
+    return [chunk async for chunk in llm.handle({"id": job_id, "input": job_input})]
+
+
+def chat(text: str, **extra) -> dict:
+    return {"messages": [{"role": "user", "content": text}], **extra}
+
+
+async def test_chat_through_the_chat_template(tiny_llama_worker):
+    [result] = await run(chat("Hello there", max_tokens=8, temperature=0))
+    assert result["model"] == "tiny-llama"
+    assert result["finish_reason"] == "length"
+    assert result["usage"]["completion_tokens"] == 8
+    template = llm.engine().tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hello there"}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+    assert result["usage"]["prompt_tokens"] == len(template)
+    assert set(result["timings"]) == {"queue_ms", "inference_ms", "total_ms"}
+    assert result["timings"]["total_ms"] >= result["timings"]["inference_ms"] > 0
+
+
+async def test_seeded_sampling_repeats(tiny_llama_worker):
+    first = await run(chat("Pulumi", max_tokens=10, temperature=1.0, seed=7))
+    second = await run(chat("Pulumi", max_tokens=10, temperature=1.0, seed=7), "job-2")
+    assert first[0]["raw_text"] == second[0]["raw_text"]
+
+
+async def test_prompt_without_template(tiny_llama_worker):
+    [result] = await run({"prompt": "Tandem deploys", "max_tokens": 4, "temperature": 0})
+    assert result["usage"]["completion_tokens"] == 4
+
+
+async def test_stream_deltas_add_up_to_the_answer(tiny_llama_worker):
+    chunks = await run(chat("Hello", max_tokens=12, temperature=1.0, seed=3, stream=True))
+    *deltas, result = chunks
+    assert len(deltas) >= 2
+    assert "".join(d["delta"] for d in deltas) == result["raw_text"]
+    whole = await run(chat("Hello", max_tokens=12, temperature=1.0, seed=3), "job-3")
+    assert whole[0]["raw_text"] == result["raw_text"]
+
+
+async def test_default_max_tokens_is_not_vllms_16(tiny_llama_worker):
+    [result] = await run(chat("Hello", temperature=1.0, seed=1, stop=None))
+    # Random weights rarely emit </s>: the answer runs to the default (clamped to the context).
+    assert result["usage"]["completion_tokens"] > 16 or result["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("job_input", "words"),
+    [
+        ("text", "input must be an object"),
+        ({}, "exactly one of messages or prompt"),
+        ({"messages": []}, "messages"),
+        ({"messages": "hello"}, "messages"),
+        ({"messages": [{"role": "robot", "content": "x"}]}, "role"),
+        ({"messages": [{"role": "user"}]}, "content"),
+        ({"prompt": ""}, "prompt"),
+        (chat("x", max_tokens=0), "max_tokens"),
+        (chat("x", max_tokens=1000), "does not fit"),
+        (chat("x", temperature=5), "temperature"),
+        (chat("word " * 400), "the model's context is 256"),
+    ],
+)
+async def test_bad_input_is_an_error_and_the_worker_goes_on(tiny_llama_worker, job_input, words):
+    [result] = await run(job_input, "bad-job")
+    assert words in result["error"]
+    assert result["request_id"] == "bad-job"
+    [next_result] = await run(chat("still serving", max_tokens=2), "next-job")
+    assert next_result["usage"]["completion_tokens"] == 2
+
+
+async def test_many_jobs_at_once(tiny_llama_worker):
+    jobs = [run(chat(f"question {i}", max_tokens=6), f"job-{i}") for i in range(16)]
+    results = await asyncio.gather(*jobs)
+    assert all(r[0]["usage"]["completion_tokens"] == 6 for r in results)

@@ -1,0 +1,24 @@
+"""How vLLM runs on these CPUs (shared/ENVIRONMENT.md): float32, eager mode, a small memory
+fraction and a 1 GiB KV cache (VLLM_CPU_KVCACHE_SPACE, set in conftest)."""
+
+from pathlib import Path
+
+from gpu_worker.llm.settings import LlmSettings
+
+CPU_ENV = {
+    "DTYPE": "float32",
+    "ENFORCE_EAGER": "true",
+    "GPU_MEMORY_UTILIZATION": "0.1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+}
+
+
+def cpu_settings(model: Path | str, **overrides) -> LlmSettings:
+    values = {
+        "model_name": str(model),
+        "dtype": "float32",
+        "enforce_eager": True,
+        "gpu_memory_utilization": 0.1,
+        "max_concurrency": 16,
+    } | overrides
+    return LlmSettings(**values)
