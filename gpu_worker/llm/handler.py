@@ -61,7 +61,7 @@ class GenerateInput(BaseModel):
 class EmbedInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    input: NonEmpty | list[NonEmpty]
+    input: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1)]
     normalize: bool = True
 
 
