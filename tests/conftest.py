@@ -108,7 +108,9 @@ class Emulator:
         self.headers = {"Authorization": f"Bearer {EMULATOR_API_KEY}"}
 
 
-def start_emulator(endpoints: dict[str, str], env: dict[str, str]) -> Emulator:
+def start_emulator(
+    endpoints: dict[str, str], env: dict[str, str], timeout_s: float = 60
+) -> Emulator:
     """Start `python -m gpu_worker.emulator` and wait until every endpoint has a live worker."""
     port = free_port()
     command = [
@@ -126,7 +128,7 @@ def start_emulator(endpoints: dict[str, str], env: dict[str, str]) -> Emulator:
         command, cwd=REPO_ROOT, env={**os.environ, "RUNPOD_DEBUG_LEVEL": "WARN", **env}
     )
     emulator = Emulator(port, process)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     pending = set(endpoints)
     while pending:
         if process.poll() is not None or time.monotonic() > deadline:
