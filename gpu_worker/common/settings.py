@@ -1,10 +1,13 @@
 """Settings every worker reads once from its environment."""
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class WorkerSettings(BaseSettings):
+    # An empty variable means "unset": images set MODEL_NAME="" when no weights were baked in.
+    model_config = SettingsConfigDict(env_ignore_empty=True)
+
     embedding_hmac_secret: SecretStr | None = None
     max_concurrency: int = Field(8, ge=1, le=1024)
     # When set, the worker POSTs {endpoint_id, model, status: "ready"} here once loaded.

@@ -3,8 +3,10 @@
 import asyncio
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 log = logging.getLogger("tandem.emulator")
 RESTART_DELAY_S = 1.0
@@ -34,9 +36,20 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
         self.stopping = False
         self._supervisor: asyncio.Task | None = None
+        self._workdirs: list[str] = []
 
     def _spawn(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", self.module], env=self.env)  # noqa: S603
+        # The runpod SDK keeps its in-progress jobs in ./.runpod_jobs.pkl: each process gets a
+        # fresh working directory, as a fresh container would, so no ghost job carries over.
+        workdir = tempfile.mkdtemp(prefix=f"{self.env['RUNPOD_POD_ID']}-")
+        self._workdirs.append(workdir)
+        env = {
+            **self.env,
+            "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), self.env.get("PYTHONPATH")])),
+        }
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", self.module], env=env, cwd=workdir
+        )
         log.info("worker %s started (pid %d)", self.env["RUNPOD_POD_ID"], self.process.pid)
 
     async def _supervise(self) -> None:
@@ -71,3 +84,5 @@ class WorkerProcess:
         except TimeoutError:
             self.process.kill()
             await asyncio.to_thread(self.process.wait)
+        for workdir in self._workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
