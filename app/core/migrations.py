@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,6 +11,10 @@ ADVISORY_LOCK_KEY = 0x74616E64656D
 
 
 def _alembic(connection: Connection, action: str, revision: str) -> None:
+    # Imported here: alembic is only needed when migrating, not on every cold start.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
