@@ -58,29 +58,16 @@ class LocalBackend(InferenceBackend):
             settings.runpod_timeout_seconds,
         )
 
-    async def _run(self, handler: Handler, job_input: dict[str, Any], request_id: str) -> Any:
+    async def _stream(
+        self, handler: Handler, job_input: dict[str, Any], request_id: str
+    ) -> AsyncIterator[Any]:
+        """A handler's chunks, under the deadline, with its failures as API errors."""
         job = {"id": request_id, "input": job_input}
         try:
             async with asyncio.timeout(self.timeout_s):
-                return [chunk async for chunk in _chunks(handler, job)]
-        except TimeoutError as exc:
-            raise WorkerTimeout(f"the worker did not finish within {self.timeout_s:g} s") from exc
-        except Exception as exc:
-            log.exception("local worker failed")
-            raise WorkerFailed(f"worker error: {exc}") from exc
-
-    async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output(await self._run(self.llm, job_input, request_id))
-
-    async def generate_stream(
-        self, job_input: dict[str, Any], request_id: str
-    ) -> AsyncIterator[dict[str, Any]]:
-        job = {"id": request_id, "input": job_input}
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                async for chunk in _chunks(self.llm, job):
+                async for chunk in _chunks(handler, job):
                     if isinstance(chunk, dict) and "error" in chunk:
-                        final_output(chunk)
+                        final_output(chunk)  # raises WorkerFailed with the worker's message
                     yield chunk
         except TimeoutError as exc:
             raise WorkerTimeout(f"the worker did not finish within {self.timeout_s:g} s") from exc
@@ -90,5 +77,13 @@ class LocalBackend(InferenceBackend):
             log.exception("local worker failed")
             raise WorkerFailed(f"worker error: {exc}") from exc
 
+    async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return final_output([c async for c in self._stream(self.llm, job_input, request_id)])
+
+    def generate_stream(
+        self, job_input: dict[str, Any], request_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        return self._stream(self.llm, job_input, request_id)
+
     async def embed(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output(await self._run(self.clip, job_input, request_id))
+        return final_output([c async for c in self._stream(self.clip, job_input, request_id)])
