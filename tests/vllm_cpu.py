@@ -1,8 +1,11 @@
 """How vLLM runs on these CPUs (shared/ENVIRONMENT.md): float32, eager mode, a small memory
 fraction and a 1 GiB KV cache (VLLM_CPU_KVCACHE_SPACE, set in conftest)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import gpu_worker.llm.handler as llm
 from gpu_worker.llm.settings import LlmSettings
 
 CPU_ENV = {
@@ -22,3 +25,18 @@ def cpu_settings(model: Path | str, **overrides) -> LlmSettings:
         "max_concurrency": 16,
     } | overrides
     return LlmSettings(**values)
+
+
+@contextmanager
+def running_llm_worker(settings: LlmSettings) -> Iterator[None]:
+    """The LLM handler module with its engine started on `settings`, shut down afterwards."""
+    previous = llm.settings
+    llm.settings = settings
+    llm.engine.cache_clear()
+    llm.engine()
+    try:
+        yield
+    finally:
+        llm.engine().shutdown()
+        llm.engine.cache_clear()
+        llm.settings = previous

