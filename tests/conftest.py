@@ -155,6 +155,17 @@ def stop_emulator(emulator: Emulator) -> None:
         emulator.process.kill()
 
 
+def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Settings:
+    """Settings for the API with the `runpod` backend pointed at `emulator`."""
+    return make_settings(
+        database_url,
+        inference_backend="runpod",
+        runpod_api_base=emulator.base_url,
+        runpod_api_key=emulator.api_key,
+        **overrides,
+    )
+
+
 HMAC_SECRET = "test-hmac-secret"
 
 

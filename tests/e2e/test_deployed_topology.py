@@ -5,22 +5,14 @@ import json
 
 import pytest
 
-from tests.conftest import HMAC_SECRET, make_settings, start_api
-
-
-def runpod_settings(database_url, emulator, hmac_secret: str):
-    return make_settings(
-        database_url,
-        inference_backend="runpod",
-        runpod_api_base=emulator.base_url,
-        runpod_api_key=emulator.api_key,
-        embedding_hmac_secret=hmac_secret,
-    )
+from tests.conftest import HMAC_SECRET, runpod_settings, start_api
 
 
 @pytest.fixture(scope="module")
 async def deployed(database_url, emulator):
-    async for api in start_api(runpod_settings(database_url, emulator, HMAC_SECRET)):
+    async for api in start_api(
+        runpod_settings(database_url, emulator, embedding_hmac_secret=HMAC_SECRET)
+    ):
         yield api
 
 
@@ -49,7 +41,9 @@ async def test_signed_embedding_through_runpod(deployed):
 
 
 async def test_worker_rejects_a_wrong_signature(database_url, emulator):
-    async for api in start_api(runpod_settings(database_url, emulator, "wrong-secret")):
+    async for api in start_api(
+        runpod_settings(database_url, emulator, embedding_hmac_secret="wrong-secret")
+    ):
         response = await api.post("/v1/embeddings", json={"text": "forged"})
         assert response.status_code == 502
         assert "Authentication failed" in response.json()["error"]["message"]

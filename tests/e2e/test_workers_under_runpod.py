@@ -12,7 +12,7 @@ from PIL import Image
 
 from app.inference.runpod import RunPodClient
 from gpu_worker.common.signing import signed_auth
-from tests.conftest import make_settings, start_api, start_emulator, stop_emulator
+from tests.conftest import runpod_settings, start_api, start_emulator, stop_emulator
 from tests.models.clip import build_tiny_clip
 from tests.models.llama import build_tiny_llama
 from tests.vllm_cpu import CPU_ENV
@@ -129,14 +129,9 @@ async def test_clip_worker_signed_requests(clip_emulator):
 
 
 async def test_api_chats_through_the_vllm_worker(database_url, llm_emulator):
-    settings = make_settings(
-        database_url,
-        inference_backend="runpod",
-        runpod_api_base=llm_emulator.base_url,
-        runpod_api_key=llm_emulator.api_key,
-        runpod_timeout_seconds=60,
-    )
-    async for api in start_api(settings):
+    async for api in start_api(
+        runpod_settings(database_url, llm_emulator, runpod_timeout_seconds=60)
+    ):
         response = await api.post(
             "/v1/chat", json={"user_id": "e2e", "message": "Hello", "max_tokens": 5}
         )
@@ -156,14 +151,9 @@ async def test_api_chats_through_the_vllm_worker(database_url, llm_emulator):
 
 
 async def test_api_embeds_through_the_clip_worker(database_url, clip_emulator):
-    settings = make_settings(
-        database_url,
-        inference_backend="runpod",
-        runpod_api_base=clip_emulator.base_url,
-        runpod_api_key=clip_emulator.api_key,
-        embedding_hmac_secret=SECRET,
-    )
-    async for api in start_api(settings):
+    async for api in start_api(
+        runpod_settings(database_url, clip_emulator, embedding_hmac_secret=SECRET)
+    ):
         response = await api.post("/v1/embeddings", json={"text": "a red car"})
         assert response.status_code == 200, response.text
         assert response.json()["dim"] == 16
