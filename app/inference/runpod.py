@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 
 from app.core.config import Settings
@@ -155,7 +156,9 @@ class RunPodClient:
                     await asyncio.sleep(0.05)
         finally:
             if not finished:  # deadline, error or the caller went away: stop paying for the job
-                await self.cancel(endpoint_id, job_id)
+                # Shielded: when the caller went away, its task is being cancelled too.
+                with anyio.CancelScope(shield=True):
+                    await self.cancel(endpoint_id, job_id)
 
     async def cancel(self, endpoint_id: str, job_id: str) -> None:
         """Cancel a job, best effort: the caller is already failing for another reason."""
