@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
@@ -20,10 +20,6 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
-
-
-async def get_sessionmaker(request: Request) -> async_sessionmaker:
-    return request.app.state.sessionmaker
 
 
 async def get_backend(request: Request) -> InferenceBackend:
@@ -59,7 +55,6 @@ async def get_request_id(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-SessionmakerDep = Annotated[async_sessionmaker, Depends(get_sessionmaker)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 BackendDep = Annotated[InferenceBackend, Depends(get_backend)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]

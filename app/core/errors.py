@@ -96,8 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        message = "request body too large" if exc.status_code == 413 else str(exc.detail)
-        return error_response(request, exc.status_code, code, message, exc.headers)
+        return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)

@@ -89,6 +89,7 @@ class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.message = f"request body over the limit of {max_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,14 +106,13 @@ class BodySizeLimitMiddleware:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise HTTPException(413)
+                raise HTTPException(413, self.message)
             return message
 
         await self.app(scope, counting_receive, send)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
-        message = f"request body over the limit of {self.max_bytes} bytes"
-        body = json.dumps(error_body("body_too_large", message, scope["state"]["request_id"]))
+        body = json.dumps(error_body("body_too_large", self.message, scope["state"]["request_id"]))
         await send(
             {
                 "type": "http.response.start",

@@ -233,7 +233,8 @@ async def test_oversized_body_is_413(api):
         "history": [{"role": "user", "content": "y" * 30_000}] * 40,
     }
     before = await message_count(api)
-    assert_error(await api.post("/v1/chat", json=big), 413, "body_too_large")
+    error = assert_error(await api.post("/v1/chat", json=big), 413, "body_too_large")
+    assert error["message"] == "request body over the limit of 1000000 bytes"
     assert await message_count(api) == before
 
 
@@ -291,4 +292,5 @@ async def test_oversized_chunked_body_is_413(api):
     response = await api.post(
         "/v1/chat", content=chunks(), headers={"Content-Type": "application/json"}
     )
-    assert_error(response, 413, "body_too_large")
+    error = assert_error(response, 413, "body_too_large")
+    assert error["message"] == "request body over the limit of 1000000 bytes"
