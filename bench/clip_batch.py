@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import gpu_worker.clip.handler as clip  # noqa: E402
 from gpu_worker.clip.settings import ClipSettings  # noqa: E402
-from tests.models.clip import build_tiny_clip  # noqa: E402
+from gpu_worker.clip.tiny import build_tiny_clip  # noqa: E402
 
 BATCH = 16
 
@@ -54,27 +54,29 @@ def images() -> list[str]:
     return encoded
 
 
-async def images_per_second(data: list[str], batched: bool, rounds: int) -> float:
+async def images_per_second(
+    worker: clip.ClipWorker, data: list[str], batched: bool, rounds: int
+) -> float:
     started = time.perf_counter()
     for _ in range(rounds):
         if batched:
-            result = await clip.handle({"id": "b", "input": {"images": data}})
+            result = await worker.handle({"id": "b", "input": {"images": data}})
             assert "error" not in result, result
         else:
             for item in data:
-                result = await clip.handle({"id": "s", "input": {"image_base64": item}})
+                result = await worker.handle({"id": "s", "input": {"image_base64": item}})
                 assert "error" not in result, result
     return rounds * len(data) / (time.perf_counter() - started)
 
 
 async def main(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        clip.settings = ClipSettings(model_name=str(build_base_clip(Path(tmp))))
-        clip.embedder()
+        worker = clip.ClipWorker(ClipSettings(model_name=str(build_base_clip(Path(tmp)))))
+        worker.embedder  # noqa: B018 - load the model before timing
         data = images()
-        await images_per_second(data[:2], batched=True, rounds=1)  # warm-up
-        single = await images_per_second(data, batched=False, rounds=rounds)
-        batched = await images_per_second(data, batched=True, rounds=rounds)
+        await images_per_second(worker, data[:2], batched=True, rounds=1)  # warm-up
+        single = await images_per_second(worker, data, batched=False, rounds=rounds)
+        batched = await images_per_second(worker, data, batched=True, rounds=rounds)
     print(f"one image per call     {single:8.2f} images/s")
     print(f"{BATCH} images per call    {batched:8.2f} images/s")
     print(f"batched / single: {batched / single:.2f}x (target >= 3x)")

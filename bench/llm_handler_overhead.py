@@ -26,13 +26,13 @@ def messages(i: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Question {i}: how do I deploy Tandem?"}]
 
 
-async def through_handler(llm, round_id: int) -> float:
+async def through_handler(worker, round_id: int) -> float:
     async def one(i: int) -> None:
         job = {
             "id": f"h{round_id}-{i}",
             "input": {"messages": messages(i), "max_tokens": MAX_TOKENS, "temperature": 0},
         }
-        async for chunk in llm.handle(job):
+        async for chunk in worker.handle(job):
             assert "error" not in chunk, chunk
 
     started = time.perf_counter()
@@ -40,11 +40,11 @@ async def through_handler(llm, round_id: int) -> float:
     return time.perf_counter() - started
 
 
-async def straight_to_engine(llm, round_id: int) -> float:
+async def straight_to_engine(worker, round_id: int) -> float:
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
-    engine = llm.engine()
+    engine = worker.engine
 
     async def one(i: int) -> None:
         params = SamplingParams(
@@ -60,25 +60,28 @@ async def straight_to_engine(llm, round_id: int) -> float:
 
 
 async def run(model: Path, rounds: int) -> None:
-    import gpu_worker.llm.handler as llm
-    from tests.vllm_cpu import cpu_settings
+    from tests.vllm_cpu import cpu_settings, running_llm_worker
 
-    llm.settings = cpu_settings(model, max_model_len=256, max_concurrency=CONCURRENCY)
-    llm.engine()
-    await through_handler(llm, -1)  # warm-up
-    handler, direct = [], []
-    for r in range(rounds):  # alternate which goes first, so neither gets the warmer engine
-        if r % 2:
-            handler.append(await through_handler(llm, r))
-            direct.append(await straight_to_engine(llm, r))
-        else:
-            direct.append(await straight_to_engine(llm, r))
-            handler.append(await through_handler(llm, r))
-    llm.engine().shutdown()
-    h, d = statistics.median(handler), statistics.median(direct)
+    settings = cpu_settings(model, max_model_len=256, max_concurrency=CONCURRENCY)
+    with running_llm_worker(settings) as worker:
+        h, d = await compare(worker, rounds)
     print(f"{CONCURRENCY} jobs straight to the engine   median {d * 1000:8.1f} ms")
     print(f"{CONCURRENCY} jobs through handle()         median {h * 1000:8.1f} ms")
     print(f"handler overhead: {(h / d - 1) * 100:+.1f}% (target < 5%)")
+
+
+async def compare(worker, rounds: int) -> tuple[float, float]:
+    """Median seconds for one round of jobs: through the handler, and straight to the engine."""
+    await through_handler(worker, -1)  # warm-up
+    handler, direct = [], []
+    for r in range(rounds):  # alternate which goes first, so neither gets the warmer engine
+        if r % 2:
+            handler.append(await through_handler(worker, r))
+            direct.append(await straight_to_engine(worker, r))
+        else:
+            direct.append(await straight_to_engine(worker, r))
+            handler.append(await through_handler(worker, r))
+    return statistics.median(handler), statistics.median(direct)
 
 
 def main() -> None:
@@ -89,7 +92,7 @@ def main() -> None:
     if args.model:
         asyncio.run(run(args.model, args.rounds))
         return
-    from tests.models.llama import build_tiny_llama
+    from gpu_worker.llm.tiny import build_tiny_llama
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run(build_tiny_llama(Path(tmp)), args.rounds))

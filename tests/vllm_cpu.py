@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import gpu_worker.llm.handler as llm
+from gpu_worker.llm.handler import LlmWorker
 from gpu_worker.llm.settings import LlmSettings
 
 CPU_ENV = {
@@ -28,15 +28,11 @@ def cpu_settings(model: Path | str, **overrides) -> LlmSettings:
 
 
 @contextmanager
-def running_llm_worker(settings: LlmSettings) -> Iterator[None]:
-    """The LLM handler module with its engine started on `settings`, shut down afterwards."""
-    previous = llm.settings
-    llm.settings = settings
-    llm.engine.cache_clear()
-    llm.engine()
+def running_llm_worker(settings: LlmSettings) -> Iterator[LlmWorker]:
+    """An LLM worker with its engine started on `settings`, shut down afterwards."""
+    worker = LlmWorker(settings)
+    worker.engine  # noqa: B018 - start the engine now, not in the first test
     try:
-        yield
+        yield worker
     finally:
-        llm.engine().shutdown()
-        llm.engine.cache_clear()
-        llm.settings = previous
+        worker.shutdown()

@@ -4,13 +4,16 @@ Input: one of `text`, `image_url`, `image_base64`, `texts: [str]` or `images: [s
 http(s) URL or base64 data), plus `normalize` (default true), `request_id` and, when the
 worker has EMBEDDING_HMAC_SECRET, `auth: {ts, sig}` over `signing_payload`. Every failure is
 `{"error", "request_id"}` and the worker goes on to the next job.
+
+`handle` serves the model the environment names (ClipSettings); the API's local backend makes
+its own `ClipWorker` from its settings.
 """
 
 import asyncio
 import base64
 import binascii
+import threading
 import time
-from functools import cache
 from typing import Any
 
 from gpu_worker.clip.fetch import FetchError, fetch_image_bytes
@@ -19,110 +22,124 @@ from gpu_worker.clip.settings import ClipSettings
 from gpu_worker.common.signing import signing_payload, verify
 
 INPUT_FIELDS = ("text", "image_url", "image_base64", "texts", "images")
-settings = ClipSettings()
 
 
 class InputError(ValueError):
     """A job input the worker refuses; the message says what to fix."""
 
 
-@cache
-def embedder() -> ClipEmbedder:
-    """The model, loaded on first use (the worker's __main__ loads it at start-up)."""
-    return ClipEmbedder(settings.model_name)
-
-
 def _is_url(item: str) -> bool:
     return item.startswith(("http://", "https://"))
 
 
-def _parse(job_input: Any) -> tuple[str, list[str], bool]:
-    """(kind, items, is_batch) for a valid input: kind is "text" or "image"."""
-    if not isinstance(job_input, dict):
-        raise InputError("input must be an object")
-    given = [field for field in INPUT_FIELDS if field in job_input]
-    if len(given) != 1:
-        raise InputError(f"give exactly one of {', '.join(INPUT_FIELDS)}")
-    field = given[0]
-    value = job_input[field]
-    items = value if field in ("texts", "images") else [value]
-    if not isinstance(items, list) or not items:
-        raise InputError(f"{field} must be a non-empty list")
-    if len(items) > settings.max_batch:
-        raise InputError(f"{field} holds {len(items)} items; the limit is {settings.max_batch}")
-    if not all(isinstance(item, str) and item for item in items):
-        raise InputError(f"{field} must hold non-empty strings")
-    kind = "text" if field in ("text", "texts") else "image"
-    if kind == "text" and any(len(item) > settings.max_text_chars for item in items):
-        raise InputError(f"text is longer than {settings.max_text_chars} characters")
-    if field == "image_url" and not _is_url(value):
-        raise InputError("image_url must be an http or https URL")
-    if field == "image_base64" and _is_url(value):
-        raise InputError("image_base64 holds a URL; send it as image_url")
-    return kind, items, field in ("texts", "images")
+class ClipWorker:
+    """One CLIP model answering embedding jobs."""
 
+    def __init__(self, settings: ClipSettings) -> None:
+        self.settings = settings
+        self._embedder: ClipEmbedder | None = None
+        self._lock = threading.Lock()
 
-def _image_bytes(item: str) -> bytes:
-    """The bytes of one image input: downloaded for a URL, decoded for base64 data."""
-    if _is_url(item):
-        return fetch_image_bytes(
-            item,
-            max_bytes=settings.max_image_bytes,
-            connect_timeout=settings.fetch_connect_timeout_seconds,
-            read_timeout=settings.fetch_read_timeout_seconds,
-            allowed_networks=settings.fetch_allowed_networks,
-        )
-    if len(item) > settings.max_image_bytes * 4 // 3 + 4:
-        raise InputError(f"image is larger than {settings.max_image_bytes} bytes")
-    try:
-        return base64.b64decode(item, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InputError("image data is not valid base64") from exc
+    @property
+    def embedder(self) -> ClipEmbedder:
+        """The model, loaded on first use (the worker's __main__ loads it at start-up)."""
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = ClipEmbedder(self.settings.model_name)
+            return self._embedder
 
+    def _parse(self, job_input: Any) -> tuple[str, list[str], bool]:
+        """(kind, items, is_batch) for a valid input: kind is "text" or "image"."""
+        if not isinstance(job_input, dict):
+            raise InputError("input must be an object")
+        given = [field for field in INPUT_FIELDS if field in job_input]
+        if len(given) != 1:
+            raise InputError(f"give exactly one of {', '.join(INPUT_FIELDS)}")
+        field = given[0]
+        value = job_input[field]
+        items = value if field in ("texts", "images") else [value]
+        if not isinstance(items, list) or not items:
+            raise InputError(f"{field} must be a non-empty list")
+        if len(items) > self.settings.max_batch:
+            raise InputError(
+                f"{field} holds {len(items)} items; the limit is {self.settings.max_batch}"
+            )
+        if not all(isinstance(item, str) and item for item in items):
+            raise InputError(f"{field} must hold non-empty strings")
+        kind = "text" if field in ("text", "texts") else "image"
+        if kind == "text" and any(len(item) > self.settings.max_text_chars for item in items):
+            raise InputError(f"text is longer than {self.settings.max_text_chars} characters")
+        if field == "image_url" and not _is_url(value):
+            raise InputError("image_url must be an http or https URL")
+        if field == "image_base64" and _is_url(value):
+            raise InputError("image_base64 holds a URL; send it as image_url")
+        return kind, items, field in ("texts", "images")
 
-def _load_images(items: list[str]) -> list:
-    return [decode_image(_image_bytes(item), settings.max_image_pixels) for item in items]
+    def _image_bytes(self, item: str) -> bytes:
+        """The bytes of one image input: downloaded for a URL, decoded for base64 data."""
+        if _is_url(item):
+            return fetch_image_bytes(
+                item,
+                max_bytes=self.settings.max_image_bytes,
+                connect_timeout=self.settings.fetch_connect_timeout_seconds,
+                read_timeout=self.settings.fetch_read_timeout_seconds,
+                allowed_networks=self.settings.fetch_allowed_networks,
+            )
+        if len(item) > self.settings.max_image_bytes * 4 // 3 + 4:
+            raise InputError(f"image is larger than {self.settings.max_image_bytes} bytes")
+        try:
+            return base64.b64decode(item, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InputError("image data is not valid base64") from exc
 
+    def _load_images(self, items: list[str]) -> list:
+        return [
+            decode_image(self._image_bytes(item), self.settings.max_image_pixels) for item in items
+        ]
 
-async def handle(job: dict[str, Any]) -> dict[str, Any]:
-    started = time.perf_counter()
-    job_input = job.get("input")
-    request_id = (job_input.get("request_id") if isinstance(job_input, dict) else None) or job.get(
-        "id"
-    )
-    try:
-        kind, items, is_batch = _parse(job_input)
-        secret = settings.embedding_hmac_secret
-        if secret is not None and not verify(
-            secret.get_secret_value(), signing_payload(job_input) or "", job_input.get("auth")
-        ):
-            raise InputError("Authentication failed")
-        normalize = bool(job_input.get("normalize", True))
-        model = embedder()
-        if kind == "image":
-            images = await asyncio.to_thread(_load_images, items)
-            loaded = time.perf_counter()
-            vectors = await asyncio.to_thread(model.embed_images, images, normalize)
+    async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
+        started = time.perf_counter()
+        job_input = job.get("input")
+        request_id = (
+            job_input.get("request_id") if isinstance(job_input, dict) else None
+        ) or job.get("id")
+        try:
+            kind, items, is_batch = self._parse(job_input)
+            secret = self.settings.embedding_hmac_secret
+            if secret is not None and not verify(
+                secret.get_secret_value(), signing_payload(job_input) or "", job_input.get("auth")
+            ):
+                raise InputError("Authentication failed")
+            normalize = bool(job_input.get("normalize", True))
+            model = self.embedder
+            if kind == "image":
+                images = await asyncio.to_thread(self._load_images, items)
+                loaded = time.perf_counter()
+                vectors = await asyncio.to_thread(model.embed_images, images, normalize)
+            else:
+                loaded = time.perf_counter()
+                vectors = await asyncio.to_thread(model.embed_texts, items, normalize)
+        except (InputError, FetchError, ImageError) as exc:
+            return {"error": str(exc), "request_id": request_id}
+        done = time.perf_counter()
+        embeddings = vectors.tolist()
+        result: dict[str, Any] = {
+            "request_id": request_id,
+            "dim": model.dim,
+            "model": model.name,
+            "normalized": normalize,
+            "timings": {
+                "download_ms": round((loaded - started) * 1000, 3),
+                "inference_ms": round((done - loaded) * 1000, 3),
+                "total_ms": round((done - started) * 1000, 3),
+            },
+        }
+        if is_batch:
+            result["embeddings"] = embeddings
         else:
-            loaded = time.perf_counter()
-            vectors = await asyncio.to_thread(model.embed_texts, items, normalize)
-    except (InputError, FetchError, ImageError) as exc:
-        return {"error": str(exc), "request_id": request_id}
-    done = time.perf_counter()
-    embeddings = vectors.tolist()
-    result: dict[str, Any] = {
-        "request_id": request_id,
-        "dim": model.dim,
-        "model": model.name,
-        "normalized": normalize,
-        "timings": {
-            "download_ms": round((loaded - started) * 1000, 3),
-            "inference_ms": round((done - loaded) * 1000, 3),
-            "total_ms": round((done - started) * 1000, 3),
-        },
-    }
-    if is_batch:
-        result["embeddings"] = embeddings
-    else:
-        result["embedding"] = embeddings[0]
-    return result
+            result["embedding"] = embeddings[0]
+        return result
+
+
+worker = ClipWorker(ClipSettings())
+handle = worker.handle

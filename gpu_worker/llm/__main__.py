@@ -2,8 +2,8 @@
 
 from gpu_worker.common.ready import announce_ready
 from gpu_worker.common.serve import serve
-from gpu_worker.llm.handler import engine, handle, settings
+from gpu_worker.llm.handler import worker
 
 if __name__ == "__main__":  # vLLM starts child processes that import this module
-    announce_ready(settings, engine().model_id)
-    serve(handle, settings)
+    announce_ready(worker.settings, worker.engine.model_id)
+    serve(worker.handle, worker.settings)

@@ -3,12 +3,15 @@
 `handle` is an async generator, as the runpod SDK needs for streaming: without `stream` it
 yields one result, with `stream` it yields `{"delta": text}` chunks and then the result. Every
 failure is one `{"error", "request_id"}` item and the worker goes on to the next job.
+
+`handle` serves the model the environment names (LlmSettings); the API's local backend makes
+its own `LlmWorker`s, one per task, from its settings.
 """
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
-from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,7 +29,6 @@ from vllm.v1.engine.exceptions import EngineDeadError
 from gpu_worker.llm.engine import LlmEngine
 from gpu_worker.llm.settings import LlmSettings
 
-settings = LlmSettings()
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
@@ -65,12 +67,6 @@ class EmbedInput(BaseModel):
     normalize: bool = True
 
 
-@cache
-def engine() -> LlmEngine:
-    """The engine, started on first use (the worker's __main__ starts it before taking jobs)."""
-    return LlmEngine(settings)
-
-
 def _describe(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in error['loc']) or 'input'}: {error['msg']}"
@@ -78,7 +74,9 @@ def _describe(exc: ValidationError) -> str:
     )
 
 
-def _sampling(request: GenerateInput, prompt_tokens: int, llm: LlmEngine) -> SamplingParams:
+def _sampling(
+    request: GenerateInput, prompt_tokens: int, llm: LlmEngine, default_max_tokens: int
+) -> SamplingParams:
     room = llm.max_model_len - prompt_tokens
     if room < 1:
         raise InputError(
@@ -90,7 +88,7 @@ def _sampling(request: GenerateInput, prompt_tokens: int, llm: LlmEngine) -> Sam
             f"of the model's {llm.max_model_len}, leaving {room}"
         )
     return SamplingParams(
-        max_tokens=request.max_tokens or min(settings.default_max_tokens, room),
+        max_tokens=request.max_tokens or min(default_max_tokens, room),
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop,
@@ -99,79 +97,108 @@ def _sampling(request: GenerateInput, prompt_tokens: int, llm: LlmEngine) -> Sam
     )
 
 
-async def _generate(job_input: Any, request_id: str) -> AsyncIterator[dict[str, Any]]:
-    started = time.perf_counter()
-    request = GenerateInput.model_validate(job_input)
-    llm = engine()
-    if request.messages is not None:
-        prompt_ids = llm.chat_prompt([m.model_dump() for m in request.messages])
-    else:
-        prompt_ids = llm.text_prompt(request.prompt or "")
-    params = _sampling(request, len(prompt_ids), llm)
-    text, completion_tokens, finish_reason, metrics = [], 0, None, None
-    async for output in llm.generate(prompt_ids, params, request_id):
-        completion = output.outputs[0]
-        completion_tokens += len(completion.token_ids)
-        finish_reason = completion.finish_reason or finish_reason
-        metrics = output.metrics or metrics
-        text.append(completion.text)
-        if request.stream and completion.text:
-            yield {"delta": completion.text}
-    total_ms = (time.perf_counter() - started) * 1000
-    queue_ms = 0.0
-    if metrics is not None and metrics.scheduled_ts and metrics.queued_ts:
-        queue_ms = max(0.0, (metrics.scheduled_ts - metrics.queued_ts) * 1000)
-    yield {
-        "raw_text": "".join(text),
-        "finish_reason": finish_reason,
-        "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens},
-        "model": llm.model_id,
-        "timings": {
-            "queue_ms": round(queue_ms, 3),
-            "inference_ms": round(total_ms - queue_ms, 3),
-            "total_ms": round(total_ms, 3),
-        },
-    }
+class LlmWorker:
+    """One model in vLLM's async engine, answering jobs for its task (generate or embed)."""
 
+    def __init__(self, settings: LlmSettings) -> None:
+        self.settings = settings
+        self._engine: LlmEngine | None = None
+        self._lock = threading.Lock()
 
-async def _embed(job_input: Any, request_id: str) -> dict[str, Any]:
-    request = EmbedInput.model_validate(job_input)
-    texts = [request.input] if isinstance(request.input, str) else request.input
-    if len(texts) > settings.max_embed_batch:
-        raise InputError(f"input holds {len(texts)} texts; the limit is {settings.max_embed_batch}")
-    llm = engine()
-    results = await asyncio.gather(
-        *(llm.embed(text, request.normalize, f"{request_id}-{i}") for i, text in enumerate(texts))
-    )
-    embeddings = [vector for vector, _ in results]
-    return {
-        "embeddings": embeddings,
-        "dim": len(embeddings[0]),
-        "model": llm.model_id,
-        "usage": {"prompt_tokens": sum(tokens for _, tokens in results)},
-    }
+    @property
+    def engine(self) -> LlmEngine:
+        """The engine, started on first use (the worker's __main__ starts it before serving)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = LlmEngine(self.settings)
+            return self._engine
 
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.shutdown()
+                self._engine = None
 
-async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    request_id = str(job.get("id"))
-    job_input = job.get("input")
-    try:
-        if not isinstance(job_input, dict):
-            raise InputError("input must be an object")
-        if settings.task == "embed":
-            yield await _embed(job_input, request_id)
+    async def handle(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Answer one RunPod job (see the module docstring)."""
+        request_id = str(job.get("id"))
+        job_input = job.get("input")
+        try:
+            if not isinstance(job_input, dict):
+                raise InputError("input must be an object")
+            if self.settings.task == "embed":
+                yield await self._embed(job_input, request_id)
+            else:
+                async for chunk in self._generate(job_input, request_id):
+                    yield chunk
+        except ValidationError as exc:
+            yield {"error": _describe(exc), "request_id": request_id}
+        except InputError as exc:
+            yield {"error": str(exc), "request_id": request_id}
+        except EngineDeadError:
+            # The engine is gone (e.g. out of GPU memory): fail this job and let RunPod replace
+            # the worker instead of retrying forever on a broken one.
+            yield {
+                "error": "the inference engine failed",
+                "request_id": request_id,
+                "refresh_worker": True,
+            }
+
+    async def _generate(self, job_input: Any, request_id: str) -> AsyncIterator[dict[str, Any]]:
+        started = time.perf_counter()
+        request = GenerateInput.model_validate(job_input)
+        llm = self.engine
+        if request.messages is not None:
+            prompt_ids = llm.chat_prompt([m.model_dump() for m in request.messages])
         else:
-            async for chunk in _generate(job_input, request_id):
-                yield chunk
-    except ValidationError as exc:
-        yield {"error": _describe(exc), "request_id": request_id}
-    except InputError as exc:
-        yield {"error": str(exc), "request_id": request_id}
-    except EngineDeadError:
-        # The engine is gone (e.g. out of GPU memory): fail this job and let RunPod replace the
-        # worker instead of retrying forever on a broken one.
+            prompt_ids = llm.text_prompt(request.prompt or "")
+        params = _sampling(request, len(prompt_ids), llm, self.settings.default_max_tokens)
+        text, completion_tokens, finish_reason, metrics = [], 0, None, None
+        async for output in llm.generate(prompt_ids, params, request_id):
+            completion = output.outputs[0]
+            completion_tokens += len(completion.token_ids)
+            finish_reason = completion.finish_reason or finish_reason
+            metrics = output.metrics or metrics
+            text.append(completion.text)
+            if request.stream and completion.text:
+                yield {"delta": completion.text}
+        total_ms = (time.perf_counter() - started) * 1000
+        queue_ms = 0.0
+        if metrics is not None and metrics.scheduled_ts and metrics.queued_ts:
+            queue_ms = max(0.0, (metrics.scheduled_ts - metrics.queued_ts) * 1000)
         yield {
-            "error": "the inference engine failed",
-            "request_id": request_id,
-            "refresh_worker": True,
+            "raw_text": "".join(text),
+            "finish_reason": finish_reason,
+            "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens},
+            "model": llm.model_id,
+            "timings": {
+                "queue_ms": round(queue_ms, 3),
+                "inference_ms": round(total_ms - queue_ms, 3),
+                "total_ms": round(total_ms, 3),
+            },
         }
+
+    async def _embed(self, job_input: Any, request_id: str) -> dict[str, Any]:
+        request = EmbedInput.model_validate(job_input)
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        limit = self.settings.max_embed_batch
+        if len(texts) > limit:
+            raise InputError(f"input holds {len(texts)} texts; the limit is {limit}")
+        llm = self.engine
+        results = await asyncio.gather(
+            *(
+                llm.embed(text, request.normalize, f"{request_id}-{i}")
+                for i, text in enumerate(texts)
+            )
+        )
+        embeddings = [vector for vector, _ in results]
+        return {
+            "embeddings": embeddings,
+            "dim": len(embeddings[0]),
+            "model": llm.model_id,
+            "usage": {"prompt_tokens": sum(tokens for _, tokens in results)},
+        }
+
+
+worker = LlmWorker(LlmSettings())
+handle = worker.handle

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from app.inference.runpod import RunPodClient
+from gpu_worker.clip.tiny import build_tiny_clip
 from gpu_worker.common.signing import signed_auth
+from gpu_worker.llm.tiny import build_tiny_llama
 from tests.conftest import runpod_settings, start_api, start_emulator, stop_emulator
-from tests.models.clip import build_tiny_clip
-from tests.models.llama import build_tiny_llama
 from tests.vllm_cpu import CPU_ENV
 
 pytestmark = pytest.mark.vllm

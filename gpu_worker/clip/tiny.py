@@ -1,5 +1,6 @@
 """A tiny random CLIP (32x32 images, a word-level tokenizer) saved as a model directory that
-`transformers` loads exactly as it loads openai/clip-vit-base-patch32."""
+`transformers` loads exactly as it loads openai/clip-vit-base-patch32: the tests use it, and
+local mode serves it when CLIP_MODEL cannot be loaded offline."""
 
 from pathlib import Path
 

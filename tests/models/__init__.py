@@ -1,1 +1,0 @@
-"""Tiny models built at test time from code: random weights, real architectures, no downloads."""
