@@ -51,10 +51,12 @@ def _banner(settings: Settings, host: str, port: int) -> str:
     else:
         database = f"embedded Postgres (pgvector) in {settings.tandem_home / 'pgdata'}"
     if settings.inference_backend == "local":
-        workers = {settings.local_llm_worker, settings.local_clip_worker}
-        inference = f"in-process workers: {', '.join(sorted(workers))}"
-        if "gpu_worker.dev" in workers:
-            inference += " (gpu_worker.dev is the development worker: echo chat, hash embeddings)"
+        embedder = settings.text_embedding_model or "all-MiniLM-L6-v2 (packaged)"
+        inference = (
+            f"in-process: chat {settings.llm_model}, text embeddings {embedder}, "
+            f"CLIP {settings.clip_model}\n"
+            "             (they load in the background; /readiness answers 200 once they have)"
+        )
     else:
         inference = f"RunPod at {settings.runpod_api_base}"
     return (

@@ -11,10 +11,13 @@ from app.core.db import database_url, make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import migrate
-from app.inference import make_backend
+from app.inference import InferenceBackend, make_backend
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, backend: InferenceBackend | None = None
+) -> FastAPI:
+    """The app; `backend` replaces the one the settings name (its owner starts and closes it)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -25,11 +28,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.backend = make_backend(settings)
+        app.state.backend = backend or make_backend(settings)
+        await app.state.backend.start()
         try:
             yield
         finally:
-            await app.state.backend.aclose()
+            if backend is None:
+                await app.state.backend.aclose()
             await engine.dispose()
 
     app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)

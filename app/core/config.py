@@ -26,15 +26,18 @@ class Settings(BaseSettings):
     runpod_api_key: SecretStr | None = None
     runpod_timeout_seconds: float = Field(120.0, gt=0, le=3600)
     llm_endpoint_id: str = "llm"
+    embed_endpoint_id: str = "embed"
     clip_endpoint_id: str = "clip"
-    # Worker modules the `local` backend runs in-process.
-    local_llm_worker: str = "gpu_worker.dev"
-    local_clip_worker: str = "gpu_worker.dev"
+    # Models the `local` backend runs in-process: hub ids (from the local cache) or directories.
+    # A chat or CLIP model that cannot be loaded offline is replaced by a tiny random one.
+    llm_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
+    llm_max_model_len: int | None = Field(None, ge=16)
+    text_embedding_model: str | None = None  # empty: the packaged all-MiniLM-L6-v2
+    clip_model: str = "openai/clip-vit-base-patch32"
     embedding_hmac_secret: SecretStr | None = None
 
     rate_limit_per_minute: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
-    default_max_tokens: int = Field(512, ge=1)
     history_messages: int = Field(20, ge=0, le=1000)
 
     @model_validator(mode="after")

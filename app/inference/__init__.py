@@ -3,6 +3,8 @@
 from app.core.config import Settings
 from app.inference.base import InferenceBackend
 
+__all__ = ["InferenceBackend", "make_backend"]
+
 
 def make_backend(settings: Settings) -> InferenceBackend:
     """The backend INFERENCE_BACKEND names."""

@@ -44,7 +44,8 @@ def final_output(output: Any) -> dict[str, Any]:
 
 
 class InferenceBackend(ABC):
-    """Runs jobs on the llm (chat) and clip (embedding) workers."""
+    """Runs jobs on the workers: llm (chat), embed (text embeddings; the llm worker's embed
+    task) and clip (image and text embeddings in one space)."""
 
     @abstractmethod
     async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
@@ -57,8 +58,19 @@ class InferenceBackend(ABC):
         """A chat completion as chunks: `{"delta": ...}` items, then the result dict."""
 
     @abstractmethod
-    async def embed(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """One embedding from the clip worker."""
+    async def embed_text(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """Text embeddings from the embed worker: `{embeddings, dim, model, usage}`."""
+
+    @abstractmethod
+    async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """One embedding (or a batch) from the clip worker."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin whatever the backend needs before serving (the app's start-up calls it)."""
+
+    def checks(self) -> dict[str, str]:
+        """Readiness of each part this backend runs itself: name -> "ready" or why not."""
+        return {}
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release clients and connections."""
+        """Release clients, connections and models."""

@@ -1,75 +1,109 @@
-"""The `local` backend: the workers' own `handle(job)` functions, called in-process."""
+"""The `local` backend: the workers' own handlers, run in-process.
+
+The models load in the background when the app starts (a vLLM engine takes tens of seconds on
+a CPU), one after the other: chat first, then CLIP, then text embeddings. `/health` answers at
+once, `/readiness` says which are still loading, and a job waits for its model under the same
+deadline as any job.
+"""
 
 import asyncio
-import importlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-from anyio import to_thread
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from app.core.config import Settings
-from app.core.errors import ApiError, WorkerFailed, WorkerTimeout
+from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
 from app.inference.base import InferenceBackend, final_output
 
 log = logging.getLogger("tandem.local")
-
-Handler = Callable[[dict[str, Any]], Any]
-
-
-def load_handler(module_name: str) -> Handler:
-    """`handle` of a worker module such as `gpu_worker.dev`."""
-    module = importlib.import_module(module_name)
-    handler = getattr(module, "handle", None)
-    if not callable(handler):
-        raise ValueError(f"worker module {module_name} has no handle(job) function")
-    return handler
+LOAD_ORDER = ("llm", "clip", "embed")
+DESCRIPTION = {"llm": "chat", "clip": "CLIP", "embed": "text-embedding"}
 
 
-async def _chunks(handler: Handler, job: dict[str, Any]) -> AsyncIterator[Any]:
-    """Everything a handler produces for a job, whatever kind of callable it is."""
+class Worker(Protocol):
+    """What the backend needs of a worker (gpu_worker's LlmWorker and ClipWorker)."""
+
+    def handle(self, job: dict[str, Any]) -> Any: ...
+    def load(self) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+async def _chunks(handler: Any, job: dict[str, Any]) -> AsyncIterator[Any]:
+    """Everything a handler produces for a job: an async generator's items or a coroutine's
+    result (the two kinds the runpod SDK runs)."""
     if inspect.isasyncgenfunction(handler):
         async for chunk in handler(job):
             yield chunk
-    elif inspect.iscoroutinefunction(handler):
-        yield await handler(job)
     else:
-        yield await to_thread.run_sync(handler, job)
+        yield await handler(job)
 
 
 class LocalBackend(InferenceBackend):
-    def __init__(self, llm: Handler, clip: Handler, timeout_s: float) -> None:
-        self.llm = llm
-        self.clip = clip
+    def __init__(self, workers: dict[str, Worker], timeout_s: float) -> None:
+        self.workers = workers
         self.timeout_s = timeout_s
+        self._loaded: dict[str, asyncio.Future[None]] = {}
+        self._loader: asyncio.Task | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LocalBackend":
-        log.info(
-            "local inference backend",
-            extra={
-                "fields": {"llm": settings.local_llm_worker, "clip": settings.local_clip_worker}
-            },
-        )
-        return cls(
-            load_handler(settings.local_llm_worker),
-            load_handler(settings.local_clip_worker),
-            settings.runpod_timeout_seconds,
-        )
+        from app.inference.local_models import local_workers
+
+        return cls(local_workers(settings), settings.runpod_timeout_seconds)
+
+    async def start(self) -> None:
+        """Begin loading every model in the background (once)."""
+        if self._loader is None:
+            loop = asyncio.get_running_loop()
+            self._loaded = {name: loop.create_future() for name in self.workers}
+            self._loader = asyncio.create_task(self._load_all())
+
+    async def _load_all(self) -> None:
+        for name in sorted(self.workers, key=lambda n: LOAD_ORDER.index(n)):
+            try:
+                await asyncio.to_thread(self.workers[name].load)
+            except Exception as exc:
+                log.exception("the %s model failed to load", DESCRIPTION[name])
+                self._loaded[name].set_exception(
+                    WorkerUnavailable(f"the {DESCRIPTION[name]} model failed to load: {exc}")
+                )
+            else:
+                log.info("the %s model is loaded", DESCRIPTION[name])
+                self._loaded[name].set_result(None)
+
+    async def wait_loaded(self) -> None:
+        """Start loading if needed and wait until every model has loaded or failed."""
+        await self.start()
+        await asyncio.gather(*self._loaded.values(), return_exceptions=True)
+
+    def checks(self) -> dict[str, str]:
+        def state(future: asyncio.Future | None) -> str:
+            if future is None or not future.done():
+                return "loading"
+            return "ready" if future.exception() is None else "failed"
+
+        return {f"{name}_model": state(self._loaded.get(name)) for name in self.workers}
 
     async def _stream(
-        self, handler: Handler, job_input: dict[str, Any], request_id: str
+        self, name: str, job_input: dict[str, Any], request_id: str
     ) -> AsyncIterator[Any]:
-        """A handler's chunks, under the deadline, with its failures as API errors."""
+        """A worker's chunks, under the deadline, with its failures as API errors."""
+        await self.start()
         job = {"id": request_id, "input": job_input}
+        loading = True
         try:
             async with asyncio.timeout(self.timeout_s):
-                async for chunk in _chunks(handler, job):
+                await asyncio.shield(self._loaded[name])
+                loading = False
+                async for chunk in _chunks(self.workers[name].handle, job):
                     if isinstance(chunk, dict) and "error" in chunk:
                         final_output(chunk)  # raises WorkerFailed with the worker's message
                     yield chunk
         except TimeoutError as exc:
+            if loading:
+                message = f"the {DESCRIPTION[name]} model is still loading; try again shortly"
+                raise WorkerUnavailable(message) from exc
             raise WorkerTimeout(f"the worker did not finish within {self.timeout_s:g} s") from exc
         except ApiError:
             raise
@@ -77,13 +111,26 @@ class LocalBackend(InferenceBackend):
             log.exception("local worker failed")
             raise WorkerFailed(f"worker error: {exc}") from exc
 
+    async def _run(self, name: str, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return final_output([c async for c in self._stream(name, job_input, request_id)])
+
     async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output([c async for c in self._stream(self.llm, job_input, request_id)])
+        return await self._run("llm", job_input, request_id)
 
     def generate_stream(
         self, job_input: dict[str, Any], request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
-        return self._stream(self.llm, job_input, request_id)
+        return self._stream("llm", job_input, request_id)
 
-    async def embed(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output([c async for c in self._stream(self.clip, job_input, request_id)])
+    async def embed_text(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await self._run("embed", job_input, request_id)
+
+    async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await self._run("clip", job_input, request_id)
+
+    async def aclose(self) -> None:
+        """Wait for a load in progress (a thread cannot be stopped), then free every model."""
+        if self._loader is not None:
+            await asyncio.gather(self._loader, return_exceptions=True)
+        for worker in self.workers.values():
+            await asyncio.to_thread(worker.shutdown)

@@ -195,16 +195,25 @@ def _http_error(method: str, path: str, response: httpx.Response) -> Exception:
 
 
 class RunPodBackend(InferenceBackend):
-    def __init__(self, client: RunPodClient, llm_endpoint_id: str, clip_endpoint_id: str) -> None:
+    def __init__(
+        self,
+        client: RunPodClient,
+        llm_endpoint_id: str,
+        embed_endpoint_id: str,
+        clip_endpoint_id: str,
+    ) -> None:
         self.client = client
         self.llm_endpoint_id = llm_endpoint_id
+        self.embed_endpoint_id = embed_endpoint_id
         self.clip_endpoint_id = clip_endpoint_id
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RunPodBackend":
         api_key = settings.runpod_api_key.get_secret_value() if settings.runpod_api_key else None
         client = RunPodClient(settings.runpod_api_base, api_key, settings.runpod_timeout_seconds)
-        return cls(client, settings.llm_endpoint_id, settings.clip_endpoint_id)
+        return cls(
+            client, settings.llm_endpoint_id, settings.embed_endpoint_id, settings.clip_endpoint_id
+        )
 
     async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return final_output(await self.client.run_sync(self.llm_endpoint_id, job_input))
@@ -217,7 +226,10 @@ class RunPodBackend(InferenceBackend):
                 raise WorkerFailed(f"worker streamed an unexpected chunk: {type(chunk).__name__}")
             yield chunk
 
-    async def embed(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+    async def embed_text(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return final_output(await self.client.run_sync(self.embed_endpoint_id, job_input))
+
+    async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return final_output(await self.client.run_sync(self.clip_endpoint_id, job_input))
 
     async def aclose(self) -> None:

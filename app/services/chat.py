@@ -64,15 +64,13 @@ async def prompt_messages(
     return [*history, {"role": "user", "content": request.message}]
 
 
-def job_input(
-    request: ChatRequest, messages: list[dict[str, str]], default_max_tokens: int
-) -> dict[str, Any]:
-    return {
-        "messages": messages,
-        "max_tokens": request.max_tokens or default_max_tokens,
-        "temperature": request.temperature,
-        "stream": request.stream,
-    }
+def job_input(request: ChatRequest, messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The llm worker's input. Without `max_tokens` the worker uses its DEFAULT_MAX_TOKENS,
+    shortened to what the model's context leaves after the prompt."""
+    job = {"messages": messages, "temperature": request.temperature, "stream": request.stream}
+    if request.max_tokens is not None:
+        job["max_tokens"] = request.max_tokens
+    return job
 
 
 # Both turns in one statement, so one round trip and one commit. The CTE names the

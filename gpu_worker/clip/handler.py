@@ -45,8 +45,16 @@ class ClipWorker:
         """The model, loaded on first use (the worker's __main__ loads it at start-up)."""
         with self._lock:
             if self._embedder is None:
-                self._embedder = ClipEmbedder(self.settings.model_name)
+                self._embedder = ClipEmbedder(self.settings.model_name, self.settings.model_id)
             return self._embedder
+
+    def load(self) -> None:
+        """Load the model now rather than on the first job."""
+        self.embedder  # noqa: B018
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._embedder = None
 
     def _parse(self, job_input: Any) -> tuple[str, list[str], bool]:
         """(kind, items, is_batch) for a valid input: kind is "text" or "image"."""
@@ -98,6 +106,7 @@ class ClipWorker:
         ]
 
     async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Answer one RunPod job (see the module docstring)."""
         started = time.perf_counter()
         job_input = job.get("input")
         request_id = (

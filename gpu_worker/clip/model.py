@@ -26,8 +26,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 class ClipEmbedder:
-    def __init__(self, model_name: str) -> None:
-        self.name = model_name
+    def __init__(self, model_name: str, served_name: str | None = None) -> None:
+        self.name = served_name or model_name
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = CLIPModel.from_pretrained(model_name).to(self.device).eval()
         self.processor = CLIPImageProcessor.from_pretrained(model_name)

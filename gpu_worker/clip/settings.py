@@ -4,10 +4,10 @@ from ipaddress import IPv4Network, IPv6Network
 
 from pydantic import Field
 
-from gpu_worker.common.settings import WorkerSettings
+from gpu_worker.common.settings import ModelSettings
 
 
-class ClipSettings(WorkerSettings):
+class ClipSettings(ModelSettings):
     model_name: str = "openai/clip-vit-base-patch32"
     max_batch: int = Field(32, ge=1, le=1024)
     max_text_chars: int = Field(2_000, ge=1)

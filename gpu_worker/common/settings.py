@@ -13,3 +13,14 @@ class WorkerSettings(BaseSettings):
     # When set, the worker POSTs {endpoint_id, model, status: "ready"} here once loaded.
     ready_webhook_url: str | None = None
     runpod_endpoint_id: str = "local"
+
+
+class ModelSettings(WorkerSettings):
+    """A worker that serves one model."""
+
+    model_name: str  # a hub id or a local directory
+    served_model_name: str | None = None  # the model id answers carry; MODEL_NAME when unset
+
+    @property
+    def model_id(self) -> str:
+        return self.served_model_name or self.model_name

@@ -1,4 +1,4 @@
-"""`python -m gpu_worker.emulator --port P --endpoint NAME=MODULE [--endpoint ...]`."""
+"""`python -m gpu_worker.emulator --port P --endpoint NAME=MODULE [--env NAME:KEY=VALUE] ...`."""
 
 import argparse
 import logging
@@ -31,6 +31,14 @@ def _endpoint(value: str) -> tuple[str, str]:
     return name, module
 
 
+def _endpoint_variable(value: str) -> tuple[str, str, str]:
+    name, sep, assignment = value.partition(":")
+    key, eq, variable = assignment.partition("=")
+    if not sep or not eq or not name or not key:
+        raise argparse.ArgumentTypeError(f"expected NAME:KEY=VALUE, got {value!r}")
+    return name, key, variable
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gpu_worker.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -43,17 +51,31 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME=MODULE",
         help="serve /v2/NAME/ with a worker running `python -m MODULE`",
     )
+    parser.add_argument(
+        "--env",
+        type=_endpoint_variable,
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="set KEY=VALUE in the environment of endpoint NAME's workers",
+    )
     parser.add_argument("--api-key", help="require Authorization: Bearer KEY on the public API")
     parser.add_argument(
         "--execution-timeout", type=float, help="default execution timeout of a job, in seconds"
     )
     args = parser.parse_args(argv)
+    endpoint_env: dict[str, dict[str, str]] = {}
+    for name, key, value in args.env:
+        if name not in dict(args.endpoint):
+            parser.error(f"--env names endpoint {name!r}, which no --endpoint declares")
+        endpoint_env.setdefault(name, {})[key] = value
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app(
         dict(args.endpoint),
         f"http://{args.host}:{args.port}",
         api_key=args.api_key,
         execution_timeout_s=args.execution_timeout,
+        endpoint_env=endpoint_env,
     )
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3

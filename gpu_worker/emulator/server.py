@@ -23,11 +23,16 @@ def create_app(
     *,
     api_key: str | None = None,
     execution_timeout_s: float | None = None,
+    endpoint_env: dict[str, dict[str, str]] | None = None,
 ) -> FastAPI:
-    """`endpoints` maps endpoint names to worker modules; `base_url` is where workers reach us."""
+    """`endpoints` maps endpoint names to worker modules; `base_url` is where workers reach us;
+    `endpoint_env` adds variables to one endpoint's workers (as a RunPod template's env)."""
+    endpoint_env = endpoint_env or {}
     queues = {name: Endpoint(name, execution_timeout_s) for name in endpoints}
     workers = [
-        WorkerProcess(module, worker_env(base_url, name, f"{name}-worker-0"))
+        WorkerProcess(
+            module, {**worker_env(base_url, name, f"{name}-worker-0"), **endpoint_env.get(name, {})}
+        )
         for name, module in endpoints.items()
     ]
 

@@ -113,6 +113,10 @@ class LlmWorker:
                 self._engine = LlmEngine(self.settings)
             return self._engine
 
+    def load(self) -> None:
+        """Start the engine now rather than on the first job."""
+        self.engine  # noqa: B018
+
     def shutdown(self) -> None:
         with self._lock:
             if self._engine is not None:

@@ -4,12 +4,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from gpu_worker.common.settings import WorkerSettings
+from gpu_worker.common.settings import ModelSettings
 
 
-class LlmSettings(WorkerSettings):
-    model_name: str = "Qwen/Qwen2.5-1.5B-Instruct"  # a hub id or a local directory
-    served_model_name: str | None = None  # the model id answers carry; MODEL_NAME when unset
+class LlmSettings(ModelSettings):
+    model_name: str = "Qwen/Qwen2.5-1.5B-Instruct"
     task: Literal["generate", "embed"] = "generate"
     max_model_len: int | None = Field(None, ge=16)
     dtype: str = "auto"
@@ -21,7 +20,3 @@ class LlmSettings(WorkerSettings):
     # A sane default: worker-vllm's users trip over vLLM's default of 16 tokens.
     default_max_tokens: int = Field(512, ge=1)
     max_embed_batch: int = Field(256, ge=1)
-
-    @property
-    def model_id(self) -> str:
-        return self.served_model_name or self.model_name

@@ -1,19 +1,32 @@
-"""The API over a real Postgres with the development worker in-process: health, auth, rate
-limits, chat, conversations, request ids and every bad-input path."""
+"""The API over a real Postgres with the real workers in-process (a tiny random Llama): health,
+auth, rate limits, chat, conversations, request ids and every bad-input path."""
 
+import threading
 import uuid
 
 import pytest
 from sqlalchemy import func, select
 
+from app.inference.local import LocalBackend
+from app.inference.local_models import TINY_LLM
 from app.models import Message
 from app.services.api_keys import create_api_key
-from tests.conftest import make_settings, start_api
+from tests.conftest import controlled_backend, make_settings, start_api
+from tests.workers.controlled import ControlledWorker
 
 
 async def message_count(api) -> int:
     async with api.app.state.sessionmaker() as session:
         return await session.scalar(select(func.count()).select_from(Message))
+
+
+def prompt_tokens(local_backend, messages: list[dict[str, str]]) -> int:
+    """How many tokens `messages` make through the chat model's template."""
+    tokenizer = local_backend.workers["llm"].engine.tokenizer
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    return len(ids)
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -32,9 +45,57 @@ async def test_health_needs_no_key(api):
     assert response.json() == {"ok": True}
 
 
-async def test_readiness_checks_the_database(api):
+async def test_readiness_checks_the_database_and_the_models(api):
     response = await api.client.get("/readiness")
-    assert response.json() == {"ok": True, "checks": {"database": "ok"}}
+    checks = {"database": "ok", "llm_model": "ready", "embed_model": "ready", "clip_model": "ready"}
+    assert response.json() == {"ok": True, "checks": checks}
+
+
+class SlowToLoad(ControlledWorker):
+    """A worker whose model loads until the test lets it (or fails to load)."""
+
+    def __init__(self, error: str | None = None) -> None:
+        self.release = threading.Event()
+        self.error = error
+
+    def load(self) -> None:
+        self.release.wait(10)
+        if self.error:
+            raise RuntimeError(self.error)
+
+
+async def test_models_still_loading_are_not_ready_and_jobs_wait(database_url):
+    slow = SlowToLoad()
+    backend = LocalBackend({"llm": slow, "embed": ControlledWorker()}, timeout_s=0.5)
+    async for api in start_api(make_settings(database_url), backend):
+        response = await api.client.get("/readiness")
+        assert response.status_code == 503
+        assert response.json()["checks"]["llm_model"] == "loading"
+        assert "llm_model loading" in response.json()["error"]["message"]
+        chat = await api.post("/v1/chat", json={"user_id": "u", "message": "hi"})
+        error = assert_error(chat, 503, "worker_unavailable")
+        assert "chat model is still loading" in error["message"]
+        slow.release.set()
+        await backend.wait_loaded()
+        assert (await api.client.get("/readiness")).status_code == 200
+        chat = await api.post("/v1/chat", json={"user_id": "u", "message": "hi"})
+        assert chat.json()["assistant_message"] == "echo: hi"
+
+
+async def test_a_model_that_failed_to_load_says_why(database_url):
+    broken = SlowToLoad(error="no such model: qwen-99")
+    broken.release.set()
+    backend = LocalBackend({"llm": broken}, timeout_s=5)
+    async for api in start_api(make_settings(database_url), backend):
+        await backend.wait_loaded()
+        response = await api.client.get("/readiness")
+        assert (response.status_code, response.json()["checks"]) == (
+            503,
+            {"database": "ok", "llm_model": "failed"},
+        )
+        chat = await api.post("/v1/chat", json={"user_id": "u", "message": "hi"})
+        error = assert_error(chat, 503, "worker_unavailable")
+        assert "the chat model failed to load: no such model: qwen-99" in error["message"]
 
 
 async def test_readiness_names_the_failing_check(tmp_path):
@@ -42,7 +103,7 @@ async def test_readiness_names_the_failing_check(tmp_path):
     settings = make_settings(broken, migrate_on_start=False)
     from app.main import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, controlled_backend())
     import httpx
 
     async with app.router.lifespan_context(app):
@@ -50,7 +111,7 @@ async def test_readiness_names_the_failing_check(tmp_path):
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             response = await client.get("/readiness")
             assert response.status_code == 503
-            assert response.json()["checks"] == {"database": "failed"}
+            assert response.json()["checks"]["database"] == "failed: DatabaseUnavailable"
             assert "database" in response.json()["error"]["message"]
             chat = await client.post(
                 "/v1/chat",
@@ -113,55 +174,75 @@ async def test_rate_limit_answers_429_with_retry_after(database_url):
 
 
 # -- chat -----------------------------------------------------------------------------------
-async def test_chat_answers_and_stores_both_turns(api):
-    response = await api.post("/v1/chat", json={"user_id": "alice", "message": "hello world"})
+async def test_chat_answers_and_stores_both_turns(api, local_backend):
+    response = await api.post(
+        "/v1/chat", json={"user_id": "alice", "message": "hello world", "temperature": 0}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["assistant_message"] == "echo: hello world"
-    assert body["model_id"] == "tandem-dev-echo"
+    assert body["model_id"] == TINY_LLM
     assert body["request_id"] == response.headers["x-request-id"]
-    assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 3}
+    user = {"role": "user", "content": "hello world"}
+    assert body["usage"]["prompt_tokens"] == prompt_tokens(local_backend, [user])
+    assert 1 <= body["usage"]["completion_tokens"] <= 16  # the workers' DEFAULT_MAX_TOKENS
 
     stored = await api.get(f"/v1/conversations/{body['conversation_id']}")
     assert stored.status_code == 200
     messages = stored.json()["messages"]
     assert [(m["role"], m["content"]) for m in messages] == [
         ("user", "hello world"),
-        ("assistant", "echo: hello world"),
+        ("assistant", body["assistant_message"]),
     ]
     assert stored.json()["title"] == "hello world"
 
 
-async def test_follow_up_turn_gets_the_stored_history(api):
+async def test_follow_up_turn_gets_the_stored_history(api, local_backend):
     first = (await api.post("/v1/chat", json={"user_id": "bob", "message": "one two"})).json()
     second = await api.post(
         "/v1/chat",
         json={"user_id": "bob", "message": "three", "conversation_id": first["conversation_id"]},
     )
-    # prompt = "one two" + "echo: one two" + "three": the dev worker counts words
-    assert second.json()["usage"]["prompt_tokens"] == 2 + 3 + 1
+    history = [
+        {"role": "user", "content": "one two"},
+        {"role": "assistant", "content": first["assistant_message"]},
+        {"role": "user", "content": "three"},
+    ]
+    assert second.json()["usage"]["prompt_tokens"] == prompt_tokens(local_backend, history)
     assert second.json()["conversation_id"] == first["conversation_id"]
 
 
-async def test_given_history_replaces_the_stored_one(api):
+async def test_given_history_replaces_the_stored_one(api, local_backend):
     first = (await api.post("/v1/chat", json={"user_id": "bob", "message": "one two"})).json()
+    given = [{"role": "system", "content": "be brief"}]
     response = await api.post(
         "/v1/chat",
         json={
             "user_id": "bob",
             "message": "three",
             "conversation_id": first["conversation_id"],
-            "history": [{"role": "system", "content": "be brief"}],
+            "history": given,
         },
     )
-    assert response.json()["usage"]["prompt_tokens"] == 2 + 1
+    expected = prompt_tokens(local_backend, [*given, {"role": "user", "content": "three"}])
+    assert response.json()["usage"]["prompt_tokens"] == expected
 
 
 async def test_max_tokens_reaches_the_worker(api):
     response = await api.post(
-        "/v1/chat", json={"user_id": "u", "message": "a b c d e f", "max_tokens": 2}
+        "/v1/chat",
+        json={"user_id": "u", "message": "a b c d e f", "max_tokens": 3, "temperature": 0},
     )
-    assert response.json()["assistant_message"] == "echo: a"
+    assert response.json()["usage"]["completion_tokens"] == 3
+
+
+async def test_max_tokens_beyond_the_context_is_the_workers_clear_error(api):
+    before = await message_count(api)
+    response = await api.post(
+        "/v1/chat", json={"user_id": "u", "message": "hi", "max_tokens": 4000}
+    )
+    error = assert_error(response, 502, "worker_failed")
+    assert "does not fit" in error["message"]
+    assert await message_count(api) == before
 
 
 async def test_user_conversations_are_listed_newest_first(api):
@@ -242,13 +323,7 @@ async def test_oversized_body_is_413(api):
 @pytest.fixture(scope="module")
 async def controlled_api(database_url):
     """The API whose in-process workers follow the commands in the message."""
-    settings = make_settings(
-        database_url,
-        local_llm_worker="tests.workers.controlled",
-        local_clip_worker="tests.workers.controlled",
-        runpod_timeout_seconds=1,
-    )
-    async for started in start_api(settings):
+    async for started in start_api(make_settings(database_url), controlled_backend(timeout_s=1)):
         yield started
 
 

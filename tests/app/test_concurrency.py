@@ -1,6 +1,17 @@
-"""50 parallel chats to one conversation: every turn is stored, each answer next to its question."""
+"""50 parallel chats to one conversation: every turn is stored, each answer next to its question.
+The controlled worker echoes each question, so the test can tell which answer belongs where."""
 
 import asyncio
+
+import pytest
+
+from tests.conftest import controlled_backend, make_settings, start_api
+
+
+@pytest.fixture(scope="module")
+async def api(database_url):
+    async for started in start_api(make_settings(database_url), controlled_backend(timeout_s=10)):
+        yield started
 
 
 async def test_parallel_turns_lose_nothing(api):

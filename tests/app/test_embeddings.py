@@ -1,70 +1,81 @@
-"""`POST /v1/embeddings`: HMAC-signed requests to the embedding worker, and bad input."""
+"""`POST /v1/embeddings`: HMAC-signed requests to the real CLIP worker (a tiny random one,
+in-process), images fetched from a local web server, and bad input."""
 
+import functools
 import math
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from PIL import Image
 
-import gpu_worker.dev.handler as dev_worker
-from gpu_worker.common.settings import WorkerSettings
 from tests.conftest import make_settings, start_api
 
 
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
-async def signed_api(database_url):
-    async for api in start_api(make_settings(database_url, embedding_hmac_secret="s3cret")):
-        yield api
+def image_url(tmp_path_factory):
+    """The URL of a PNG on a local web server (the workers allow loopback in tests)."""
+    root = tmp_path_factory.mktemp("site")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(root / "red.png")
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/red.png"
+    server.shutdown()
 
 
-@pytest.fixture
-def worker_secret(monkeypatch):
-    """Set the in-process worker's HMAC secret."""
-
-    def set_secret(secret: str | None) -> None:
-        monkeypatch.setattr(dev_worker, "settings", WorkerSettings(embedding_hmac_secret=secret))
-
-    return set_secret
-
-
-async def test_text_embedding_is_signed_and_verified(signed_api, worker_secret):
-    worker_secret("s3cret")
-    response = await signed_api.post("/v1/embeddings", json={"text": "a cat on a mat"})
+async def test_text_embedding_is_signed_and_verified(api):
+    response = await api.post("/v1/embeddings", json={"text": "a cat on a mat"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["dim"] == len(body["embedding"]) == 512
+    assert body["dim"] == len(body["embedding"]) == 16  # the tiny CLIP's projection
+    assert body["model"] == "tandem-tiny-random-clip"
     assert body["normalized"] is True
-    assert math.isclose(math.sqrt(sum(v * v for v in body["embedding"])), 1.0, rel_tol=1e-6)
+    assert math.isclose(math.sqrt(sum(v * v for v in body["embedding"])), 1.0, rel_tol=1e-5)
     assert set(body["timings"]) == {"download_ms", "inference_ms", "total_ms"}
 
 
-async def test_image_url_and_unnormalized(signed_api, worker_secret):
-    worker_secret("s3cret")
-    response = await signed_api.post(
-        "/v1/embeddings", json={"image_url": "https://example.com/cat.png", "normalize": False}
-    )
+async def test_image_url_and_unnormalized(api, image_url):
+    response = await api.post("/v1/embeddings", json={"image_url": image_url, "normalize": False})
     assert response.status_code == 200, response.text
-    assert response.json()["normalized"] is False
+    body = response.json()
+    assert body["normalized"] is False
+    assert body["dim"] == len(body["embedding"]) == 16
+    assert not math.isclose(math.sqrt(sum(v * v for v in body["embedding"])), 1.0, rel_tol=1e-3)
 
 
-async def test_same_input_same_embedding(signed_api, worker_secret):
-    worker_secret("s3cret")
-    first = (await signed_api.post("/v1/embeddings", json={"text": "same"})).json()
-    second = (await signed_api.post("/v1/embeddings", json={"text": "same"})).json()
-    other = (await signed_api.post("/v1/embeddings", json={"text": "other"})).json()
+async def test_same_input_same_embedding(api):
+    first = (await api.post("/v1/embeddings", json={"text": "a red car"})).json()
+    second = (await api.post("/v1/embeddings", json={"text": "a red car"})).json()
+    other = (await api.post("/v1/embeddings", json={"text": "a blue sky"})).json()
     assert first["embedding"] == second["embedding"] != other["embedding"]
 
 
-async def test_worker_with_another_secret_refuses(signed_api, worker_secret):
-    worker_secret("not-the-same")
-    response = await signed_api.post("/v1/embeddings", json={"text": "x"})
-    assert response.status_code == 502
-    assert "Authentication failed" in response.json()["error"]["message"]
+async def test_worker_with_another_secret_refuses(database_url, local_backend):
+    settings = make_settings(database_url, embedding_hmac_secret="not-the-workers-secret")
+    async for api in start_api(settings, local_backend):
+        response = await api.post("/v1/embeddings", json={"text": "x"})
+        assert response.status_code == 502
+        assert "Authentication failed" in response.json()["error"]["message"]
 
 
-async def test_unsigned_request_is_refused_by_a_signing_worker(api, worker_secret):
-    worker_secret("s3cret")  # the `api` fixture has no secret, so it sends no signature
-    response = await api.post("/v1/embeddings", json={"text": "x"})
+async def test_unsigned_request_is_refused_by_a_signing_worker(database_url, local_backend):
+    async for api in start_api(make_settings(database_url), local_backend):  # no secret: unsigned
+        response = await api.post("/v1/embeddings", json={"text": "x"})
+        assert response.status_code == 502
+        assert "Authentication failed" in response.json()["error"]["message"]
+
+
+async def test_unreachable_image_is_the_workers_clear_error(api, image_url):
+    response = await api.post("/v1/embeddings", json={"image_url": image_url + ".missing"})
     assert response.status_code == 502
-    assert "Authentication failed" in response.json()["error"]["message"]
+    assert "404" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(

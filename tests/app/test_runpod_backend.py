@@ -122,13 +122,19 @@ async def test_stream_abandoned_by_the_caller_cancels_the_job(client, transport)
     assert (await client.status("ctl", job_id))["status"] == "CANCELLED"
 
 
-async def test_backend_generate_and_stream(emulator):
-    backend = RunPodBackend(RunPodClient(emulator.base_url, emulator.api_key, 10), "llm", "clip")
-    messages = [{"role": "user", "content": "two words"}]
-    result = await backend.generate({"messages": messages}, "req-1")
-    assert result["raw_text"] == "echo: two words"
-    chunks = [c async for c in backend.generate_stream({"messages": messages, "stream": True}, "r")]
-    assert "".join(c["delta"] for c in chunks[:-1]) == "echo: two words"
+async def test_backend_on_the_real_workers(emulator):
+    client = RunPodClient(emulator.base_url, emulator.api_key, 60)
+    backend = RunPodBackend(client, "llm", "embed", "clip")
+    job = {"messages": [{"role": "user", "content": "two words"}], "temperature": 0}
+    result = await backend.generate(job, "req-1")
+    assert result["model"] == "tiny-llama"
+    assert 1 <= result["usage"]["completion_tokens"] <= 16
+    chunks = [c async for c in backend.generate_stream({**job, "stream": True}, "req-2")]
+    assert "".join(c["delta"] for c in chunks[:-1]) == chunks[-1]["raw_text"] == result["raw_text"]
+    texts = await backend.embed_text({"input": ["a", "b"]}, "req-3")
+    assert (texts["model"], texts["dim"], len(texts["embeddings"])) == ("all-MiniLM-L6-v2", 384, 2)
+    with pytest.raises(WorkerFailed, match="Authentication failed"):
+        await backend.embed_clip({"text": "unsigned"}, "req-4")
     await backend.aclose()
 
 

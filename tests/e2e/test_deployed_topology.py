@@ -19,25 +19,41 @@ async def deployed(database_url, emulator):
 async def test_chat_through_runpod(deployed):
     response = await deployed.post("/v1/chat", json={"user_id": "e2e", "message": "over the wire"})
     assert response.status_code == 200, response.text
-    assert response.json()["assistant_message"] == "echo: over the wire"
+    body = response.json()
+    assert body["model_id"] == "tiny-llama"
+    stored = (await deployed.get(f"/v1/conversations/{body['conversation_id']}")).json()
+    assert stored["messages"][-1]["content"] == body["assistant_message"]
 
 
 async def test_streamed_chat_through_runpod(deployed):
     response = await deployed.post(
-        "/v1/chat", json={"user_id": "e2e", "message": "stream it", "stream": True}
+        "/v1/chat",
+        json={"user_id": "e2e", "message": "stream it", "stream": True, "temperature": 0},
     )
     events = [block.split("\n") for block in response.text.strip().split("\n\n")]
     names = [lines[0].removeprefix("event: ") for lines in events]
-    assert names == ["delta", "delta", "delta", "done"]
+    assert names[-1] == "done"
+    assert set(names[:-1]) == {"delta"}
+    assert len(names) >= 3
+    deltas = [json.loads(lines[1].removeprefix("data: "))["delta"] for lines in events[:-1]]
     done = json.loads(events[-1][1].removeprefix("data: "))
+    assert "".join(deltas) == done["assistant_message"]
     stored = (await deployed.get(f"/v1/conversations/{done['conversation_id']}")).json()
-    assert stored["messages"][-1]["content"] == "echo: stream it"
+    assert stored["messages"][-1]["content"] == done["assistant_message"]
+
+
+async def test_answer_longer_than_the_context_is_the_workers_clear_error(deployed):
+    response = await deployed.post(
+        "/v1/chat", json={"user_id": "e2e", "message": "x", "max_tokens": 8000}
+    )
+    assert response.status_code == 502
+    assert "does not fit" in response.json()["error"]["message"]
 
 
 async def test_signed_embedding_through_runpod(deployed):
     response = await deployed.post("/v1/embeddings", json={"text": "signed"})
     assert response.status_code == 200, response.text
-    assert response.json()["dim"] == 512
+    assert (response.json()["model"], response.json()["dim"]) == ("tiny-clip", 16)
 
 
 async def test_worker_rejects_a_wrong_signature(database_url, emulator):

@@ -30,7 +30,7 @@ def test_runpod_client_runs_jobs_through_the_env_variable(emulator):
         "import runpod\n"
         f"runpod.api_key = {emulator.api_key!r}\n"
         "job = {'messages': [{'role': 'user', 'content': 'env'}]}\n"
-        "out = runpod.Endpoint('llm').run_sync(job)\n"
+        "out = runpod.Endpoint('ctl').run_sync(job)\n"
         "print(out[-1]['raw_text'])\n"
     )
     result = subprocess.run(

@@ -1,27 +1,39 @@
-"""A worker the tests steer: the command in `input.command` (or the last chat message) says
-what to do. `sleep: S` answers after S seconds, `fail: M` returns an error, `raise: M` raises,
-`stream: N` streams N deltas; anything else is answered like the development worker."""
+"""A worker the tests steer, for the API's handling of what a real model cannot be made to do
+on demand: the command in `input.command` (or the last chat message) says what to do.
+`sleep: S` answers after S seconds, `fail: M` returns an error, `raise: M` raises, `stream: N`
+streams N deltas; anything else is echoed back (`echo: <message>`), so tests can check which
+answer was stored next to which question."""
 
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gpu_worker.dev.handler import handle as dev_handle
+MODEL = "controlled"
 
 
-def _command(job_input: dict[str, Any]) -> tuple[str, str]:
+def _command(job_input: dict[str, Any]) -> str:
     text = job_input.get("command")
     if text is None and job_input.get("messages"):
         text = job_input["messages"][-1].get("content", "")
-    verb, _, arg = str(text or "").partition(":")
-    return verb.strip(), arg.strip()
+    return str(text or "")
+
+
+def _answer(text: str) -> dict[str, Any]:
+    return {
+        "raw_text": text,
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split())},
+        "model": MODEL,
+    }
 
 
 async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    verb, arg = _command(job["input"])
+    text = _command(job["input"])
+    verb, _, arg = text.partition(":")
+    verb, arg = verb.strip(), arg.strip()
     if verb == "sleep":
         await asyncio.sleep(float(arg))
-        yield {"raw_text": f"slept {arg}", "finish_reason": "stop", "model": "controlled"}
+        yield _answer(f"slept {arg}")
     elif verb == "fail":
         yield {"error": arg, "request_id": job["id"]}
     elif verb == "raise":
@@ -30,10 +42,21 @@ async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         for i in range(int(arg)):
             yield {"delta": f"t{i} "}
             await asyncio.sleep(0.05)
-        yield {"raw_text": "streamed", "finish_reason": "stop", "model": "controlled"}
+        yield _answer("streamed")
     else:
-        async for chunk in dev_handle(job):
-            yield chunk
+        yield _answer(f"echo: {text}")
+
+
+class ControlledWorker:
+    """`handle` as the local backend runs a worker (nothing to load)."""
+
+    handle = staticmethod(handle)
+
+    def load(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
 
 
 if __name__ == "__main__":

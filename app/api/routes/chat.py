@@ -37,7 +37,7 @@ async def chat(
     _key: ApiKeyDep,
 ) -> ChatResponse | StreamingResponse:
     messages = await prompt_messages(engine, body, settings.history_messages)
-    payload = job_input(body, messages, settings.default_max_tokens)
+    payload = job_input(body, messages)
     if body.stream:
         events = _stream_events(backend, engine, body, payload, request_id)
         return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})

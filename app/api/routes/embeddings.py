@@ -25,7 +25,7 @@ async def embeddings(
     if settings.embedding_hmac_secret is not None:
         secret = settings.embedding_hmac_secret.get_secret_value()
         job["auth"] = signed_auth(secret, signing_payload(job))
-    result = await backend.embed(job, request_id)
+    result = await backend.embed_clip(job, request_id)
     try:
         return EmbeddingResponse.model_validate(result)
     except ValueError as exc:

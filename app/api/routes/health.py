@@ -1,4 +1,5 @@
-"""Liveness (`/health`, no dependencies) and readiness (`/readiness`, Postgres answers)."""
+"""Liveness (`/health`, no dependencies) and readiness (`/readiness`: Postgres answers and the
+models the local backend runs have loaded)."""
 
 import asyncio
 
@@ -6,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.api.deps import EngineDep
+from app.api.deps import BackendDep, EngineDep
 from app.core.errors import error_body, request_id_of
 
 router = APIRouter(tags=["health"])
@@ -19,13 +20,17 @@ async def health() -> dict[str, bool]:
 
 
 @router.get("/readiness")
-async def readiness(request: Request, engine: EngineDep) -> JSONResponse:
+async def readiness(request: Request, engine: EngineDep, backend: BackendDep) -> JSONResponse:
+    checks = {"database": "ok", **backend.checks()}
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_S):
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure means not ready; the check's name says which
-        message = f"database check failed: {type(exc).__name__}"
-        body = error_body("not_ready", message, request_id_of(request))
-        return JSONResponse({**body, "checks": {"database": "failed"}}, status_code=503)
-    return JSONResponse({"ok": True, "checks": {"database": "ok"}})
+        checks["database"] = f"failed: {type(exc).__name__}"
+    failing = {name: state for name, state in checks.items() if state not in ("ok", "ready")}
+    if failing:
+        problems = ", ".join(f"{name} {state}" for name, state in failing.items())
+        body = error_body("not_ready", f"not ready: {problems}", request_id_of(request))
+        return JSONResponse({**body, "checks": checks}, status_code=503)
+    return JSONResponse({"ok": True, "checks": checks})
