@@ -120,7 +120,7 @@ async def local_backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         for key, value in WORKER_ENV.items():
             env.setenv(key, value)
         backend = LocalBackend.from_settings(settings)
-    await backend.wait_loaded()
+        await backend.wait_loaded()  # the workers read their settings from the environment
     assert set(backend.checks().values()) == {"ready"}, backend.checks()
     yield backend
     await backend.aclose()
@@ -128,8 +128,7 @@ async def local_backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 
 def controlled_backend(timeout_s: float = 1) -> LocalBackend:
     """The local backend with the steerable test worker (tests/workers/controlled.py)."""
-    worker = ControlledWorker()
-    return LocalBackend({"llm": worker, "embed": worker, "clip": worker}, timeout_s)
+    return LocalBackend(dict.fromkeys(("llm", "embed", "clip"), ControlledWorker), timeout_s)
 
 
 @pytest.fixture(scope="module")

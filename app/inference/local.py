@@ -1,16 +1,19 @@
 """The `local` backend: the workers' own handlers, run in-process.
 
-The models load in the background when the app starts (a vLLM engine takes tens of seconds on
-a CPU), one after the other: chat first, then CLIP, then text embeddings. `/health` answers at
-once, `/readiness` says which are still loading, and a job waits for its model under the same
-deadline as any job.
+The workers are built and their models loaded in the background when the app starts
+(importing vLLM and starting its engine take tens of seconds on a CPU), one after the other:
+chat first, then CLIP, then text embeddings. `/health` answers at once, `/readiness` says which
+are still loading, and a job waits for its model under the same deadline as any job.
 """
 
 import asyncio
+import contextlib
+import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, TypeVar
 
 from app.core.config import Settings
 from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
@@ -19,6 +22,7 @@ from app.inference.base import InferenceBackend, final_output
 log = logging.getLogger("tandem.local")
 LOAD_ORDER = ("llm", "clip", "embed")
 DESCRIPTION = {"llm": "chat", "clip": "CLIP", "embed": "text-embedding"}
+T = TypeVar("T")
 
 
 class Worker(Protocol):
@@ -27,6 +31,39 @@ class Worker(Protocol):
     def handle(self, job: dict[str, Any]) -> Any: ...
     def load(self) -> None: ...
     def shutdown(self) -> None: ...
+
+
+async def _in_daemon_thread(work: Callable[[], T]) -> T:
+    """`work()`, run in a daemon thread: a model still loading when the app stops does not
+    hold up its exit (an executor thread would be joined first)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if done.done():  # cancelled: the app is stopping
+            return
+        if exc is None:
+            done.set_result(result)
+        else:
+            done.set_exception(exc)
+
+    def run() -> None:
+        result, outcome = None, None
+        try:
+            result = work()
+        except BaseException as exc:
+            outcome = exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, outcome)
+
+    threading.Thread(target=run, name="tandem-model-load", daemon=True).start()
+    return await done
+
+
+def _loaded_worker(make: Callable[[], Worker]) -> Worker:
+    worker = make()
+    worker.load()
+    return worker
 
 
 async def _chunks(handler: Any, job: dict[str, Any]) -> AsyncIterator[Any]:
@@ -40,8 +77,11 @@ async def _chunks(handler: Any, job: dict[str, Any]) -> AsyncIterator[Any]:
 
 
 class LocalBackend(InferenceBackend):
-    def __init__(self, workers: dict[str, Worker], timeout_s: float) -> None:
-        self.workers = workers
+    """`makers` builds each worker ("llm", "embed", "clip"); `workers` holds the loaded ones."""
+
+    def __init__(self, makers: dict[str, Callable[[], Worker]], timeout_s: float) -> None:
+        self.makers = makers
+        self.workers: dict[str, Worker] = {}
         self.timeout_s = timeout_s
         self._loaded: dict[str, asyncio.Future[None]] = {}
         self._loader: asyncio.Task | None = None
@@ -56,13 +96,14 @@ class LocalBackend(InferenceBackend):
         """Begin loading every model in the background (once)."""
         if self._loader is None:
             loop = asyncio.get_running_loop()
-            self._loaded = {name: loop.create_future() for name in self.workers}
+            self._loaded = {name: loop.create_future() for name in self.makers}
             self._loader = asyncio.create_task(self._load_all())
 
     async def _load_all(self) -> None:
-        for name in sorted(self.workers, key=lambda n: LOAD_ORDER.index(n)):
+        for name in sorted(self.makers, key=LOAD_ORDER.index):
             try:
-                await asyncio.to_thread(self.workers[name].load)
+                make = functools.partial(_loaded_worker, self.makers[name])
+                self.workers[name] = await _in_daemon_thread(make)
             except Exception as exc:
                 log.exception("the %s model failed to load", DESCRIPTION[name])
                 self._loaded[name].set_exception(
@@ -83,7 +124,7 @@ class LocalBackend(InferenceBackend):
                 return "loading"
             return "ready" if future.exception() is None else "failed"
 
-        return {f"{name}_model": state(self._loaded.get(name)) for name in self.workers}
+        return {f"{name}_model": state(self._loaded.get(name)) for name in self.makers}
 
     async def _stream(
         self, name: str, job_input: dict[str, Any], request_id: str
@@ -129,8 +170,9 @@ class LocalBackend(InferenceBackend):
         return await self._run("clip", job_input, request_id)
 
     async def aclose(self) -> None:
-        """Wait for a load in progress (a thread cannot be stopped), then free every model."""
+        """Stop loading and free every loaded model (one still loading dies with the process)."""
         if self._loader is not None:
+            self._loader.cancel()
             await asyncio.gather(self._loader, return_exceptions=True)
         for worker in self.workers.values():
             await asyncio.to_thread(worker.shutdown)

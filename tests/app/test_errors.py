@@ -3,11 +3,11 @@
 import httpx
 
 from app.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import controlled_backend, make_settings
 
 
 async def test_unexpected_error_is_a_json_500_with_the_request_id(database_url):
-    app = create_app(make_settings(database_url))
+    app = create_app(make_settings(database_url), controlled_backend())
 
     @app.get("/boom")
     async def boom() -> None:
