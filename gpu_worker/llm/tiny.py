@@ -57,6 +57,11 @@ def build_tiny_llama(directory: Path, vocab_size: int = 512) -> Path:
         dtype="float32",
     )
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        # Special tokens get zero logits (tied embeddings), so they are never the likeliest:
+        # greedy decoding writes visible text instead of repeating a token that decodes to "".
+        model.model.embed_tokens.weight[tokenizer.convert_tokens_to_ids(SPECIAL)] = 0
+    model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

@@ -28,7 +28,7 @@ async def test_chat_through_runpod(deployed):
 async def test_streamed_chat_through_runpod(deployed):
     response = await deployed.post(
         "/v1/chat",
-        json={"user_id": "e2e", "message": "stream it", "stream": True, "temperature": 0},
+        json={"user_id": "e2e", "message": "a b c d e f", "stream": True, "temperature": 0},
     )
     events = [block.split("\n") for block in response.text.strip().split("\n\n")]
     names = [lines[0].removeprefix("event: ") for lines in events]
