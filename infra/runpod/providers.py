@@ -1,0 +1,160 @@
+"""Pulumi dynamic providers for a RunPod serverless template and endpoint (REST API v1).
+
+Properties carry RunPod's own field names, so state reads like the API. `diff` names the
+changes RunPod can apply in place (its update inputs) and the ones that need a replacement;
+`read` overwrites the state with what RunPod returns, so `pulumi refresh` and drift checks see
+out-of-band edits to workers, GPUs, timeouts, scaler or env, and a resource deleted out of band
+reads as gone. RunPod never returns `flashboot`:
+its drift cannot be seen, and `read` keeps the value last applied.
+
+The API key is read at run time: the `apiKey` property (a secret, from the stack's config) or
+the RUNPOD_API_KEY environment variable. It is never part of a provider object, whose code is
+serialised into the state.
+"""
+
+import os
+from typing import Any
+
+from pulumi.dynamic import (
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from infra.runpod.client import REST_API, RunPodNotFound, RunPodRest
+
+# Inputs that are ours, not RunPod's: where and how to call the API.
+CONNECTION = ("apiKey", "apiBase")
+TEMPLATE_FIELDS = (
+    "name",
+    "imageName",
+    "env",
+    "containerDiskInGb",
+    "containerRegistryAuthId",
+    "dockerStartCmd",
+    "isServerless",
+)
+TEMPLATE_IN_PLACE = {
+    "name",
+    "imageName",
+    "env",
+    "containerDiskInGb",
+    "containerRegistryAuthId",
+    "dockerStartCmd",
+}
+ENDPOINT_FIELDS = (
+    "name",
+    "templateId",
+    "computeType",
+    "gpuTypeIds",
+    "gpuCount",
+    "workersMin",
+    "workersMax",
+    "idleTimeout",
+    "executionTimeoutMs",
+    "scalerType",
+    "scalerValue",
+    "flashboot",
+    "networkVolumeId",
+)
+ENDPOINT_IN_PLACE = set(ENDPOINT_FIELDS) - {"computeType"}
+WRITE_ONLY = {"flashboot"}  # accepted by RunPod, never returned
+# What `read` answers for a resource deleted out of band: an empty id, which Pulumi's refresh
+# reports as a deletion (and drift detection as "deleted out of band").
+GONE = ReadResult("", {})
+
+
+def client_for(props: dict[str, Any]) -> RunPodRest:
+    api_key = props.get("apiKey") or os.environ.get("RUNPOD_API_KEY")
+    if not api_key:
+        raise ValueError(
+            "no RunPod API key: set the stack's secret `runpod:apiKey` or RUNPOD_API_KEY"
+        )
+    return RunPodRest(api_key, props.get("apiBase") or REST_API)
+
+
+def _body(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {key: props[key] for key in fields if props.get(key) is not None}
+
+
+def _state(live: dict[str, Any], props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The state to keep: RunPod's live values for our fields (the last applied value where
+    RunPod returns none), plus the connection inputs."""
+    state = {key: props[key] for key in CONNECTION if key in props}
+    for key in fields:
+        if key in live and key not in WRITE_ONLY:
+            state[key] = live[key]
+        elif props.get(key) is not None:
+            state[key] = props[key]
+    return state
+
+
+def _diff(
+    olds: dict[str, Any], news: dict[str, Any], fields: tuple[str, ...], in_place: set[str]
+) -> DiffResult:
+    changes = [key for key in fields if news.get(key) is not None and olds.get(key) != news[key]]
+    return DiffResult(
+        changes=bool(changes) or olds.get("apiBase") != news.get("apiBase"),
+        replaces=[key for key in changes if key not in in_place],
+        delete_before_replace=False,
+    )
+
+
+class TemplateProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        with client_for(props) as runpod:
+            live = runpod.create_template(_body(props, TEMPLATE_FIELDS))
+        return CreateResult(live["id"], _state(live, props, TEMPLATE_FIELDS))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with client_for(props) as runpod:
+            try:
+                live = runpod.get_template(id_)
+            except RunPodNotFound:
+                return GONE
+        return ReadResult(id_, _state(live, props, TEMPLATE_FIELDS))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return _diff(olds, news, TEMPLATE_FIELDS, TEMPLATE_IN_PLACE)
+
+    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        body = _body(news, TEMPLATE_FIELDS)
+        body.pop("isServerless", None)  # not an update input: a change replaces instead
+        with client_for(news) as runpod:
+            live = runpod.update_template(id_, body)
+        return UpdateResult(_state(live, news, TEMPLATE_FIELDS))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        with client_for(props) as runpod:
+            runpod.delete_template(id_)
+
+
+class EndpointProvider(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        with client_for(props) as runpod:
+            live = runpod.create_endpoint(_body(props, ENDPOINT_FIELDS))
+        return CreateResult(live["id"], _state(live, props, ENDPOINT_FIELDS))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with client_for(props) as runpod:
+            try:
+                live = runpod.get_endpoint(id_)
+            except RunPodNotFound:
+                return GONE
+        return ReadResult(id_, _state(live, props, ENDPOINT_FIELDS))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return _diff(olds, news, ENDPOINT_FIELDS, ENDPOINT_IN_PLACE)
+
+    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        body = _body(news, ENDPOINT_FIELDS)
+        body.pop("computeType", None)  # not an update input: a change replaces instead
+        with client_for(news) as runpod:
+            live = runpod.update_endpoint(id_, body)
+        return UpdateResult(_state(live, news, ENDPOINT_FIELDS))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        with client_for(props) as runpod:
+            runpod.delete_endpoint(id_)

@@ -1,0 +1,96 @@
+"""RunPod serverless templates and endpoints as Pulumi resources (see providers.py)."""
+
+from typing import Literal
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from infra.runpod.providers import EndpointProvider, TemplateProvider
+
+ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
+
+
+class Template(Resource):
+    """A serverless template: the worker image, its env (values kept secret in the state) and
+    container disk."""
+
+    imageName: pulumi.Output[str]
+    env: pulumi.Output[dict]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        image: pulumi.Input[str],
+        env: pulumi.Input[dict],
+        container_disk_gb: int = 20,
+        registry_auth_id: str | None = None,
+        api_key: pulumi.Input[str] | None = None,
+        api_base: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": resource_name,
+            "imageName": image,
+            "env": env,
+            "containerDiskInGb": container_disk_gb,
+            "containerRegistryAuthId": registry_auth_id,
+            "isServerless": True,
+            "apiKey": pulumi.Output.secret(api_key) if api_key is not None else None,
+            "apiBase": api_base,
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["env", "apiKey"])
+        super().__init__(
+            TemplateProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret)
+        )
+
+
+class Endpoint(Resource):
+    """A serverless endpoint on a template: GPU types in order of preference, workers min/max,
+    idle and execution timeouts, scaler, flashboot and an optional network volume."""
+
+    templateId: pulumi.Output[str]
+    gpuTypeIds: pulumi.Output[list]
+    workersMin: pulumi.Output[int]
+    workersMax: pulumi.Output[int]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        template_id: pulumi.Input[str],
+        gpu_type_ids: list[str],
+        workers_min: int = 0,
+        workers_max: int = 3,
+        idle_timeout_s: int = 5,
+        execution_timeout_ms: int = 600_000,
+        scaler_type: ScalerType = "QUEUE_DELAY",
+        scaler_value: int = 4,
+        flashboot: bool = True,
+        gpu_count: int = 1,
+        network_volume_id: str | None = None,
+        api_key: pulumi.Input[str] | None = None,
+        api_base: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": resource_name,
+            "templateId": template_id,
+            "computeType": "GPU",
+            "gpuTypeIds": gpu_type_ids,
+            "gpuCount": gpu_count,
+            "workersMin": workers_min,
+            "workersMax": workers_max,
+            "idleTimeout": idle_timeout_s,
+            "executionTimeoutMs": execution_timeout_ms,
+            "scalerType": scaler_type,
+            "scalerValue": scaler_value,
+            "flashboot": flashboot,
+            "networkVolumeId": network_volume_id,
+            "apiKey": pulumi.Output.secret(api_key) if api_key is not None else None,
+            "apiBase": api_base,
+        }
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["apiKey"])
+        super().__init__(
+            EndpointProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret)
+        )
