@@ -1,0 +1,214 @@
+"""One typed view of a stack's configuration: `StackConfig`, built from `pulumi.Config`.
+
+Every value is checked when the program starts (`pulumi preview` included), so a bad value
+fails before anything is created, with one line naming the key and what it accepts. Keys live
+in the `tandem` namespace (`tandem:api`, `tandem:gpu`, ...); the GCP project and region are
+the provider's own `gcp:project` and `gcp:region`.
+"""
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SPEC = Path(__file__).with_name("runpod") / "rest-v1-openapi.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SECRET_KEYS = ("runpodApiKey", "supabaseDatabaseUrl", "supabaseServiceKey")
+
+
+@cache
+def runpod_gpu_types() -> frozenset[str]:
+    """The GPU type ids RunPod accepts (the `GPUTypeId` enum of its REST API spec)."""
+    return frozenset(json.loads(SPEC.read_text())["components"]["schemas"]["GPUTypeId"]["enum"])
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ApiConfig(Section):
+    public: bool = False
+    min_instances: int = Field(0, ge=0, le=100, alias="minInstances")
+    max_instances: int = Field(3, ge=1, le=1000, alias="maxInstances")
+    concurrency: int = Field(80, ge=1, le=1000)
+    cpu: Literal["1", "2", "4", "8"] = "1"
+    memory: str = Field("1Gi", pattern=r"^\d+(Mi|Gi)$")
+    deletion_protection: bool = Field(False, alias="deletionProtection")
+
+    @model_validator(mode="after")
+    def _scaling(self) -> "ApiConfig":
+        if self.min_instances > self.max_instances:
+            raise ValueError("minInstances must not exceed maxInstances")
+        return self
+
+
+class DatabaseConfig(Section):
+    provider: Literal["cloudsql", "supabase"] = "cloudsql"
+    tier: str = "db-f1-micro"
+    high_availability: bool = Field(False, alias="highAvailability")
+    point_in_time_recovery: bool = Field(False, alias="pointInTimeRecovery")
+    deletion_protection: bool = Field(False, alias="deletionProtection")
+    # Review stacks: the instance of another stack (its `database_instance` output).
+    instance_from_stack: str | None = Field(None, alias="instanceFromStack")
+
+
+class StorageConfig(Section):
+    retention_days: int = Field(30, ge=1, le=3650, alias="retentionDays")
+    cors_origins: list[str] = Field(default_factory=list, alias="corsOrigins")
+
+
+class ImagesConfig(Section):
+    """Build the images from this repository, or deploy prebuilt `ref@sha256:...` images."""
+
+    build: bool = True
+    api: str | None = None
+    llm: str | None = None
+    clip: str | None = None
+
+    @model_validator(mode="after")
+    def _prebuilt(self) -> "ImagesConfig":
+        if not self.build:
+            for name in ("api", "llm", "clip"):
+                ref = getattr(self, name)
+                if ref is None or not re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", ref):
+                    raise ValueError(f"with build: false, {name} must be an image ref@sha256:...")
+        return self
+
+
+class GpuEndpointConfig(Section):
+    gpu_types: list[str] = Field(min_length=1, alias="gpuTypes")  # in order of preference
+    workers_min: int = Field(0, ge=0, le=100, alias="workersMin")
+    workers_max: int = Field(2, ge=0, le=100, alias="workersMax")
+    idle_timeout_s: int = Field(5, ge=1, le=3600, alias="idleTimeout")
+    execution_timeout_s: int = Field(600, ge=5, le=24 * 3600, alias="executionTimeout")
+    scaler_type: Literal["QUEUE_DELAY", "REQUEST_COUNT"] = Field("QUEUE_DELAY", alias="scalerType")
+    scaler_value: int = Field(4, ge=1, alias="scalerValue")
+    flashboot: bool = True
+    container_disk_gb: int = Field(30, ge=5, le=500, alias="containerDiskGb")
+    model: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "GpuEndpointConfig":
+        unknown = [gpu for gpu in self.gpu_types if gpu not in runpod_gpu_types()]
+        if unknown:
+            raise ValueError(
+                f"unknown GPU type {unknown[0]!r}: use RunPod's GPU type ids, such as "
+                "'NVIDIA GeForce RTX 4090' or 'NVIDIA RTX A5000' (the GPUTypeId list in "
+                "infra/runpod/rest-v1-openapi.json)"
+            )
+        if self.workers_min > self.workers_max:
+            raise ValueError("workersMin must not exceed workersMax")
+        return self
+
+
+class GpuConfig(Section):
+    llm: GpuEndpointConfig
+    clip: GpuEndpointConfig
+
+
+class MonitoringConfig(Section):
+    notification_email: str | None = Field(None, alias="notificationEmail")
+    billing_account: str | None = Field(None, alias="billingAccount")
+    monthly_budget: float | None = Field(None, gt=0, alias="monthlyBudget")
+
+
+class CiConfig(Section):
+    github_repository: str | None = Field(
+        None, pattern=r"^[\w.-]+/[\w.-]+$", alias="githubRepository"
+    )
+
+
+class StackConfig(Section):
+    stack: str
+    environment: Literal["dev", "prod", "review"]
+    project: str
+    region: str = "europe-west1"
+    api: ApiConfig = ApiConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    images: ImagesConfig = ImagesConfig()
+    gpu: GpuConfig
+    monitoring: MonitoringConfig = MonitoringConfig()
+    ci: CiConfig = CiConfig()
+    ttl_hours: int | None = Field(None, ge=1, le=24 * 30, alias="ttlHours")
+    # Secret settings (SECRET_KEYS) as pulumi Outputs: present or not is all that is checked.
+    secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels every resource carries."""
+        return {"env": self.environment, "stack": self.stack, "app": "tandem"}
+
+    @model_validator(mode="after")
+    def _environment_rules(self) -> "StackConfig":
+        if self.environment == "review" and self.ttl_hours is None:
+            raise ValueError("ttlHours is required on a review stack")
+        if self.database.provider == "supabase" and "supabaseDatabaseUrl" not in self.secrets:
+            raise ValueError(
+                "database.provider supabase needs the secret tandem:supabaseDatabaseUrl "
+                "(pulumi config set --secret supabaseDatabaseUrl postgresql://...)"
+            )
+        return self
+
+
+class ConfigError(ValueError):
+    """A stack setting that cannot be used; the message names the key."""
+
+
+def _key(error: dict[str, Any]) -> str:
+    parts = [str(p) for p in error["loc"]]
+    if not parts:
+        return "tandem"
+    head, rest = parts[0], parts[1:]
+    return f"tandem:{head}" + "".join(f".{p}" for p in rest)
+
+
+def parse(values: dict[str, Any], secrets: dict[str, Any]) -> StackConfig:
+    """`values` (the stack's settings, keys as in Pulumi.<stack>.yaml) as a StackConfig, or a
+    ConfigError naming the first bad key."""
+    try:
+        return StackConfig.model_validate({**values, "secrets": secrets})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{_key(error)}: {message}") from None
+
+
+def stack_file(stack: str, root: Path = REPO_ROOT) -> StackConfig:
+    """The StackConfig of `Pulumi.<stack>.yaml`, read without the Pulumi engine (tests, plan).
+    Secrets there are encrypted (`secure:`): only their presence is known."""
+    import yaml
+
+    config = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())["config"]
+    values: dict[str, Any] = {"stack": stack}
+    secrets: dict[str, Any] = {}
+    for key, value in config.items():
+        namespace, _, name = key.partition(":")
+        if namespace == "gcp" and name in ("project", "region"):
+            values[name] = value
+        elif namespace == "tandem" and name in SECRET_KEYS:
+            secrets[name] = value
+        elif namespace == "tandem":
+            values[name] = value
+    return parse(values, secrets)
+
+
+def load() -> StackConfig:
+    """The current stack's StackConfig, from `pulumi.Config`."""
+    tandem, gcp = pulumi.Config("tandem"), pulumi.Config("gcp")
+    values: dict[str, Any] = {"stack": pulumi.get_stack(), "project": gcp.get("project")}
+    if region := gcp.get("region"):
+        values["region"] = region
+    for key in ("environment", "ttlHours"):
+        if (value := tandem.get(key)) is not None:
+            values[key] = value
+    for key in ("api", "database", "storage", "images", "gpu", "monitoring", "ci"):
+        if (value := tandem.get_object(key)) is not None:
+            values[key] = value
+    secrets = {key: value for key in SECRET_KEYS if (value := tandem.get_secret(key)) is not None}
+    return parse(values, secrets)

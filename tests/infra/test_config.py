@@ -1,0 +1,89 @@
+"""`StackConfig`: the stack files parse, and every bad value fails with one line naming the
+key and what it accepts."""
+
+import pytest
+
+from infra.config import ConfigError, parse, runpod_gpu_types, stack_file
+
+GPU = {"gpuTypes": ["NVIDIA GeForce RTX 4090"]}
+
+
+def valid(**overrides) -> dict:
+    return {
+        "stack": "dev",
+        "environment": "dev",
+        "project": "p",
+        "gpu": {"llm": GPU, "clip": GPU},
+    } | overrides
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_stack_files_are_valid(stack):
+    config = stack_file(stack)
+    assert config.environment == stack
+    assert config.labels == {"env": stack, "stack": stack, "app": "tandem"}
+
+
+def test_prod_is_protected_and_warm():
+    prod = stack_file("prod")
+    assert prod.database.deletion_protection and prod.database.point_in_time_recovery
+    assert prod.database.high_availability and prod.api.deletion_protection
+    assert prod.api.min_instances >= 1 and prod.gpu.llm.workers_min >= 1
+
+
+def test_dev_scales_to_zero():
+    dev = stack_file("dev")
+    assert dev.api.min_instances == 0
+    assert dev.gpu.llm.workers_min == dev.gpu.clip.workers_min == 0
+
+
+def test_gpu_types_come_from_runpods_spec():
+    assert "NVIDIA GeForce RTX 4090" in runpod_gpu_types()
+    assert len(runpod_gpu_types()) > 20
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (
+            {"gpu": {"llm": {"gpuTypes": ["RTX 9999"]}, "clip": GPU}},
+            "tandem:gpu.llm: unknown GPU type 'RTX 9999'",
+        ),
+        (
+            {"gpu": {"llm": {**GPU, "workersMin": 3, "workersMax": 1}, "clip": GPU}},
+            "tandem:gpu.llm: workersMin must not exceed workersMax",
+        ),
+        ({"gpu": {"llm": {"gpuTypes": []}, "clip": GPU}}, "tandem:gpu.llm.gpuTypes"),
+        (
+            {"api": {"minInstances": 5, "maxInstances": 2}},
+            "tandem:api: minInstances must not exceed maxInstances",
+        ),
+        ({"api": {"minInstance": 1}}, "tandem:api.minInstance: Extra inputs are not permitted"),
+        (
+            {"storage": {"retentionDays": 0}},
+            "tandem:storage.retentionDays: Input should be greater than or equal to 1",
+        ),
+        (
+            {"database": {"provider": "mysql"}},
+            "tandem:database.provider: Input should be 'cloudsql' or 'supabase'",
+        ),
+        ({"database": {"provider": "supabase"}}, "needs the secret tandem:supabaseDatabaseUrl"),
+        (
+            {"environment": "staging"},
+            "tandem:environment: Input should be 'dev', 'prod' or 'review'",
+        ),
+        ({"environment": "review"}, "ttlHours is required on a review stack"),
+        ({"images": {"build": False, "api": "api:latest"}}, "api must be an image ref@sha256"),
+        ({"ci": {"githubRepository": "not a repo"}}, "tandem:ci.githubRepository"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, words):
+    with pytest.raises(ConfigError) as error:
+        parse(valid(**overrides), secrets={})
+    assert words in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_supabase_with_its_secret_is_fine():
+    config = parse(valid(database={"provider": "supabase"}), {"supabaseDatabaseUrl": object()})
+    assert config.database.provider == "supabase"
