@@ -23,7 +23,7 @@ dev: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/hadolint gpu_worker/*/Dockerfile
+	$(BIN)/hadolint app/Dockerfile gpu_worker/*/Dockerfile
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

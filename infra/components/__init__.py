@@ -1,0 +1,1 @@
+"""One `pulumi.ComponentResource` per concern; `infra/__main__.py` wires them."""

@@ -1,0 +1,41 @@
+"""The uploads bucket: uniform access, public access prevention enforced, objects deleted
+after the retention days, versioned in prod, optional CORS."""
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.config import StackConfig
+
+
+class Buckets(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("tandem:infra:Buckets", name, None, opts)
+        storage = config.storage
+        self.uploads = gcp.storage.Bucket(
+            f"{name}-uploads",
+            name=f"{config.project}-tandem-{config.stack}-uploads",
+            project=config.project,
+            location=config.region,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning={"enabled": config.environment == "prod"},
+            lifecycle_rules=[
+                {"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}}
+            ],
+            cors=[
+                {
+                    "origins": storage.cors_origins,
+                    "methods": ["GET", "PUT"],
+                    "response_headers": ["Content-Type"],
+                    "max_age_seconds": 3600,
+                }
+            ]
+            if storage.cors_origins
+            else None,
+            force_destroy=config.environment == "review",
+            labels=config.labels,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"uploads_bucket": self.uploads.name})
