@@ -146,6 +146,11 @@ class StackConfig(Section):
 
     @model_validator(mode="after")
     def _environment_rules(self) -> "StackConfig":
+        if "runpodApiKey" not in self.secrets:
+            raise ValueError(
+                "the secret tandem:runpodApiKey is missing (pulumi config set --secret "
+                "runpodApiKey ...): the API and the deploy both call RunPod with it"
+            )
         if self.environment == "review" and self.ttl_hours is None:
             raise ValueError("ttlHours is required on a review stack")
         if self.database.provider == "supabase" and "supabaseDatabaseUrl" not in self.secrets:
@@ -179,14 +184,17 @@ def parse(values: dict[str, Any], secrets: dict[str, Any]) -> StackConfig:
         raise ConfigError(f"{_key(error)}: {message}") from None
 
 
-def stack_file(stack: str, root: Path = REPO_ROOT) -> StackConfig:
+def stack_file(
+    stack: str, root: Path = REPO_ROOT, stand_in_secrets: tuple[str, ...] = ()
+) -> StackConfig:
     """The StackConfig of `Pulumi.<stack>.yaml`, read without the Pulumi engine (tests, plan).
-    Secrets there are encrypted (`secure:`): only their presence is known."""
+    Secrets there are encrypted (`secure:`): only their presence is known, and
+    `stand_in_secrets` names those to assume set (a checkout has no stack's secrets)."""
     import yaml
 
     config = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())["config"]
     values: dict[str, Any] = {"stack": stack}
-    secrets: dict[str, Any] = {}
+    secrets: dict[str, Any] = dict.fromkeys(stand_in_secrets, "stand-in")
     for key, value in config.items():
         namespace, _, name = key.partition(":")
         if namespace == "gcp" and name in ("project", "region"):

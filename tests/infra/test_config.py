@@ -8,6 +8,9 @@ from infra.config import ConfigError, parse, runpod_gpu_types, stack_file
 GPU = {"gpuTypes": ["NVIDIA GeForce RTX 4090"]}
 
 
+SECRETS = {"runpodApiKey": "rp-key"}
+
+
 def valid(**overrides) -> dict:
     return {
         "stack": "dev",
@@ -19,20 +22,20 @@ def valid(**overrides) -> dict:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_stack_files_are_valid(stack):
-    config = stack_file(stack)
+    config = stack_file(stack, stand_in_secrets=("runpodApiKey",))
     assert config.environment == stack
     assert config.labels == {"env": stack, "stack": stack, "app": "tandem"}
 
 
 def test_prod_is_protected_and_warm():
-    prod = stack_file("prod")
+    prod = stack_file("prod", stand_in_secrets=("runpodApiKey",))
     assert prod.database.deletion_protection and prod.database.point_in_time_recovery
     assert prod.database.high_availability and prod.api.deletion_protection
     assert prod.api.min_instances >= 1 and prod.gpu.llm.workers_min >= 1
 
 
 def test_dev_scales_to_zero():
-    dev = stack_file("dev")
+    dev = stack_file("dev", stand_in_secrets=("runpodApiKey",))
     assert dev.api.min_instances == 0
     assert dev.gpu.llm.workers_min == dev.gpu.clip.workers_min == 0
 
@@ -79,11 +82,17 @@ def test_gpu_types_come_from_runpods_spec():
 )
 def test_bad_values_name_the_key(overrides, words):
     with pytest.raises(ConfigError) as error:
-        parse(valid(**overrides), secrets={})
+        parse(valid(**overrides), SECRETS)
     assert words in str(error.value)
     assert "\n" not in str(error.value)
 
 
+def test_the_runpod_key_is_required():
+    with pytest.raises(ConfigError, match="tandem:runpodApiKey is missing"):
+        parse(valid(), {})
+
+
 def test_supabase_with_its_secret_is_fine():
-    config = parse(valid(database={"provider": "supabase"}), {"supabaseDatabaseUrl": object()})
+    secrets = {**SECRETS, "supabaseDatabaseUrl": "postgresql://..."}
+    config = parse(valid(database={"provider": "supabase"}), secrets)
     assert config.database.provider == "supabase"

@@ -1,0 +1,76 @@
+"""The Pulumi program: one stack of Tandem (see README, "Deploy"). It only reads the typed
+config and wires the components."""
+
+import pulumi
+import pulumi_random as random
+
+from infra.components.api_service import ApiService
+from infra.components.buckets import Buckets
+from infra.components.database import Database
+from infra.components.gpu_endpoint import GpuEndpoint
+from infra.components.project_services import ProjectServices
+from infra.components.registry import Registry
+from infra.components.secrets import Secrets
+from infra.config import load
+
+config = load()
+services = ProjectServices("services", config)
+after_apis = pulumi.ResourceOptions(depends_on=services.services)
+
+buckets = Buckets("buckets", config, opts=after_apis)
+database = Database("database", config, opts=after_apis)
+registry = Registry("registry", config, opts=after_apis)
+hmac_secret = random.RandomPassword("hmac-secret", length=48, special=False).result
+runpod_api_key = config.secrets["runpodApiKey"]
+secrets = Secrets(
+    "secrets",
+    config,
+    {
+        "database-url": database.database_url,
+        "hmac-secret": hmac_secret,
+        "runpod-api-key": runpod_api_key,
+    },
+    opts=after_apis,
+)
+
+workers = {
+    name: GpuEndpoint(
+        name,
+        config,
+        endpoint,
+        image=registry.images[name],
+        env={"TASK": "generate"} if name == "llm" else {},
+        secret_env={"EMBEDDING_HMAC_SECRET": hmac_secret},
+        api_key=runpod_api_key,
+    )
+    for name, endpoint in (("llm", config.gpu.llm), ("clip", config.gpu.clip))
+}
+
+api = ApiService(
+    "api",
+    config,
+    image=registry.images["api"],
+    env={
+        "ENVIRONMENT": "prod" if config.environment == "prod" else "dev",
+        "INFERENCE_BACKEND": "runpod",
+        "LLM_ENDPOINT_ID": workers["llm"].endpoint_id,
+        "CLIP_ENDPOINT_ID": workers["clip"].endpoint_id,
+        "GCS_BUCKET": buckets.uploads.name,
+    },
+    secrets=secrets,
+    secret_env={
+        "DATABASE_URL": "database-url",
+        "EMBEDDING_HMAC_SECRET": "hmac-secret",
+        "RUNPOD_API_KEY": "runpod-api-key",
+    },
+    bucket=buckets.uploads,
+    cloudsql_connection=database.connection_name,
+)
+
+pulumi.export("api_url", api.url)
+pulumi.export("llm_endpoint_id", workers["llm"].endpoint_id)
+pulumi.export("clip_endpoint_id", workers["clip"].endpoint_id)
+pulumi.export("uploads_bucket", buckets.uploads.name)
+pulumi.export("database_instance", database.instance_name)
+pulumi.export("database_connection_name", database.connection_name)
+pulumi.export("runtime_service_account", api.account.email)

@@ -1,0 +1,53 @@
+"""A RunPod GPU endpoint: a serverless template (image, env with secret values) and an endpoint
+on it (GPU types in order of preference, scale to zero unless the stack asks for warm workers)."""
+
+import pulumi
+
+from infra.config import GpuEndpointConfig, StackConfig
+from infra.runpod.resources import Endpoint, Template
+
+
+class GpuEndpoint(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        endpoint: GpuEndpointConfig,
+        *,
+        image: pulumi.Input[str],
+        env: dict[str, pulumi.Input[str]],
+        secret_env: dict[str, pulumi.Input[str]],
+        api_key: pulumi.Input[str] | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tandem:infra:GpuEndpoint", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        plain = {**endpoint.env, **env}
+        if endpoint.model:
+            plain["MODEL_NAME"] = endpoint.model
+        secret = {key: pulumi.Output.secret(value) for key, value in secret_env.items()}
+        all_env = pulumi.Output.all(plain, secret).apply(lambda parts: {**parts[0], **parts[1]})
+        self.template = Template(
+            f"tandem-{config.stack}-{name}-template",
+            image=image,
+            env=all_env,
+            container_disk_gb=endpoint.container_disk_gb,
+            api_key=api_key,
+            opts=child,
+        )
+        self.endpoint = Endpoint(
+            f"tandem-{config.stack}-{name}-endpoint",
+            template_id=self.template.id,
+            gpu_type_ids=endpoint.gpu_types,
+            workers_min=endpoint.workers_min,
+            workers_max=endpoint.workers_max,
+            idle_timeout_s=endpoint.idle_timeout_s,
+            execution_timeout_ms=endpoint.execution_timeout_s * 1000,
+            scaler_type=endpoint.scaler_type,
+            scaler_value=endpoint.scaler_value,
+            flashboot=endpoint.flashboot,
+            api_key=api_key,
+            opts=child,
+        )
+        self.endpoint_id = self.endpoint.id
+        self.register_outputs({"endpoint_id": self.endpoint_id})

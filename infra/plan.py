@@ -1,0 +1,121 @@
+"""The offline plan: the Pulumi program run under mocks with a stack's config, no cloud and no
+Pulumi CLI. `python -m infra.plan --stack dev [--json]` prints the resources it would declare.
+
+Secrets are never in a checkout (Pulumi.<stack>.yaml holds them encrypted): the plan runs with
+stand-in values for them, which it never prints.
+"""
+
+import argparse
+import asyncio
+import json
+import runpy
+import sys
+from typing import Any
+
+import pulumi
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+
+from infra.config import REPO_ROOT, SECRET_KEYS, ConfigError, stack_file
+
+STAND_IN = "stand-in-secret"
+
+
+class RecordingMocks(Mocks):
+    """Answers every resource with its inputs plus the outputs GCP would compute, and records it."""
+
+    def __init__(self) -> None:
+        self.resources: list[dict[str, Any]] = []
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
+        return f"{args.name}-id", {**args.inputs, **_computed(args)}
+
+    def call(self, _args: MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+def _computed(args: MockResourceArgs) -> dict[str, Any]:
+    inputs = args.inputs
+    match args.typ:
+        case "gcp:serviceaccount/account:Account":
+            email = f"{inputs['accountId']}@{inputs['project']}.iam.gserviceaccount.com"
+            return {"email": email, "name": f"projects/{inputs['project']}/serviceAccounts/{email}"}
+        case "gcp:sql/databaseInstance:DatabaseInstance":
+            name = inputs.get("name", args.name)
+            return {
+                "name": name,
+                "connectionName": f"{inputs['project']}:{inputs['region']}:{name}",
+            }
+        case "gcp:cloudrunv2/service:Service":
+            return {"uri": f"https://{inputs['name']}.run.app"}
+        case "random:index/randomPassword:RandomPassword":
+            return {"result": STAND_IN}
+        case "docker-build:index:Image":
+            return {"ref": f"{inputs['tags'][0]}@sha256:{'0' * 64}"}
+        case "pulumi:pulumi:StackReference":
+            return {"outputs": {"database_instance": "shared-instance"}}
+    return {}
+
+
+def pulumi_config(stack: str) -> dict[str, str]:
+    """The stack file's config as the engine hands it to a program (objects as JSON), with
+    stand-ins for the secrets."""
+    import yaml
+
+    raw = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    config = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in raw.items()
+        if not (isinstance(value, dict) and "secure" in value)
+    }
+    for key in SECRET_KEYS:
+        if f"tandem:{key}" in raw or key == "runpodApiKey":
+            config[f"tandem:{key}"] = STAND_IN
+    return config
+
+
+def run_program(stack: str) -> list[dict[str, Any]]:
+    """Every resource the program declares for `stack`, as the mocks saw it."""
+    stack_file(stack, stand_in_secrets=("runpodApiKey",))  # a bad config fails here, clearly
+    mocks = RecordingMocks()
+    loop = asyncio.new_event_loop()  # the mocks' root stack and the program share this loop
+    asyncio.set_event_loop(loop)
+    pulumi.runtime.settings.set_root_resource(None)  # a fresh stack, also on a second run
+    pulumi.runtime.set_mocks(mocks, project="tandem", stack=stack, preview=False)
+    config = pulumi_config(stack)
+    secret_keys = [key for key, value in config.items() if value == STAND_IN]
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    async def program() -> None:
+        runpy.run_module("infra", run_name="__main__")
+        await pulumi.runtime.stack.wait_for_rpcs()
+
+    try:
+        loop.run_until_complete(program())
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    return sorted(mocks.resources, key=lambda r: (r["type"], r["name"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__)
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not (REPO_ROOT / f"Pulumi.{args.stack}.yaml").is_file():
+        sys.exit(f"unknown stack {args.stack!r}: no Pulumi.{args.stack}.yaml")
+    try:
+        resources = run_program(args.stack)
+    except ConfigError as exc:
+        sys.exit(f"invalid config: {exc}")
+    if args.json:
+        print(json.dumps([{"type": r["type"], "name": r["name"]} for r in resources], indent=2))
+        return
+    for resource in resources:
+        print(f"{resource['type']:<55} {resource['name']}")
+    print(f"{len(resources)} resources")
+
+
+if __name__ == "__main__":
+    main()

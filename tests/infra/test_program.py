@@ -1,0 +1,89 @@
+"""The whole Pulumi program under mocks, per stack (the offline plan's run): what matters about
+each stack's resources."""
+
+import base64
+
+import pytest
+
+from infra.components.api_service import RUNTIME_ROLES
+from infra.plan import STAND_IN, run_program
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def stack(request):
+    return request.param, run_program(request.param)
+
+
+def of_type(resources, suffix: str) -> list[dict]:
+    return [r["inputs"] for r in resources if r["type"].endswith(suffix)]
+
+
+def test_every_secret_reaches_cloud_run_by_reference_only(stack):
+    _, resources = stack
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    envs = service["template"]["containers"][0]["envs"]
+    by_name = {env["name"]: env for env in envs}
+    for name in ("DATABASE_URL", "EMBEDDING_HMAC_SECRET", "RUNPOD_API_KEY"):
+        assert "value" not in by_name[name]
+        assert by_name[name]["valueSource"]["secretKeyRef"]["version"] == "latest"
+    assert all(STAND_IN not in str(env.get("value", "")) for env in envs)
+
+
+def test_the_runtime_account_has_exactly_its_roles(stack):
+    _, resources = stack
+    roles = sorted(m["role"] for m in of_type(resources, "projects/iAMMember:IAMMember"))
+    assert roles == sorted(RUNTIME_ROLES)
+    accessors = of_type(resources, "secretIamMember:SecretIamMember")
+    assert len(accessors) == 3
+    [account] = of_type(resources, "serviceaccount/account:Account")
+    email = f"{account['accountId']}@{account['project']}.iam.gserviceaccount.com"
+    assert {a["member"] for a in accessors} == {f"serviceAccount:{email}"}
+    assert {a["role"] for a in accessors} == {"roles/secretmanager.secretAccessor"}
+
+
+def test_buckets_are_private_and_expire(stack):
+    _, resources = stack
+    [bucket] = of_type(resources, "storage/bucket:Bucket")
+    assert bucket["publicAccessPrevention"] == "enforced"
+    assert bucket["uniformBucketLevelAccess"] is True
+    assert bucket["lifecycleRules"][0]["condition"]["age"] >= 1
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # how the engine marks a secret value
+
+
+def test_gpu_endpoints_get_the_hmac_secret_as_a_secret(stack):
+    _, resources = stack
+    dynamic = [r["inputs"] for r in resources if r["type"] == "pulumi-python:dynamic:Resource"]
+    templates = [inputs for inputs in dynamic if "imageName" in inputs]
+    assert len(templates) == 2
+    for template in templates:
+        assert SECRET_SIG in template["env"]  # the whole env is stored encrypted
+        assert template["env"]["value"]["EMBEDDING_HMAC_SECRET"] == STAND_IN
+    for inputs in dynamic:
+        assert SECRET_SIG in inputs["apiKey"]
+        provider = base64.b64decode(inputs["__provider"]["value"])
+        assert STAND_IN.encode() not in provider  # the serialised provider holds no key
+
+
+def test_prod_is_protected_and_warm():
+    resources = run_program("prod")
+    [instance] = of_type(resources, "databaseInstance:DatabaseInstance")
+    assert instance["deletionProtection"] is True
+    assert instance["settings"]["backupConfiguration"]["pointInTimeRecoveryEnabled"] is True
+    assert instance["settings"]["availabilityType"] == "REGIONAL"
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    assert service["deletionProtection"] is True
+    assert service["template"]["scaling"]["minInstanceCount"] >= 1
+    endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
+    assert all(e["workersMin"] >= 1 for e in endpoints)
+
+
+def test_dev_scales_to_zero():
+    resources = run_program("dev")
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    assert service["template"]["scaling"]["minInstanceCount"] == 0
+    assert service["deletionProtection"] is False
+    endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
+    assert [e["workersMin"] for e in endpoints] == [0, 0]
+    assert of_type(resources, "serviceIamMember:ServiceIamMember")[0]["member"] == "allUsers"
