@@ -6,8 +6,10 @@ import pulumi_random as random
 
 from infra.components.api_service import ApiService
 from infra.components.buckets import Buckets
+from infra.components.ci_identity import CiIdentity
 from infra.components.database import Database
 from infra.components.gpu_endpoint import GpuEndpoint
+from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
 from infra.components.secrets import Secrets
@@ -66,6 +68,12 @@ api = ApiService(
     bucket=buckets.uploads,
     cloudsql_connection=database.connection_name,
 )
+
+Monitoring("monitoring", config, api.url, opts=after_apis)
+if config.ci.github_repository:
+    ci = CiIdentity("ci", config, config.ci.github_repository, opts=after_apis)
+    pulumi.export("deployer_service_account", ci.deployer.email)
+    pulumi.export("workload_identity_provider", ci.provider.name)
 
 pulumi.export("api_url", api.url)
 pulumi.export("llm_endpoint_id", workers["llm"].endpoint_id)

@@ -48,6 +48,11 @@ def _computed(args: MockResourceArgs) -> dict[str, Any]:
             }
         case "gcp:cloudrunv2/service:Service":
             return {"uri": f"https://{inputs['name']}.run.app"}
+        case "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
+            return {"uptimeCheckId": f"{args.name}-check"}
+        case "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
+            pool = inputs["workloadIdentityPoolId"]
+            return {"name": f"projects/123/locations/global/workloadIdentityPools/{pool}"}
         case "random:index/randomPassword:RandomPassword":
             return {"result": STAND_IN}
         case "docker-build:index:Image":

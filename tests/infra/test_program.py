@@ -31,13 +31,17 @@ def test_every_secret_reaches_cloud_run_by_reference_only(stack):
 
 def test_the_runtime_account_has_exactly_its_roles(stack):
     _, resources = stack
-    roles = sorted(m["role"] for m in of_type(resources, "projects/iAMMember:IAMMember"))
-    assert roles == sorted(RUNTIME_ROLES)
+    [account] = [
+        a
+        for a in of_type(resources, "serviceaccount/account:Account")
+        if a["accountId"].endswith("-api")
+    ]
+    runtime = f"serviceAccount:{account['accountId']}@{account['project']}.iam.gserviceaccount.com"
+    members = of_type(resources, "projects/iAMMember:IAMMember")
+    assert sorted(m["role"] for m in members if m["member"] == runtime) == sorted(RUNTIME_ROLES)
     accessors = of_type(resources, "secretIamMember:SecretIamMember")
     assert len(accessors) == 3
-    [account] = of_type(resources, "serviceaccount/account:Account")
-    email = f"{account['accountId']}@{account['project']}.iam.gserviceaccount.com"
-    assert {a["member"] for a in accessors} == {f"serviceAccount:{email}"}
+    assert {a["member"] for a in accessors} == {runtime}
     assert {a["role"] for a in accessors} == {"roles/secretmanager.secretAccessor"}
 
 
@@ -87,3 +91,23 @@ def test_dev_scales_to_zero():
     endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
     assert [e["workersMin"] for e in endpoints] == [0, 0]
     assert of_type(resources, "serviceIamMember:ServiceIamMember")[0]["member"] == "allUsers"
+
+
+def test_ci_can_deploy_only_from_its_repository(stack):
+    _, resources = stack
+    [provider] = of_type(resources, "workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")
+    assert provider["attributeCondition"] == "assertion.repository == 'my-org/tandem'"
+    assert provider["oidc"]["issuerUri"] == "https://token.actions.githubusercontent.com"
+    [binding] = [
+        m
+        for m in of_type(resources, "serviceaccount/iAMMember:IAMMember")
+        if m["role"] == "roles/iam.workloadIdentityUser"
+    ]
+    assert binding["member"].endswith("/attribute.repository/my-org/tandem")
+
+
+def test_health_is_watched(stack):
+    _, resources = stack
+    [uptime] = of_type(resources, "uptimeCheckConfig:UptimeCheckConfig")
+    assert uptime["httpCheck"]["path"] == "/health"
+    assert len(of_type(resources, "alertPolicy:AlertPolicy")) == 1
