@@ -69,8 +69,9 @@ api = ApiService(
     cloudsql_connection=database.connection_name,
 )
 
-Monitoring("monitoring", config, api.url, opts=after_apis)
-if config.ci.github_repository:
+if config.environment != "review":  # review stacks share dev's CI identity and alerting
+    Monitoring("monitoring", config, api.url, opts=after_apis)
+if config.environment != "review" and config.ci.github_repository:
     ci = CiIdentity("ci", config, config.ci.github_repository, opts=after_apis)
     pulumi.export("deployer_service_account", ci.deployer.email)
     pulumi.export("workload_identity_provider", ci.provider.name)

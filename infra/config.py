@@ -141,8 +141,11 @@ class StackConfig(Section):
 
     @property
     def labels(self) -> dict[str, str]:
-        """Labels every resource carries."""
-        return {"env": self.environment, "stack": self.stack, "app": "tandem"}
+        """Labels every resource carries (review stacks also their time to live)."""
+        labels = {"env": self.environment, "stack": self.stack, "app": "tandem"}
+        if self.ttl_hours is not None:
+            labels["ttl"] = f"{self.ttl_hours}h"
+        return labels
 
     @model_validator(mode="after")
     def _environment_rules(self) -> "StackConfig":
@@ -184,18 +187,59 @@ def parse(values: dict[str, Any], secrets: dict[str, Any]) -> StackConfig:
         raise ConfigError(f"{_key(error)}: {message}") from None
 
 
+REVIEW_STACK = re.compile(r"pr-[1-9][0-9]*")
+# What a review stack (`pr-<N>`) changes in dev's settings: a database of its own on dev's
+# instance, nothing warm, at most one GPU worker, no deletion protection, a time to live.
+REVIEW_OVERRIDES: dict[str, Any] = {
+    "tandem:environment": "review",
+    "tandem:ttlHours": 72,
+    "tandem:api": {"minInstances": 0, "maxInstances": 2, "deletionProtection": False},
+    "tandem:database": {
+        "instanceFromStack": "dev",
+        "highAvailability": False,
+        "pointInTimeRecovery": False,
+        "deletionProtection": False,
+    },
+    "tandem:storage": {"retentionDays": 3},
+    "tandem:gpu": {
+        "llm": {"workersMin": 0, "workersMax": 1},
+        "clip": {"workersMin": 0, "workersMax": 1},
+    },
+}
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {k: _merge(base.get(k), v) for k, v in override.items()} | {
+            k: v for k, v in base.items() if k not in override
+        }
+    return override
+
+
+def stack_settings(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
+    """A stack's settings as in its `Pulumi.<stack>.yaml` (`namespace:key` -> value); a review
+    stack `pr-<N>` has dev's settings with REVIEW_OVERRIDES."""
+    import yaml
+
+    if REVIEW_STACK.fullmatch(stack):
+        return _merge(stack_settings("dev", root), REVIEW_OVERRIDES)
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown stack {stack!r}: no {path.name} (and not a review stack pr-<N>)"
+        )
+    return yaml.safe_load(path.read_text())["config"]
+
+
 def stack_file(
     stack: str, root: Path = REPO_ROOT, stand_in_secrets: tuple[str, ...] = ()
 ) -> StackConfig:
-    """The StackConfig of `Pulumi.<stack>.yaml`, read without the Pulumi engine (tests, plan).
-    Secrets there are encrypted (`secure:`): only their presence is known, and
+    """The StackConfig of a stack's settings (`stack_settings`), read without the Pulumi engine
+    (tests, plan). Secrets there are encrypted (`secure:`): only their presence is known, and
     `stand_in_secrets` names those to assume set (a checkout has no stack's secrets)."""
-    import yaml
-
-    config = yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text())["config"]
     values: dict[str, Any] = {"stack": stack}
     secrets: dict[str, Any] = dict.fromkeys(stand_in_secrets, "stand-in")
-    for key, value in config.items():
+    for key, value in stack_settings(stack, root).items():
         namespace, _, name = key.partition(":")
         if namespace == "gcp" and name in ("project", "region"):
             values[name] = value

@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
-from infra.config import REPO_ROOT, SECRET_KEYS, ConfigError, stack_file
+from infra.config import SECRET_KEYS, ConfigError, stack_file, stack_settings
 
 STAND_IN = "stand-in-secret"
 
@@ -58,20 +58,28 @@ def _computed(args: MockResourceArgs) -> dict[str, Any]:
         case "docker-build:index:Image":
             return {"ref": f"{inputs['tags'][0]}@sha256:{'0' * 64}"}
         case "pulumi:pulumi:StackReference":
-            return {"outputs": {"database_instance": "shared-instance"}}
+            instance = f"{inputs['name'].split('/')[-1]}-instance"
+            return {
+                "outputs": {
+                    "database_instance": instance,
+                    "database_connection_name": f"shared-project:europe-west1:{instance}",
+                }
+            }
     return {}
 
 
 def pulumi_config(stack: str) -> dict[str, str]:
-    """The stack file's config as the engine hands it to a program (objects as JSON), with
+    """The stack's settings as the engine hands them to a program (objects as JSON), with
     stand-ins for the secrets."""
-    import yaml
-
-    raw = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    raw = stack_settings(stack)
     config = {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in raw.items()
         if not (isinstance(value, dict) and "secure" in value)
+    }
+    config = {
+        key: str(value).lower() if isinstance(value, bool) else value
+        for key, value in config.items()
     }
     for key in SECRET_KEYS:
         if f"tandem:{key}" in raw or key == "runpodApiKey":
@@ -108,8 +116,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stack", required=True)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if not (REPO_ROOT / f"Pulumi.{args.stack}.yaml").is_file():
-        sys.exit(f"unknown stack {args.stack!r}: no Pulumi.{args.stack}.yaml")
     try:
         resources = run_program(args.stack)
     except ConfigError as exc:

@@ -22,7 +22,10 @@ class Database(pulumi.ComponentResource):
             self.database_url = pulumi.Output.secret(config.secrets["supabaseDatabaseUrl"])
         else:
             if db.instance_from_stack:
-                shared = pulumi.StackReference(f"{name}-shared", stack_name=db.instance_from_stack)
+                org, project = pulumi.get_organization(), pulumi.get_project()
+                shared = pulumi.StackReference(
+                    f"{name}-shared", stack_name=f"{org}/{project}/{db.instance_from_stack}"
+                )
                 instance_name = shared.require_output("database_instance")
                 connection_name = shared.require_output("database_connection_name")
             else:

@@ -96,3 +96,19 @@ def test_supabase_with_its_secret_is_fine():
     secrets = {**SECRETS, "supabaseDatabaseUrl": "postgresql://..."}
     config = parse(valid(database={"provider": "supabase"}), secrets)
     assert config.database.provider == "supabase"
+
+
+def test_a_review_stack_is_dev_with_the_review_overrides():
+    review = stack_file("pr-12", stand_in_secrets=("runpodApiKey",))
+    dev = stack_file("dev", stand_in_secrets=("runpodApiKey",))
+    assert (review.environment, review.ttl_hours) == ("review", 72)
+    assert review.database.instance_from_stack == "dev"
+    assert review.gpu.llm.workers_max == 1
+    assert review.gpu.llm.gpu_types == dev.gpu.llm.gpu_types  # the rest is dev's
+    assert review.labels["ttl"] == "72h"
+
+
+@pytest.mark.parametrize("stack", ["staging", "pr-0", "pr-x"])
+def test_an_unknown_stack_is_named(stack):
+    with pytest.raises(ConfigError, match=f"unknown stack '{stack}'"):
+        stack_file(stack)

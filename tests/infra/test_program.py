@@ -111,3 +111,19 @@ def test_health_is_watched(stack):
     [uptime] = of_type(resources, "uptimeCheckConfig:UptimeCheckConfig")
     assert uptime["httpCheck"]["path"] == "/health"
     assert len(of_type(resources, "alertPolicy:AlertPolicy")) == 1
+
+
+def test_a_review_stack_uses_the_dev_instance_and_its_own_database():
+    resources = run_program("pr-7")
+    assert of_type(resources, "databaseInstance:DatabaseInstance") == []
+    [reference] = of_type(resources, "StackReference")
+    assert reference["name"].endswith("/tandem/dev")
+    [database] = of_type(resources, "sql/database:Database")
+    assert database["name"] == "tandem_pr_7"
+    assert database["instance"] == "dev-instance"
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    assert service["deletionProtection"] is False
+    assert service["labels"] == {"env": "review", "stack": "pr-7", "app": "tandem", "ttl": "72h"}
+    endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
+    assert [e["workersMax"] for e in endpoints] == [1, 1]
+    assert of_type(resources, "workloadIdentityPool:WorkloadIdentityPool") == []
