@@ -1,5 +1,6 @@
 """The offline plan: the Pulumi program run under mocks with a stack's config, no cloud and no
-Pulumi CLI. `python -m infra.plan --stack dev [--json]` prints the resources it would declare.
+Pulumi CLI. `python -m infra.plan --stack dev|prod|pr-<N> [--json]` prints the resources it
+would declare and the policy results (infra/policy), and exits 1 on a policy violation.
 
 Secrets are never in a checkout (Pulumi.<stack>.yaml holds them encrypted): the plan runs with
 stand-in values for them, which it never prints.
@@ -16,6 +17,7 @@ import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
 from infra.config import SECRET_KEYS, ConfigError, stack_file, stack_settings
+from infra.policy.rules import PolicyConfig, check
 
 STAND_IN = "stand-in-secret"
 
@@ -111,21 +113,77 @@ def run_program(stack: str) -> list[dict[str, Any]]:
     return sorted(mocks.resources, key=lambda r: (r["type"], r["name"]))
 
 
+# The properties a reviewer reads, per type (dotted paths into the resource's inputs).
+KEY_PROPERTIES = {
+    "gcp:cloudrunv2/service:Service": (
+        "template.scaling.minInstanceCount",
+        "template.scaling.maxInstanceCount",
+        "deletionProtection",
+    ),
+    "gcp:sql/databaseInstance:DatabaseInstance": (
+        "settings.tier",
+        "settings.availabilityType",
+        "settings.backupConfiguration.pointInTimeRecoveryEnabled",
+        "deletionProtection",
+    ),
+    "gcp:storage/bucket:Bucket": ("lifecycleRules.0.condition.age", "versioning.enabled"),
+    "gcp:projects/iAMMember:IAMMember": ("role",),
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("member",),
+    "pulumi-python:dynamic:Resource": ("gpuTypeIds", "workersMin", "workersMax", "imageName"),
+}
+
+
+def _get(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+def _tidy(value: Any) -> Any:
+    """Whole numbers as ints (the engine's wire format makes every number a float)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def inventory(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Type, name and the properties that matter of each resource (no secret values: none of
+    the listed properties holds one)."""
+    items = []
+    for resource in resources:
+        paths = KEY_PROPERTIES.get(resource["type"], ())
+        properties = {p: _tidy(v) for p in paths if (v := _get(resource["inputs"], p)) is not None}
+        items.append({"type": resource["type"], "name": resource["name"], "properties": properties})
+    return items
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__)
     parser.add_argument("--stack", required=True)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
+        config = stack_file(args.stack, stand_in_secrets=("runpodApiKey",))
         resources = run_program(args.stack)
     except ConfigError as exc:
         sys.exit(f"invalid config: {exc}")
+    violations = check(resources, PolicyConfig(public_api=config.api.public))
     if args.json:
-        print(json.dumps([{"type": r["type"], "name": r["name"]} for r in resources], indent=2))
-        return
-    for resource in resources:
-        print(f"{resource['type']:<55} {resource['name']}")
-    print(f"{len(resources)} resources")
+        print(json.dumps({"resources": inventory(resources), "violations": violations}, indent=2))
+    else:
+        for item in inventory(resources):
+            details = ", ".join(f"{key}={value}" for key, value in item["properties"].items())
+            print(f"{item['type']:<58} {item['name']:<34} {details}")
+        print(f"{len(resources)} resources")
+        for policy, name, message in violations:
+            print(f"POLICY {policy}: {name}: {message}")
+        print(f"policies: {len(violations)} violation(s)")
+    sys.exit(1 if violations else 0)
 
 
 if __name__ == "__main__":

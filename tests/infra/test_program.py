@@ -7,6 +7,7 @@ import pytest
 
 from infra.components.api_service import RUNTIME_ROLES
 from infra.plan import STAND_IN, run_program
+from infra.policy.rules import SECRET_SIG
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -51,9 +52,6 @@ def test_buckets_are_private_and_expire(stack):
     assert bucket["publicAccessPrevention"] == "enforced"
     assert bucket["uniformBucketLevelAccess"] is True
     assert bucket["lifecycleRules"][0]["condition"]["age"] >= 1
-
-
-SECRET_SIG = "4dabf18193072939515e22adb298388d"  # how the engine marks a secret value
 
 
 def test_gpu_endpoints_get_the_hmac_secret_as_a_secret(stack):

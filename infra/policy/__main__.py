@@ -1,0 +1,59 @@
+"""The CrossGuard policy pack: `pulumi preview --policy-pack infra/policy`. Its config
+(`--policy-pack-config`): publicApi, allowPremiumGpus, maxWorkers, allowedGpuTypes."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the pack runs from its folder
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyPack,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+from infra.policy.rules import RULES, PolicyConfig
+
+SCHEMA = PolicyConfigSchema(
+    properties={
+        "publicApi": {"type": "boolean", "default": False},
+        "allowPremiumGpus": {"type": "boolean", "default": False},
+        "maxWorkers": {"type": "integer", "default": 10},
+        "allowedGpuTypes": {"type": "array", "items": {"type": "string"}},
+    }
+)
+
+
+def _validator(rule):
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        settings = args.get_config()
+        config = PolicyConfig(
+            public_api=bool(settings.get("publicApi", False)),
+            allow_premium_gpus=bool(settings.get("allowPremiumGpus", False)),
+            max_workers=int(settings.get("maxWorkers", 10)),
+            allowed_gpu_types=frozenset(settings["allowedGpuTypes"])
+            if settings.get("allowedGpuTypes")
+            else None,
+        )
+        for message in rule(args.resource_type, args.props, config):
+            report_violation(message, None)
+
+    return validate
+
+
+PolicyPack(
+    name="tandem",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=[
+        ResourceValidationPolicy(
+            name=name,
+            description=(rule.__doc__ or name).strip().splitlines()[0],
+            validate=_validator(rule),
+            config_schema=SCHEMA,
+        )
+        for name, rule in RULES.items()
+    ],
+)

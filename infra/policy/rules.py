@@ -1,0 +1,150 @@
+"""The policies as pure functions of one resource: its type and its properties (camelCase, as
+both the engine and the mocks give them). Each returns the violations it finds.
+
+`PolicyConfig` carries the choices a stack makes: whether the API may be public, which GPU types
+are allowed, how many workers an endpoint may scale to.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
+PREMIUM_GPU = re.compile(r"\b(A100|H100|H200|B200)\b")
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)", re.I)
+# Types that carry `labels` (or `userLabels`) and must be labelled with env and stack.
+LABELLED = {
+    "gcp:storage/bucket:Bucket": "labels",
+    "gcp:secretmanager/secret:Secret": "labels",
+    "gcp:cloudrunv2/service:Service": "labels",
+    "gcp:artifactregistry/repository:Repository": "labels",
+    "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": "userLabels",
+}
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    public_api: bool = False
+    allowed_gpu_types: frozenset[str] | None = None  # None: any RunPod type but the premium ones
+    allow_premium_gpus: bool = False
+    max_workers: int = 10
+
+
+def no_public_bucket(typ: str, props: dict[str, Any], _config: PolicyConfig) -> list[str]:
+    """No bucket readable by the public: access prevention enforced, no public IAM members."""
+    if typ == "gcp:storage/bucket:Bucket" and props.get("publicAccessPrevention") != "enforced":
+        return ["a bucket must enforce public access prevention"]
+    if typ.startswith("gcp:storage/bucketIAM") and _public(props):
+        return ["a bucket must not be readable by allUsers or allAuthenticatedUsers"]
+    return []
+
+
+def no_public_api_unless_chosen(typ: str, props: dict[str, Any], config: PolicyConfig) -> list[str]:
+    """No public Cloud Run service unless the stack sets api.public (IAM members and
+    invokerIamDisabled both checked)."""
+    if config.public_api:
+        return []
+    if typ == "gcp:cloudrunv2/service:Service" and props.get("invokerIamDisabled"):
+        return ["Cloud Run invoker IAM is disabled (public) but api.public is false"]
+    if typ.startswith("gcp:cloudrunv2/serviceIam") and _public(props):
+        return ["Cloud Run is invokable by allUsers/allAuthenticatedUsers but api.public is false"]
+    return []
+
+
+def no_literal_secrets(typ: str, props: dict[str, Any], _config: PolicyConfig) -> list[str]:
+    """No secret-looking Cloud Run env variable with a literal value."""
+    if typ != "gcp:cloudrunv2/service:Service":
+        return []
+    containers = (props.get("template") or {}).get("containers") or []
+    return [
+        f"env {env['name']} looks secret but has a literal value: use a secret_key_ref"
+        for container in containers
+        for env in container.get("envs") or []
+        if SECRET_NAME.search(env.get("name", "")) and env.get("value") is not None
+    ]
+
+
+def prod_api_is_warm_and_protected(
+    typ: str, props: dict[str, Any], _config: PolicyConfig
+) -> list[str]:
+    """Cloud Run in prod keeps an instance warm and has deletion protection."""
+    if typ != "gcp:cloudrunv2/service:Service" or (props.get("labels") or {}).get("env") != "prod":
+        return []
+    problems = []
+    scaling = (props.get("template") or {}).get("scaling") or {}
+    if (scaling.get("minInstanceCount") or 0) < 1:
+        problems.append("prod Cloud Run needs min instances >= 1")
+    if not props.get("deletionProtection"):
+        problems.append("prod Cloud Run needs deletion protection")
+    return problems
+
+
+def gpu_endpoints_within_limits(typ: str, props: dict[str, Any], config: PolicyConfig) -> list[str]:
+    """RunPod GPU types from the allowed list (A100/H100-class only when allowed), workers
+    under the cap."""
+    if "gpuTypeIds" not in props:  # only RunPod endpoints (dynamic resources) carry it
+        return []
+    problems = []
+    for gpu in props.get("gpuTypeIds") or []:
+        if config.allowed_gpu_types is not None and gpu not in config.allowed_gpu_types:
+            problems.append(f"GPU type {gpu!r} is not in the allowed list")
+        elif PREMIUM_GPU.search(gpu) and not config.allow_premium_gpus:
+            problems.append(f"GPU type {gpu!r} needs allowPremiumGpus")
+    if (props.get("workersMax") or 0) > config.max_workers:
+        problems.append(f"workersMax {props['workersMax']} is over the cap of {config.max_workers}")
+    return problems
+
+
+def labelled_with_env_and_stack(
+    typ: str, props: dict[str, Any], _config: PolicyConfig
+) -> list[str]:
+    """Every labelled resource carries the env and stack labels."""
+    if typ == "gcp:sql/databaseInstance:DatabaseInstance":
+        labels = (props.get("settings") or {}).get("userLabels") or {}
+    elif typ in LABELLED:
+        labels = props.get(LABELLED[typ]) or {}
+    else:
+        return []
+    missing = [key for key in ("env", "stack") if not labels.get(key)]
+    return [f"missing labels: {', '.join(missing)}"] if missing else []
+
+
+RULES: dict[str, Callable[[str, dict[str, Any], PolicyConfig], list[str]]] = {
+    "no-public-bucket": no_public_bucket,
+    "no-public-api-unless-chosen": no_public_api_unless_chosen,
+    "no-literal-secrets": no_literal_secrets,
+    "prod-api-warm-and-protected": prod_api_is_warm_and_protected,
+    "gpu-endpoints-within-limits": gpu_endpoints_within_limits,
+    "labelled-with-env-and-stack": labelled_with_env_and_stack,
+}
+
+
+def check(resources: list[dict[str, Any]], config: PolicyConfig) -> list[tuple[str, str, str]]:
+    """(policy, resource name, message) for every violation among `resources`
+    (`{"type", "name", "inputs"}` records, as the offline plan makes them)."""
+    return [
+        (policy, resource["name"], message)
+        for resource in resources
+        for policy, rule in RULES.items()
+        for message in rule(resource["type"], _plain(resource["inputs"]), config)
+    ]
+
+
+def _public(props: dict[str, Any]) -> bool:
+    members = set(props.get("members") or []) | {props.get("member")}
+    return bool(members & PUBLIC_MEMBERS)
+
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - the engine's secret marker
+
+
+def _plain(value: Any) -> Any:
+    """Properties with the engine's secret envelopes opened (values are only inspected)."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) is not None and "value" in value:
+            return _plain(value["value"])
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
