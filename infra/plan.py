@@ -11,6 +11,7 @@ import asyncio
 import json
 import runpy
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pulumi
@@ -90,8 +91,14 @@ def pulumi_config(stack: str) -> dict[str, str]:
 
 
 def run_program(stack: str) -> list[dict[str, Any]]:
-    """Every resource the program declares for `stack`, as the mocks saw it."""
+    """Every resource the program declares for `stack`, as the mocks saw it. It runs in a thread
+    of its own, with its own event loop, so it never touches the caller's loop."""
     stack_file(stack, stand_in_secrets=("runpodApiKey",))  # a bad config fails here, clearly
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(_run_program, stack).result()
+
+
+def _run_program(stack: str) -> list[dict[str, Any]]:
     mocks = RecordingMocks()
     loop = asyncio.new_event_loop()  # the mocks' root stack and the program share this loop
     asyncio.set_event_loop(loop)
@@ -108,8 +115,8 @@ def run_program(stack: str) -> list[dict[str, Any]]:
     try:
         loop.run_until_complete(program())
     finally:
-        loop.close()
         asyncio.set_event_loop(None)
+        loop.close()
     return sorted(mocks.resources, key=lambda r: (r["type"], r["name"]))
 
 
