@@ -102,59 +102,43 @@ def _diff(
     )
 
 
-class TemplateProvider(ResourceProvider):
-    def create(self, props: dict[str, Any]) -> CreateResult:
+class RunPodProvider(ResourceProvider):
+    """create/read/diff/update/delete of one kind of RunPod object over RunPodRest."""
+
+    kind: str  # "template" or "endpoint": RunPodRest's `<verb>_<kind>` methods
+    fields: tuple[str, ...]
+    in_place: set[str]  # the fields RunPod's update accepts; a change to another replaces
+
+    def _call(self, props: dict[str, Any], verb: str, *args: Any) -> Any:
         with client_for(props) as runpod:
-            live = runpod.create_template(_body(props, TEMPLATE_FIELDS))
-        return CreateResult(live["id"], _state(live, props, TEMPLATE_FIELDS))
+            return getattr(runpod, f"{verb}_{self.kind}")(*args)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        live = self._call(props, "create", _body(props, self.fields))
+        return CreateResult(live["id"], _state(live, props, self.fields))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with client_for(props) as runpod:
-            try:
-                live = runpod.get_template(id_)
-            except RunPodNotFound:
-                return GONE
-        return ReadResult(id_, _state(live, props, TEMPLATE_FIELDS))
+        try:
+            live = self._call(props, "get", id_)
+        except RunPodNotFound:
+            return GONE
+        return ReadResult(id_, _state(live, props, self.fields))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return _diff(olds, news, TEMPLATE_FIELDS, TEMPLATE_IN_PLACE)
+        return _diff(olds, news, self.fields, self.in_place)
 
     def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        body = _body(news, TEMPLATE_FIELDS)
-        body.pop("isServerless", None)  # not an update input: a change replaces instead
-        with client_for(news) as runpod:
-            live = runpod.update_template(id_, body)
-        return UpdateResult(_state(live, news, TEMPLATE_FIELDS))
+        body = {k: v for k, v in _body(news, self.fields).items() if k in self.in_place}
+        live = self._call(news, "update", id_, body)
+        return UpdateResult(_state(live, news, self.fields))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with client_for(props) as runpod:
-            runpod.delete_template(id_)
+        self._call(props, "delete", id_)
 
 
-class EndpointProvider(ResourceProvider):
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        with client_for(props) as runpod:
-            live = runpod.create_endpoint(_body(props, ENDPOINT_FIELDS))
-        return CreateResult(live["id"], _state(live, props, ENDPOINT_FIELDS))
+class TemplateProvider(RunPodProvider):
+    kind, fields, in_place = "template", TEMPLATE_FIELDS, TEMPLATE_IN_PLACE
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with client_for(props) as runpod:
-            try:
-                live = runpod.get_endpoint(id_)
-            except RunPodNotFound:
-                return GONE
-        return ReadResult(id_, _state(live, props, ENDPOINT_FIELDS))
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return _diff(olds, news, ENDPOINT_FIELDS, ENDPOINT_IN_PLACE)
-
-    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        body = _body(news, ENDPOINT_FIELDS)
-        body.pop("computeType", None)  # not an update input: a change replaces instead
-        with client_for(news) as runpod:
-            live = runpod.update_endpoint(id_, body)
-        return UpdateResult(_state(live, news, ENDPOINT_FIELDS))
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        with client_for(props) as runpod:
-            runpod.delete_endpoint(id_)
+class EndpointProvider(RunPodProvider):
+    kind, fields, in_place = "endpoint", ENDPOINT_FIELDS, ENDPOINT_IN_PLACE
