@@ -8,6 +8,7 @@ Plain settings go in as env values; secrets only as Secret Manager references
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components.accounts import service_account
 from infra.components.secrets import Secrets
 from infra.config import StackConfig
 
@@ -38,22 +39,7 @@ class ApiService(pulumi.ComponentResource):
         super().__init__("tandem:infra:ApiService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         api = config.api
-        self.account = gcp.serviceaccount.Account(
-            f"{name}-runtime",
-            project=config.project,
-            account_id=f"tandem-{config.stack}-api"[:30],
-            display_name=f"Tandem API ({config.stack})",
-            opts=child,
-        )
-        member = self.account.email.apply(lambda email: f"serviceAccount:{email}")
-        for role in RUNTIME_ROLES:
-            gcp.projects.IAMMember(
-                f"{name}-{role.split('/')[1].replace('.', '-')}",
-                project=config.project,
-                role=role,
-                member=member,
-                opts=child,
-            )
+        self.account, member = service_account(name, config, "api", RUNTIME_ROLES, self)
         gcp.storage.BucketIAMMember(
             f"{name}-uploads-access",
             bucket=bucket.name,

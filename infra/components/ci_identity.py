@@ -4,6 +4,7 @@ through Workload Identity Federation (OIDC), so CI holds no JSON key."""
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components.accounts import service_account
 from infra.config import StackConfig
 
 GITHUB_OIDC = "https://token.actions.githubusercontent.com"
@@ -54,22 +55,7 @@ class CiIdentity(pulumi.ComponentResource):
             attribute_condition=f"assertion.repository == '{repository}'",
             opts=child,
         )
-        self.deployer = gcp.serviceaccount.Account(
-            f"{name}-deployer",
-            project=config.project,
-            account_id=f"tandem-{config.stack}-deployer"[:30],
-            display_name=f"Tandem deployer ({config.stack})",
-            opts=child,
-        )
-        deployer = self.deployer.email.apply(lambda email: f"serviceAccount:{email}")
-        for role in DEPLOYER_ROLES:
-            gcp.projects.IAMMember(
-                f"{name}-{role.split('/')[1].replace('.', '-')}",
-                project=config.project,
-                role=role,
-                member=deployer,
-                opts=child,
-            )
+        self.deployer, _ = service_account(name, config, "deployer", DEPLOYER_ROLES, self)
         gcp.serviceaccount.IAMMember(
             f"{name}-github-impersonates",
             service_account_id=self.deployer.name,
