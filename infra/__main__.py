@@ -35,17 +35,22 @@ secrets = Secrets(
     opts=after_apis,
 )
 
+IMAGE = {"llm": "llm", "embed": "llm", "clip": "clip"}  # embed: the llm worker, TASK=embed
+TASK = {"llm": {"TASK": "generate"}, "embed": {"TASK": "embed"}, "clip": {}}
 workers = {
     name: GpuEndpoint(
         name,
         config,
         endpoint,
-        image=registry.images[name],
-        env={"TASK": "generate"} if name == "llm" else {},
+        image=registry.images[IMAGE[name]],
+        env=TASK[name],
         secret_env={"EMBEDDING_HMAC_SECRET": hmac_secret},
         api_key=runpod_api_key,
     )
-    for name, endpoint in (("llm", config.gpu.llm), ("clip", config.gpu.clip))
+    for name, endpoint in config.gpu.endpoints().items()
+}
+endpoint_ids = {
+    f"{name.upper()}_ENDPOINT_ID": worker.endpoint_id for name, worker in workers.items()
 }
 
 api = ApiService(
@@ -55,9 +60,8 @@ api = ApiService(
     env={
         "ENVIRONMENT": "prod" if config.environment == "prod" else "dev",
         "INFERENCE_BACKEND": "runpod",
-        "LLM_ENDPOINT_ID": workers["llm"].endpoint_id,
-        "CLIP_ENDPOINT_ID": workers["clip"].endpoint_id,
         "GCS_BUCKET": buckets.uploads.name,
+        **endpoint_ids,
     },
     secrets=secrets,
     secret_env={
@@ -77,8 +81,8 @@ if config.environment != "review" and config.ci.github_repository:
     pulumi.export("workload_identity_provider", ci.provider.name)
 
 pulumi.export("api_url", api.url)
-pulumi.export("llm_endpoint_id", workers["llm"].endpoint_id)
-pulumi.export("clip_endpoint_id", workers["clip"].endpoint_id)
+for name, worker in workers.items():
+    pulumi.export(f"{name}_endpoint_id", worker.endpoint_id)
 pulumi.export("uploads_bucket", buckets.uploads.name)
 pulumi.export("database_instance", database.instance_name)
 pulumi.export("database_connection_name", database.connection_name)

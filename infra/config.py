@@ -109,6 +109,12 @@ class GpuEndpointConfig(Section):
 class GpuConfig(Section):
     llm: GpuEndpointConfig
     clip: GpuEndpointConfig
+    # Text embeddings for search (the llm image with TASK=embed); none: the API has no
+    # text-embedding endpoint (EMBED_ENDPOINT_ID is left unset).
+    embed: GpuEndpointConfig | None = None
+
+    def endpoints(self) -> dict[str, GpuEndpointConfig]:
+        return {"llm": self.llm, "clip": self.clip} | ({"embed": self.embed} if self.embed else {})
 
 
 class MonitoringConfig(Section):
@@ -189,7 +195,8 @@ def parse(values: dict[str, Any], secrets: dict[str, Any]) -> StackConfig:
 
 REVIEW_STACK = re.compile(r"pr-[1-9][0-9]*")
 # What a review stack (`pr-<N>`) changes in dev's settings: a database of its own on dev's
-# instance, nothing warm, at most one GPU worker, no deletion protection, a time to live.
+# instance, nothing warm, at most one GPU worker per endpoint, no deletion protection, a time
+# to live.
 REVIEW_OVERRIDES: dict[str, Any] = {
     "tandem:environment": "review",
     "tandem:ttlHours": 72,
@@ -201,11 +208,8 @@ REVIEW_OVERRIDES: dict[str, Any] = {
         "deletionProtection": False,
     },
     "tandem:storage": {"retentionDays": 3},
-    "tandem:gpu": {
-        "llm": {"workersMin": 0, "workersMax": 1},
-        "clip": {"workersMin": 0, "workersMax": 1},
-    },
 }
+REVIEW_WORKERS = {"workersMin": 0, "workersMax": 1}  # for each of dev's GPU endpoints
 
 
 def _merge(base: Any, override: Any) -> Any:
@@ -222,7 +226,9 @@ def stack_settings(stack: str, root: Path = REPO_ROOT) -> dict[str, Any]:
     import yaml
 
     if REVIEW_STACK.fullmatch(stack):
-        return _merge(stack_settings("dev", root), REVIEW_OVERRIDES)
+        dev = stack_settings("dev", root)
+        gpu = {name: REVIEW_WORKERS for name in dev.get("tandem:gpu", {})}
+        return _merge(dev, {**REVIEW_OVERRIDES, "tandem:gpu": gpu})
     path = root / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise ConfigError(

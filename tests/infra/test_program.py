@@ -24,6 +24,7 @@ def test_every_secret_reaches_cloud_run_by_reference_only(stack):
     [service] = of_type(resources, "cloudrunv2/service:Service")
     envs = service["template"]["containers"][0]["envs"]
     by_name = {env["name"]: env for env in envs}
+    assert {"LLM_ENDPOINT_ID", "EMBED_ENDPOINT_ID", "CLIP_ENDPOINT_ID"} <= set(by_name)
     for name in ("DATABASE_URL", "EMBEDDING_HMAC_SECRET", "RUNPOD_API_KEY"):
         assert "value" not in by_name[name]
         assert by_name[name]["valueSource"]["secretKeyRef"]["version"] == "latest"
@@ -58,7 +59,7 @@ def test_gpu_endpoints_get_the_hmac_secret_as_a_secret(stack):
     _, resources = stack
     dynamic = [r["inputs"] for r in resources if r["type"] == "pulumi-python:dynamic:Resource"]
     templates = [inputs for inputs in dynamic if "imageName" in inputs]
-    assert len(templates) == 2
+    assert len(templates) == 3  # llm, embed (the llm image with TASK=embed), clip
     for template in templates:
         assert SECRET_SIG in template["env"]  # the whole env is stored encrypted
         assert template["env"]["value"]["EMBEDDING_HMAC_SECRET"] == STAND_IN
@@ -87,7 +88,7 @@ def test_dev_scales_to_zero():
     assert service["template"]["scaling"]["minInstanceCount"] == 0
     assert service["deletionProtection"] is False
     endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
-    assert [e["workersMin"] for e in endpoints] == [0, 0]
+    assert [e["workersMin"] for e in endpoints] == [0, 0, 0]
     assert of_type(resources, "serviceIamMember:ServiceIamMember")[0]["member"] == "allUsers"
 
 
@@ -123,5 +124,5 @@ def test_a_review_stack_uses_the_dev_instance_and_its_own_database():
     assert service["deletionProtection"] is False
     assert service["labels"] == {"env": "review", "stack": "pr-7", "app": "tandem", "ttl": "72h"}
     endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
-    assert [e["workersMax"] for e in endpoints] == [1, 1]
+    assert [e["workersMax"] for e in endpoints] == [1, 1, 1]
     assert of_type(resources, "workloadIdentityPool:WorkloadIdentityPool") == []
