@@ -241,11 +241,19 @@ def stack_file(
     stack: str, root: Path = REPO_ROOT, stand_in_secrets: tuple[str, ...] = ()
 ) -> StackConfig:
     """The StackConfig of a stack's settings (`stack_settings`), read without the Pulumi engine
-    (tests, plan). Secrets there are encrypted (`secure:`): only their presence is known, and
-    `stand_in_secrets` names those to assume set (a checkout has no stack's secrets)."""
+    (tests, plan)."""
+    return settings_config(stack, stack_settings(stack, root), stand_in_secrets)
+
+
+def settings_config(
+    stack: str, settings: dict[str, Any], stand_in_secrets: tuple[str, ...] = ()
+) -> StackConfig:
+    """The StackConfig of `settings` (`namespace:key` -> value). Secrets there are encrypted
+    (`secure:`): only their presence is known, and `stand_in_secrets` names those to assume
+    set (a checkout has no stack's secrets)."""
     values: dict[str, Any] = {"stack": stack}
     secrets: dict[str, Any] = dict.fromkeys(stand_in_secrets, "stand-in")
-    for key, value in stack_settings(stack, root).items():
+    for key, value in settings.items():
         namespace, _, name = key.partition(":")
         if namespace == "gcp" and name in ("project", "region"):
             values[name] = value

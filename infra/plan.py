@@ -17,10 +17,11 @@ from typing import Any
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
-from infra.config import SECRET_KEYS, ConfigError, stack_file, stack_settings
+from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_file, stack_settings
 from infra.policy.rules import PolicyConfig, check
 
 STAND_IN = "stand-in-secret"
+STAND_IN_SECRETS = ("runpodApiKey",)  # required by every stack: assumed set
 
 
 class RecordingMocks(Mocks):
@@ -71,10 +72,9 @@ def _computed(args: MockResourceArgs) -> dict[str, Any]:
     return {}
 
 
-def pulumi_config(stack: str) -> dict[str, str]:
-    """The stack's settings as the engine hands them to a program (objects as JSON), with
+def pulumi_config(raw: dict[str, Any]) -> dict[str, str]:
+    """A stack's settings as the engine hands them to a program (objects as JSON), with
     stand-ins for the secrets."""
-    raw = stack_settings(stack)
     config = {
         key: value if isinstance(value, str) else json.dumps(value)
         for key, value in raw.items()
@@ -85,26 +85,28 @@ def pulumi_config(stack: str) -> dict[str, str]:
         for key, value in config.items()
     }
     for key in SECRET_KEYS:
-        if f"tandem:{key}" in raw or key == "runpodApiKey":
+        if f"tandem:{key}" in raw or key in STAND_IN_SECRETS:
             config[f"tandem:{key}"] = STAND_IN
     return config
 
 
-def run_program(stack: str) -> list[dict[str, Any]]:
-    """Every resource the program declares for `stack`, as the mocks saw it. It runs in a thread
-    of its own, with its own event loop, so it never touches the caller's loop."""
-    stack_file(stack, stand_in_secrets=("runpodApiKey",))  # a bad config fails here, clearly
+def run_program(stack: str, settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every resource the program declares for `stack` (with `settings` in place of its
+    stack's, when given), as the mocks saw it. It runs in a thread of its own, with its own
+    event loop, so it never touches the caller's loop."""
+    settings = settings if settings is not None else stack_settings(stack)
+    settings_config(stack, settings, STAND_IN_SECRETS)  # a bad config fails here, clearly
     with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(_run_program, stack).result()
+        return thread.submit(_run_program, stack, settings).result()
 
 
-def _run_program(stack: str) -> list[dict[str, Any]]:
+def _run_program(stack: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     mocks = RecordingMocks()
     loop = asyncio.new_event_loop()  # the mocks' root stack and the program share this loop
     asyncio.set_event_loop(loop)
     pulumi.runtime.settings.set_root_resource(None)  # a fresh stack, also on a second run
     pulumi.runtime.set_mocks(mocks, project="tandem", stack=stack, preview=False)
-    config = pulumi_config(stack)
+    config = pulumi_config(settings)
     secret_keys = [key for key, value in config.items() if value == STAND_IN]
     pulumi.runtime.set_all_config(config, secret_keys)
 
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
-        config = stack_file(args.stack, stand_in_secrets=("runpodApiKey",))
+        config = stack_file(args.stack, stand_in_secrets=STAND_IN_SECRETS)
         resources = run_program(args.stack)
     except ConfigError as exc:
         sys.exit(f"invalid config: {exc}")

@@ -6,6 +6,7 @@ import base64
 import pytest
 
 from infra.components.api_service import RUNTIME_ROLES
+from infra.config import stack_settings
 from infra.plan import STAND_IN, run_program
 from infra.policy.rules import SECRET_SIG
 
@@ -126,3 +127,22 @@ def test_a_review_stack_uses_the_dev_instance_and_its_own_database():
     endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
     assert [e["workersMax"] for e in endpoints] == [1, 1, 1]
     assert of_type(resources, "workloadIdentityPool:WorkloadIdentityPool") == []
+
+
+def test_a_supabase_stack_has_no_cloud_sql_and_keeps_its_url_secret():
+    settings = stack_settings("dev") | {
+        "tandem:database": {"provider": "supabase"},
+        "tandem:supabaseDatabaseUrl": {"secure": "v1:encrypted"},
+    }
+    resources = run_program("dev", settings)
+    assert of_type(resources, "databaseInstance:DatabaseInstance") == []
+    assert of_type(resources, "sql/database:Database") == []
+    [version] = [
+        r["inputs"]
+        for r in resources
+        if r["type"].endswith("SecretVersion") and r["name"] == "secrets-database-url-version"
+    ]
+    assert SECRET_SIG in version["secretData"]
+    assert version["secretData"]["value"] == STAND_IN
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    assert service["template"]["volumes"] == []  # no Cloud SQL socket to mount
