@@ -1,14 +1,16 @@
 """Safe image download: http(s) only, public addresses only, bounded size and time.
 
 An image URL comes from a user, so the worker must not be usable to reach its own network
-(SSRF). Every hop of a redirect is resolved and checked before it is fetched; the size cap
-holds while streaming, so a lying Content-Length cannot exhaust memory.
+(SSRF). Every hop of a redirect is resolved and checked before it is fetched, and the request
+goes to the address that was checked (Host header and TLS name kept), so a DNS answer that
+changes between the check and the connection (DNS rebinding) cannot reach another address.
+The size cap holds while streaming, so a lying Content-Length cannot exhaust memory.
 """
 
 import ipaddress
 import socket
 from collections.abc import Sequence
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -21,7 +23,8 @@ class FetchError(Exception):
     """The image could not be fetched; the message says why, for the caller."""
 
 
-def _check_address(host: str, port: int, allowed: Sequence[Network]) -> None:
+def _public_address(host: str, port: int, allowed: Sequence[Network]) -> str:
+    """The address to connect to for `host`, once every address it resolves to is checked."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -32,14 +35,21 @@ def _check_address(host: str, port: int, allowed: Sequence[Network]) -> None:
             continue
         if not address.is_global:  # loopback, private, link-local (metadata), reserved...
             raise FetchError(f"image URL host {host!r} resolves to a non-public address")
+    return str(infos[0][4][0])
 
 
-def _checked_url(url: str, allowed: Sequence[Network]) -> str:
+def _pinned_request(url: str, allowed: Sequence[Network]) -> httpx.Request:
+    """A GET of `url` sent to the address checked for its host."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError("image_url must be an http or https URL")
-    _check_address(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), allowed)
-    return url
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = _public_address(parts.hostname, port, allowed)
+    literal = f"[{address}]" if ":" in address else address
+    pinned = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return httpx.Request("GET", pinned, headers={"Host": host}, extensions=extensions)
 
 
 def fetch_image_bytes(
@@ -54,13 +64,16 @@ def fetch_image_bytes(
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            url = _checked_url(url, allowed_networks)
+            request = _pinned_request(url, allowed_networks)
             try:
-                with client.stream("GET", url) as response:
+                response = client.send(request, stream=True)
+                try:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
                     return _read_image(response, max_bytes)
+                finally:
+                    response.close()
             except httpx.TimeoutException as exc:
                 raise FetchError("timed out downloading the image") from exc
             except httpx.HTTPError as exc:

@@ -4,6 +4,7 @@ safe image fetching against a local HTTP server."""
 import base64
 import contextlib
 import io
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -199,6 +200,23 @@ async def test_safe_fetch_matrix(worker, site, path, words, allowed):
 
 async def test_redirect_to_a_public_path_is_followed(worker, site):
     assert "embedding" in await embed({"image_url": f"{site}/to-cat"})
+
+
+async def test_the_checked_address_is_the_one_connected_to(worker, site, monkeypatch):
+    """DNS rebinding: the name answers a checked address first and a private one after; the
+    download must go to the first, so the second answer is never used."""
+    answers = iter(["127.0.0.1"])
+    real = socket.getaddrinfo
+
+    def rebinding(host, port, *args, **kwargs):
+        if host == "images.test":
+            address = next(answers, "10.255.255.1")  # what a rebinding server answers next
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    url = site.replace("127.0.0.1", "images.test") + "/cat.png"
+    assert "embedding" in await embed({"image_url": url})
 
 
 async def test_unresolvable_host(worker):
