@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     clip_model: str = "openai/clip-vit-base-patch32"
     embedding_hmac_secret: SecretStr | None = None
 
+    # Uploads: a directory (default TANDEM_HOME/objects) or a GCS bucket.
+    storage_mode: Literal["local", "gcs"] = "local"
+    storage_dir: Path | None = None
+    gcs_bucket: str | None = None
+    gcs_prefix: str = ""
+    # Where the API is reached (local signed URLs point here).
+    public_url: str = "http://127.0.0.1:8000"
+
     rate_limit_per_minute: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     history_messages: int = Field(20, ge=0, le=1000)
