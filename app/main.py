@@ -5,13 +5,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api.routes import chat, conversations, embeddings, health
+from app.api.routes import chat, conversations, embeddings, health, objects
 from app.core.config import Settings, get_settings
 from app.core.db import database_url, make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import migrate
 from app.inference import InferenceBackend, make_backend
+from app.storage import make_storage
 
 
 def create_app(
@@ -28,6 +29,7 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.storage = make_storage(settings)
         app.state.backend = backend or make_backend(settings)
         await app.state.backend.start()
         try:
@@ -41,7 +43,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)  # outermost: every response gets the id
-    for module in (health, chat, conversations, embeddings):
+    for module in (health, chat, conversations, embeddings, objects):
         app.include_router(module.router)
     return app
 

@@ -1,4 +1,5 @@
-"""Dependencies the routes declare: settings, database, inference backend, the caller's key."""
+"""Dependencies the routes declare: settings, database, inference backend, storage, the caller's
+key."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
 from app.inference.base import InferenceBackend
 from app.services.api_keys import authenticate
+from app.storage import Storage
 
 
 async def get_settings(request: Request) -> Settings:
@@ -49,6 +51,10 @@ async def current_api_key(
 
 
 # Dependencies are `async def` so FastAPI runs them inline instead of in its thread pool.
+async def get_storage(request: Request) -> Storage:
+    return request.app.state.storage
+
+
 async def get_request_id(request: Request) -> str:
     return request_id_of(request)
 
@@ -58,4 +64,5 @@ EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 BackendDep = Annotated[InferenceBackend, Depends(get_backend)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
 ApiKeyDep = Annotated[uuid.UUID, Depends(current_api_key)]
