@@ -60,6 +60,7 @@ api = ApiService(
     env={
         "ENVIRONMENT": "prod" if config.environment == "prod" else "dev",
         "INFERENCE_BACKEND": "runpod",
+        "STORAGE_MODE": "gcs",
         "GCS_BUCKET": buckets.uploads.name,
         **endpoint_ids,
     },

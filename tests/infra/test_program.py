@@ -26,6 +26,8 @@ def test_every_secret_reaches_cloud_run_by_reference_only(stack):
     envs = service["template"]["containers"][0]["envs"]
     by_name = {env["name"]: env for env in envs}
     assert {"LLM_ENDPOINT_ID", "EMBED_ENDPOINT_ID", "CLIP_ENDPOINT_ID"} <= set(by_name)
+    assert by_name["STORAGE_MODE"]["value"] == "gcs"
+    assert by_name["GCS_BUCKET"]["value"].endswith("-uploads")
     for name in ("DATABASE_URL", "EMBEDDING_HMAC_SECRET", "RUNPOD_API_KEY"):
         assert "value" not in by_name[name]
         assert by_name[name]["valueSource"]["secretKeyRef"]["version"] == "latest"
