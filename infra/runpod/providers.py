@@ -36,14 +36,7 @@ TEMPLATE_FIELDS = (
     "dockerStartCmd",
     "isServerless",
 )
-TEMPLATE_IN_PLACE = {
-    "name",
-    "imageName",
-    "env",
-    "containerDiskInGb",
-    "containerRegistryAuthId",
-    "dockerStartCmd",
-}
+TEMPLATE_IN_PLACE = set(TEMPLATE_FIELDS) - {"isServerless"}  # not an update input
 ENDPOINT_FIELDS = (
     "name",
     "templateId",

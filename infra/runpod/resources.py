@@ -10,6 +10,14 @@ from infra.runpod.providers import EndpointProvider, TemplateProvider
 ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
 
 
+def _connection(api_key: pulumi.Input[str] | None, api_base: str | None) -> dict:
+    """The provider's connection inputs: the API key (kept secret) and the API's base URL."""
+    return {
+        "apiKey": pulumi.Output.secret(api_key) if api_key is not None else None,
+        "apiBase": api_base,
+    }
+
+
 class Template(Resource):
     """A serverless template: the worker image, its env (values kept secret in the state) and
     container disk."""
@@ -36,8 +44,7 @@ class Template(Resource):
             "containerDiskInGb": container_disk_gb,
             "containerRegistryAuthId": registry_auth_id,
             "isServerless": True,
-            "apiKey": pulumi.Output.secret(api_key) if api_key is not None else None,
-            "apiBase": api_base,
+            **_connection(api_key, api_base),
         }
         secret = pulumi.ResourceOptions(additional_secret_outputs=["env", "apiKey"])
         super().__init__(
@@ -87,8 +94,7 @@ class Endpoint(Resource):
             "scalerValue": scaler_value,
             "flashboot": flashboot,
             "networkVolumeId": network_volume_id,
-            "apiKey": pulumi.Output.secret(api_key) if api_key is not None else None,
-            "apiBase": api_base,
+            **_connection(api_key, api_base),
         }
         secret = pulumi.ResourceOptions(additional_secret_outputs=["apiKey"])
         super().__init__(
