@@ -26,18 +26,21 @@ async def _with_engine(settings: Settings, work: Callable[..., Awaitable[None]])
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:
-    asyncio.run(_with_engine(settings, lambda engine: migrate(engine, args.revision)))
+    asyncio.run(_with_engine(settings, lambda engine: migrate(engine, settings, args.revision)))
     print(f"database migrated to {args.revision}")
 
 
 def _downgrade(settings: Settings, args: argparse.Namespace) -> None:
-    asyncio.run(_with_engine(settings, lambda engine: migrate(engine, args.revision, "downgrade")))
+    async def work(engine) -> None:
+        await migrate(engine, settings, args.revision, "downgrade")
+
+    asyncio.run(_with_engine(settings, work))
     print(f"database downgraded to {args.revision}")
 
 
 def _create_api_key(settings: Settings, args: argparse.Namespace) -> None:
     async def work(engine) -> None:
-        await migrate(engine)
+        await migrate(engine, settings)
         key = await create_api_key(make_sessionmaker(engine), args.name)
         print(f"API key {args.name!r} created. It is shown once; store it now:")
         print(key)

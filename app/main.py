@@ -5,14 +5,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api.routes import chat, conversations, embeddings, health, objects
+from app.api.routes import (
+    chat,
+    conversations,
+    documents,
+    embeddings,
+    health,
+    images,
+    objects,
+    search,
+)
 from app.core.config import Settings, get_settings
 from app.core.db import database_url, make_engine, make_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from app.core.migrations import migrate
+from app.core.migrations import check_vector_dims, migrate
 from app.inference import InferenceBackend, make_backend
 from app.storage import make_storage
+
+UPLOAD_ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and fields around an uploaded file
 
 
 def create_app(
@@ -25,7 +36,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(database_url(settings), settings.db_pool_size)
         if settings.migrate_on_start:
-            await migrate(engine)
+            await migrate(engine, settings)
+        await check_vector_dims(engine, settings)
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
@@ -41,9 +53,13 @@ def create_app(
 
     app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes + UPLOAD_ENVELOPE_BYTES,
+    )
     app.add_middleware(RequestContextMiddleware)  # outermost: every response gets the id
-    for module in (health, chat, conversations, embeddings, objects):
+    for module in (health, chat, conversations, embeddings, documents, images, search, objects):
         app.include_router(module.router)
     return app
 

@@ -4,13 +4,30 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String, Text, func
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
     pass
+
+
+def hnsw_cosine_index(name: str) -> Index:
+    """An HNSW index on `embedding` for cosine distance (`<=>`)."""
+    ops = {"embedding": "vector_cosine_ops"}
+    return Index(name, "embedding", postgresql_using="hnsw", postgresql_ops=ops)
 
 
 class Conversation(Base):
@@ -38,6 +55,8 @@ class Message(Base):
     request_id: Mapped[str] = mapped_column(String(128))
     model_id: Mapped[str | None] = mapped_column(String(200))
     usage: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The chunks a grounded answer was given: [{document_id, source_id, title, chunk, score}].
+    sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("ix_messages_conversation_id", "conversation_id", "id"),)
@@ -64,3 +83,62 @@ class RateLimitWindow(Base):
     )
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     count: Mapped[int]
+
+
+class Document(Base):
+    """An uploaded document: its raw bytes in storage, its text in `chunks`."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(100))
+    object_key: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_documents_updated_at", "updated_at"),)
+
+
+class Chunk(Base):
+    """A passage of a document with its text embedding; the vector size is TEXT_EMBEDDING_DIM,
+    fixed when the table is made (see migration 0002)."""
+
+    __tablename__ = "chunks"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    document_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    ord: Mapped[int] = mapped_column(Integer)
+    heading: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[Any] = mapped_column(Vector())
+
+    __table_args__ = (
+        Index("ix_chunks_document_id", "document_id", "ord"),
+        hnsw_cosine_index("ix_chunks_embedding_hnsw"),
+    )
+
+
+class Image(Base):
+    """An uploaded image with its CLIP embedding (IMAGE_EMBEDDING_DIM)."""
+
+    __tablename__ = "images"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(100))
+    object_key: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
+    embedding: Mapped[Any] = mapped_column(Vector())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_images_updated_at", "updated_at"),
+        hnsw_cosine_index("ix_images_embedding_hnsw"),
+    )

@@ -21,6 +21,21 @@ class ChatTurn(Strict):
     content: Annotated[str, StringConstraints(max_length=MAX_MESSAGE_CHARS)]
 
 
+class RagOptions(Strict):
+    """Ground the answer in the `k` best chunks scoring at least `min_score` (cosine)."""
+
+    k: int = Field(4, ge=1, le=20)
+    min_score: float = Field(0.0, ge=-1.0, le=1.0)
+
+
+class Source(BaseModel):
+    document_id: uuid.UUID
+    source_id: str
+    title: str
+    chunk: str
+    score: float
+
+
 class ChatRequest(Strict):
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"\S")]
     message: Text
@@ -29,6 +44,7 @@ class ChatRequest(Strict):
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     stream: bool = False
+    rag: RagOptions | None = None
 
 
 class Usage(BaseModel):
@@ -42,6 +58,7 @@ class ChatResponse(BaseModel):
     request_id: str
     model_id: str
     usage: Usage
+    sources: list[Source] | None = None  # with `rag`: what the answer was grounded in
 
 
 class MessageOut(BaseModel):
@@ -53,6 +70,7 @@ class MessageOut(BaseModel):
     request_id: str
     model_id: str | None
     usage: dict[str, Any] | None
+    sources: list[dict[str, Any]] | None
     created_at: datetime
 
 
@@ -94,3 +112,56 @@ class EmbeddingResponse(BaseModel):
     model: str
     normalized: bool
     timings: dict[str, float]
+
+
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Metadata = Annotated[dict[MetadataKey, str | int | float | bool], Field(max_length=32)]
+SourceId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=r"\S")]
+
+
+class DocumentIn(Strict):
+    """A document given as text (Markdown headings are kept as sections)."""
+
+    source_id: SourceId
+    title: Title | None = None
+    text: Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class UploadOut(BaseModel):
+    id: uuid.UUID
+    source_id: str
+    title: str
+    content_type: str
+    size_bytes: int
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentOut(UploadOut):
+    chunks: int
+
+
+class ImageIn(Strict):
+    """An image to fetch from `url` (http or https, a public address)."""
+
+    url: HttpUrl
+    source_id: SourceId | None = None  # default: the URL
+    title: Title | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class SearchHit(BaseModel):
+    document_id: uuid.UUID
+    source_id: str
+    title: str
+    heading: str | None  # the section a text chunk is under; None for images
+    chunk: str | None  # the matching text; None for images
+    score: float
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    hits: list[SearchHit]

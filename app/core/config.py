@@ -1,6 +1,7 @@
 """The API's settings: one `Settings` object read from the environment (and `.env`)."""
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +36,12 @@ class Settings(BaseSettings):
     text_embedding_model: str | None = None  # empty: the packaged all-MiniLM-L6-v2
     clip_model: str = "openai/clip-vit-base-patch32"
     embedding_hmac_secret: SecretStr | None = None
+    # Image URLs given to POST /v1/images must resolve to public addresses, or to these.
+    fetch_allowed_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    # Vector sizes of the text and CLIP embedding models: the tables are made with them, and
+    # start-up refuses a database whose tables were made for other sizes.
+    text_embedding_dim: int = Field(384, ge=1, le=2000)
+    image_embedding_dim: int = Field(512, ge=1, le=2000)
 
     # Uploads: a directory (default TANDEM_HOME/objects) or a GCS bucket.
     storage_mode: Literal["local", "gcs"] = "local"
@@ -44,9 +51,22 @@ class Settings(BaseSettings):
     # Where the API is reached (local signed URLs point here).
     public_url: str = "http://127.0.0.1:8000"
 
+    # Documents and images: upload size, chunking (in word and punctuation tokens), retention.
+    max_upload_bytes: int = Field(20_000_000, ge=1024)
+    chunk_tokens: int = Field(200, ge=16, le=2000)
+    chunk_overlap_tokens: int = Field(40, ge=0)
+    embed_batch_size: int = Field(64, ge=1, le=256)
+    retention_raw_days: int = Field(30, ge=1)
+
     rate_limit_per_minute: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     history_messages: int = Field(20, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _check_chunking(self) -> "Settings":
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
+        return self
 
     @model_validator(mode="after")
     def _check_cloud_settings(self) -> "Settings":

@@ -36,6 +36,20 @@ class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
+class PayloadTooLarge(ApiError):
+    status, code = 413, "body_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidInput(ApiError):
+    """Input that is well-formed but cannot be used (an empty file, a PDF without text)."""
+
+    status, code = 422, "validation_error"
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 

@@ -82,22 +82,28 @@ class RequestContextMiddleware:
             )
 
 
-class BodySizeLimitMiddleware:
-    """Answers 413 for a body over `max_bytes`: at once when Content-Length says so, otherwise
-    as soon as the bytes received pass the limit (chunked uploads)."""
+UPLOAD_PATHS = ("/v1/documents", "/v1/images")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimitMiddleware:
+    """Answers 413 for a body over `max_bytes` (`upload_bytes` on the upload routes): at once
+    when Content-Length says so, otherwise as soon as the bytes received pass the limit
+    (chunked uploads)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.message = f"request body over the limit of {max_bytes} bytes"
+        self.upload_bytes = upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_bytes if scope["path"] in UPLOAD_PATHS else self.max_bytes
+        too_large = f"request body over the limit of {limit} bytes"
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._too_large(scope, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._too_large(scope, send, too_large)
                 return
         received = 0
 
@@ -105,14 +111,14 @@ class BodySizeLimitMiddleware:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(413, self.message)
+            if received > limit:
+                raise HTTPException(413, too_large)
             return message
 
         await self.app(scope, counting_receive, send)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(error_body("body_too_large", self.message, scope["state"]["request_id"]))
+    async def _too_large(self, scope: Scope, send: Send, message: str) -> None:
+        body = json.dumps(error_body("body_too_large", message, scope["state"]["request_id"]))
         await send(
             {
                 "type": "http.response.start",

@@ -1,16 +1,21 @@
-"""Alembic migrations, applied under a Postgres advisory lock so instances never race."""
+"""Alembic migrations, applied under a Postgres advisory lock so instances never race, and
+the start-up check that the vector columns fit the embedding models."""
 
 from pathlib import Path
 
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.config import Settings
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # Any constant shared by every instance; "tandem" in ASCII.
 ADVISORY_LOCK_KEY = 0x74616E64656D
+# Vector columns and the setting that sizes each.
+VECTOR_COLUMNS = {"chunks": "TEXT_EMBEDDING_DIM", "images": "IMAGE_EMBEDDING_DIM"}
 
 
-def _alembic(connection: Connection, action: str, revision: str) -> None:
+def _alembic(connection: Connection, settings: Settings, action: str, revision: str) -> None:
     # Imported here: alembic is only needed when migrating, not on every cold start.
     from alembic import command
     from alembic.config import Config
@@ -18,11 +23,37 @@ def _alembic(connection: Connection, action: str, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
+    config.attributes["vector_dims"] = (settings.text_embedding_dim, settings.image_embedding_dim)
     getattr(command, action)(config, revision)
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head", action: str = "upgrade") -> None:
+async def migrate(
+    engine: AsyncEngine, settings: Settings, revision: str = "head", action: str = "upgrade"
+) -> None:
     """Run `alembic upgrade|downgrade <revision>` in one transaction holding the lock."""
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
-        await conn.run_sync(_alembic, action, revision)
+        await conn.run_sync(_alembic, settings, action, revision)
+
+
+_VECTOR_SIZES = text(
+    "SELECT attrelid::regclass::text AS table_name, atttypmod AS dim FROM pg_attribute"
+    " WHERE attrelid IN (to_regclass('chunks'), to_regclass('images'))"
+    " AND attname = 'embedding'"
+)
+
+
+async def check_vector_dims(engine: AsyncEngine, settings: Settings) -> None:
+    """Refuse to start on tables made for embeddings of another size (a changed model)."""
+    expected = {"chunks": settings.text_embedding_dim, "images": settings.image_embedding_dim}
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_VECTOR_SIZES)).all()
+    for table, dim in rows:
+        if dim != expected[table]:
+            setting = VECTOR_COLUMNS[table]
+            raise RuntimeError(
+                f"{table}.embedding holds {dim}-dimensional vectors but {setting} is "
+                f"{expected[table]}: set {setting}={dim} to match the stored vectors (a model of "
+                "another size needs everything embedded again: `python -m app downgrade 0001` "
+                "drops the tables, `python -m app migrate` makes them anew)"
+            )

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tandem.local")
 
 TINY_LLM = "tandem-tiny-random-llama"
-TINY_CLIP = "tandem-tiny-random-clip"
+TINY_CLIP = "tandem-tiny-random-clip-512d"
 MINILM = "all-MiniLM-L6-v2"
 
 

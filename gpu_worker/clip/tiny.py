@@ -63,7 +63,7 @@ def build_tiny_clip(directory: Path) -> Path:
             "image_size": 32,
             "patch_size": 8,
         },
-        projection_dim=16,
+        projection_dim=512,  # CLIP ViT-B/32's, so the tables fit either model
     )
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(directory)

@@ -44,10 +44,12 @@ class LlmEngine:
         return self.engine.generate({"prompt_token_ids": prompt_ids}, params, request_id)
 
     async def embed(self, text: str, normalize: bool, request_id: str) -> tuple[list[float], int]:
-        """One embedding and the number of tokens it read."""
+        """One embedding and the number of tokens it read; a text longer than the model's
+        context is cut to fit it (as sentence-transformers does)."""
         params = PoolingParams(task="embed", use_activation=normalize)
+        ids = self.tokenizer(text, truncation=True, max_length=self.max_model_len)["input_ids"]
         final = None
-        async for output in self.engine.encode(text, params, request_id):
+        async for output in self.engine.encode({"prompt_token_ids": ids}, params, request_id):
             final = output
         assert final is not None
         return final.outputs.data.tolist(), len(final.prompt_token_ids)

@@ -95,7 +95,7 @@ async def test_clip_worker_signed_requests(emulator):
     client = RunPodClient(emulator.base_url, emulator.api_key, timeout_s=30)
     job = {"text": "a photo of a cat", "auth": signed_auth(HMAC_SECRET, "a photo of a cat")}
     output = await client.run_sync("clip", job)
-    assert output["dim"] == len(output["embedding"]) == 16
+    assert output["dim"] == len(output["embedding"]) == 512
     data = png_base64()
     images = await client.run_sync(
         "clip", {"images": [data, data], "auth": signed_auth(HMAC_SECRET, f"{data}\n{data}")}

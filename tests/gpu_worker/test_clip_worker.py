@@ -124,7 +124,7 @@ async def embed(job_input: dict) -> dict:
 async def test_text_embedding(worker):
     result = await embed({"text": "a photo of a cat", "request_id": "r-1"})
     assert result["request_id"] == "r-1"
-    assert result["dim"] == len(result["embedding"]) == 16
+    assert result["dim"] == len(result["embedding"]) == 512
     assert result["normalized"] is True
     assert np.isclose(np.linalg.norm(result["embedding"]), 1.0, atol=1e-5)
     assert set(result["timings"]) == {"download_ms", "inference_ms", "total_ms"}

@@ -5,7 +5,7 @@ from fastapi import APIRouter
 from app.api.deps import ApiKeyDep, BackendDep, RequestIdDep, SettingsDep
 from app.core.errors import WorkerFailed
 from app.schemas import EmbeddingRequest, EmbeddingResponse
-from gpu_worker.common.signing import signed_auth, signing_payload
+from app.services.embedding import clip_job
 
 router = APIRouter(prefix="/v1", tags=["embeddings"])
 
@@ -21,10 +21,7 @@ async def embeddings(
     field, value = (
         ("text", body.text) if body.text is not None else ("image_url", str(body.image_url))
     )
-    job = {field: value, "normalize": body.normalize, "request_id": request_id}
-    if settings.embedding_hmac_secret is not None:
-        secret = settings.embedding_hmac_secret.get_secret_value()
-        job["auth"] = signed_auth(secret, signing_payload(job))
+    job = clip_job(settings, {field: value, "normalize": body.normalize, "request_id": request_id})
     result = await backend.embed_clip(job, request_id)
     try:
         return EmbeddingResponse.model_validate(result)

@@ -1,0 +1,72 @@
+"""`/v1/documents`: upload a document (a file, or text as JSON) to be chunked, embedded and
+searched; read and delete one."""
+
+import uuid
+
+from fastapi import APIRouter, Request, Response
+
+from app.api.deps import (
+    ApiKeyDep,
+    BackendDep,
+    EngineDep,
+    RequestIdDep,
+    SettingsDep,
+    StorageDep,
+)
+from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
+from app.core.errors import UnsupportedMediaType
+from app.ingest.parse import UnsupportedType, media_type
+from app.models import Document
+from app.schemas import DocumentIn, DocumentOut
+from app.services.documents import get_document, ingest
+from app.services.uploads import Upload, check_size, delete_upload
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+
+_BODY = upload_openapi(DocumentIn)
+
+
+@router.post(
+    "/documents",
+    status_code=201,
+    openapi_extra=_BODY,
+    responses={200: {"model": DocumentOut, "description": "replaced the source_id's document"}},
+)
+async def create_document(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    engine: EngineDep,
+    storage: StorageDep,
+    backend: BackendDep,
+    request_id: RequestIdDep,
+    _key: ApiKeyDep,
+) -> DocumentOut:
+    """Text, Markdown, HTML or PDF; the same `source_id` again replaces the document."""
+    if body_kind(request, "{source_id, title, text, metadata}") == "form":
+        upload, file = await form_upload(request, settings.max_upload_bytes)
+        try:
+            upload.content_type = media_type(file.content_type, file.filename)
+        except UnsupportedType as exc:
+            raise UnsupportedMediaType(str(exc)) from None
+    else:
+        body = validated(DocumentIn, await request.body(), json_text=True)
+        data = body.text.encode()
+        check_size(data, settings.max_upload_bytes)
+        upload = Upload(body.source_id, body.title, "text/markdown", data, body.metadata)
+    document, created = await ingest(engine, storage, backend, settings, upload, request_id)
+    response.status_code = 201 if created else 200
+    return document
+
+
+@router.get("/documents/{document_id}")
+async def read_document(document_id: uuid.UUID, engine: EngineDep, _key: ApiKeyDep) -> DocumentOut:
+    return await get_document(engine, document_id)
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+async def remove_document(
+    document_id: uuid.UUID, engine: EngineDep, storage: StorageDep, _key: ApiKeyDep
+) -> None:
+    """Deletes the document, its chunks and its stored file."""
+    await delete_upload(engine, storage, Document, document_id)

@@ -1,0 +1,70 @@
+"""`/v1/images`: upload an image (a file, or a URL to fetch) to be embedded with CLIP and
+found by text search; read and delete one."""
+
+import uuid
+
+from fastapi import APIRouter, Request, Response
+
+from app.api.deps import (
+    ApiKeyDep,
+    BackendDep,
+    EngineDep,
+    RequestIdDep,
+    SettingsDep,
+    StorageDep,
+)
+from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
+from app.core.errors import InvalidInput
+from app.models import Image
+from app.schemas import ImageIn, UploadOut
+from app.services.images import add_image, fetch_image, get_image, image_type
+from app.services.uploads import Upload, check_size, delete_upload
+
+router = APIRouter(prefix="/v1", tags=["images"])
+
+_BODY = upload_openapi(ImageIn)
+
+
+@router.post(
+    "/images",
+    status_code=201,
+    openapi_extra=_BODY,
+    responses={200: {"model": UploadOut, "description": "replaced the source_id's image"}},
+)
+async def create_image(
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    engine: EngineDep,
+    storage: StorageDep,
+    backend: BackendDep,
+    request_id: RequestIdDep,
+    _key: ApiKeyDep,
+) -> UploadOut:
+    """PNG, JPEG, GIF or WebP; the same `source_id` again replaces the image."""
+    if body_kind(request, "{url, source_id, title, metadata}") == "form":
+        upload, _file = await form_upload(request, settings.max_upload_bytes)
+    else:
+        body = validated(ImageIn, await request.body(), json_text=True)
+        url = str(body.url)
+        if body.source_id is None and len(url) > 200:
+            raise InvalidInput("the URL is over 200 characters: give a source_id")
+        data = await fetch_image(url, settings)
+        check_size(data, settings.max_upload_bytes)
+        upload = Upload(body.source_id or url, body.title, "", data, body.metadata)
+    upload.content_type = image_type(upload.data)[0]
+    image, created = await add_image(engine, storage, backend, settings, upload, request_id)
+    response.status_code = 201 if created else 200
+    return image
+
+
+@router.get("/images/{image_id}")
+async def read_image(image_id: uuid.UUID, engine: EngineDep, _key: ApiKeyDep) -> UploadOut:
+    return await get_image(engine, image_id)
+
+
+@router.delete("/images/{image_id}", status_code=204)
+async def remove_image(
+    image_id: uuid.UUID, engine: EngineDep, storage: StorageDep, _key: ApiKeyDep
+) -> None:
+    await delete_upload(engine, storage, Image, image_id)

@@ -1,0 +1,98 @@
+"""Reading an upload request: a multipart form (`file`, and optional `source_id`, `title`,
+`metadata` as a JSON object) or a JSON body, into a checked `Upload`."""
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+
+from app.core.errors import InvalidInput, UnsupportedMediaType
+from app.schemas import Metadata, SourceId, Strict, Title
+from app.services.uploads import Upload, check_size
+
+
+class FormFields(Strict):
+    source_id: SourceId | None = None
+    title: Title | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: Any, json_text: bool = False) -> M:
+    """`data` as `model`, or the API's 422 naming each bad field."""
+    try:
+        if json_text:
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+def body_kind(request: Request, json_shape: str) -> str:
+    """ "form" or "json", from the Content-Type; 415 for anything else."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return "form"
+    if content_type == "application/json":
+        return "json"
+    raise UnsupportedMediaType(
+        f"send multipart/form-data with a `file` field, or JSON {json_shape}"
+    )
+
+
+async def form_upload(request: Request, max_bytes: int) -> tuple[Upload, UploadFile]:
+    """The form's file and fields as an Upload (content type as declared; the caller checks
+    it), and the file part for its name and declared type."""
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except MultiPartException as exc:
+        raise InvalidInput(f"malformed multipart body: {exc.message}") from None
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise InvalidInput("send the file in a multipart field named `file`")
+    fields = {name: form[name] for name in ("source_id", "title", "metadata") if form.get(name)}
+    if "metadata" in fields:
+        try:
+            fields["metadata"] = json.loads(fields["metadata"])
+        except ValueError:
+            raise InvalidInput("metadata must be a JSON object") from None
+    checked = validated(FormFields, fields)
+    data = await file.read()
+    check_size(data, max_bytes)
+    if checked.source_id is None:  # the file's name, checked as a source_id
+        if not file.filename:
+            raise InvalidInput("give a source_id (the file has no name to use)")
+        checked.source_id = validated(FormFields, {"source_id": file.filename}).source_id
+    upload = Upload(
+        checked.source_id, checked.title, file.content_type or "", data, checked.metadata
+    )
+    return upload, file
+
+
+def upload_openapi(json_model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of an upload route: the form, or `json_model` as JSON."""
+    form = {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "source_id": {"type": "string", "description": "default: the file name"},
+            "title": {"type": "string"},
+            "metadata": {"type": "string", "description": "a JSON object"},
+        },
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": form},
+                "application/json": {"schema": json_model.model_json_schema()},
+            },
+        }
+    }

@@ -1,0 +1,163 @@
+"""Files to text sections: plain text, Markdown, HTML and PDF (pypdf).
+
+Every format becomes a list of `Section(heading, text)`, where `heading` is the path of
+headings above the text ("Guide > Install > Linux"), or "page N" for a PDF.
+"""
+
+import io
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+
+MEDIA_TYPES = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".pdf": "application/pdf",
+}
+EXTENSIONS = {
+    "text/plain": ".txt",
+    "text/markdown": ".md",
+    "text/html": ".html",
+    "application/pdf": ".pdf",
+}
+ALIASES = {"text/x-markdown": "text/markdown", "application/xhtml+xml": "text/html"}
+
+
+class UnsupportedType(ValueError):
+    pass
+
+
+class ParseError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    text: str
+
+
+def media_type(declared: str | None, filename: str | None) -> str:
+    """The supported media type of an upload, from its Content-Type or else its file name."""
+    declared = (declared or "").split(";")[0].strip().lower()
+    declared = ALIASES.get(declared, declared)
+    if declared in EXTENSIONS:
+        return declared
+    suffix = PurePosixPath(filename or "").suffix.lower()
+    if declared in ("", "application/octet-stream") and suffix in MEDIA_TYPES:
+        return MEDIA_TYPES[suffix]
+    raise UnsupportedType(
+        f"unsupported file type {declared or suffix or 'unknown'}: upload plain text, Markdown, "
+        "HTML or PDF"
+    )
+
+
+def parse(data: bytes, content_type: str) -> list[Section]:
+    """The sections of a file of a type `media_type` returned; ParseError if it has no text."""
+    if content_type == "application/pdf":
+        sections = _pdf_sections(data)
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"the file is not UTF-8 text (byte {exc.start})") from None
+        if content_type == "text/html":
+            text = html_to_markdown(text)
+        sections = [Section("", text)] if content_type == "text/plain" else markdown_sections(text)
+    sections = [s for s in sections if s.text.strip()]
+    if not sections:
+        raise ParseError("the document holds no text")
+    return sections
+
+
+_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def markdown_sections(text: str) -> list[Section]:
+    """Sections under each ATX heading (`#` to `######`); `#` inside code fences is text."""
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    fence = None
+
+    def flush() -> None:
+        if lines:
+            sections.append(Section(" > ".join(title for _, title in path), "\n".join(lines)))
+            lines.clear()
+
+    for line in text.splitlines():
+        marker = _FENCE.match(line)
+        if marker and fence in (None, marker.group(1)):
+            fence = None if fence else marker.group(1)
+        heading = None if fence or marker else _ATX_HEADING.match(line)
+        if heading:
+            flush()
+            level = len(heading.group(1))
+            path = [(lvl, title) for lvl, title in path if lvl < level]
+            path.append((level, heading.group(2).strip()))
+        else:
+            lines.append(line)
+    flush()
+    return sections
+
+
+class _HtmlText(HTMLParser):
+    """HTML as Markdown-like text: headings as `#` lines, blocks on their own lines, no
+    scripts, styles or head."""
+
+    SKIP = frozenset({"script", "style", "head", "noscript", "template", "svg"})
+    BLOCKS = frozenset({"p", "div", "li", "tr", "br", "section", "article", "pre", "table"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.out.append("\n\n" + "#" * int(tag[1]) + " ")
+        elif tag in self.BLOCKS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif re.fullmatch(r"h[1-6]", tag) or tag in self.BLOCKS:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.out.append(re.sub(r"\s+", " ", data) if data.strip() else " ")
+
+
+def html_to_markdown(html: str) -> str:
+    parser = _HtmlText()
+    parser.feed(html)
+    parser.close()
+    lines = (line.strip() for line in "".join(parser.out).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _pdf_sections(data: bytes) -> list[Section]:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        encrypted = reader.is_encrypted
+        pages = [] if encrypted else [page.extract_text() or "" for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise ParseError(f"the PDF could not be read: {exc}") from None
+    if encrypted:
+        raise ParseError("the PDF is encrypted: upload it without a password")
+    if not any(page.strip() for page in pages):
+        raise ParseError("the PDF holds no text (a scanned PDF needs OCR first)")
+    return [Section(f"page {n}", text) for n, text in enumerate(pages, 1)]

@@ -1,0 +1,79 @@
+"""Documents: parse, chunk and embed an upload, store the raw file and its chunks, replace
+a `source_id`'s previous version atomically; read and delete them."""
+
+import asyncio
+import uuid
+
+from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.config import Settings
+from app.core.errors import InvalidInput, NotFound
+from app.inference.base import InferenceBackend
+from app.ingest.chunk import Chunk as TextChunk
+from app.ingest.chunk import chunk_sections
+from app.ingest.parse import EXTENSIONS, ParseError, parse
+from app.models import Chunk, Document
+from app.schemas import DocumentOut
+from app.services.embedding import embed_texts
+from app.services.uploads import Upload, delete_replaced, stored, upsert
+from app.storage import Storage
+
+
+def embedding_text(title: str, chunk: TextChunk) -> str:
+    """What is embedded for a chunk: where it sits (title, headings), then its text."""
+    place = " > ".join(part for part in (title, chunk.heading) if part)
+    return f"{place}\n{chunk.content}" if place else chunk.content
+
+
+async def ingest(
+    engine: AsyncEngine,
+    storage: Storage,
+    backend: InferenceBackend,
+    settings: Settings,
+    upload: Upload,
+    request_id: str,
+) -> tuple[DocumentOut, bool]:
+    """Store `upload` as a document; returns it and whether it is new (not a replacement).
+    Nothing is written until every chunk is embedded, so a failure leaves the old version."""
+    try:
+        sections = await asyncio.to_thread(parse, upload.data, upload.content_type)
+    except ParseError as exc:
+        raise InvalidInput(str(exc)) from None
+    chunks = chunk_sections(sections, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    title = upload.title or next((s.heading for s in sections if s.heading), upload.source_id)
+    texts = [embedding_text(title, chunk) for chunk in chunks]
+    vectors = await embed_texts(backend, settings, texts, request_id)
+    key = f"documents/{uuid.uuid4()}{EXTENSIONS[upload.content_type]}"
+    async with stored(storage, key, upload), engine.begin() as conn:
+        row = await upsert(conn, "documents", upload, title, key)
+        await conn.execute(delete(Chunk).where(Chunk.document_id == row.id))
+        rows = [
+            {
+                "document_id": row.id,
+                "ord": i,
+                "heading": chunk.heading,
+                "content": chunk.content,
+                "embedding": vector,
+            }
+            for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
+        ]
+        await conn.execute(insert(Chunk), rows)
+    await delete_replaced(storage, row.old_key, key)
+    return await get_document(engine, row.id), row.created
+
+
+_DOCUMENT = (
+    select(*Document.__table__.c, func.count(Chunk.id).label("chunks"))
+    .outerjoin(Chunk, Chunk.document_id == Document.id)
+    .where(Document.id == bindparam("id"))
+    .group_by(Document.id)
+)
+
+
+async def get_document(engine: AsyncEngine, document_id: uuid.UUID) -> DocumentOut:
+    async with engine.connect() as conn:
+        row = (await conn.execute(_DOCUMENT, {"id": document_id})).one_or_none()
+    if row is None:
+        raise NotFound(f"document {document_id} not found")
+    return DocumentOut.model_validate(row._mapping)

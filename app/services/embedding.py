@@ -1,0 +1,67 @@
+"""Embeddings through the workers, checked against the sizes the tables hold: text in
+batches from the embed worker, images and image-search queries from the CLIP worker
+(HMAC-signed when a secret is set)."""
+
+import asyncio
+from typing import Any
+
+from app.core.config import Settings
+from app.core.errors import WorkerFailed
+from app.inference.base import InferenceBackend
+from gpu_worker.common.signing import signed_auth, signing_payload
+
+# Embedding jobs of one request in flight at once (each is a batch of EMBED_BATCH_SIZE texts).
+CONCURRENT_BATCHES = 4
+
+
+def _vectors(result: dict[str, Any], key: str, count: int, dim: int, setting: str) -> list:
+    vectors = result.get(key)
+    if key == "embedding":
+        vectors = [vectors]
+    if not isinstance(vectors, list) or len(vectors) != count:
+        raise WorkerFailed(f"the worker returned {key} of the wrong shape")
+    for vector in vectors:
+        if not isinstance(vector, list) or len(vector) != dim:
+            size = len(vector) if isinstance(vector, list) else "no"
+            raise WorkerFailed(
+                f"the embedding model returned {size}-dimensional vectors but {setting} is {dim}: "
+                f"set {setting} to the model's size"
+            )
+    return vectors
+
+
+async def embed_texts(
+    backend: InferenceBackend, settings: Settings, texts: list[str], request_id: str
+) -> list[list[float]]:
+    """Unit-length text embeddings, one per text, in batches of EMBED_BATCH_SIZE."""
+    size = settings.embed_batch_size
+    batches = [texts[i : i + size] for i in range(0, len(texts), size)]
+    slots = asyncio.Semaphore(CONCURRENT_BATCHES)
+
+    async def embed(index: int, batch: list[str]) -> list[list[float]]:
+        async with slots:
+            job = {"input": batch, "normalize": True}
+            result = await backend.embed_text(job, f"{request_id}-{index}")
+        return _vectors(
+            result, "embeddings", len(batch), settings.text_embedding_dim, "TEXT_EMBEDDING_DIM"
+        )
+
+    results = await asyncio.gather(*(embed(i, batch) for i, batch in enumerate(batches)))
+    return [vector for batch in results for vector in batch]
+
+
+def clip_job(settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
+    """`job` with its HMAC signature when EMBEDDING_HMAC_SECRET is set."""
+    if settings.embedding_hmac_secret is None:
+        return job
+    secret = settings.embedding_hmac_secret.get_secret_value()
+    return job | {"auth": signed_auth(secret, signing_payload(job))}
+
+
+async def embed_clip(
+    backend: InferenceBackend, settings: Settings, field: str, value: str, request_id: str
+) -> list[float]:
+    """The unit-length CLIP embedding of an image URL (`image_url`) or a text (`text`)."""
+    job = clip_job(settings, {field: value, "normalize": True, "request_id": request_id})
+    result = await backend.embed_clip(job, request_id)
+    return _vectors(result, "embedding", 1, settings.image_embedding_dim, "IMAGE_EMBEDDING_DIM")[0]

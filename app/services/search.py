@@ -1,0 +1,126 @@
+"""Semantic search over chunks (text) and images with pgvector's HNSW indexes, and the
+filters a search can take."""
+
+import json
+import re
+import uuid
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, literal, null, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.config import Settings
+from app.core.errors import InvalidInput
+from app.inference.base import InferenceBackend
+from app.models import Chunk, Document, Image
+from app.schemas import SearchHit
+from app.services.embedding import embed_clip, embed_texts
+
+MAX_K = 50
+FILTER_FIELDS = "source_id, document_id, content_type or metadata.<key>"
+# The HNSW candidate list (at least k) and, with filters, scanning on until k rows pass them
+# in exact distance order (pgvector >= 0.8), instead of returning fewer.
+_SEARCH_SETTINGS = text(
+    "SELECT set_config('hnsw.ef_search', '100', true),"
+    " set_config('hnsw.iterative_scan', 'strict_order', true)"
+)
+_METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_-]{1,64})$")
+
+
+def filter_clauses(raw: str | None, model: type[Document | Image]) -> list[ColumnElement[bool]]:
+    """WHERE clauses from `filter`, a JSON object of field -> value, all of which must match."""
+    if not raw:
+        return []
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict):
+        raise InvalidInput('filter must be a JSON object, e.g. {"source_id": "handbook"}')
+    clauses = []
+    for name, value in fields.items():
+        if isinstance(value, dict | list) or value is None:
+            raise InvalidInput(f"filter {name}: give a string, number or boolean to match")
+        if key := _METADATA_KEY.match(name):
+            clauses.append(model.metadata_.contains({key.group(1): value}))
+        elif name in ("source_id", "content_type"):
+            clauses.append(getattr(model, name) == str(value))
+        elif name == "document_id":
+            try:
+                clauses.append(model.id == uuid.UUID(str(value)))
+            except ValueError:
+                raise InvalidInput(f"filter document_id: {value!r} is not a UUID") from None
+        else:
+            raise InvalidInput(f"unknown filter field {name!r}: filter on {FILTER_FIELDS}")
+    return clauses
+
+
+async def _ranked(engine: AsyncEngine, statement) -> list[SearchHit]:
+    async with engine.begin() as conn:
+        await conn.execute(_SEARCH_SETTINGS)
+        rows = (await conn.execute(statement)).all()
+    return [SearchHit.model_validate(row._mapping) for row in rows]
+
+
+async def search_chunks(
+    engine: AsyncEngine, vector: list[float], k: int, clauses: list[Any] = ()
+) -> list[SearchHit]:
+    distance = Chunk.embedding.cosine_distance(vector)
+    statement = (
+        select(
+            Chunk.document_id,
+            Document.source_id,
+            Document.title,
+            Chunk.heading,
+            Chunk.content.label("chunk"),
+            (literal(1.0) - distance).label("score"),
+            Document.metadata_.label("metadata"),
+        )
+        .join(Document, Document.id == Chunk.document_id)
+        .where(*clauses)
+        .order_by(distance)
+        .limit(k)
+    )
+    return await _ranked(engine, statement)
+
+
+async def search_images(
+    engine: AsyncEngine, vector: list[float], k: int, clauses: list[Any] = ()
+) -> list[SearchHit]:
+    distance = Image.embedding.cosine_distance(vector)
+    statement = (
+        select(
+            Image.id.label("document_id"),
+            Image.source_id,
+            Image.title,
+            null().label("heading"),
+            null().label("chunk"),
+            (literal(1.0) - distance).label("score"),
+            Image.metadata_.label("metadata"),
+        )
+        .where(*clauses)
+        .order_by(distance)
+        .limit(k)
+    )
+    return await _ranked(engine, statement)
+
+
+async def search(
+    engine: AsyncEngine,
+    backend: InferenceBackend,
+    settings: Settings,
+    query: str,
+    k: int,
+    kind: Literal["text", "image"],
+    raw_filter: str | None,
+    request_id: str,
+) -> list[SearchHit]:
+    """The `k` chunks (kind text) or images (kind image, through CLIP's text tower) nearest
+    to `query`, best first."""
+    if kind == "text":
+        clauses = filter_clauses(raw_filter, Document)
+        [vector] = await embed_texts(backend, settings, [query], request_id)
+        return await search_chunks(engine, vector, k, clauses)
+    clauses = filter_clauses(raw_filter, Image)
+    vector = await embed_clip(backend, settings, "text", query, request_id)
+    return await search_images(engine, vector, k, clauses)
