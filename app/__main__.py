@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve|dev|migrate|downgrade|create-api-key`.
+"""Command line: `python -m app serve|dev|migrate|downgrade|create-api-key|retention`.
 
 With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME, the same one
 `make dev` serves from, so they work beside a running `make dev`.
@@ -44,6 +44,20 @@ def _create_api_key(settings: Settings, args: argparse.Namespace) -> None:
         key = await create_api_key(make_sessionmaker(engine), args.name)
         print(f"API key {args.name!r} created. It is shown once; store it now:")
         print(key)
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _retention(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services.retention import apply_retention
+    from app.storage import make_storage
+
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        storage = make_storage(settings)
+        days = settings.retention_raw_days
+        for line in await apply_retention(engine, storage, days, args.dry_run):
+            print(line)
 
     asyncio.run(_with_engine(settings, work))
 
@@ -104,6 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     key = commands.add_parser("create-api-key", help="create an API key and print it once")
     key.add_argument("--name", required=True)
     key.set_defaults(run=_create_api_key)
+
+    retention = commands.add_parser(
+        "retention", help="delete uploads older than RETENTION_RAW_DAYS, with their rows"
+    )
+    retention.add_argument("--dry-run", action="store_true", help="only list what would go")
+    retention.set_defaults(run=_retention)
 
     args = parser.parse_args(argv)
     try:

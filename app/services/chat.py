@@ -4,16 +4,21 @@ This is the API's hot path: one autocommitted round trip reads the context and o
 the turn, instead of ORM sessions with their BEGIN/COMMIT round trips.
 """
 
+import json
 import uuid
 from typing import Any
 
 from sqlalchemy import bindparam, select, text, true
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core.config import Settings
 from app.core.db import autocommit
 from app.core.errors import NotFound, WorkerFailed
+from app.inference.base import InferenceBackend
 from app.models import Conversation, Message
-from app.schemas import ChatRequest, ChatResponse, Usage
+from app.schemas import ChatRequest, ChatResponse, RagOptions, Source, Usage
+from app.services.embedding import embed_texts
+from app.services.search import search_chunks
 
 TITLE_CHARS = 80
 
@@ -78,12 +83,13 @@ def job_input(request: ChatRequest, messages: list[dict[str, str]]) -> dict[str,
 # one conversation are written one after another. Identities follow `ORDER BY turn.ord`:
 # each question is stored right before its answer.
 _TURN_INSERT = """
-INSERT INTO messages (conversation_id, role, content, request_id, model_id, usage)
-SELECT conversation.id, turn.role, turn.content, :request_id, turn.model_id, turn.usage
+INSERT INTO messages (conversation_id, role, content, request_id, model_id, usage, sources)
+SELECT conversation.id, turn.role, turn.content, :request_id, turn.model_id, turn.usage,
+    turn.sources
 FROM conversation, (VALUES
-    (1, 'user', :question, NULL, NULL::jsonb),
-    (2, 'assistant', :answer, :model_id, CAST(:usage AS jsonb))
-) AS turn (ord, role, content, model_id, usage)
+    (1, 'user', :question, NULL, NULL::jsonb, NULL::jsonb),
+    (2, 'assistant', :answer, :model_id, CAST(:usage AS jsonb), CAST(:sources AS jsonb))
+) AS turn (ord, role, content, model_id, usage, sources)
 ORDER BY turn.ord
 RETURNING conversation_id
 """
@@ -98,9 +104,14 @@ _NEXT_TURN = text(
 
 
 async def save_turn(
-    engine: AsyncEngine, request: ChatRequest, result: dict[str, Any], request_id: str
+    engine: AsyncEngine,
+    request: ChatRequest,
+    result: dict[str, Any],
+    request_id: str,
+    sources: list[Source] | None = None,
 ) -> ChatResponse:
-    """Store the user turn and the model's answer together, after the model has answered."""
+    """Store the user turn and the model's answer (with the sources it was given) together,
+    after the model has answered."""
     answer = result.get("raw_text")
     if not isinstance(answer, str):
         raise WorkerFailed("worker result has no raw_text")
@@ -117,6 +128,7 @@ async def save_turn(
         "answer": answer,
         "model_id": model_id,
         "usage": usage.model_dump_json(),
+        "sources": None if sources is None else json.dumps(_dumped(sources)),
     }
     async with autocommit(engine) as conn:
         stored = (await conn.execute(statement, params)).all()
@@ -128,4 +140,50 @@ async def save_turn(
         request_id=request_id,
         model_id=model_id,
         usage=usage,
+        sources=sources,
     )
+
+
+def _dumped(sources: list[Source]) -> list[dict[str, Any]]:
+    return [source.model_dump(mode="json") for source in sources]
+
+
+GROUNDING = (
+    "Answer the user's question from the numbered sources below, citing the ones you use as "
+    "[1], [2] and so on. If the sources do not hold the answer, say that they do not."
+)
+
+
+async def retrieve(
+    engine: AsyncEngine,
+    backend: InferenceBackend,
+    settings: Settings,
+    question: str,
+    options: RagOptions,
+    request_id: str,
+) -> list[Source]:
+    """The chunks to ground an answer in: the `k` nearest to the question scoring at least
+    `min_score`."""
+    [vector] = await embed_texts(backend, settings, [question], request_id)
+    hits = await search_chunks(engine, vector, options.k)
+    return [
+        Source(
+            document_id=hit.document_id,
+            source_id=hit.source_id,
+            title=hit.title,
+            chunk=hit.chunk or "",
+            score=hit.score,
+        )
+        for hit in hits
+        if hit.score >= options.min_score
+    ]
+
+
+def grounded(messages: list[dict[str, str]], sources: list[Source]) -> list[dict[str, str]]:
+    """`messages` led by a system message holding the sources (unchanged without sources)."""
+    if not sources:
+        return messages
+    numbered = "\n\n".join(
+        f"[{n}] {source.title}\n{source.chunk}" for n, source in enumerate(sources, 1)
+    )
+    return [{"role": "system", "content": f"{GROUNDING}\n\n{numbered}"}, *messages]

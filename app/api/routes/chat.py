@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.api.deps import ApiKeyDep, BackendDep, EngineDep, RequestIdDep, SettingsDep
 from app.core.errors import ApiError, WorkerFailed, error_body
 from app.inference.base import InferenceBackend
-from app.schemas import ChatRequest, ChatResponse
-from app.services.chat import job_input, prompt_messages, save_turn
+from app.schemas import ChatRequest, ChatResponse, Source
+from app.services.chat import grounded, job_input, prompt_messages, retrieve, save_turn
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 log = logging.getLogger("tandem.chat")
@@ -37,12 +37,16 @@ async def chat(
     _key: ApiKeyDep,
 ) -> ChatResponse | StreamingResponse:
     messages = await prompt_messages(engine, body, settings.history_messages)
+    sources = None
+    if body.rag is not None:
+        sources = await retrieve(engine, backend, settings, body.message, body.rag, request_id)
+        messages = grounded(messages, sources)
     payload = job_input(body, messages)
     if body.stream:
-        events = _stream_events(backend, engine, body, payload, request_id)
+        events = _stream_events(backend, engine, body, payload, request_id, sources)
         return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
     result = await backend.generate(payload, request_id)
-    return await save_turn(engine, body, result, request_id)
+    return await save_turn(engine, body, result, request_id, sources)
 
 
 async def _stream_events(
@@ -51,6 +55,7 @@ async def _stream_events(
     body: ChatRequest,
     payload: dict,
     request_id: str,
+    sources: list[Source] | None,
 ) -> AsyncIterator[bytes]:
     """`delta` events as tokens arrive, then `done` (the stored turn) or `error`."""
     try:
@@ -62,7 +67,7 @@ async def _stream_events(
                 result = chunk
         if result is None:
             raise WorkerFailed("the worker's stream ended without a result")
-        response = await save_turn(engine, body, result, request_id)
+        response = await save_turn(engine, body, result, request_id, sources)
         yield _event("done", response.model_dump(mode="json"))
     except ApiError as exc:
         yield _event("error", error_body(exc.code, exc.message, request_id))

@@ -1,0 +1,40 @@
+"""Retention: documents and images whose upload is older than RETENTION_RAW_DAYS are
+deleted, stored file first and then the row (with a document's chunks)."""
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.models import Document, Image
+from app.services.uploads import delete_upload
+from app.storage import Storage
+
+
+async def apply_retention(
+    engine: AsyncEngine, storage: Storage, days: int, dry_run: bool, now: datetime | None = None
+) -> list[str]:
+    """Delete (or with `dry_run`, list) what was last uploaded more than `days` ago; returns
+    one line per upload and a summary."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    verb = "would delete" if dry_run else "deleted"
+    lines = []
+    for model in (Document, Image):
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(model.id, model.source_id, model.updated_at)
+                    .where(model.updated_at < cutoff)
+                    .order_by(model.updated_at)
+                )
+            ).all()
+        kind = model.__name__.lower()
+        for row in rows:
+            if not dry_run:
+                await delete_upload(engine, storage, model, row.id)
+            lines.append(
+                f"{verb} {kind} {row.id} (source_id {row.source_id!r}, "
+                f"uploaded {row.updated_at:%Y-%m-%d %H:%M} UTC)"
+            )
+        lines.append(f"{verb} {len(rows)} {kind}s uploaded before {cutoff:%Y-%m-%d %H:%M} UTC")
+    return lines
