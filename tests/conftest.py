@@ -78,6 +78,13 @@ class Api:
             path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs
         )
 
+    async def delete(self, path: str) -> httpx.Response:
+        return await self.client.delete(path, headers=self.auth)
+
+    @property
+    def storage(self):
+        return self.app.state.storage
+
 
 async def start_api(
     settings: Settings, backend: InferenceBackend | None = None
@@ -132,9 +139,16 @@ def controlled_backend(timeout_s: float = 1) -> LocalBackend:
 
 
 @pytest.fixture(scope="module")
-async def api(database_url: str, local_backend: LocalBackend) -> AsyncIterator[Api]:
-    """The API on the real in-process workers, signing its embedding requests."""
-    settings = make_settings(database_url, embedding_hmac_secret=HMAC_SECRET)
+async def api(
+    database_url: str, local_backend: LocalBackend, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Api]:
+    """The API on the real in-process workers, signing its embedding requests, storing
+    uploads in a directory of its own."""
+    settings = make_settings(
+        database_url,
+        embedding_hmac_secret=HMAC_SECRET,
+        storage_dir=tmp_path_factory.mktemp("objects"),
+    )
     async for started in start_api(settings, local_backend):
         yield started
 

@@ -34,7 +34,9 @@ async def test_text_embedding_is_signed_and_verified(api):
     response = await api.post("/v1/embeddings", json={"text": "a cat on a mat"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["dim"] == len(body["embedding"]) == 512  # the tiny CLIP projects to CLIP-B/32's size
+    assert (
+        body["dim"] == len(body["embedding"]) == 512
+    )  # the tiny CLIP projects to CLIP-B/32's size
     assert body["model"] == "tandem-tiny-random-clip-512d"
     assert body["normalized"] is True
     assert math.isclose(math.sqrt(sum(v * v for v in body["embedding"])), 1.0, rel_tol=1e-5)
