@@ -16,9 +16,9 @@ import threading
 import time
 from typing import Any
 
-from gpu_worker.common.fetch import FetchError, fetch_image_bytes
 from gpu_worker.clip.model import ClipEmbedder, ImageError, decode_image
 from gpu_worker.clip.settings import ClipSettings
+from gpu_worker.common.fetch import FetchError, fetch_image_bytes
 from gpu_worker.common.signing import signing_payload, verify
 
 INPUT_FIELDS = ("text", "image_url", "image_base64", "texts", "images")

@@ -1,6 +1,7 @@
 """Parsing uploads into sections and splitting them into chunks."""
 
 import io
+import itertools
 
 import pytest
 from fpdf import FPDF
@@ -38,7 +39,7 @@ def test_media_type_from_content_type_or_file_name(declared, filename, expected)
     ("declared", "filename"), [("image/png", "a.png"), ("text/csv", "a.md"), (None, "a.docx")]
 )
 def test_unsupported_types_are_named(declared, filename):
-    with pytest.raises(UnsupportedType, match="unsupported file type .*plain text, Markdown"):
+    with pytest.raises(UnsupportedType, match=r"unsupported file type .*plain text, Markdown"):
         media_type(declared, filename)
 
 
@@ -102,7 +103,7 @@ def test_chunks_stay_under_the_limit_and_overlap():
     chunks = chunk_sections([Section("H", text)], max_tokens=30, overlap=12)
     assert len(chunks) > 5
     assert all(count_tokens(c.content) <= 30 and c.heading == "H" for c in chunks)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         # Sentences are 6 tokens: the next chunk starts with the last two (12 tokens).
         sentences = before.content.split(" Sentence")
         assert after.content.startswith("Sentence" + " Sentence".join(sentences[-2:]))
