@@ -47,6 +47,15 @@ async def test_single_text_matches_its_batch_entry(minilm_worker):
     assert np.allclose(single["embeddings"][0], batch["embeddings"][1], atol=1e-4)
 
 
+async def test_a_text_longer_than_the_context_is_cut_to_fit(minilm_worker):
+    # MiniLM reads 256 tokens: more is cut there (as sentence-transformers does), not refused.
+    long, longer = "word " * 400, "word " * 2000
+    result = await embed(minilm_worker, {"input": [long, longer, "word " * 100]})
+    assert result["usage"]["prompt_tokens"] == 256 + 256 + 102  # with [CLS] and [SEP]
+    first, second, short = (np.array(v) for v in result["embeddings"])
+    assert np.allclose(first, second, atol=1e-5) and not np.allclose(first, short, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     ("job_input", "words"),
     [
