@@ -2,6 +2,7 @@
 the real workers in-process (the local backend, as `make dev` runs them), the API wired to
 both, and the RunPod emulator with the real workers in their own processes."""
 
+import asyncio
 import os
 import re
 import socket
@@ -95,6 +96,29 @@ async def start_api(
         transport = ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
             yield Api(app, client, key)
+
+
+async def serve_api(
+    settings: Settings, backend: InferenceBackend | None = None
+) -> AsyncIterator[Api]:
+    """The API served over HTTP on `settings.public_url`'s port, in this event loop: for
+    workers that download what the API serves (signed upload URLs)."""
+    import uvicorn
+
+    app = create_app(settings, backend)
+    port = int(settings.public_url.rsplit(":", 1)[1])
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None, lifespan="on"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not serving.done(), "the API did not start"
+        await asyncio.sleep(0.05)
+    try:
+        key = await create_api_key(app.state.sessionmaker, "tests")
+        async with httpx.AsyncClient(base_url=settings.public_url, timeout=60) as client:
+            yield Api(app, client, key)
+    finally:
+        server.should_exit = True
+        await serving
 
 
 HMAC_SECRET = "test-hmac-secret"
