@@ -1,0 +1,93 @@
+"""`python -m app retention [--dry-run]`: uploads older than RETENTION_RAW_DAYS go, with their
+rows, chunks and stored files; newer ones stay."""
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from app.storage import ObjectNotFound
+from tests.app.test_cli import run_cli
+
+
+async def scalar(api, query: str, **params):
+    async with api.app.state.engine.begin() as conn:
+        return await conn.scalar(text(query), params)
+
+
+async def execute(api, statement: str, **params) -> None:
+    async with api.app.state.engine.begin() as conn:
+        await conn.execute(text(statement), params)
+
+
+@pytest.fixture
+async def uploads(api):
+    """An old and a new document (through the API), and an old image row with its file."""
+    ids = {}
+    for source_id in ("old-doc", "new-doc"):
+        body = {"source_id": source_id, "text": f"The {source_id} text."}
+        ids[source_id] = (await api.post("/v1/documents", json=body)).json()["id"]
+    ids["old-image"] = str(uuid.uuid4())
+    api.storage.put("images/old.png", b"png bytes", "image/png")
+    await execute(
+        api,
+        "INSERT INTO images (id, source_id, title, content_type, object_key, size_bytes,"
+        " metadata, embedding) VALUES (:id, 'old-image', 't', 'image/png', 'images/old.png',"
+        " 9, '{}', CAST(:vector AS vector))",
+        id=ids["old-image"],
+        vector=str([1.0] + [0.0] * 511),
+    )
+    for table, key in (("documents", "old-doc"), ("images", "old-image")):
+        await execute(
+            api,
+            f"UPDATE {table} SET updated_at = now() - interval '31 days' WHERE id = :id",  # noqa: S608
+            id=ids[key],
+        )
+    return ids
+
+
+def retention(api, *args: str, days: str = "30"):
+    settings = api.app.state.settings
+    return run_cli(
+        "retention",
+        *args,
+        DATABASE_URL=settings.database_url.get_secret_value(),
+        STORAGE_DIR=str(settings.storage_dir),
+        RETENTION_RAW_DAYS=days,
+    )
+
+
+async def test_dry_run_lists_and_keeps_then_retention_deletes(api, uploads):
+    keys = {
+        name: await scalar(api, f"SELECT object_key FROM {table} WHERE id = :id", id=uploads[name])  # noqa: S608
+        for name, table in (("old-doc", "documents"), ("new-doc", "documents"))
+    }
+    dry = retention(api, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would delete document {uploads['old-doc']} (source_id 'old-doc'" in dry.stdout
+    assert f"would delete image {uploads['old-image']}" in dry.stdout
+    assert "would delete 1 documents uploaded before" in dry.stdout
+    assert "new-doc" not in dry.stdout
+    assert await scalar(api, "SELECT count(*) FROM documents") == 2  # nothing gone
+
+    done = retention(api)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 1 documents" in done.stdout and "deleted 1 images" in done.stdout
+    remaining = await scalar(api, "SELECT array_agg(source_id) FROM documents")
+    assert remaining == ["new-doc"]
+    assert await scalar(api, "SELECT count(*) FROM images") == 0
+    orphans = "SELECT count(*) FROM chunks WHERE document_id = :id"
+    assert await scalar(api, orphans, id=uploads["old-doc"]) == 0
+    for path in (keys["old-doc"], "images/old.png"):
+        with pytest.raises(ObjectNotFound):
+            api.storage.get(path)
+    assert api.storage.get(keys["new-doc"]) == b"The new-doc text."
+
+    again = retention(api)  # nothing left to do is not an error
+    assert again.returncode == 0 and "deleted 0 documents" in again.stdout
+
+
+def test_retention_under_a_day_is_refused(api):
+    result = retention(api, days="0")
+    assert result.returncode != 0
+    assert "retention_raw_days" in result.stderr
