@@ -4,10 +4,11 @@ filters a search can take."""
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, literal, null, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Select, literal, null, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import Settings
 from app.core.errors import InvalidInput
@@ -55,18 +56,17 @@ def filter_clauses(raw: str | None, model: type[Document | Image]) -> list[Colum
     return clauses
 
 
-async def _ranked(engine: AsyncEngine, statement) -> list[SearchHit]:
-    async with engine.begin() as conn:
-        await conn.execute(_SEARCH_SETTINGS)
-        rows = (await conn.execute(statement)).all()
+async def ranked(conn: AsyncConnection, statement: Select) -> list[SearchHit]:
+    """The hits of a `chunk_query` or `image_query`, run in `conn`'s transaction."""
+    await conn.execute(_SEARCH_SETTINGS)
+    rows = (await conn.execute(statement)).all()
     return [SearchHit.model_validate(row._mapping) for row in rows]
 
 
-async def search_chunks(
-    engine: AsyncEngine, vector: list[float], k: int, clauses: list[Any] = ()
-) -> list[SearchHit]:
+def chunk_query(vector: list[float], k: int, clauses: Sequence[Any] = ()) -> Select:
+    """The `k` chunks nearest to `vector` (cosine), with their documents."""
     distance = Chunk.embedding.cosine_distance(vector)
-    statement = (
+    return (
         select(
             Chunk.document_id,
             Document.source_id,
@@ -81,14 +81,11 @@ async def search_chunks(
         .order_by(distance)
         .limit(k)
     )
-    return await _ranked(engine, statement)
 
 
-async def search_images(
-    engine: AsyncEngine, vector: list[float], k: int, clauses: list[Any] = ()
-) -> list[SearchHit]:
+def image_query(vector: list[float], k: int, clauses: Sequence[Any] = ()) -> Select:
     distance = Image.embedding.cosine_distance(vector)
-    statement = (
+    return (
         select(
             Image.id.label("document_id"),
             Image.source_id,
@@ -102,7 +99,13 @@ async def search_images(
         .order_by(distance)
         .limit(k)
     )
-    return await _ranked(engine, statement)
+
+
+async def search_chunks(
+    engine: AsyncEngine, vector: list[float], k: int, clauses: Sequence[Any] = ()
+) -> list[SearchHit]:
+    async with engine.begin() as conn:
+        return await ranked(conn, chunk_query(vector, k, clauses))
 
 
 async def search(
@@ -123,4 +126,5 @@ async def search(
         return await search_chunks(engine, vector, k, clauses)
     clauses = filter_clauses(raw_filter, Image)
     vector = await embed_clip(backend, settings, "text", query, request_id)
-    return await search_images(engine, vector, k, clauses)
+    async with engine.begin() as conn:
+        return await ranked(conn, image_query(vector, k, clauses))
