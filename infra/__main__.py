@@ -9,6 +9,7 @@ from infra.components.buckets import Buckets
 from infra.components.ci_identity import CiIdentity
 from infra.components.database import Database
 from infra.components.gpu_endpoint import GpuEndpoint
+from infra.components.jobs import Jobs
 from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
@@ -73,6 +74,7 @@ api = ApiService(
     bucket=buckets.uploads,
     cloudsql_connection=database.connection_name,
 )
+jobs = Jobs("jobs", config, image=registry.images["api"], api=api)
 
 if config.environment != "review":  # review stacks share dev's CI identity and alerting
     Monitoring("monitoring", config, api.url, opts=after_apis)
@@ -88,3 +90,4 @@ pulumi.export("uploads_bucket", buckets.uploads.name)
 pulumi.export("database_instance", database.instance_name)
 pulumi.export("database_connection_name", database.connection_name)
 pulumi.export("runtime_service_account", api.account.email)
+pulumi.export("retention_job", jobs.retention.name)

@@ -57,7 +57,12 @@ class DatabaseConfig(Section):
 
 
 class StorageConfig(Section):
+    # Uploads (objects and their rows) older than this are deleted by the daily retention job.
     retention_days: int = Field(30, ge=1, le=3650, alias="retentionDays")
+    # When it runs: cron in UTC (minute hour day-of-month month day-of-week).
+    retention_schedule: str = Field(
+        "17 3 * * *", alias="retentionSchedule", pattern=r"^\S+( \S+){4}$"
+    )
     cors_origins: list[str] = Field(default_factory=list, alias="corsOrigins")
 
 

@@ -135,6 +135,8 @@ KEY_PROPERTIES = {
         "settings.backupConfiguration.pointInTimeRecoveryEnabled",
         "deletionProtection",
     ),
+    "gcp:cloudrunv2/job:Job": ("template.template.containers.0.args", "deletionProtection"),
+    "gcp:cloudscheduler/job:Job": ("schedule", "httpTarget.uri"),
     "gcp:storage/bucket:Bucket": ("lifecycleRules.0.condition.age", "versioning.enabled"),
     "gcp:projects/iAMMember:IAMMember": ("role",),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("member",),

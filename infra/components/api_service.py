@@ -21,6 +21,14 @@ RUNTIME_ROLES = (
 )
 
 
+def cloudsql_volume(connection: pulumi.Input[str] | None) -> tuple[list, list]:
+    """The template volume and container mount of Cloud SQL at /cloudsql (none without it)."""
+    if connection is None:
+        return [], []
+    volume = {"name": "cloudsql", "cloud_sql_instance": {"instances": [connection]}}
+    return [volume], [{"name": "cloudsql", "mount_path": "/cloudsql"}]
+
+
 class ApiService(pulumi.ComponentResource):
     def __init__(
         self,
@@ -58,8 +66,9 @@ class ApiService(pulumi.ComponentResource):
         for key in sorted(set(secret_env.values())):
             secrets.grant_access(key, member)
 
-        envs = [{"name": key, "value": value} for key, value in sorted(env.items())]
-        envs += [
+        # The container's env and Cloud SQL mount, which the jobs run with too.
+        self.envs = [{"name": key, "value": value} for key, value in sorted(env.items())]
+        self.envs += [
             {
                 "name": var,
                 "value_source": {
@@ -71,6 +80,7 @@ class ApiService(pulumi.ComponentResource):
             }
             for var, key in sorted(secret_env.items())
         ]
+        self.volumes, self.volume_mounts = cloudsql_volume(cloudsql_connection)
         probe = {"http_get": {"path": "/health", "port": 8080}}
         self.service = gcp.cloudrunv2.Service(
             f"{name}-service",
@@ -89,16 +99,12 @@ class ApiService(pulumi.ComponentResource):
                     "max_instance_count": api.max_instances,
                 },
                 "labels": config.labels,
-                "volumes": [
-                    {"name": "cloudsql", "cloud_sql_instance": {"instances": [cloudsql_connection]}}
-                ]
-                if cloudsql_connection is not None
-                else [],
+                "volumes": self.volumes,
                 "containers": [
                     {
                         "image": image,
                         "ports": {"container_port": 8080},
-                        "envs": envs,
+                        "envs": self.envs,
                         "resources": {
                             "limits": {"cpu": api.cpu, "memory": api.memory},
                             "cpu_idle": api.min_instances == 0,
@@ -111,9 +117,7 @@ class ApiService(pulumi.ComponentResource):
                             "timeout_seconds": 2,
                         },
                         "liveness_probe": {**probe, "period_seconds": 30, "timeout_seconds": 3},
-                        "volume_mounts": [{"name": "cloudsql", "mount_path": "/cloudsql"}]
-                        if cloudsql_connection is not None
-                        else [],
+                        "volume_mounts": self.volume_mounts,
                     }
                 ],
             },

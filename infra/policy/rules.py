@@ -18,6 +18,7 @@ LABELLED = {
     "gcp:storage/bucket:Bucket": "labels",
     "gcp:secretmanager/secret:Secret": "labels",
     "gcp:cloudrunv2/service:Service": "labels",
+    "gcp:cloudrunv2/job:Job": "labels",
     "gcp:artifactregistry/repository:Repository": "labels",
     "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": "userLabels",
 }

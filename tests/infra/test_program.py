@@ -50,6 +50,35 @@ def test_the_runtime_account_has_exactly_its_roles(stack):
     assert {a["role"] for a in accessors} == {"roles/secretmanager.secretAccessor"}
 
 
+def test_retention_runs_daily_as_the_api_with_only_a_run_grant(stack):
+    name, resources = stack
+    [job] = of_type(resources, "cloudrunv2/job:Job")
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    task = job["template"]["template"]
+    [container] = task["containers"]
+    assert container["commands"] + container["args"] == ["python", "-m", "app", "retention"]
+    assert task["serviceAccount"] == service["template"]["serviceAccount"]
+    api_env = service["template"]["containers"][0]["envs"]
+    days = {
+        "name": "RETENTION_RAW_DAYS",
+        "value": str(stack_settings(name)["tandem:storage"]["retentionDays"]),
+    }
+    assert container["envs"] == [*api_env, days]  # secrets by reference, as the API's
+    assert task["volumes"] == service["template"]["volumes"]
+    assert job["labels"]["env"] and job["deletionProtection"] == (name == "prod")
+
+    [schedule] = of_type(resources, "cloudscheduler/job:Job")
+    assert schedule["schedule"] == "17 3 * * *" and schedule["timeZone"] == "Etc/UTC"
+    target = schedule["httpTarget"]
+    assert target["uri"].endswith(f"/jobs/tandem-{name}-retention:run")
+    runner = f"serviceAccount:{target['oauthToken']['serviceAccountEmail']}"
+    [grant] = of_type(resources, "jobIamMember:JobIamMember")
+    assert grant == {**grant, "role": "roles/run.invoker", "member": runner}
+    # The scheduler's account holds nothing else.
+    members = [r["inputs"] for r in resources if "iammember" in r["type"].lower()]
+    assert [m for m in members if m.get("member") == runner] == [grant]
+
+
 def test_buckets_are_private_and_expire(stack):
     _, resources = stack
     [bucket] = of_type(resources, "storage/bucket:Bucket")
