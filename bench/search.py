@@ -127,7 +127,10 @@ async def main(chunks: int, queries: int) -> None:
         await load(url, vectors)
         await timed_searches(engine, probes[:20], EF_SEARCH)  # warm the cache and plans
         exact, exact_ms = await timed_searches(engine, probes, None)
-        runs = {ef: await timed_searches(engine, probes, ef) for ef in (40, 100, EF_SEARCH, 400)}
+        runs = {
+            ef: await timed_searches(engine, probes, ef)
+            for ef in sorted({40, 100, 200, 400, EF_SEARCH})
+        }
         await engine.dispose()
         server.cleanup()
     print(f"\n{queries} top-10 queries over {chunks} chunks (dim {DIM}), one connection:")

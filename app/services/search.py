@@ -22,7 +22,7 @@ FILTER_FIELDS = "source_id, document_id, content_type or metadata.<key>"
 # The HNSW candidate list: at least MAX_K, and large enough for recall@10 >= 0.95 on 100k
 # chunks (bench/search.py). With filters, the scan goes on until k rows pass them, in exact
 # distance order (pgvector >= 0.8), instead of returning fewer.
-EF_SEARCH = 200
+EF_SEARCH = 100
 _SEARCH_SETTINGS = text(
     "SELECT set_config('hnsw.ef_search', :ef_search, true),"
     " set_config('hnsw.iterative_scan', 'strict_order', true)"
