@@ -12,6 +12,7 @@ from app.api.routes import (
     embeddings,
     health,
     images,
+    jobs,
     objects,
     search,
 )
@@ -21,6 +22,7 @@ from app.core.errors import install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import check_vector_dims, migrate
 from app.inference import InferenceBackend, make_backend
+from app.services.jobs import JobRunner
 from app.storage import make_storage
 
 UPLOAD_ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and fields around an uploaded file
@@ -44,9 +46,12 @@ def create_app(
         app.state.storage = make_storage(settings)
         app.state.backend = backend or make_backend(settings)
         await app.state.backend.start()
+        app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
+        app.state.jobs.start()
         try:
             yield
         finally:
+            await app.state.jobs.stop()
             if backend is None:
                 await app.state.backend.aclose()
             await engine.dispose()
@@ -59,7 +64,17 @@ def create_app(
         upload_bytes=settings.max_upload_bytes + UPLOAD_ENVELOPE_BYTES,
     )
     app.add_middleware(RequestContextMiddleware)  # outermost: every response gets the id
-    for module in (health, chat, conversations, embeddings, documents, images, search, objects):
+    for module in (
+        health,
+        chat,
+        conversations,
+        embeddings,
+        documents,
+        images,
+        search,
+        jobs,
+        objects,
+    ):
         app.include_router(module.router)
     return app
 

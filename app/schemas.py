@@ -165,3 +165,24 @@ class SearchHit(BaseModel):
 
 class SearchResponse(BaseModel):
     hits: list[SearchHit]
+
+
+class EmbedJobIn(Strict):
+    """Text embeddings computed asynchronously, in batches."""
+
+    kind: Literal["embed"]
+    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=8_000)]] = Field(
+        min_length=1, max_length=10_000
+    )
+
+
+class JobOut(BaseModel):
+    job_id: uuid.UUID
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    result: dict[str, Any] | None
+    error: str | None
+    parts_done: int
+    parts: int
+    created_at: datetime
+    updated_at: datetime

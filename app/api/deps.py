@@ -13,6 +13,7 @@ from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
 from app.inference.base import InferenceBackend
 from app.services.api_keys import authenticate
+from app.services.jobs import JobRunner
 from app.storage import Storage
 
 
@@ -55,6 +56,10 @@ async def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
+async def get_jobs(request: Request) -> JobRunner:
+    return request.app.state.jobs
+
+
 async def get_request_id(request: Request) -> str:
     return request_id_of(request)
 
@@ -66,3 +71,4 @@ BackendDep = Annotated[InferenceBackend, Depends(get_backend)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 ApiKeyDep = Annotated[uuid.UUID, Depends(current_api_key)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     gcs_prefix: str = ""
     # Where the API is reached (local signed URLs point here).
     public_url: str = "http://127.0.0.1:8000"
+    # Asynchronous jobs: RunPod's webhooks reach the API at WEBHOOK_BASE_URL (its public
+    # https address; unset: jobs are polled every JOB_POLL_SECONDS); a job not done within
+    # JOB_TIMEOUT_SECONDS fails.
+    webhook_base_url: str | None = None
+    job_poll_seconds: float = Field(2.0, gt=0, le=300)
+    job_timeout_seconds: float = Field(3600.0, ge=10)
 
     # Documents and images: upload size, chunking (in word and punctuation tokens), retention.
     max_upload_bytes: int = Field(20_000_000, ge=1024)

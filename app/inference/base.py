@@ -9,9 +9,10 @@ list whose last item is the result. A dict with an `error` key is a failed job.
 import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from app.core.errors import WorkerFailed
+from app.core.errors import ApiError, WorkerFailed
 
 MAX_ERROR_CHARS = 500
 
@@ -43,6 +44,24 @@ def final_output(output: Any) -> dict[str, Any]:
     return output
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    """Where a job sent with `submit` stands. `gone`: the backend no longer knows it (RunPod
+    keeps results 30 minutes; the local backend forgets its jobs when it restarts)."""
+
+    state: Literal["pending", "completed", "failed", "gone"]
+    output: dict[str, Any] | None = None
+    error: str | None = None
+
+    @classmethod
+    def finished(cls, output: Any) -> "QueuedJob":
+        """A finished job's output as completed, or as failed when it is an error."""
+        try:
+            return cls("completed", final_output(output))
+        except ApiError as exc:
+            return cls("failed", error=exc.message)
+
+
 class InferenceBackend(ABC):
     """Runs jobs on the workers: llm (chat), embed (text embeddings; the llm worker's embed
     task) and clip (image and text embeddings in one space)."""
@@ -64,6 +83,15 @@ class InferenceBackend(ABC):
     @abstractmethod
     async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         """One embedding (or a batch) from the clip worker."""
+
+    @abstractmethod
+    async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
+        """Queue a job on `worker` ("llm", "embed" or "clip") without waiting; its id. The
+        backend POSTs the finished job to `webhook` when it can (RunPod does)."""
+
+    @abstractmethod
+    async def job_state(self, worker: str, job_id: str) -> QueuedJob:
+        """Where a submitted job stands."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin whatever the backend needs before serving (the app's start-up calls it)."""

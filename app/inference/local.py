@@ -12,12 +12,13 @@ import functools
 import inspect
 import logging
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
 from app.core.config import Settings
 from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
-from app.inference.base import InferenceBackend, final_output
+from app.inference.base import InferenceBackend, QueuedJob, final_output
 
 log = logging.getLogger("tandem.local")
 LOAD_ORDER = ("llm", "clip", "embed")
@@ -85,6 +86,7 @@ class LocalBackend(InferenceBackend):
         self.timeout_s = timeout_s
         self._loaded: dict[str, asyncio.Future[None]] = {}
         self._loader: asyncio.Task | None = None
+        self._queued: dict[str, asyncio.Task] = {}  # submitted jobs, until their end is read
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LocalBackend":
@@ -169,10 +171,29 @@ class LocalBackend(InferenceBackend):
     async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return await self._run("clip", job_input, request_id)
 
+    async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
+        """Run the job in a task of this process; `webhook` is not called (nothing listens on a
+        public address locally): the API polls `job_state`."""
+        job_id = f"local-{uuid.uuid4()}"
+        self._queued[job_id] = asyncio.create_task(self._run(worker, job_input, job_id))
+        return job_id
+
+    async def job_state(self, worker: str, job_id: str) -> QueuedJob:
+        task = self._queued.get(job_id)
+        if task is None:
+            return QueuedJob("gone")
+        if not task.done():
+            return QueuedJob("pending")
+        del self._queued[job_id]
+        if isinstance(task.exception(), ApiError):
+            return QueuedJob("failed", error=task.exception().message)
+        return QueuedJob.finished(task.result())
+
     async def aclose(self) -> None:
         """Stop loading and free every loaded model (one still loading dies with the process)."""
-        if self._loader is not None:
-            self._loader.cancel()
-            await asyncio.gather(self._loader, return_exceptions=True)
+        tasks = [*self._queued.values(), *([self._loader] if self._loader else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for worker in self.workers.values():
             await asyncio.to_thread(worker.shutdown)

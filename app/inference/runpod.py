@@ -16,8 +16,8 @@ import anyio
 import httpx
 
 from app.core.config import Settings
-from app.core.errors import WorkerFailed, WorkerTimeout, WorkerUnavailable
-from app.inference.base import InferenceBackend, final_output, worker_error_message
+from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
+from app.inference.base import InferenceBackend, QueuedJob, final_output, worker_error_message
 
 log = logging.getLogger("tandem.runpod")
 
@@ -116,11 +116,14 @@ class RunPodClient:
             raise
         return _job_output(job)
 
-    async def run(self, endpoint_id: str, job_input: dict[str, Any]) -> str:
-        """Queue a job (`/run`) and return its id."""
+    async def run(
+        self, endpoint_id: str, job_input: dict[str, Any], webhook: str | None = None
+    ) -> str:
+        """Queue a job (`/run`) and return its id; RunPod POSTs the finished job to `webhook`."""
         deadline = time.monotonic() + self.timeout_s
+        body = {"input": job_input} | ({"webhook": webhook} if webhook else {})
         job = await self._request(
-            "POST", f"/{endpoint_id}/run", deadline, idempotent=False, json={"input": job_input}
+            "POST", f"/{endpoint_id}/run", deadline, idempotent=False, json=body
         )
         return job["id"]
 
@@ -187,8 +190,28 @@ def _job_output(job: dict[str, Any]) -> Any:
     raise WorkerFailed(f"RunPod returned an unknown job status: {status!r}")
 
 
+class JobNotFound(WorkerFailed):
+    """RunPod does not know the job (its results are kept 30 minutes after `/run`)."""
+
+
+def queued_job(job: dict[str, Any]) -> QueuedJob:
+    """A job as `/status` (or a webhook) reports it."""
+    status = job.get("status")
+    if status in PENDING:
+        return QueuedJob("pending")
+    if status == "COMPLETED":
+        return QueuedJob.finished(job.get("output"))
+    try:
+        _job_output(job)  # raises the error the status means
+    except ApiError as exc:
+        return QueuedJob("failed", error=exc.message)
+    raise AssertionError("unreachable")
+
+
 def _http_error(method: str, path: str, response: httpx.Response) -> Exception:
     detail = response.text[:200]
+    if response.status_code == 404 and "/status/" in path:
+        return JobNotFound(f"RunPod does not know the job at {path}")
     if response.status_code in RETRY_STATUSES:
         return WorkerUnavailable(f"RunPod answered {response.status_code} to {method} {path}")
     return WorkerFailed(f"RunPod answered {response.status_code} to {method} {path}: {detail}")
@@ -231,6 +254,22 @@ class RunPodBackend(InferenceBackend):
 
     async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return final_output(await self.client.run_sync(self.clip_endpoint_id, job_input))
+
+    def _endpoint(self, worker: str) -> str:
+        return {
+            "llm": self.llm_endpoint_id,
+            "embed": self.embed_endpoint_id,
+            "clip": self.clip_endpoint_id,
+        }[worker]
+
+    async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
+        return await self.client.run(self._endpoint(worker), job_input, webhook)
+
+    async def job_state(self, worker: str, job_id: str) -> QueuedJob:
+        try:
+            return queued_job(await self.client.status(self._endpoint(worker), job_id))
+        except JobNotFound:
+            return QueuedJob("gone")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -3,9 +3,11 @@ a `source_id`'s previous version atomically; read and delete them."""
 
 import asyncio
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, bindparam, delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import Settings
 from app.core.errors import InvalidInput, NotFound
@@ -26,6 +28,54 @@ def embedding_text(title: str, chunk: TextChunk) -> str:
     return f"{place}\n{chunk.content}" if place else chunk.content
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A document parsed and chunked, with the texts to embed (one per chunk)."""
+
+    title: str
+    chunks: list[TextChunk]
+    texts: list[str]
+
+
+def prepare(upload: Upload, settings: Settings) -> Prepared:
+    """Parse and chunk `upload` (CPU work: run it off the event loop)."""
+    try:
+        sections = parse(upload.data, upload.content_type)
+    except ParseError as exc:
+        raise InvalidInput(str(exc)) from None
+    chunks = chunk_sections(sections, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    title = upload.title or next((s.heading for s in sections if s.heading), upload.source_id)
+    return Prepared(title, chunks, [embedding_text(title, chunk) for chunk in chunks])
+
+
+def object_key(upload: Upload) -> str:
+    return f"documents/{uuid.uuid4()}{EXTENSIONS[upload.content_type]}"
+
+
+async def write_document(
+    conn: AsyncConnection,
+    row: dict[str, Any],
+    chunks: list[TextChunk],
+    vectors: list[list[float]],
+) -> Row:
+    """The document's row (new or replacing its source_id's) and all its chunks, in `conn`'s
+    transaction: (id, created, old_key)."""
+    document = await upsert(conn, "documents", row)
+    await conn.execute(delete(Chunk).where(Chunk.document_id == document.id))
+    rows = [
+        {
+            "document_id": document.id,
+            "ord": i,
+            "heading": chunk.heading,
+            "content": chunk.content,
+            "embedding": vector,
+        }
+        for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
+    ]
+    await conn.execute(insert(Chunk), rows)
+    return document
+
+
 async def ingest(
     engine: AsyncEngine,
     storage: Storage,
@@ -36,29 +86,11 @@ async def ingest(
 ) -> tuple[DocumentOut, bool]:
     """Store `upload` as a document; returns it and whether it is new (not a replacement).
     Nothing is written until every chunk is embedded, so a failure leaves the old version."""
-    try:
-        sections = await asyncio.to_thread(parse, upload.data, upload.content_type)
-    except ParseError as exc:
-        raise InvalidInput(str(exc)) from None
-    chunks = chunk_sections(sections, settings.chunk_tokens, settings.chunk_overlap_tokens)
-    title = upload.title or next((s.heading for s in sections if s.heading), upload.source_id)
-    texts = [embedding_text(title, chunk) for chunk in chunks]
-    vectors = await embed_texts(backend, settings, texts, request_id)
-    key = f"documents/{uuid.uuid4()}{EXTENSIONS[upload.content_type]}"
+    prepared = await asyncio.to_thread(prepare, upload, settings)
+    vectors = await embed_texts(backend, settings, prepared.texts, request_id)
+    key = object_key(upload)
     async with stored(storage, key, upload), engine.begin() as conn:
-        row = await upsert(conn, "documents", upload, title, key)
-        await conn.execute(delete(Chunk).where(Chunk.document_id == row.id))
-        rows = [
-            {
-                "document_id": row.id,
-                "ord": i,
-                "heading": chunk.heading,
-                "content": chunk.content,
-                "embedding": vector,
-            }
-            for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
-        ]
-        await conn.execute(insert(Chunk), rows)
+        row = await write_document(conn, upload.row(prepared.title, key), prepared.chunks, vectors)
     await delete_replaced(storage, row.old_key, key)
     return await get_document(engine, row.id), row.created
 

@@ -14,7 +14,10 @@ from gpu_worker.common.signing import signed_auth, signing_payload
 CONCURRENT_BATCHES = 4
 
 
-def _vectors(result: dict[str, Any], key: str, count: int, dim: int, setting: str) -> list:
+def checked_vectors(
+    result: dict[str, Any], key: str, count: int, dim: int, setting: str
+) -> list[list[float]]:
+    """`count` vectors of size `dim` from a worker's result (`embeddings`, or `embedding`)."""
     vectors = result.get(key)
     if key == "embedding":
         vectors = [vectors]
@@ -30,19 +33,26 @@ def _vectors(result: dict[str, Any], key: str, count: int, dim: int, setting: st
     return vectors
 
 
+def batched(texts: list[str], size: int) -> list[list[str]]:
+    return [texts[i : i + size] for i in range(0, len(texts), size)]
+
+
+def embed_job(batch: list[str]) -> dict[str, Any]:
+    """The embed worker's input for a batch of texts (unit-length vectors)."""
+    return {"input": batch, "normalize": True}
+
+
 async def embed_texts(
     backend: InferenceBackend, settings: Settings, texts: list[str], request_id: str
 ) -> list[list[float]]:
     """Unit-length text embeddings, one per text, in batches of EMBED_BATCH_SIZE."""
-    size = settings.embed_batch_size
-    batches = [texts[i : i + size] for i in range(0, len(texts), size)]
+    batches = batched(texts, settings.embed_batch_size)
     slots = asyncio.Semaphore(CONCURRENT_BATCHES)
 
     async def embed(index: int, batch: list[str]) -> list[list[float]]:
         async with slots:
-            job = {"input": batch, "normalize": True}
-            result = await backend.embed_text(job, f"{request_id}-{index}")
-        return _vectors(
+            result = await backend.embed_text(embed_job(batch), f"{request_id}-{index}")
+        return checked_vectors(
             result, "embeddings", len(batch), settings.text_embedding_dim, "TEXT_EMBEDDING_DIM"
         )
 
@@ -64,4 +74,5 @@ async def embed_clip(
     """The unit-length CLIP embedding of an image URL (`image_url`) or a text (`text`)."""
     job = clip_job(settings, {field: value, "normalize": True, "request_id": request_id})
     result = await backend.embed_clip(job, request_id)
-    return _vectors(result, "embedding", 1, settings.image_embedding_dim, "IMAGE_EMBEDDING_DIM")[0]
+    dim = settings.image_embedding_dim
+    return checked_vectors(result, "embedding", 1, dim, "IMAGE_EMBEDDING_DIM")[0]

@@ -67,8 +67,8 @@ async def add_image(
         url = await asyncio.to_thread(storage.signed_url, key, SIGNED_URL_TTL_S)
         vector = await embed_clip(backend, settings, "image_url", url, request_id)
         async with engine.begin() as conn:
-            title = upload.title or upload.source_id
-            row = await upsert(conn, "images", upload, title, key, embedding=vector)
+            columns = upload.row(upload.title or upload.source_id, key)
+            row = await upsert(conn, "images", columns, embedding=vector)
     await delete_replaced(storage, row.old_key, key)
     return await get_image(engine, row.id), row.created
 

@@ -27,6 +27,17 @@ class Upload:
     data: bytes
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def row(self, title: str, key: str) -> dict[str, Any]:
+        """The upload's columns in `documents` or `images`, stored at `key`."""
+        return {
+            "source_id": self.source_id,
+            "title": title[:300],
+            "content_type": self.content_type,
+            "object_key": key,
+            "size_bytes": len(self.data),
+            "metadata": self.metadata,
+        }
+
 
 def check_size(data: bytes, limit: int) -> None:
     if not data:
@@ -80,20 +91,10 @@ UPSERT = {
 }
 
 
-async def upsert(
-    conn: AsyncConnection, table: str, upload: Upload, title: str, key: str, **columns: Any
-) -> Row:
-    """The upload's row in `table`, new or replacing its source_id's: (id, created, old_key)."""
-    params = {
-        "id": uuid.uuid4(),
-        "source_id": upload.source_id,
-        "title": title[:300],
-        "content_type": upload.content_type,
-        "object_key": key,
-        "size_bytes": len(upload.data),
-        "metadata": json.dumps(upload.metadata),
-        **columns,
-    }
+async def upsert(conn: AsyncConnection, table: str, row: dict[str, Any], **columns: Any) -> Row:
+    """`row` (an `Upload.row`) in `table`, new or replacing its source_id's: (id, created,
+    old_key)."""
+    params = {"id": uuid.uuid4(), **row, "metadata": json.dumps(row["metadata"]), **columns}
     return (await conn.execute(UPSERT[table], params)).one()
 
 

@@ -6,11 +6,16 @@ Everything runs on one event loop, so no locks are needed.
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
+
+log = logging.getLogger("emulator")
 
 IN_QUEUE, IN_PROGRESS = "IN_QUEUE", "IN_PROGRESS"
 COMPLETED, FAILED, CANCELLED, TIMED_OUT = "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"
@@ -18,6 +23,8 @@ FINAL = {COMPLETED, FAILED, CANCELLED, TIMED_OUT}
 RETRYABLE = {FAILED, CANCELLED, TIMED_OUT}
 # How long RunPod keeps results: 30 min after /run, 1 min after /runsync.
 RETENTION_S = {"run": 1800.0, "runsync": 60.0}
+# A /run job's `webhook` gets the final status; RunPod retries twice, 10 s apart, unless 200.
+WEBHOOK_ATTEMPTS, WEBHOOK_RETRY_S = 3, 10.0
 
 
 @dataclass
@@ -26,6 +33,7 @@ class Job:
     input: Any
     source: str  # "run" or "runsync"
     execution_timeout_s: float | None
+    webhook: str | None = None
     status: str = IN_QUEUE
     output: Any = None
     error: Any = None
@@ -66,6 +74,7 @@ class Endpoint:
         self.workers_seen: dict[str, float] = {}
         self.counts = {"completed": 0, "failed": 0, "retried": 0}
         self._changed = asyncio.Event()
+        self._deliveries: set[asyncio.Task] = set()
 
     # -- waiting --------------------------------------------------------------------------
     def _notify(self) -> None:
@@ -87,13 +96,23 @@ class Endpoint:
         return True
 
     # -- the public API -------------------------------------------------------------------
-    def submit(self, job_input: Any, source: str, execution_timeout_ms: int | None) -> Job:
+    def submit(
+        self,
+        job_input: Any,
+        source: str,
+        execution_timeout_ms: int | None,
+        webhook: str | None = None,
+    ) -> Job:
         self._purge_expired()
         timeout_s = (
             execution_timeout_ms / 1000 if execution_timeout_ms else self.execution_timeout_s
         )
         job = Job(
-            id=f"{uuid.uuid4()}-e1", input=job_input, source=source, execution_timeout_s=timeout_s
+            id=f"{uuid.uuid4()}-e1",
+            input=job_input,
+            source=source,
+            execution_timeout_s=timeout_s,
+            webhook=webhook,
         )
         self.jobs[job.id] = job
         self.queue.append(job.id)
@@ -190,6 +209,10 @@ class Endpoint:
             self.counts["completed"] += 1
         elif status == FAILED:
             self.counts["failed"] += 1
+        if job.webhook:
+            delivery = asyncio.get_running_loop().create_task(_deliver(job.webhook, job.view()))
+            self._deliveries.add(delivery)
+            delivery.add_done_callback(self._deliveries.discard)
         self._notify()
 
     def _stop_on_worker(self, job: Job) -> None:
@@ -212,3 +235,16 @@ class Endpoint:
         ]
         for job_id in expired:
             del self.jobs[job_id]
+
+
+async def _deliver(url: str, body: dict[str, Any]) -> None:
+    """POST a finished job to its webhook, as RunPod does."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        for attempt in range(WEBHOOK_ATTEMPTS):
+            try:
+                if (await client.post(url, json=body)).status_code == 200:
+                    return
+            except httpx.HTTPError as exc:
+                log.warning("webhook %s failed: %s", url, type(exc).__name__)
+            if attempt < WEBHOOK_ATTEMPTS - 1:
+                await asyncio.sleep(WEBHOOK_RETRY_S)

@@ -75,7 +75,8 @@ def create_app(
         if not isinstance(body, dict) or "input" not in body:
             raise HTTPException(400, 'request body must be {"input": ...}')
         policy = body.get("policy") or {}
-        return endpoint.submit(body["input"], source, policy.get("executionTimeout"))
+        webhook = body.get("webhook") if source == "run" else None
+        return endpoint.submit(body["input"], source, policy.get("executionTimeout"), webhook)
 
     @public.post("/run")
     async def run(request: Request, endpoint: EndpointDep) -> dict[str, Any]:

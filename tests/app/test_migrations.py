@@ -20,6 +20,8 @@ TABLES = {
     "conversations",
     "documents",
     "images",
+    "job_parts",
+    "jobs",
     "messages",
     "rate_limit_windows",
 }

@@ -2,23 +2,27 @@
 searched; read and delete one."""
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import (
     ApiKeyDep,
     BackendDep,
     EngineDep,
+    JobsDep,
     RequestIdDep,
     SettingsDep,
     StorageDep,
 )
+from app.api.routes.jobs import IdempotencyKey
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
 from app.core.errors import UnsupportedMediaType
 from app.ingest.parse import UnsupportedType, media_type
 from app.models import Document
-from app.schemas import DocumentIn, DocumentOut
+from app.schemas import DocumentIn, DocumentOut, JobOut
 from app.services.documents import get_document, ingest
+from app.services.jobs import ingest_later
 from app.services.uploads import Upload, check_size, delete_upload
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -30,7 +34,11 @@ _BODY = upload_openapi(DocumentIn)
     "/documents",
     status_code=201,
     openapi_extra=_BODY,
-    responses={200: {"model": DocumentOut, "description": "replaced the source_id's document"}},
+    response_model=DocumentOut | JobOut,
+    responses={
+        200: {"model": DocumentOut, "description": "replaced the source_id's document"},
+        202: {"model": JobOut, "description": "with async=true: the job that ingests it"},
+    },
 )
 async def create_document(
     request: Request,
@@ -39,10 +47,14 @@ async def create_document(
     engine: EngineDep,
     storage: StorageDep,
     backend: BackendDep,
+    jobs: JobsDep,
     request_id: RequestIdDep,
-    _key: ApiKeyDep,
-) -> DocumentOut:
-    """Text, Markdown, HTML or PDF; the same `source_id` again replaces the document."""
+    key_id: ApiKeyDep,
+    idempotency_key: IdempotencyKey = None,
+    run_async: Annotated[bool, Query(alias="async")] = False,
+) -> DocumentOut | JobOut:
+    """Text, Markdown, HTML or PDF; the same `source_id` again replaces the document. With
+    `async=true` the chunks are embedded in a job (202), for large documents."""
     if body_kind(request, "{source_id, title, text, metadata}") == "form":
         upload, file = await form_upload(request, settings.max_upload_bytes)
         try:
@@ -54,6 +66,9 @@ async def create_document(
         data = body.text.encode()
         check_size(data, settings.max_upload_bytes)
         upload = Upload(body.source_id, body.title, "text/markdown", data, body.metadata)
+    if run_async:
+        response.status_code = 202
+        return await ingest_later(jobs, upload, key_id, idempotency_key)
     document, created = await ingest(engine, storage, backend, settings, upload, request_id)
     response.status_code = 201 if created else 200
     return document

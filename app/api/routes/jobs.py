@@ -1,0 +1,74 @@
+"""`/v1/jobs`: work that runs asynchronously (text embeddings in batches; `?async=true`
+uploads), and RunPod's webhook that completes it."""
+
+import hmac
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+
+from app.api.deps import ApiKeyDep, EngineDep, JobsDep, SettingsDep
+from app.core.errors import InvalidInput, Unauthorized
+from app.inference.runpod import queued_job
+from app.schemas import EmbedJobIn, JobOut
+from app.services.embedding import batched, embed_job
+from app.services.jobs import get_job, replayed, request_hash, webhook_signature
+
+router = APIRouter(tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Send the same key again to get the job the first request made",
+    ),
+]
+
+
+@router.post("/v1/jobs", status_code=202)
+async def create_job(
+    body: EmbedJobIn,
+    settings: SettingsDep,
+    engine: EngineDep,
+    jobs: JobsDep,
+    key_id: ApiKeyDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobOut:
+    """Queue the job; `GET /v1/jobs/{job_id}` shows it until it succeeds or fails."""
+    hashed = request_hash("embed", body.model_dump_json())
+    if (earlier := await replayed(engine, key_id, idempotency_key, hashed)) is not None:
+        return earlier
+    batches = batched(body.texts, settings.embed_batch_size)
+    payload = {"batch_sizes": [len(batch) for batch in batches]}
+    parts = [("embed", embed_job(batch)) for batch in batches]
+    job, _ = await jobs.create(key_id, "embed", payload, parts, idempotency_key, hashed)
+    return job
+
+
+@router.get("/v1/jobs/{job_id}")
+async def read_job(job_id: uuid.UUID, engine: EngineDep, key_id: ApiKeyDep) -> JobOut:
+    return await get_job(engine, job_id, key_id)
+
+
+@router.post("/internal/runpod-webhook/{job_id}", include_in_schema=False)
+async def runpod_webhook(
+    job_id: uuid.UUID,
+    request: Request,
+    jobs: JobsDep,
+    part: Annotated[int, Query(ge=0)],
+    signature: Annotated[str, Query(min_length=64, max_length=64)],
+) -> dict[str, Any]:
+    """A finished RunPod job. The URL's signature is the credential; a repeated delivery
+    changes nothing and is answered 200 all the same, so RunPod stops retrying."""
+    expected = webhook_signature(jobs.secret, job_id, part) if jobs.secret else ""
+    if not expected or not hmac.compare_digest(expected, signature):
+        raise Unauthorized("the webhook signature is invalid")
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise InvalidInput("the webhook body must be a RunPod job: {id, status, output}")
+    changed = await jobs.record(job_id, part, body["id"], queued_job(body))
+    return {"ok": True, "changed": changed}

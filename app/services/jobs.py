@@ -1,0 +1,409 @@
+"""Asynchronous jobs: work split into parts, each one call to a worker, queued with the
+backend's `submit` (RunPod's `/run`). A part completes through RunPod's webhook
+(`POST /internal/runpod-webhook/{job_id}`) or, without one, by polling its state; when the
+last part is done, the job is finished by its kind in the same transaction.
+
+Nothing stays running forever: a part the backend has lost (RunPod keeps results 30 minutes;
+the local backend forgets its jobs when the API restarts) is submitted again, up to
+MAX_ATTEMPTS times; a job past its deadline fails, saying so.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.core.config import Settings
+from app.core.errors import ApiError, InvalidInput, NotFound
+from app.inference.base import InferenceBackend, QueuedJob
+from app.ingest.chunk import Chunk as TextChunk
+from app.models import Job, JobPart
+from app.schemas import JobOut
+from app.services.documents import object_key, prepare, write_document
+from app.services.embedding import batched, checked_vectors, embed_job
+from app.services.uploads import Upload, stored
+from app.storage import Storage
+
+log = logging.getLogger("tandem.jobs")
+
+MAX_ATTEMPTS = 3
+FINAL = ("succeeded", "failed")
+# With webhooks, the poller only looks at a job now and then, in case one never arrives.
+WEBHOOK_FALLBACK_S = 60.0
+
+
+def request_hash(*parts: bytes | str) -> str:
+    """What an Idempotency-Key is bound to: the same key with another request is refused."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def webhook_signature(secret: str, job_id: uuid.UUID | str, part: int) -> str:
+    return hmac.new(secret.encode(), f"{job_id}:{part}".encode(), hashlib.sha256).hexdigest()
+
+
+_JOBS, _PARTS = Job.__table__, JobPart.__table__
+
+
+async def _locked_job(conn: AsyncConnection, job_id: uuid.UUID) -> Row | None:
+    return (
+        await conn.execute(select(_JOBS).where(Job.id == job_id).with_for_update())
+    ).one_or_none()
+
+
+async def job_out(conn: AsyncConnection, job_id: uuid.UUID) -> JobOut | None:
+    job = (await conn.execute(select(_JOBS).where(Job.id == job_id))).one_or_none()
+    if job is None:
+        return None
+    done, total = (
+        await conn.execute(
+            select(func.count().filter(JobPart.status == "done"), func.count()).where(
+                JobPart.job_id == job_id
+            )
+        )
+    ).one()
+    return JobOut(
+        job_id=job.id,
+        kind=job.kind,
+        status=job.status,
+        result=job.result,
+        error=job.error,
+        parts_done=done,
+        parts=total,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
+
+
+async def get_job(engine: AsyncEngine, job_id: uuid.UUID, api_key_id: uuid.UUID) -> JobOut:
+    async with engine.connect() as conn:
+        owner = await conn.scalar(select(Job.api_key_id).where(Job.id == job_id))
+        found = await job_out(conn, job_id) if owner == api_key_id else None
+    if found is None:
+        raise NotFound(f"job {job_id} not found")
+    return found
+
+
+async def replayed(
+    engine: AsyncEngine, api_key_id: uuid.UUID, key: str | None, hashed: str
+) -> JobOut | None:
+    """The job an earlier request with this Idempotency-Key created (None if none); 422 when
+    that request was a different one."""
+    if key is None:
+        return None
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(Job.id, Job.request_hash).where(
+                    Job.api_key_id == api_key_id, Job.idempotency_key == key
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        if row.request_hash != hashed:
+            raise InvalidInput(
+                "this Idempotency-Key was used for a different request: use a new key"
+            )
+        return await job_out(conn, row.id)
+
+
+def _failed(job: Row, error: str) -> tuple[dict, list[str]]:
+    """A failed job's columns, and the objects to delete after commit (an upload that was
+    never written)."""
+    log.warning("job %s failed: %s", job.id, error)
+    cleanup = [job.payload["row"]["object_key"]] if job.kind == "document" else []
+    return {"status": "failed", "error": error}, cleanup
+
+
+class JobRunner:
+    """Creates jobs, moves them on (submit, poll, finish) and takes webhooks."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        backend: InferenceBackend,
+        storage: Storage,
+        settings: Settings,
+    ) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.storage = storage
+        self.settings = settings
+        secret = settings.embedding_hmac_secret
+        self.secret = secret.get_secret_value() if secret else None
+        webhooks = settings.webhook_base_url and self.secret
+        self.poll_every = WEBHOOK_FALLBACK_S if webhooks else settings.job_poll_seconds
+        self._task: asyncio.Task | None = None
+
+    # -- creating -------------------------------------------------------------------------
+    async def create(
+        self,
+        api_key_id: uuid.UUID,
+        kind: str,
+        payload: dict[str, Any],
+        parts: list[tuple[str, dict[str, Any]]],
+        idempotency_key: str | None,
+        hashed: str,
+    ) -> tuple[JobOut, bool]:
+        """A new job with its parts, submitted at once; or, for a repeated Idempotency-Key,
+        the job made the first time (and False)."""
+        job_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        values = {
+            "id": job_id,
+            "api_key_id": api_key_id,
+            "kind": kind,
+            "status": "queued",
+            "idempotency_key": idempotency_key,
+            "request_hash": hashed,
+            "payload": payload,
+            "deadline_at": now + timedelta(seconds=self.settings.job_timeout_seconds),
+            "check_at": now + timedelta(seconds=self.poll_every),
+        }
+        async with self.engine.begin() as conn:
+            created = await conn.scalar(
+                pg_insert(Job).values(values).on_conflict_do_nothing().returning(Job.id)
+            )
+            if created is not None:
+                rows = [
+                    {"job_id": job_id, "idx": i, "worker": w, "input": p, "status": "pending"}
+                    for i, (w, p) in enumerate(parts)
+                ]
+                await conn.execute(insert(JobPart), rows)
+        if created is None:  # another request with this key got there first
+            existing = await replayed(self.engine, api_key_id, idempotency_key, hashed)
+            assert existing is not None
+            return existing, False
+        await self.advance(job_id)
+        async with self.engine.connect() as conn:
+            return await job_out(conn, job_id), True
+
+    # -- moving on ------------------------------------------------------------------------
+    def _webhook(self, job_id: uuid.UUID, part: int) -> str | None:
+        if not (self.settings.webhook_base_url and self.secret):
+            return None
+        signature = webhook_signature(self.secret, job_id, part)
+        base = self.settings.webhook_base_url.rstrip("/")
+        return f"{base}/internal/runpod-webhook/{job_id}?part={part}&signature={signature}"
+
+    async def advance(self, job_id: uuid.UUID, poll: bool = False) -> None:
+        """Fail the job if past its deadline; submit its pending parts; with `poll`, ask the
+        backend how its submitted parts stand."""
+        async with self.engine.connect() as conn:
+            job = (
+                await conn.execute(select(Job.status, Job.deadline_at).where(Job.id == job_id))
+            ).one_or_none()
+            parts = (
+                await conn.execute(
+                    select(_PARTS)
+                    .where(JobPart.job_id == job_id, JobPart.status != "done")
+                    .order_by(JobPart.idx)
+                )
+            ).all()
+        if job is None or job.status in FINAL:
+            return
+        if job.deadline_at < datetime.now(UTC):
+            seconds = self.settings.job_timeout_seconds
+            await self._fail(job_id, f"the job did not finish within {seconds:g} s")
+            return
+        for part in parts:
+            if part.status == "pending":
+                await self._submit(job_id, part)
+            elif poll and part.runpod_id:
+                state = await self.backend.job_state(part.worker, part.runpod_id)
+                await self.record(job_id, part.idx, part.runpod_id, state)
+
+    async def _submit(self, job_id: uuid.UUID, part: Row) -> None:
+        try:
+            runpod_id = await self.backend.submit(
+                part.worker, part.input, self._webhook(job_id, part.idx)
+            )
+        except ApiError as exc:  # the poller tries again until the deadline
+            log.warning("cannot submit part %s of job %s: %s", part.idx, job_id, exc.message)
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(JobPart)
+                .where(
+                    JobPart.job_id == job_id, JobPart.idx == part.idx, JobPart.status == "pending"
+                )
+                .values(status="submitted", runpod_id=runpod_id, attempts=JobPart.attempts + 1)
+            )
+            await conn.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued")
+                .values(status="running", updated_at=func.now())
+            )
+
+    async def record(self, job_id: uuid.UUID, idx: int, runpod_id: str, state: QueuedJob) -> bool:
+        """Take a part's state (from the webhook or a poll); finish the job when it was the
+        last part. Returns whether anything changed: a repeated webhook changes nothing."""
+        if state.state == "pending":
+            return False
+        values: dict[str, Any] = {}
+        cleanup: list[str] = []
+        async with self.engine.begin() as conn:
+            job = await _locked_job(conn, job_id)
+            part = (
+                await conn.execute(
+                    select(_PARTS).where(JobPart.job_id == job_id, JobPart.idx == idx)
+                )
+            ).one_or_none()
+            if (
+                job is None
+                or job.status in FINAL
+                or part is None
+                or part.status != "submitted"
+                or part.runpod_id != runpod_id
+            ):
+                return False
+            this_part = (JobPart.job_id == job_id) & (JobPart.idx == idx)
+            if state.state == "completed":
+                await conn.execute(
+                    update(JobPart).where(this_part).values(status="done", output=state.output)
+                )
+                remaining = await conn.scalar(
+                    select(func.count()).where(JobPart.job_id == job_id, JobPart.status != "done")
+                )
+                if remaining == 0:
+                    values, cleanup = await self._finish(conn, job)
+            elif state.state == "gone" and part.attempts < MAX_ATTEMPTS:
+                await conn.execute(  # submitted again below
+                    update(JobPart).where(this_part).values(status="pending", runpod_id=None)
+                )
+            else:
+                reason = state.error or f"the worker lost the job {MAX_ATTEMPTS} times"
+                values, cleanup = _failed(job, f"part {idx}: {reason}")
+            await conn.execute(
+                update(Job).where(Job.id == job_id).values(updated_at=func.now(), **values)
+            )
+        await self._remove(cleanup)
+        if state.state == "gone":
+            await self.advance(job_id)
+        return True
+
+    async def _finish(self, conn: AsyncConnection, job: Row) -> tuple[dict, list[str]]:
+        """The job's completed columns from its parts' outputs, and the objects to delete
+        after commit."""
+        outputs = (
+            await conn.scalars(
+                select(JobPart.output).where(JobPart.job_id == job.id).order_by(JobPart.idx)
+            )
+        ).all()
+        dim = self.settings.text_embedding_dim
+        try:
+            vectors = [
+                vector
+                for output, count in zip(outputs, job.payload["batch_sizes"], strict=True)
+                for vector in checked_vectors(
+                    output, "embeddings", count, dim, "TEXT_EMBEDDING_DIM"
+                )
+            ]
+        except ApiError as exc:
+            return _failed(job, exc.message)
+        if job.kind == "embed":
+            result = {"embeddings": vectors, "dim": dim, "model": outputs[0].get("model")}
+            cleanup = []
+        else:  # "document"
+            payload = job.payload
+            chunks = [TextChunk(heading, content) for heading, content in payload["chunks"]]
+            row = await write_document(conn, payload["row"], chunks, vectors)
+            result = {"document_id": str(row.id), "chunks": len(chunks), "created": row.created}
+            new_key = payload["row"]["object_key"]
+            cleanup = [row.old_key] if row.old_key and row.old_key != new_key else []
+        return {"status": "succeeded", "result": result, "error": None}, cleanup
+
+    async def _fail(self, job_id: uuid.UUID, error: str) -> None:
+        async with self.engine.begin() as conn:
+            job = await _locked_job(conn, job_id)
+            if job is None or job.status in FINAL:
+                return
+            values, cleanup = _failed(job, error)
+            await conn.execute(
+                update(Job).where(Job.id == job_id).values(updated_at=func.now(), **values)
+            )
+        await self._remove(cleanup)
+
+    async def _remove(self, keys: list[str]) -> None:
+        for key in keys:
+            await asyncio.to_thread(self.storage.delete, key)
+
+    # -- the poller -----------------------------------------------------------------------
+    _DUE = text(
+        "UPDATE jobs SET check_at = now() + make_interval(secs => :every)"
+        " WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'running')"
+        " AND check_at <= now() ORDER BY check_at LIMIT 20 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id"
+    )
+
+    async def tick(self) -> int:
+        """Move on the jobs that are due (each instance takes its own); how many."""
+        async with self.engine.begin() as conn:
+            due = (await conn.scalars(self._DUE, {"every": self.poll_every})).all()
+        for job_id in due:
+            try:
+                await self.advance(job_id, poll=True)
+            except Exception:
+                log.exception("job %s could not be moved on", job_id)
+        return len(due)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # the database may be down for a while: keep going
+                log.exception("the job poller failed")
+            await asyncio.sleep(min(self.poll_every, self.settings.job_poll_seconds))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def ingest_later(
+    runner: JobRunner,
+    upload: Upload,
+    api_key_id: uuid.UUID,
+    idempotency_key: str | None,
+) -> JobOut:
+    """Store and chunk `upload` now; embed and write it in a `document` job."""
+    metadata = json.dumps(upload.metadata, sort_keys=True)
+    hashed = request_hash(
+        "document", upload.source_id, upload.title or "", upload.content_type, metadata, upload.data
+    )
+    if (earlier := await replayed(runner.engine, api_key_id, idempotency_key, hashed)) is not None:
+        return earlier
+    prepared = await asyncio.to_thread(prepare, upload, runner.settings)
+    batches = batched(prepared.texts, runner.settings.embed_batch_size)
+    key = object_key(upload)
+    payload = {
+        "row": upload.row(prepared.title, key),
+        "chunks": [[chunk.heading, chunk.content] for chunk in prepared.chunks],
+        "batch_sizes": [len(batch) for batch in batches],
+    }
+    parts = [("embed", embed_job(batch)) for batch in batches]
+    async with stored(runner.storage, key, upload):
+        job, created = await runner.create(
+            api_key_id, "document", payload, parts, idempotency_key, hashed
+        )
+    if not created:  # an identical request made the job first: this copy is not needed
+        await asyncio.to_thread(runner.storage.delete, key)
+    return job
