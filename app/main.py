@@ -1,5 +1,6 @@
 """The FastAPI application: `create_app()`, and `app` for uvicorn (`app.main:app`)."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,13 +19,14 @@ from app.api.routes import (
 )
 from app.core.config import Settings, get_settings
 from app.core.db import database_url, make_engine, make_sessionmaker
-from app.core.errors import install_error_handlers
+from app.core.errors import DatabaseUnavailable, install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import check_vector_dims, migrate
 from app.inference import InferenceBackend, make_backend
 from app.services.jobs import JobRunner
 from app.storage import make_storage
 
+log = logging.getLogger("tandem.app")
 UPLOAD_ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and fields around an uploaded file
 
 
@@ -39,7 +41,10 @@ def create_app(
         engine = make_engine(database_url(settings), settings.db_pool_size)
         if settings.migrate_on_start:
             await migrate(engine, settings)
-        await check_vector_dims(engine, settings)
+        try:
+            await check_vector_dims(engine, settings)
+        except DatabaseUnavailable:  # /readiness says so; the check runs on the next start
+            log.warning("the vector columns were not checked: the database is unavailable")
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import Settings
-from app.core.errors import ApiError, InvalidInput, NotFound
+from app.core.errors import ApiError, DatabaseUnavailable, InvalidInput, NotFound
 from app.inference.base import InferenceBackend, QueuedJob
 from app.ingest.chunk import Chunk as TextChunk
 from app.models import Job, JobPart
@@ -364,7 +364,9 @@ class JobRunner:
         while True:
             try:
                 await self.tick()
-            except Exception:  # the database may be down for a while: keep going
+            except DatabaseUnavailable:  # keep going: it may be back at the next tick
+                log.warning("the job poller cannot reach the database")
+            except Exception:
                 log.exception("the job poller failed")
             await asyncio.sleep(min(self.poll_every, self.settings.job_poll_seconds))
 
