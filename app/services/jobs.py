@@ -224,7 +224,7 @@ class JobRunner:
                 await self._submit(job_id, part)
             elif poll and part.runpod_id:
                 state = await self.backend.job_state(part.worker, part.runpod_id)
-                await self.record(job_id, part.idx, part.runpod_id, state)
+                await self.record(job_id, part.idx, state)
 
     async def _submit(self, job_id: uuid.UUID, part: Row) -> None:
         try:
@@ -248,9 +248,11 @@ class JobRunner:
                 .values(status="running", updated_at=func.now())
             )
 
-    async def record(self, job_id: uuid.UUID, idx: int, runpod_id: str, state: QueuedJob) -> bool:
+    async def record(self, job_id: uuid.UUID, idx: int, state: QueuedJob) -> bool:
         """Take a part's state (from the webhook or a poll); finish the job when it was the
-        last part. Returns whether anything changed: a repeated webhook changes nothing."""
+        last part. Returns whether anything changed: a repeated webhook changes nothing.
+        A webhook can arrive before `_submit` has noted the RunPod id: it counts all the same
+        (it is signed for this job and part)."""
         if state.state == "pending":
             return False
         values: dict[str, Any] = {}
@@ -262,13 +264,7 @@ class JobRunner:
                     select(_PARTS).where(JobPart.job_id == job_id, JobPart.idx == idx)
                 )
             ).one_or_none()
-            if (
-                job is None
-                or job.status in FINAL
-                or part is None
-                or part.status != "submitted"
-                or part.runpod_id != runpod_id
-            ):
+            if job is None or job.status in FINAL or part is None or part.status == "done":
                 return False
             this_part = (JobPart.job_id == job_id) & (JobPart.idx == idx)
             if state.state == "completed":
@@ -324,6 +320,8 @@ class JobRunner:
             result = {"document_id": str(row.id), "chunks": len(chunks), "created": row.created}
             new_key = payload["row"]["object_key"]
             cleanup = [row.old_key] if row.old_key and row.old_key != new_key else []
+        # The outputs are in the result or the chunks now: do not keep them twice.
+        await conn.execute(update(JobPart).where(JobPart.job_id == job.id).values(output=None))
         return {"status": "succeeded", "result": result, "error": None}, cleanup
 
     async def _fail(self, job_id: uuid.UUID, error: str) -> None:

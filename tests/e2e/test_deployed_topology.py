@@ -53,7 +53,7 @@ async def test_answer_longer_than_the_context_is_the_workers_clear_error(deploye
 async def test_signed_embedding_through_runpod(deployed):
     response = await deployed.post("/v1/embeddings", json={"text": "signed"})
     assert response.status_code == 200, response.text
-    assert (response.json()["model"], response.json()["dim"]) == ("tiny-clip", 16)
+    assert (response.json()["model"], response.json()["dim"]) == ("tiny-clip", 512)
 
 
 async def test_worker_rejects_a_wrong_signature(database_url, emulator):

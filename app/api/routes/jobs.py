@@ -68,7 +68,7 @@ async def runpod_webhook(
         body = await request.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
         raise InvalidInput("the webhook body must be a RunPod job: {id, status, output}")
-    changed = await jobs.record(job_id, part, body["id"], queued_job(body))
+    changed = await jobs.record(job_id, part, queued_job(body))
     return {"ok": True, "changed": changed}
