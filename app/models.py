@@ -87,10 +87,8 @@ class RateLimitWindow(Base):
     count: Mapped[int]
 
 
-class Document(Base):
-    """An uploaded document: its raw bytes in storage, its text in `chunks`."""
-
-    __tablename__ = "documents"
+class UploadColumns:
+    """What `documents` and `images` both record about an upload."""
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     source_id: Mapped[str] = mapped_column(String(200), unique=True)
@@ -102,6 +100,11 @@ class Document(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
+
+class Document(UploadColumns, Base):
+    """An uploaded document: its raw bytes in storage, its text in `chunks`."""
+
+    __tablename__ = "documents"
     __table_args__ = (Index("ix_documents_updated_at", "updated_at"),)
 
 
@@ -124,21 +127,12 @@ class Chunk(Base):
     )
 
 
-class Image(Base):
+class Image(UploadColumns, Base):
     """An uploaded image with its CLIP embedding (IMAGE_EMBEDDING_DIM)."""
 
     __tablename__ = "images"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    source_id: Mapped[str] = mapped_column(String(200), unique=True)
-    title: Mapped[str] = mapped_column(String(300))
-    content_type: Mapped[str] = mapped_column(String(100))
-    object_key: Mapped[str] = mapped_column(String(500))
-    size_bytes: Mapped[int] = mapped_column(BigInteger)
-    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)
     embedding: Mapped[Any] = mapped_column(Vector())
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         Index("ix_images_updated_at", "updated_at"),
