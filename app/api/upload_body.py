@@ -35,7 +35,8 @@ def validated(model: type[M], data: Any, json_text: bool = False) -> M:
 
 
 def body_kind(request: Request, json_shape: str) -> str:
-    """ "form" or "json", from the Content-Type; 415 for anything else."""
+    """Whether the body is a form ("form") or JSON ("json"), from its Content-Type; 415 for
+    anything else."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         return "form"
