@@ -96,6 +96,11 @@ class GpuEndpointConfig(Section):
     container_disk_gb: int = Field(30, ge=5, le=500, alias="containerDiskGb")
     model: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # A RunPod network volume mounted at /runpod-volume (model weights cached across workers;
+    # it pins the endpoint to the volume's data centre), and registry credentials for private
+    # images: ids of ones made in RunPod.
+    network_volume_id: str | None = Field(None, alias="networkVolumeId")
+    registry_auth_id: str | None = Field(None, alias="registryAuthId")
 
     @model_validator(mode="after")
     def _check(self) -> "GpuEndpointConfig":

@@ -32,6 +32,7 @@ class GpuEndpoint(pulumi.ComponentResource):
             image=image,
             env=all_env,
             container_disk_gb=endpoint.container_disk_gb,
+            registry_auth_id=endpoint.registry_auth_id,
             api_key=api_key,
             opts=child,
         )
@@ -46,6 +47,7 @@ class GpuEndpoint(pulumi.ComponentResource):
             scaler_type=endpoint.scaler_type,
             scaler_value=endpoint.scaler_value,
             flashboot=endpoint.flashboot,
+            network_volume_id=endpoint.network_volume_id,
             api_key=api_key,
             opts=child,
         )

@@ -177,3 +177,13 @@ def test_a_supabase_stack_has_no_cloud_sql_and_keeps_its_url_secret():
     assert version["secretData"]["value"] == STAND_IN
     [service] = of_type(resources, "cloudrunv2/service:Service")
     assert service["template"]["volumes"] == []  # no Cloud SQL socket to mount
+
+
+def test_a_network_volume_and_registry_auth_reach_runpod():
+    settings = stack_settings("dev")
+    llm = settings["tandem:gpu"]["llm"] | {"networkVolumeId": "vol-1", "registryAuthId": "ra-1"}
+    resources = run_program("dev", settings | {"tandem:gpu": settings["tandem:gpu"] | {"llm": llm}})
+    runpod = {r["name"]: r["inputs"] for r in resources if r["type"].endswith("dynamic:Resource")}
+    assert runpod["tandem-dev-llm-endpoint"]["networkVolumeId"] == "vol-1"
+    assert runpod["tandem-dev-llm-template"]["containerRegistryAuthId"] == "ra-1"
+    assert runpod["tandem-dev-clip-endpoint"].get("networkVolumeId") is None
