@@ -25,16 +25,20 @@ database = Database("database", config, opts=after_apis)
 registry = Registry("registry", config, opts=after_apis)
 hmac_secret = random.RandomPassword("hmac-secret", length=48, special=False).result
 runpod_api_key = config.secrets["runpodApiKey"]
-secrets = Secrets(
-    "secrets",
-    config,
-    {
-        "database-url": database.database_url,
-        "hmac-secret": hmac_secret,
-        "runpod-api-key": runpod_api_key,
-    },
-    opts=after_apis,
-)
+secret_values = {
+    "database-url": database.database_url,
+    "hmac-secret": hmac_secret,
+    "runpod-api-key": runpod_api_key,
+}
+secret_env = {
+    "DATABASE_URL": "database-url",
+    "EMBEDDING_HMAC_SECRET": "hmac-secret",
+    "RUNPOD_API_KEY": "runpod-api-key",
+}
+if "supabaseServiceKey" in config.secrets:  # for the app's own Supabase calls, if it makes any
+    secret_values["supabase-service-key"] = config.secrets["supabaseServiceKey"]
+    secret_env["SUPABASE_SERVICE_KEY"] = "supabase-service-key"
+secrets = Secrets("secrets", config, secret_values, opts=after_apis)
 
 IMAGE = {"llm": "llm", "embed": "llm", "clip": "clip"}  # embed: the llm worker, TASK=embed
 TASK = {"llm": {"TASK": "generate"}, "embed": {"TASK": "embed"}, "clip": {}}
@@ -66,11 +70,7 @@ api = ApiService(
         **endpoint_ids,
     },
     secrets=secrets,
-    secret_env={
-        "DATABASE_URL": "database-url",
-        "EMBEDDING_HMAC_SECRET": "hmac-secret",
-        "RUNPOD_API_KEY": "runpod-api-key",
-    },
+    secret_env=secret_env,
     bucket=buckets.uploads,
     cloudsql_connection=database.connection_name,
 )

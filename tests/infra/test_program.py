@@ -177,6 +177,23 @@ def test_a_supabase_stack_has_no_cloud_sql_and_keeps_its_url_secret():
     assert version["secretData"]["value"] == STAND_IN
     [service] = of_type(resources, "cloudrunv2/service:Service")
     assert service["template"]["volumes"] == []  # no Cloud SQL socket to mount
+    env = {e["name"]: e for e in service["template"]["containers"][0]["envs"]}
+    assert "SUPABASE_SERVICE_KEY" not in env  # only when the stack sets the key
+
+
+def test_a_supabase_service_key_is_a_secret_only_the_api_reads():
+    settings = stack_settings("dev") | {
+        "tandem:database": {"provider": "supabase"},
+        "tandem:supabaseDatabaseUrl": {"secure": "v1:encrypted"},
+        "tandem:supabaseServiceKey": {"secure": "v1:encrypted"},
+    }
+    resources = run_program("dev", settings)
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    env = {e["name"]: e for e in service["template"]["containers"][0]["envs"]}
+    reference = env["SUPABASE_SERVICE_KEY"]["valueSource"]["secretKeyRef"]
+    assert "value" not in env["SUPABASE_SERVICE_KEY"] and reference["version"] == "latest"
+    accessors = of_type(resources, "secretIamMember:SecretIamMember")
+    assert len(accessors) == 4 and len({a["member"] for a in accessors}) == 1
 
 
 def test_a_network_volume_and_registry_auth_reach_runpod():
