@@ -1,0 +1,175 @@
+"""Drift: what a refresh preview (Automation API `preview_refresh`, `pulumi refresh
+--preview-only`) says about each resource of a stack, and the report of it.
+
+A refresh preview changes no state. Its engine events (`resourcePreEvent`, shapes in
+pulumi/pulumi `pkg/apitype/events.go`) hold one step per resource: `same` or an unchanged
+`refresh` is no drift; `update`, `refresh` with differences or a replacement is drift, with the
+differing properties; `delete`/`discard` means the resource was deleted out of band; `create`
+or `import` one created out of band. Secret values are never shown.
+"""
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from infra.policy.rules import SECRET_SIG
+
+Status = Literal["unchanged", "drifted", "deleted", "created"]
+SECRET = "[secret]"  # noqa: S105 - what is shown instead of a secret value
+UNCHANGED_OPS = {"same", "read"}
+DELETED_OPS = {"delete", "discard", "delete-replaced", "discard-replaced"}
+CREATED_OPS = {"create", "import"}
+LABELS = {"drifted": "drifted", "deleted": "deleted out of band", "created": "created out of band"}
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    old: str  # shown values: JSON, shortened, or [secret]
+    new: str
+
+
+@dataclass(frozen=True)
+class ResourceDrift:
+    urn: str
+    type: str
+    name: str
+    status: Status
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass
+class StackDrift:
+    stack: str
+    resources: list[ResourceDrift] = field(default_factory=list)
+    error: str | None = None  # the stack could not be checked: never "no drift"
+
+    @property
+    def drifted(self) -> list[ResourceDrift]:
+        return [r for r in self.resources if r.status != "unchanged"]
+
+
+def _secret(value: Any) -> bool:
+    return value == SECRET or (isinstance(value, dict) and SECRET_SIG in value)
+
+
+def _shown(value: Any, secret: bool) -> str:
+    if secret:
+        return SECRET
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _lookup(state: dict[str, Any] | None, path: str) -> tuple[Any, bool]:
+    """The value at a property path (`a.b`, `a[0]`) of a state's outputs, and whether it or
+    what holds it is secret."""
+    value: Any = (state or {}).get("outputs") or {}
+    secret = False
+    for part in path.replace("]", "").replace("[", ".").split("."):
+        secret = secret or _secret(value)
+        if isinstance(value, dict) and SECRET_SIG in value:
+            value = value.get("value")
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            value = None
+    return value, secret or _secret(value)
+
+
+def _changes(step: dict[str, Any]) -> tuple[Change, ...]:
+    old, new = step.get("old"), step.get("new")
+    paths = list(step.get("detailedDiff") or {}) or list(step.get("diffs") or [])
+    if not paths:  # a refresh step lists no diffs: compare the outputs themselves
+        before = (old or {}).get("outputs") or {}
+        after = (new or {}).get("outputs") or {}
+        paths = [
+            key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)
+        ]
+    changes = []
+    for path in sorted(paths):
+        (was, old_secret), (now, new_secret) = _lookup(old, path), _lookup(new, path)
+        secret = old_secret or new_secret
+        changes.append(Change(path, _shown(was, secret), _shown(now, secret)))
+    return tuple(changes)
+
+
+def _resource(step: dict[str, Any]) -> ResourceDrift | None:
+    urn, kind = step.get("urn", ""), step.get("type", "")
+    if kind == "pulumi:pulumi:Stack" or kind.startswith("pulumi:providers:"):
+        return None
+    name = urn.rsplit("::", 1)[-1]
+    op = step.get("op")
+    if op in DELETED_OPS:
+        return ResourceDrift(urn, kind, name, "deleted")
+    if op in CREATED_OPS:
+        return ResourceDrift(urn, kind, name, "created")
+    changes = () if op in UNCHANGED_OPS else _changes(step)
+    return ResourceDrift(urn, kind, name, "drifted" if changes else "unchanged", changes)
+
+
+def classify(stack: str, events: Iterable[dict[str, Any]]) -> StackDrift:
+    """Each resource's drift from a refresh preview's engine events (JSON, as the CLI and the
+    Automation API emit them); the last step of a resource counts."""
+    steps: dict[str, dict[str, Any]] = {}
+    for event in events:
+        step = (event.get("resourcePreEvent") or {}).get("metadata")
+        if step and step.get("urn"):
+            steps[step["urn"]] = step
+    resources = [r for step in steps.values() if (r := _resource(step)) is not None]
+    return StackDrift(stack, sorted(resources, key=lambda r: r.urn))
+
+
+def exit_code(results: list[StackDrift]) -> int:
+    """1 when a stack could not be checked, 2 when any drifted, 0 when none did."""
+    if any(result.error for result in results):
+        return 1
+    return 2 if any(result.drifted for result in results) else 0
+
+
+def _counts(result: StackDrift) -> str:
+    if result.error:
+        return f"could not be checked: {result.error}"
+    counts = {status: 0 for status in LABELS}
+    for resource in result.drifted:
+        counts[resource.status] += 1
+    parts = [f"{n} {LABELS[status]}" for status, n in counts.items() if n]
+    unchanged = len(result.resources) - len(result.drifted)
+    return ", ".join([*parts, f"{unchanged} unchanged"]) if parts else "no drift"
+
+
+def text_report(results: list[StackDrift]) -> str:
+    lines = []
+    for result in results:
+        lines.append(f"{result.stack}: {_counts(result)}")
+        for resource in result.drifted:
+            lines.append(f"  {LABELS[resource.status]}: {resource.type} {resource.name}")
+            lines += [f"    {c.path}: {c.old} -> {c.new}" for c in resource.changes]
+    return "\n".join(lines)
+
+
+def markdown_report(result: StackDrift) -> str:
+    """The body of the stack's drift issue: the same drift gives the same text, so the issue
+    is edited rather than duplicated (the workflow adds the run's link)."""
+    lines = [f"## Drift in stack `{result.stack}`", "", _counts(result).capitalize() + "."]
+    if result.drifted:
+        lines += [
+            "",
+            "| resource | type | status | property | was | is now |",
+            "|---|---|---|---|---|---|",
+        ]
+        for resource in result.drifted:
+            rows = resource.changes or (Change("", "", ""),)
+            for change in rows:
+                cells = [resource.name, f"`{resource.type}`", LABELS[resource.status]]
+                cells += [f"`{change.path}`" if change.path else "", change.old, change.new]
+                lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def json_report(results: list[StackDrift]) -> str:
+    return json.dumps(
+        [asdict(result) | {"exit_code": exit_code([result])} for result in results], indent=2
+    )
