@@ -61,7 +61,9 @@ DRIFTED_STACK = [
         state(SERVICE, "api-service", service_old),
         state(SERVICE, "api-service", service_new),
         diffs=["template"],
-        detailedDiff={"template.scaling.minInstanceCount": {"kind": "update", "inputDiff": False}},
+        detailedDiff={
+            "template.scaling.minInstanceCount": {"diffKind": "update", "inputDiff": False}
+        },
     ),
     # A refresh step without diffs: the outputs differ (workers and a secret env value).
     step(

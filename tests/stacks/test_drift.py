@@ -85,3 +85,18 @@ def test_text_and_json_reports():
         "deleted",
         "created",
     }
+
+
+def test_the_automation_api_events_classify_as_the_cli_json_does():
+    """The seam turns the SDK's parsed events back into the CLI's JSON steps."""
+    from pulumi.automation.events import EngineEvent
+
+    from stacks.workspace import _step
+
+    parsed = [EngineEvent.from_json(event) for event in DRIFTED_STACK]
+    steps = [
+        {"resourcePreEvent": {"metadata": _step(event.resource_pre_event.metadata)}}
+        for event in parsed
+        if event.resource_pre_event is not None
+    ]
+    assert classify("dev", steps) == classify("dev", DRIFTED_STACK)

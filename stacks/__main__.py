@@ -1,0 +1,125 @@
+"""`python -m stacks review up|destroy|gc` and `python -m stacks drift`: operations on the
+Pulumi stacks of this project, for CI (see README, "CI/CD")."""
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from infra.config import ConfigError, stack_settings
+from stacks.drift import StackDrift, classify, exit_code, json_report, markdown_report, text_report
+from stacks.review import (
+    SHARED_SECRETS,
+    UsageError,
+    checked_review_stack,
+    duration,
+    pr_comment,
+    pr_number,
+    review_config,
+    review_stack,
+    stale,
+)
+from stacks.workspace import AutomationWorkspace, Workspace, check_credentials
+
+
+def _review_up(args: argparse.Namespace, workspace: Workspace) -> int:
+    pr = pr_number(args.pr)
+    stack = review_stack(pr)
+    config = review_config(duration(args.ttl))
+    message = f"review stack for PR #{pr}" + (f" at {args.sha}" if args.sha else "")
+    result = workspace.up(stack, config, list(SHARED_SECRETS), message)
+    print(f"api_url: {result.outputs.get('api_url', '(not exported)')}")
+    print(pr_comment(pr, args.sha, result.outputs, result.summary))
+    return 0
+
+
+def _review_destroy(args: argparse.Namespace, workspace: Workspace) -> int:
+    stack = review_stack(pr_number(args.pr)) if args.pr else checked_review_stack(args.stack)
+    gone = not workspace.destroy(stack)
+    print(f"{stack}: " + ("already gone" if gone else "destroyed and removed"))
+    return 0
+
+
+def _review_gc(args: argparse.Namespace, workspace: Workspace) -> int:
+    max_age = duration(args.max_age)
+    open_prs = None
+    if args.open_prs is not None:
+        open_prs = {pr_number(n) for n in args.open_prs.split(",") if n.strip()}
+    targets = stale(workspace.stacks(), datetime.now(UTC), max_age, open_prs)
+    failed = 0
+    for stack, reason in targets:
+        try:
+            workspace.destroy(stack)
+        except Exception as exc:
+            failed += 1
+            print(f"{stack}: NOT destroyed ({reason}): {type(exc).__name__}: {exc}")
+        else:
+            print(f"{stack}: destroyed ({reason})")
+    print(f"{len(targets) - failed} review stack(s) destroyed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _drift(args: argparse.Namespace, workspace: Workspace) -> int:
+    results = []
+    for stack in args.stack or ["dev", "prod"]:
+        try:
+            results.append(classify(stack, workspace.preview_refresh(stack)))
+        except Exception as exc:
+            results.append(StackDrift(stack, error=f"{type(exc).__name__}: {exc}"[:500]))
+    if args.format == "json":
+        print(json_report(results))
+    elif args.format == "markdown":
+        print("\n".join(markdown_report(result) for result in results))
+    else:
+        print(text_report(results))
+    return exit_code(results)
+
+
+def _known_stack(name: str) -> str:
+    try:
+        stack_settings(name)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m stacks", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    review = commands.add_parser("review", help="review stacks, one per pull request")
+    actions = review.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="create or update pr-<N> and print its PR comment")
+    up.add_argument("--pr", required=True)
+    up.add_argument("--sha")
+    up.add_argument("--ttl", default="72h", help="time to live, e.g. 72h (a label)")
+    up.set_defaults(run=_review_up)
+    destroy = actions.add_parser("destroy", help="destroy and remove pr-<N>")
+    which = destroy.add_mutually_exclusive_group(required=True)
+    which.add_argument("--pr")
+    which.add_argument("--stack", help="a review stack's name, pr-<N>")
+    destroy.set_defaults(run=_review_destroy)
+    gc = actions.add_parser("gc", help="destroy review stacks past their age or PR")
+    gc.add_argument("--max-age", default="72h")
+    gc.add_argument("--open-prs", help="comma-separated open PR numbers; others are destroyed")
+    gc.set_defaults(run=_review_gc)
+    drift = commands.add_parser("drift", help="refresh previews: what changed out of band")
+    drift.add_argument("--stack", action="append", type=_known_stack)
+    drift.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    drift.set_defaults(run=_drift)
+    return root
+
+
+def main(
+    argv: list[str] | None = None, workspace: Callable[[], Workspace] = AutomationWorkspace
+) -> int:
+    args = parser().parse_args(argv)
+    try:
+        check_credentials()
+        return args.run(args, workspace())
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
