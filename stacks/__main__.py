@@ -2,12 +2,14 @@
 Pulumi stacks of this project, for CI (see README, "CI/CD")."""
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from infra.config import ConfigError, stack_settings
 from stacks.drift import StackDrift, classify, exit_code, json_report, markdown_report, text_report
+from stacks.postdeploy import CheckFailed, check
 from stacks.review import (
     SHARED_SECRETS,
     UsageError,
@@ -75,6 +77,26 @@ def _drift(args: argparse.Namespace, workspace: Workspace) -> int:
     return exit_code(results)
 
 
+def _check(args: argparse.Namespace, workspace: Workspace) -> int:
+    env = {name: os.environ.get(name, "") for name in ("TANDEM_API_KEY", "RUNPOD_API_KEY")}
+    missing = [name for name, value in env.items() if not value]
+    if missing:
+        raise UsageError(f"the post-deploy check needs {', '.join(missing)}")
+    try:
+        check(
+            args.api_url,
+            env["TANDEM_API_KEY"],
+            args.endpoint_id or [],
+            os.environ.get("RUNPOD_API_BASE", "https://api.runpod.ai/v2"),
+            env["RUNPOD_API_KEY"],
+            duration(args.timeout).total_seconds(),
+        )
+    except CheckFailed as exc:
+        print(f"post-deploy check failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _known_stack(name: str) -> str:
     try:
         stack_settings(name)
@@ -106,6 +128,11 @@ def parser() -> argparse.ArgumentParser:
     drift.add_argument("--stack", action="append", type=_known_stack)
     drift.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     drift.set_defaults(run=_drift)
+    after = commands.add_parser("check", help="after a deploy: readiness, GPU health, a smoke chat")
+    after.add_argument("--api-url", required=True)
+    after.add_argument("--endpoint-id", action="append", help="a RunPod endpoint id (repeat)")
+    after.add_argument("--timeout", default="15m")
+    after.set_defaults(run=_check, needs_pulumi=False)
     return root
 
 
@@ -114,8 +141,10 @@ def main(
 ) -> int:
     args = parser().parse_args(argv)
     try:
-        check_credentials()
-        return args.run(args, workspace())
+        if getattr(args, "needs_pulumi", True):
+            check_credentials()
+            return args.run(args, workspace())
+        return args.run(args, None)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
