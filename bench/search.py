@@ -1,7 +1,7 @@
 """Vector search at scale: 100,000 chunks of dimension 384 in embedded Postgres, top-10 by
-the HNSW index (the API's own query, `app.services.search.search_chunks`) versus exact search
-(the same query with index scans off), side by side in one run: latency, recall@10 of HNSW
-against exact, index build time and size.
+the HNSW index (the API's own query: `app.services.search.chunk_query` run by `ranked`) versus
+exact search (the same query with index scans off), side by side in one run: latency,
+recall@10 of HNSW against exact, index build time and size.
 
 The vectors are clustered like real embeddings (topics with variation inside each), not
 uniform noise; queries are drawn from the same distribution and are not in the table.

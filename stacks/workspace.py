@@ -8,9 +8,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from infra.config import REPO_ROOT
+from stacks.drift import SECRET
 from stacks.review import StackInfo, UsageError
-
-SECRET = "[secret]"  # noqa: S105 - what is shown instead of a secret output
 
 
 @dataclass(frozen=True)

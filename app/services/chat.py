@@ -17,8 +17,7 @@ from app.core.errors import NotFound, WorkerFailed
 from app.inference.base import InferenceBackend
 from app.models import Conversation, Message
 from app.schemas import ChatRequest, ChatResponse, RagOptions, Source, Usage
-from app.services.embedding import embed_texts
-from app.services.search import search_chunks
+from app.services.search import search
 
 TITLE_CHARS = 80
 
@@ -164,8 +163,7 @@ async def retrieve(
 ) -> list[Source]:
     """The chunks to ground an answer in: the `k` nearest to the question scoring at least
     `min_score`."""
-    [vector] = await embed_texts(backend, settings, [question], request_id)
-    hits = await search_chunks(engine, vector, options.k)
+    hits = await search(engine, backend, settings, question, options.k, "text", None, request_id)
     return [
         Source(
             document_id=hit.document_id,

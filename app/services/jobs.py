@@ -144,8 +144,10 @@ class JobRunner:
         self.settings = settings
         secret = settings.embedding_hmac_secret
         self.secret = secret.get_secret_value() if secret else None
-        webhooks = settings.webhook_base_url and self.secret
-        self.poll_every = WEBHOOK_FALLBACK_S if webhooks else settings.job_poll_seconds
+        # Where RunPod's webhooks reach this API: only with a URL and a secret to sign with.
+        base = settings.webhook_base_url if self.secret else None
+        self.webhook_base = base.rstrip("/") if base else None
+        self.poll_every = WEBHOOK_FALLBACK_S if self.webhook_base else settings.job_poll_seconds
         self._task: asyncio.Task | None = None
 
     # -- creating -------------------------------------------------------------------------
@@ -193,11 +195,13 @@ class JobRunner:
 
     # -- moving on ------------------------------------------------------------------------
     def _webhook(self, job_id: uuid.UUID, part: int) -> str | None:
-        if not (self.settings.webhook_base_url and self.secret):
+        if self.webhook_base is None:
             return None
         signature = webhook_signature(self.secret, job_id, part)
-        base = self.settings.webhook_base_url.rstrip("/")
-        return f"{base}/internal/runpod-webhook/{job_id}?part={part}&signature={signature}"
+        return (
+            f"{self.webhook_base}/internal/runpod-webhook/{job_id}"
+            f"?part={part}&signature={signature}"
+        )
 
     async def advance(self, job_id: uuid.UUID, poll: bool = False) -> None:
         """Fail the job if past its deadline; submit its pending parts; with `poll`, ask the

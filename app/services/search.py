@@ -105,13 +105,6 @@ def image_query(vector: list[float], k: int, clauses: Sequence[Any] = ()) -> Sel
     )
 
 
-async def search_chunks(
-    engine: AsyncEngine, vector: list[float], k: int, clauses: Sequence[Any] = ()
-) -> list[SearchHit]:
-    async with engine.begin() as conn:
-        return await ranked(conn, chunk_query(vector, k, clauses))
-
-
 async def search(
     engine: AsyncEngine,
     backend: InferenceBackend,
@@ -127,8 +120,10 @@ async def search(
     if kind == "text":
         clauses = filter_clauses(raw_filter, Document)
         [vector] = await embed_texts(backend, settings, [query], request_id)
-        return await search_chunks(engine, vector, k, clauses)
-    clauses = filter_clauses(raw_filter, Image)
-    vector = await embed_clip(backend, settings, "text", query, request_id)
+        statement = chunk_query(vector, k, clauses)
+    else:
+        clauses = filter_clauses(raw_filter, Image)
+        vector = await embed_clip(backend, settings, "text", query, request_id)
+        statement = image_query(vector, k, clauses)
     async with engine.begin() as conn:
-        return await ranked(conn, image_query(vector, k, clauses))
+        return await ranked(conn, statement)
