@@ -24,6 +24,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint app/Dockerfile gpu_worker/*/Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(BIN)/zizmor --offline --quiet --min-severity medium .github
+	$(BIN)/shellcheck .github/scripts/*
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

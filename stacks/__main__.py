@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from infra.config import ConfigError, stack_settings
 from stacks.drift import StackDrift, classify, exit_code, json_report, markdown_report, text_report
@@ -30,8 +31,11 @@ def _review_up(args: argparse.Namespace, workspace: Workspace) -> int:
     config = review_config(duration(args.ttl))
     message = f"review stack for PR #{pr}" + (f" at {args.sha}" if args.sha else "")
     result = workspace.up(stack, config, list(SHARED_SECRETS), message)
+    comment = pr_comment(pr, args.sha, result.outputs, result.summary)
     print(f"api_url: {result.outputs.get('api_url', '(not exported)')}")
-    print(pr_comment(pr, args.sha, result.outputs, result.summary))
+    print(comment)
+    if args.comment_file:
+        args.comment_file.write_text(comment)
     return 0
 
 
@@ -114,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--pr", required=True)
     up.add_argument("--sha")
     up.add_argument("--ttl", default="72h", help="time to live, e.g. 72h (a label)")
+    up.add_argument("--comment-file", type=Path, help="also write the PR comment's Markdown here")
     up.set_defaults(run=_review_up)
     destroy = actions.add_parser("destroy", help="destroy and remove pr-<N>")
     which = destroy.add_mutually_exclusive_group(required=True)

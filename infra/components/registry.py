@@ -57,6 +57,8 @@ class Registry(pulumi.ComponentResource):
                 platforms=["linux/amd64"],
                 tags=[pulumi.Output.concat(repo, f"/{image}:{config.stack}")],
                 push=True,
+                # Previews (two on every PR push) skip the build: the GPU bases are many GB.
+                build_on_preview=False,
                 registries=[{"address": address}],
                 opts=child,
             )

@@ -52,9 +52,11 @@ def run(argv, workspace):
     return main(argv, workspace=lambda: workspace)
 
 
-def test_review_up_creates_the_stack_and_prints_the_comment(capsys):
+def test_review_up_creates_the_stack_and_prints_the_comment(capsys, tmp_path):
     workspace = RecordingWorkspace()
-    assert run(["review", "up", "--pr", "42", "--sha", "0123456789abcdef"], workspace) == 0
+    comment = tmp_path / "review.md"
+    argv = ["review", "up", "--pr", "42", "--sha", "0123456789abcdef", "--comment-file", comment]
+    assert run([str(arg) for arg in argv], workspace) == 0
     [call] = workspace.calls
     assert call == (
         "up",
@@ -67,6 +69,7 @@ def test_review_up_creates_the_stack_and_prints_the_comment(capsys):
     assert out.startswith("api_url: https://pr.example.run.app\n")
     assert "### Review stack `pr-42` at 0123456789ab" in out and "Changes: 30 create" in out
     assert "| `hmac` | [secret] |" in out
+    assert out == f"api_url: https://pr.example.run.app\n{comment.read_text()}\n"
 
 
 def test_review_destroy_tolerates_a_stack_already_gone(capsys):
