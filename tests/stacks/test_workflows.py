@@ -54,11 +54,11 @@ def test_run_blocks_pass_shellcheck_and_take_event_data_only_from_env(tmp_path):
         assert check.returncode == 0, f"{where}:\n{check.stdout}"
 
 
-SAMPLES = {
-    "STACK": "prod",
-    "PR": "42",
-    "SHA": "0123456789abcdef",
-    "open_prs": "1,2",
+SAMPLES = {  # the shell words the workflows pass, and a value each could take
+    '"$STACK"': "prod",
+    '"$PR"': "42",
+    '"$SHA"': "0123456789abcdef",
+    '"$open_prs"': "1,2",
     '"$(jq -r .api_url outputs.json)"': "https://api.example.run.app",
     '"${endpoints[@]}"': "--endpoint-id=ep1",
 }
@@ -68,10 +68,8 @@ def stacks_commands():
     for where, script in run_blocks():
         for line in script.splitlines():
             if "python -m stacks" in line:
-                for placeholder, value in SAMPLES.items():
-                    if placeholder.startswith('"'):
-                        line = line.replace(placeholder, value)
-                    line = line.replace(f'"${placeholder}"', value)
+                for word, value in SAMPLES.items():
+                    line = line.replace(word, value)
                 words = shlex.split(line.split(">")[0])
                 yield where, words[words.index("stacks") + 1 :]
 
