@@ -121,6 +121,21 @@ async def serve_api(
         await serving
 
 
+@pytest.fixture(scope="module")
+async def served_api(database_url, local_backend, tmp_path_factory) -> AsyncIterator[Api]:
+    """The API over HTTP on the local workers, keeping uploads on disk; loopback image URLs
+    are allowed, for a test's own image server."""
+    settings = make_settings(
+        database_url,
+        embedding_hmac_secret=HMAC_SECRET,
+        storage_dir=tmp_path_factory.mktemp("objects"),
+        public_url=f"http://127.0.0.1:{free_port()}",
+        fetch_allowed_networks=["127.0.0.0/8"],
+    )
+    async for api in serve_api(settings, local_backend):
+        yield api
+
+
 HMAC_SECRET = "test-hmac-secret"
 # The workers' settings in tests: a short default answer, and loopback image URLs allowed so the
 # tests' own HTTP server can serve images (the safe-fetch tests check the refusals).

@@ -10,26 +10,12 @@ from PIL import Image as PILImage
 from sqlalchemy import text
 
 from app.storage import ObjectNotFound
-from tests.conftest import HMAC_SECRET, free_port, make_settings, serve_api
 
 
 def png(color: str, size: int = 48) -> bytes:
     buffer = io.BytesIO()
     PILImage.new("RGB", (size, size), color).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-async def api(database_url, local_backend, tmp_path_factory):
-    settings = make_settings(
-        database_url,
-        embedding_hmac_secret=HMAC_SECRET,
-        storage_dir=tmp_path_factory.mktemp("objects"),
-        public_url=f"http://127.0.0.1:{free_port()}",
-        fetch_allowed_networks=["127.0.0.0/8"],  # the test's own image server
-    )
-    async for served in serve_api(settings, local_backend):
-        yield served
 
 
 class _Images(BaseHTTPRequestHandler):
@@ -58,50 +44,54 @@ def image_server():
     server.shutdown()
 
 
-async def image_row(api, image_id: str):
-    async with api.app.state.engine.connect() as conn:
+async def image_row(served_api, image_id: str):
+    async with served_api.app.state.engine.connect() as conn:
         query = "SELECT object_key, vector_dims(embedding) AS dim FROM images WHERE id = :id"
         return (await conn.execute(text(query), {"id": image_id})).one_or_none()
 
 
-async def test_uploaded_image_is_stored_embedded_and_found(api):
+async def test_uploaded_image_is_stored_embedded_and_found(served_api):
     files = {"file": ("blue.png", png("blue"), "application/octet-stream")}
-    response = await api.post("/v1/images", files=files, data={"metadata": '{"album": "sky"}'})
+    response = await served_api.post(
+        "/v1/images", files=files, data={"metadata": '{"album": "sky"}'}
+    )
     assert response.status_code == 201, response.text
     image = response.json()
     assert image["source_id"] == "blue.png" and image["content_type"] == "image/png"
-    row = await image_row(api, image["id"])
-    assert row.dim == 512 and api.storage.get(row.object_key) == png("blue")
+    row = await image_row(served_api, image["id"])
+    assert row.dim == 512 and served_api.storage.get(row.object_key) == png("blue")
 
-    hits = (await api.get("/v1/search", params={"q": "a blue square", "kind": "image"})).json()
+    hits = (
+        await served_api.get("/v1/search", params={"q": "a blue square", "kind": "image"})
+    ).json()
     [hit] = [h for h in hits["hits"] if h["document_id"] == image["id"]]
     assert hit["chunk"] is None and hit["metadata"] == {"album": "sky"}
     assert -1.0 <= hit["score"] <= 1.0
-    narrowed = await api.get(
+    narrowed = await served_api.get(
         "/v1/search", params={"q": "sky", "kind": "image", "filter": '{"metadata.album": "sea"}'}
     )
     assert narrowed.json() == {"hits": []}
-    assert (await api.get(f"/v1/images/{image['id']}")).json() == image
+    assert (await served_api.get(f"/v1/images/{image['id']}")).json() == image
 
 
-async def test_image_from_a_url_replaces_by_source_id(api, image_server):
+async def test_image_from_a_url_replaces_by_source_id(served_api, image_server):
     body = {"url": f"{image_server}/red.png", "source_id": "swatch", "title": "Red"}
-    first = await api.post("/v1/images", json=body)
+    first = await served_api.post("/v1/images", json=body)
     assert first.status_code == 201, first.text
-    old_key = (await image_row(api, first.json()["id"])).object_key
+    old_key = (await image_row(served_api, first.json()["id"])).object_key
     files = {"file": ("green.png", png("green"), "image/png")}
-    second = await api.post("/v1/images", files=files, data={"source_id": "swatch"})
+    second = await served_api.post("/v1/images", files=files, data={"source_id": "swatch"})
     assert second.status_code == 200, second.text
     assert second.json()["id"] == first.json()["id"] and second.json()["title"] == "swatch"
     with pytest.raises(ObjectNotFound):
-        api.storage.get(old_key)
-    new_key = (await image_row(api, second.json()["id"])).object_key
-    assert api.storage.get(new_key) == png("green")
+        served_api.storage.get(old_key)
+    new_key = (await image_row(served_api, second.json()["id"])).object_key
+    assert served_api.storage.get(new_key) == png("green")
 
-    assert (await api.delete(f"/v1/images/{second.json()['id']}")).status_code == 204
-    assert await image_row(api, second.json()["id"]) is None
+    assert (await served_api.delete(f"/v1/images/{second.json()['id']}")).status_code == 204
+    assert await image_row(served_api, second.json()["id"]) is None
     with pytest.raises(ObjectNotFound):
-        api.storage.get(new_key)
+        served_api.storage.get(new_key)
 
 
 @pytest.mark.parametrize(
@@ -115,14 +105,14 @@ async def test_image_from_a_url_replaces_by_source_id(api, image_server):
         ({"content": b"x", "headers": {"content-type": "image/png"}}, 415, "multipart"),
     ],
 )
-async def test_bad_images_are_refused(api, request_kwargs, status, words):
-    response = await api.post("/v1/images", **request_kwargs)
+async def test_bad_images_are_refused(served_api, request_kwargs, status, words):
+    response = await served_api.post("/v1/images", **request_kwargs)
     assert response.status_code == status, response.text
     assert words in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("path", "words"), [("/page.html", "not an image"), ("/none", "404")])
-async def test_image_urls_that_are_not_images_are_refused(api, image_server, path, words):
-    response = await api.post("/v1/images", json={"url": image_server + path})
+async def test_image_urls_that_are_not_images_are_refused(served_api, image_server, path, words):
+    response = await served_api.post("/v1/images", json={"url": image_server + path})
     assert response.status_code == 422
     assert words in response.json()["error"]["message"]

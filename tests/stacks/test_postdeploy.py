@@ -7,25 +7,13 @@ import pytest
 
 from stacks.__main__ import main
 from stacks.postdeploy import CheckFailed, check
-from tests.conftest import HMAC_SECRET, free_port, make_settings, serve_api
+from tests.conftest import free_port
 
 
-@pytest.fixture(scope="module")
-async def served(database_url, local_backend, tmp_path_factory):
-    settings = make_settings(
-        database_url,
-        embedding_hmac_secret=HMAC_SECRET,
-        storage_dir=tmp_path_factory.mktemp("objects"),
-        public_url=f"http://127.0.0.1:{free_port()}",
-    )
-    async for api in serve_api(settings, local_backend):
-        yield api
-
-
-async def run_check(served, emulator, **overrides):
+async def run_check(served_api, emulator, **overrides):
     values = {
-        "api_url": served.app.state.settings.public_url,
-        "api_key": served.key,
+        "api_url": served_api.app.state.settings.public_url,
+        "api_key": served_api.key,
         "endpoint_ids": ["llm", "embed"],
         "runpod_api_base": emulator.base_url,
         "runpod_api_key": emulator.api_key,
@@ -36,8 +24,8 @@ async def run_check(served, emulator, **overrides):
     await asyncio.to_thread(check, **values)
 
 
-async def test_a_healthy_deployment_passes(served, emulator, capsys):
-    await run_check(served, emulator)
+async def test_a_healthy_deployment_passes(served_api, emulator, capsys):
+    await run_check(served_api, emulator)
     out = capsys.readouterr().out.splitlines()
     assert out[:3] == [
         "ok: API /readiness",
@@ -65,9 +53,9 @@ async def test_a_healthy_deployment_passes(served, emulator, capsys):
         ),
     ],
 )
-async def test_each_failure_names_its_step(served, emulator, overrides, words):
+async def test_each_failure_names_its_step(served_api, emulator, overrides, words):
     with pytest.raises(CheckFailed, match=words):
-        await run_check(served, emulator, **overrides)
+        await run_check(served_api, emulator, **overrides)
 
 
 def test_the_command_needs_its_keys(monkeypatch, capsys):
