@@ -12,7 +12,7 @@ ifneq ($(WHEELS),)
 export PIP_FIND_LINKS := $(abspath $(WHEELS)) $(PIP_FIND_LINKS)
 endif
 
-.PHONY: dev test lint bench clean
+.PHONY: dev test lint bench engine policy-venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,24 @@ $(STAMP): pyproject.toml
 	# beside this torch; text-only vLLM and our CLIP (PIL image processor) need none of them.
 	$(BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	touch $(STAMP)
+
+# The Pulumi engine (CLI + launchers) at the version pinned in infra/engine/go.mod, built from its
+# Go modules once per machine. Without Go, a `pulumi` on PATH serves (the engine tests say so).
+ENGINE := .pulumi/bin/pulumi
+$(ENGINE): infra/engine/go.mod infra/engine/go.sum infra/engine/build infra/engine/pulumi-analyzer-policy-python
+	@if command -v go >/dev/null; then infra/engine/build .pulumi/bin; \
+	else echo "no Go here: the engine tests use a pulumi on PATH, if any (see README)"; fi
+
+engine: $(ENGINE)
+
+# The policy pack's own virtualenv (pulumi-policy pins a protobuf that the GCP clients refuse).
+POLICY_VENV := infra/policy/venv/.installed
+$(POLICY_VENV): infra/policy/requirements.txt
+	test -x infra/policy/venv/bin/python || $(PYTHON) -m venv infra/policy/venv
+	infra/policy/venv/bin/python -m pip install --quiet -r infra/policy/requirements.txt
+	touch $(POLICY_VENV)
+
+policy-venv: $(POLICY_VENV)
 
 dev: $(STAMP)
 	exec $(BIN)/python -m app dev
@@ -35,11 +53,11 @@ lint: $(STAMP)
 	$(BIN)/zizmor --offline --quiet --min-severity medium .github
 	$(BIN)/shellcheck .github/scripts/*
 
-test: $(STAMP) lint
+test: $(STAMP) $(ENGINE) $(POLICY_VENV) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pulumi infra/policy/venv .pytest_cache .ruff_cache

@@ -50,7 +50,6 @@ workers = {
         image=registry.images[IMAGE[name]],
         env=TASK[name],
         secret_env={"EMBEDDING_HMAC_SECRET": hmac_secret},
-        api_key=runpod_api_key,
     )
     for name, endpoint in config.gpu.endpoints().items()
 }

@@ -6,7 +6,6 @@ in the `tandem` namespace (`tandem:api`, `tandem:gpu`, ...); the GCP project and
 the provider's own `gcp:project` and `gcp:region`.
 """
 
-import json
 import re
 from functools import cache
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any, Literal
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SPEC = Path(__file__).with_name("runpod") / "rest-v1-openapi.json"
+from infra.runpod.client import spec
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEYS = ("runpodApiKey", "supabaseDatabaseUrl", "supabaseServiceKey")
 
@@ -23,7 +23,7 @@ SECRET_KEYS = ("runpodApiKey", "supabaseDatabaseUrl", "supabaseServiceKey")
 @cache
 def runpod_gpu_types() -> frozenset[str]:
     """The GPU type ids RunPod accepts (the `GPUTypeId` enum of its REST API spec)."""
-    return frozenset(json.loads(SPEC.read_text())["components"]["schemas"]["GPUTypeId"]["enum"])
+    return frozenset(spec()["components"]["schemas"]["GPUTypeId"]["enum"])
 
 
 class Section(BaseModel):
@@ -152,6 +152,8 @@ class StackConfig(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     ci: CiConfig = CiConfig()
     ttl_hours: int | None = Field(None, ge=1, le=24 * 30, alias="ttlHours")
+    # RunPod's REST API (default https://rest.runpod.io/v1): the local emulator's, in tests.
+    runpod_api_base: str | None = Field(None, alias="runpodApiBase", pattern=r"^https?://\S+$")
     # Secret settings (SECRET_KEYS) as pulumi Outputs: present or not is all that is checked.
     secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
@@ -280,7 +282,7 @@ def load() -> StackConfig:
     values: dict[str, Any] = {"stack": pulumi.get_stack(), "project": gcp.get("project")}
     if region := gcp.get("region"):
         values["region"] = region
-    for key in ("environment", "ttlHours"):
+    for key in ("environment", "ttlHours", "runpodApiBase"):
         if (value := tandem.get(key)) is not None:
             values[key] = value
     for key in ("api", "database", "storage", "images", "gpu", "monitoring", "ci"):

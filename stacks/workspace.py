@@ -1,13 +1,17 @@
 """The one seam to the Pulumi CLI: the few stack operations `stacks` needs, through the
-Automation API (which runs the `pulumi` CLI). Everything else in `stacks` is pure and tested;
-tests replace this class with a double that records the calls."""
+Automation API. The project's program (Pulumi.yaml's `main`) runs in this process as an inline
+program, so no language host is needed beside the CLI. Everything else in `stacks` is pure;
+its unit tests replace this class with a double, and the engine tests run it for real."""
 
 import os
+import runpy
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-from infra.config import REPO_ROOT
+import yaml
+
 from stacks.drift import SECRET
 from stacks.review import StackInfo, UsageError
 
@@ -22,16 +26,16 @@ class Workspace(Protocol):
     def stacks(self) -> list[StackInfo]: ...
 
     def up(
-        self, stack: str, config: dict[str, Any], shared_secrets: list[str], message: str
+        self, stack: str, settings: dict[str, Any], shared_secrets: list[str], message: str
     ) -> UpResult:
-        """Create or select `stack`, set `config`, copy `shared_secrets` from dev where the
-        stack has none of its own, and run `up`."""
+        """Create or select `stack`, make `settings` (`namespace:key` -> value) its config,
+        copy `shared_secrets` from dev where the stack has none of its own, and run `up`."""
 
     def destroy(self, stack: str) -> bool:
         """Destroy the stack's resources and remove it; False when there is no such stack."""
 
     def preview_refresh(self, stack: str) -> list[dict[str, Any]]:
-        """A refresh preview's engine events, as JSON dicts; changes no state."""
+        """A refresh preview's engine events, as the CLI's JSON; changes no state."""
 
 
 def check_credentials(environ: dict[str, str] | None = None) -> None:
@@ -54,57 +58,61 @@ def check_credentials(environ: dict[str, str] | None = None) -> None:
         )
 
 
-def _step(metadata: Any) -> dict[str, Any]:
-    """An Automation API step (`StepEventMetadata`) as the CLI's JSON engine event step."""
-
-    def state(s: Any) -> dict[str, Any] | None:
-        return None if s is None else {"type": s.type, "urn": s.urn, "outputs": s.outputs or {}}
-
-    return {
-        "op": getattr(metadata.op, "value", metadata.op),
-        "urn": metadata.urn,
-        "type": metadata.type,
-        "old": state(metadata.old),
-        "new": state(metadata.new),
-        "diffs": metadata.diffs or [],
-        "detailedDiff": {
-            path: {"diffKind": diff.diff_kind.value, "inputDiff": diff.input_diff}
-            for path, diff in (metadata.detailed_diff or {}).items()
-        },
-    }
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A stack's last update as an aware UTC datetime (the SDK gives a naive UTC datetime)."""
+    if value is None or value == "":
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class AutomationWorkspace:
-    """The Pulumi project at the repository root, through `pulumi.automation`."""
+    """The Pulumi project in `work_dir`, through `pulumi.automation`."""
 
-    def __init__(self, work_dir: str = str(REPO_ROOT)) -> None:
+    def __init__(self, work_dir: Path) -> None:
         from pulumi import automation
 
         self.auto = automation
-        self.work_dir = work_dir
+        self.work_dir = work_dir.resolve()
+        project = yaml.safe_load((self.work_dir / "Pulumi.yaml").read_text())
+        self.main = self.work_dir / project.get("main", ".")
+        self.workspace = automation.LocalWorkspace(
+            work_dir=str(self.work_dir), program=self._program
+        )
+
+    def _program(self) -> None:
+        runpy.run_path(str(self.main), run_name="__main__")
 
     def _stack(self, name: str, create: bool = False):
-        make = self.auto.create_or_select_stack if create else self.auto.select_stack
-        return make(stack_name=name, work_dir=self.work_dir)
+        make = self.auto.Stack.create_or_select if create else self.auto.Stack.select
+        return make(name, self.workspace)
 
     def stacks(self) -> list[StackInfo]:
-        workspace = self.auto.LocalWorkspace(work_dir=self.work_dir)
-        return [
-            StackInfo(s.name, datetime.fromisoformat(s.last_update) if s.last_update else None)
-            for s in workspace.list_stacks()
-        ]
+        return [StackInfo(s.name, _utc(s.last_update)) for s in self.workspace.list_stacks()]
+
+    def _write_settings(self, stack: str, settings: dict[str, Any]) -> None:
+        """Make `settings` the stack's config, keeping its encryption salt and any secret it
+        already holds."""
+        path = self.work_dir / f"Pulumi.{stack}.yaml"
+        current = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+        kept = {
+            key: value
+            for key, value in (current.get("config") or {}).items()
+            if isinstance(value, dict) and "secure" in value
+        }
+        path.write_text(yaml.safe_dump({**current, "config": {**settings, **kept}}))
 
     def up(
-        self, stack: str, config: dict[str, Any], shared_secrets: list[str], message: str
+        self, stack: str, settings: dict[str, Any], shared_secrets: list[str], message: str
     ) -> UpResult:
         target = self._stack(stack, create=True)
-        for key, value in config.items():
-            target.set_config(key, self.auto.ConfigValue(str(value)))
+        self._write_settings(stack, settings)
         own = target.get_all_config()
         dev = self._stack("dev")
+        dev_config = dev.get_all_config()
         for key in shared_secrets:
             name = f"tandem:{key}"
-            if name not in own and name in dev.get_all_config():
+            if name not in own and name in dev_config:
                 value = dev.get_config(name).value
                 target.set_config(name, self.auto.ConfigValue(value, secret=True))
         result = target.up(message=message, on_output=print)
@@ -117,16 +125,31 @@ class AutomationWorkspace:
         except self.auto.StackNotFoundError:
             return False
         target.destroy(on_output=print)
-        target.workspace.remove_stack(stack)
+        self.workspace.remove_stack(stack)
         return True
 
     def preview_refresh(self, stack: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
-
-        def collect(event: Any) -> None:
-            if event.resource_pre_event is not None:
-                metadata = _step(event.resource_pre_event.metadata)
-                events.append({"resourcePreEvent": {"metadata": metadata}})
-
-        self._stack(stack).preview_refresh(on_event=collect, show_secrets=False)
+        self._stack(stack).preview_refresh(
+            on_event=lambda event: events.append(_event_json(event)), show_secrets=False
+        )
         return events
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    """An Automation API EngineEvent as the CLI's JSON engine event (camelCase keys)."""
+    return _camel(_plain(event))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dict__"):
+        return {k: _plain(v) for k, v in vars(value).items() if v is not None}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return getattr(value, "value", value)  # enums
+
+
+def _camel(value: Any, outputs: bool = False) -> Any:
+    ...

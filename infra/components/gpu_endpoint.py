@@ -17,7 +17,6 @@ class GpuEndpoint(pulumi.ComponentResource):
         image: pulumi.Input[str],
         env: dict[str, pulumi.Input[str]],
         secret_env: dict[str, pulumi.Input[str]],
-        api_key: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tandem:infra:GpuEndpoint", name, None, opts)
@@ -33,7 +32,6 @@ class GpuEndpoint(pulumi.ComponentResource):
             env=all_env,
             container_disk_gb=endpoint.container_disk_gb,
             registry_auth_id=endpoint.registry_auth_id,
-            api_key=api_key,
             opts=child,
         )
         self.endpoint = Endpoint(
@@ -48,7 +46,6 @@ class GpuEndpoint(pulumi.ComponentResource):
             scaler_value=endpoint.scaler_value,
             flashboot=endpoint.flashboot,
             network_volume_id=endpoint.network_volume_id,
-            api_key=api_key,
             opts=child,
         )
         self.endpoint_id = self.endpoint.id

@@ -1,19 +1,26 @@
 """The calls Tandem makes to RunPod's control plane: REST API v1 (`https://rest.runpod.io/v1`,
-spec in shared/runpod/rest-v1-openapi.json), templates and serverless endpoints.
+spec in rest-v1-openapi.json beside this file), templates and serverless endpoints.
 
-Errors say what RunPod answered (status and its message), never the API key.
+Bodies are typed by the spec before they are sent (the Pulumi engine hands providers every
+number as a float; RunPod's integer fields take integers). Errors say what RunPod answered
+(status and its message) with the API key and every env value of the request masked: RunPod's
+error bodies can echo the input.
 """
 
-import contextlib
+import json
 import time
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 REST_API = "https://rest.runpod.io/v1"
+SPEC = Path(__file__).with_name("rest-v1-openapi.json")
 RETRY_STATUSES = {429, 502, 503, 504}
 ATTEMPTS = 4
 MAX_DETAIL_CHARS = 300
+MASK = "[secret]"
 
 
 class RunPodApiError(Exception):
@@ -24,6 +31,22 @@ class RunPodApiError(Exception):
 
 class RunPodNotFound(RunPodApiError):
     """The template or endpoint does not exist (deleted out of band, or never created)."""
+
+
+@cache
+def spec() -> dict[str, Any]:
+    return json.loads(SPEC.read_text())
+
+
+def typed(schema: str, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with the fields that `schema` (a schema of the spec) types as integers made ints."""
+    properties = spec()["components"]["schemas"][schema]["properties"]
+    return {
+        key: int(value)
+        if properties.get(key, {}).get("type") == "integer" and isinstance(value, float)
+        else value
+        for key, value in body.items()
+    }
 
 
 class RunPodRest:
@@ -40,6 +63,7 @@ class RunPodRest:
             timeout=httpx.Timeout(30, connect=10),
             transport=transport,
         )
+        self._secrets = {api_key}
         self.backoff_s = backoff_s
 
     def close(self) -> None:
@@ -54,6 +78,8 @@ class RunPodRest:
     def _call(self, method: str, path: str, body: dict | None = None) -> Any:
         """One call; 429 and 5xx are retried with backoff except for creates, which are not
         idempotent (a retried POST could make a second endpoint)."""
+        if body is not None:
+            self._secrets |= {str(v) for v in (body.get("env") or {}).values() if v}
         attempts = 1 if method == "POST" else ATTEMPTS
         for attempt in range(attempts):
             try:
@@ -66,48 +92,73 @@ class RunPodRest:
                     break
             time.sleep(self.backoff_s * 2**attempt)
         if response.status_code == 404:
-            raise RunPodNotFound(method, path, 404, _detail(response))
+            raise RunPodNotFound(method, path, 404, self._detail(response))
         if response.status_code >= 400:
-            raise RunPodApiError(method, path, response.status_code, _detail(response))
+            raise RunPodApiError(method, path, response.status_code, self._detail(response))
         return response.json() if response.content else None
 
+    def _detail(self, response: httpx.Response) -> str:
+        """RunPod's error message (the `error`/`message` of a JSON body, or the text), secrets
+        masked."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            detail = str(body.get("error") or body.get("message") or body)
+        else:
+            detail = response.text or response.reason_phrase
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            detail = detail.replace(secret, MASK)
+        return detail[:MAX_DETAIL_CHARS]
+
+    def _gone(self, kind: str, item_id: str) -> bool:
+        try:
+            self._call("GET", f"/{kind}/{item_id}")
+        except RunPodNotFound:
+            return True
+        return False
+
+    def _delete(self, kind: str, item_id: str) -> None:
+        """Delete; one that is already gone is not an error (RunPod answers a DELETE of an
+        unknown id with 400 "Invalid ... ID", per its spec, so a 4xx is checked with a GET)."""
+        try:
+            self._call("DELETE", f"/{kind}/{item_id}")
+        except RunPodApiError as exc:
+            if not (400 <= exc.status < 500 and self._gone(kind, item_id)):
+                raise
+
     def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/templates", body)
+        return self._call("POST", "/templates", typed("TemplateCreateInput", body))
 
     def get_template(self, template_id: str) -> dict[str, Any]:
         return self._call("GET", f"/templates/{template_id}")
 
     def update_template(self, template_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", f"/templates/{template_id}", body)
+        return self._call(
+            "PATCH", f"/templates/{template_id}", typed("TemplateUpdateInput", body)
+        )
 
     def delete_template(self, template_id: str) -> None:
-        """Delete; a template that is already gone is not an error."""
-        with contextlib.suppress(RunPodNotFound):
-            self._call("DELETE", f"/templates/{template_id}")
+        self._delete("templates", template_id)
 
     def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/endpoints", body)
+        return self._call("POST", "/endpoints", typed("EndpointCreateInput", body))
 
     def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
         return self._call("GET", f"/endpoints/{endpoint_id}")
 
     def update_endpoint(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", f"/endpoints/{endpoint_id}", body)
+        return self._call(
+            "PATCH", f"/endpoints/{endpoint_id}", typed("EndpointUpdateInput", body)
+        )
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        """Delete; an endpoint that is already gone is not an error."""
-        with contextlib.suppress(RunPodNotFound):
-            self._call("DELETE", f"/endpoints/{endpoint_id}")
-
-
-def _detail(response: httpx.Response) -> str:
-    """RunPod's error message: the `error`/`message` of a JSON body, or the text."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        detail = body.get("error") or body.get("message") or body
-    else:
-        detail = response.text or response.reason_phrase
-    return str(detail)[:MAX_DETAIL_CHARS]
+        """Scale the endpoint to zero workers, then delete it: RunPod deletes only endpoints
+        whose min and max workers are 0 (docs.runpod.io, "Manage endpoints": "Delete a
+        Serverless Endpoint")."""
+        try:
+            self.update_endpoint(endpoint_id, {"workersMin": 0, "workersMax": 0})
+        except RunPodNotFound:
+            return
+        self._delete("endpoints", endpoint_id)

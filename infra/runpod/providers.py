@@ -2,20 +2,22 @@
 
 Properties carry RunPod's own field names, so state reads like the API. `diff` names the
 changes RunPod can apply in place (its update inputs) and the ones that need a replacement;
-`read` overwrites the state with what RunPod returns, so `pulumi refresh` and drift checks see
-out-of-band edits to workers, GPUs, timeouts, scaler or env, and a resource deleted out of band
-reads as gone. RunPod never returns `flashboot`:
-its drift cannot be seen, and `read` keeps the value last applied.
+removing an optional field is a change too. `read` overwrites the state with what RunPod
+returns, so `pulumi refresh` and drift checks see out-of-band edits to workers, GPUs, timeouts,
+scaler or env, and a resource deleted out of band reads as gone. RunPod never returns
+`flashboot` (its drift cannot be seen; `read` keeps the value last applied) and names a
+flashboot endpoint `<name> -fb` (read back as `<name>`).
 
-The API key is read at run time: the `apiKey` property (a secret, from the stack's config) or
-the RUNPOD_API_KEY environment variable. It is never part of a provider object, whose code is
-serialised into the state.
+Where and how to call RunPod is the stack's config, read when the engine configures the
+provider: the secret `tandem:runpodApiKey` and, optionally, `tandem:runpodApiBase`. Neither is
+a resource property, so state never holds the key and rotating it needs no diff: the next
+refresh, update or destroy uses the new one.
 """
 
-import os
 from typing import Any
 
 from pulumi.dynamic import (
+    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
@@ -25,8 +27,7 @@ from pulumi.dynamic import (
 
 from infra.runpod.client import REST_API, RunPodNotFound, RunPodRest
 
-# Inputs that are ours, not RunPod's: where and how to call the API.
-CONNECTION = ("apiKey", "apiBase")
+API_KEY, API_BASE = "tandem:runpodApiKey", "tandem:runpodApiBase"
 TEMPLATE_FIELDS = (
     "name",
     "imageName",
@@ -54,45 +55,33 @@ ENDPOINT_FIELDS = (
 )
 ENDPOINT_IN_PLACE = set(ENDPOINT_FIELDS) - {"computeType"}
 WRITE_ONLY = {"flashboot"}  # accepted by RunPod, never returned
+FLASHBOOT_SUFFIX = " -fb"
+EMPTY: tuple[Any, ...] = (None, "", [], {})  # an optional field that is not set
 # What `read` answers for a resource deleted out of band: an empty id, which Pulumi's refresh
 # reports as a deletion (and drift detection as "deleted out of band").
 GONE = ReadResult("", {})
 
 
-def client_for(props: dict[str, Any]) -> RunPodRest:
-    api_key = props.get("apiKey") or os.environ.get("RUNPOD_API_KEY")
-    if not api_key:
-        raise ValueError(
-            "no RunPod API key: set the stack's secret `runpod:apiKey` or RUNPOD_API_KEY"
-        )
-    return RunPodRest(api_key, props.get("apiBase") or REST_API)
+def _set(value: Any) -> bool:
+    return not any(value == empty and type(value) is type(empty) for empty in EMPTY)
 
 
 def _body(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    return {key: props[key] for key in fields if props.get(key) is not None}
+    return {key: props[key] for key in fields if _set(props.get(key))}
 
 
 def _state(live: dict[str, Any], props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     """The state to keep: RunPod's live values for our fields (the last applied value where
-    RunPod returns none), plus the connection inputs."""
-    state = {key: props[key] for key in CONNECTION if key in props}
+    RunPod returns none)."""
+    state = {}
     for key in fields:
         if key in live and key not in WRITE_ONLY:
             state[key] = live[key]
-        elif props.get(key) is not None:
+        elif _set(props.get(key)):
             state[key] = props[key]
-    return state
-
-
-def _diff(
-    olds: dict[str, Any], news: dict[str, Any], fields: tuple[str, ...], in_place: set[str]
-) -> DiffResult:
-    changes = [key for key in fields if news.get(key) is not None and olds.get(key) != news[key]]
-    return DiffResult(
-        changes=bool(changes) or olds.get("apiBase") != news.get("apiBase"),
-        replaces=[key for key in changes if key not in in_place],
-        delete_before_replace=False,
-    )
+    if isinstance(state.get("name"), str):
+        state["name"] = state["name"].removesuffix(FLASHBOOT_SUFFIX)
+    return {key: value for key, value in state.items() if _set(value)}
 
 
 class RunPodProvider(ResourceProvider):
@@ -101,32 +90,62 @@ class RunPodProvider(ResourceProvider):
     kind: str  # "template" or "endpoint": RunPodRest's `<verb>_<kind>` methods
     fields: tuple[str, ...]
     in_place: set[str]  # the fields RunPod's update accepts; a change to another replaces
+    api_key: str | None = None
+    api_base: str = REST_API
 
-    def _call(self, props: dict[str, Any], verb: str, *args: Any) -> Any:
-        with client_for(props) as runpod:
+    def configure(self, req: ConfigureRequest) -> None:
+        self.api_key = req.config.get(API_KEY)
+        self.api_base = req.config.get(API_BASE) or REST_API
+
+    def _call(self, verb: str, *args: Any) -> Any:
+        if not self.api_key:
+            raise ValueError(
+                f"no RunPod API key: set the stack's secret {API_KEY} "
+                "(pulumi config set --secret runpodApiKey <key>)"
+            )
+        with RunPodRest(self.api_key, self.api_base) as runpod:
             return getattr(runpod, f"{verb}_{self.kind}")(*args)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        live = self._call(props, "create", _body(props, self.fields))
+        live = self._call("create", _body(props, self.fields))
         return CreateResult(live["id"], _state(live, props, self.fields))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
-            live = self._call(props, "get", id_)
+            live = self._call("get", id_)
         except RunPodNotFound:
             return GONE
         return ReadResult(id_, _state(live, props, self.fields))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        return _diff(olds, news, self.fields, self.in_place)
+        changes = [
+            key
+            for key in self.fields
+            if (_set(olds.get(key)) or _set(news.get(key))) and olds.get(key) != news.get(key)
+        ]
+        return DiffResult(
+            changes=bool(changes),
+            replaces=[key for key in changes if key not in self.in_place],
+            delete_before_replace=False,
+        )
 
-    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        body = {k: v for k, v in _body(news, self.fields).items() if k in self.in_place}
-        live = self._call(news, "update", id_, body)
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Send every in-place field; one removed from the program is sent empty (RunPod's
+        update keeps what a body leaves out)."""
+        body = {
+            key: news[key] if _set(news.get(key)) else _empty_like(olds[key])
+            for key in self.fields
+            if key in self.in_place and (_set(news.get(key)) or _set(olds.get(key)))
+        }
+        live = self._call("update", id_, body)
         return UpdateResult(_state(live, news, self.fields))
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        self._call(props, "delete", id_)
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        self._call("delete", id_)
+
+
+def _empty_like(value: Any) -> Any:
+    return type(value)() if isinstance(value, str | list | dict) else None
 
 
 class TemplateProvider(RunPodProvider):

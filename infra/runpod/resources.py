@@ -1,4 +1,4 @@
-"""RunPod serverless templates and endpoints as Pulumi resources (see providers.py)."""
+"""RunPod serverless templates and endpoints as Pulumi resources (see providers.py: the\nconnection to RunPod is the stack's config, not a property)."""
 
 from typing import Literal
 
@@ -8,14 +8,6 @@ from pulumi.dynamic import Resource
 from infra.runpod.providers import EndpointProvider, TemplateProvider
 
 ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
-
-
-def _connection(api_key: pulumi.Input[str] | None, api_base: str | None) -> dict:
-    """The provider's connection inputs: the API key (kept secret) and the API's base URL."""
-    return {
-        "apiKey": pulumi.Output.secret(api_key) if api_key is not None else None,
-        "apiBase": api_base,
-    }
 
 
 class Template(Resource):
@@ -33,8 +25,6 @@ class Template(Resource):
         env: pulumi.Input[dict],
         container_disk_gb: int = 20,
         registry_auth_id: str | None = None,
-        api_key: pulumi.Input[str] | None = None,
-        api_base: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -44,9 +34,8 @@ class Template(Resource):
             "containerDiskInGb": container_disk_gb,
             "containerRegistryAuthId": registry_auth_id,
             "isServerless": True,
-            **_connection(api_key, api_base),
         }
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["env", "apiKey"])
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["env"])
         super().__init__(
             TemplateProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret)
         )
@@ -76,8 +65,6 @@ class Endpoint(Resource):
         flashboot: bool = True,
         gpu_count: int = 1,
         network_volume_id: str | None = None,
-        api_key: pulumi.Input[str] | None = None,
-        api_base: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -94,9 +81,5 @@ class Endpoint(Resource):
             "scalerValue": scaler_value,
             "flashboot": flashboot,
             "networkVolumeId": network_volume_id,
-            **_connection(api_key, api_base),
         }
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["apiKey"])
-        super().__init__(
-            EndpointProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret)
-        )
+        super().__init__(EndpointProvider(), resource_name, props, opts)
