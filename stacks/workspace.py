@@ -151,5 +151,4 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value)  # enums
 
 
-def _camel(value: Any, outputs: bool = False) -> Any:
-    ...
+def _camel(value: Any, outputs: bool = False) -> Any: ...

@@ -1,4 +1,5 @@
-"""`python -m gpu_worker.emulator --port P --endpoint NAME=MODULE [--env NAME:KEY=VALUE] ...`."""
+"""`python -m gpu_worker.emulator --port P [--endpoint NAME=MODULE [--env NAME:KEY=VALUE]]...
+[--image IMAGE=MODULE]...`."""
 
 import argparse
 import logging
@@ -7,24 +8,24 @@ from types import FrameType
 import uvicorn
 
 from gpu_worker.emulator.server import create_app
-from gpu_worker.emulator.workers import WorkerProcess
+from gpu_worker.emulator.workers import Pool
 
 
 class EmulatorServer(uvicorn.Server):
     """Stops the workers first on shutdown: a worker whose server has stopped listening
     retries its job polls in a tight loop (runpod SDK behaviour) until it is killed."""
 
-    def __init__(self, config: uvicorn.Config, workers: list[WorkerProcess]) -> None:
+    def __init__(self, config: uvicorn.Config, pools: dict[str, Pool]) -> None:
         super().__init__(config)
-        self.workers = workers
+        self.pools = pools
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        for worker in self.workers:
-            worker.terminate()
+        for pool in self.pools.values():
+            pool.terminate()
         super().handle_exit(sig, frame)
 
 
-def _endpoint(value: str) -> tuple[str, str]:
+def _mapping(value: str) -> tuple[str, str]:
     name, sep, module = value.partition("=")
     if not sep or not name or not module:
         raise argparse.ArgumentTypeError(f"expected NAME=MODULE, got {value!r}")
@@ -45,11 +46,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument(
         "--endpoint",
-        type=_endpoint,
+        type=_mapping,
         action="append",
-        required=True,
+        default=[],
         metavar="NAME=MODULE",
         help="serve /v2/NAME/ with a worker running `python -m MODULE`",
+    )
+    parser.add_argument(
+        "--image",
+        type=_mapping,
+        action="append",
+        default=[],
+        metavar="IMAGE=MODULE",
+        help="endpoints made through /v1 on a template of IMAGE run `python -m MODULE` workers",
     )
     parser.add_argument(
         "--env",
@@ -59,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME:KEY=VALUE",
         help="set KEY=VALUE in the environment of endpoint NAME's workers",
     )
-    parser.add_argument("--api-key", help="require Authorization: Bearer KEY on the public API")
+    parser.add_argument("--api-key", help="require Authorization: Bearer KEY on /v1 and /v2")
     parser.add_argument(
         "--execution-timeout", type=float, help="default execution timeout of a job, in seconds"
     )
@@ -76,11 +85,12 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key,
         execution_timeout_s=args.execution_timeout,
         endpoint_env=endpoint_env,
+        images=dict(args.image),
     )
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3
     )
-    EmulatorServer(config, app.state.workers).run()
+    EmulatorServer(config, app.state.emulator.pools).run()
 
 
 if __name__ == "__main__":

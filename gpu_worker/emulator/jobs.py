@@ -151,18 +151,17 @@ class Endpoint:
         job.stream_sent = len(job.stream)
         return chunks
 
-    def health(self) -> dict[str, Any]:
-        running = {j.worker_id for j in self.jobs.values() if j.status == IN_PROGRESS}
-        recent = {w for w, seen in self.workers_seen.items() if time.monotonic() - seen < 30}
+    def counts_view(self) -> dict[str, int]:
+        """The `jobs` part of RunPod's /health."""
         statuses = [j.status for j in self.jobs.values()]
         return {
-            "jobs": {
-                **self.counts,
-                "inProgress": statuses.count(IN_PROGRESS),
-                "inQueue": statuses.count(IN_QUEUE),
-            },
-            "workers": {"idle": len(recent - running), "running": len(running & recent)},
+            **self.counts,
+            "inProgress": statuses.count(IN_PROGRESS),
+            "inQueue": statuses.count(IN_QUEUE),
         }
+
+    def busy_workers(self) -> set[str]:
+        return {j.worker_id for j in self.jobs.values() if j.status == IN_PROGRESS and j.worker_id}
 
     # -- the worker side ------------------------------------------------------------------
     def take(self, worker_id: str, count: int) -> list[Job]:

@@ -1,5 +1,8 @@
-"""The emulator's HTTP server: RunPod's public job API and the routes its workers poll."""
+"""The emulator's HTTP server: RunPod's control plane (REST API v1, `/v1`), its public job API
+(`/v2/{endpoint_id}`) and the routes its workers poll."""
 
+import asyncio
+import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -9,12 +12,54 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from gpu_worker.emulator.control import ControlError, ControlPlane
 from gpu_worker.emulator.jobs import FINAL, Endpoint, Job
-from gpu_worker.emulator.workers import WorkerProcess, worker_env
+from gpu_worker.emulator.workers import Pool
 
 DEFAULT_RUNSYNC_WAIT_MS = 90_000
 STREAM_POLL_S = 1.0  # how long /stream holds a request open for new chunks
 WORKER_POLL_S = 2.0  # how long job-take and job-stop hold a worker's request open
+SCALE_EVERY_S = 0.2  # how often the worker pools are scaled
+
+
+class Emulator:
+    """The emulator's state: job queues and worker pools by endpoint id, the control plane,
+    the API keys it accepts (a set, so a test can rotate them) and the image -> module map."""
+
+    def __init__(
+        self, base_url: str, images: dict[str, str], api_key: str | None, timeout_s: float | None
+    ) -> None:
+        self.base_url = base_url
+        self.images = images
+        self.api_keys = {api_key} if api_key else set()
+        self.execution_timeout_s = timeout_s
+        self.control = ControlPlane()
+        self.queues: dict[str, Endpoint] = {}
+        self.pools: dict[str, Pool] = {}
+
+    def add_endpoint(self, endpoint_id: str, timeout_s: float | None) -> Pool:
+        queue = Endpoint(endpoint_id, timeout_s)
+        self.queues[endpoint_id] = queue
+        self.pools[endpoint_id] = pool = Pool(queue, self.base_url)
+        return pool
+
+    def apply(self, endpoint: dict[str, Any]) -> None:
+        """(Re)configure the queue and the workers of an endpoint made through /v1."""
+        template = self.control.templates[endpoint["templateId"]]
+        pool = self.pools.get(endpoint["id"]) or self.add_endpoint(endpoint["id"], None)
+        pool.queue.execution_timeout_s = endpoint["executionTimeoutMs"] / 1000
+        env = {key: str(value) for key, value in template["env"].items()}
+        pool.configure(
+            self.images.get(template["imageName"]),
+            env,
+            endpoint["workersMin"],
+            endpoint["workersMax"],
+            endpoint["idleTimeout"],
+        )
+
+    async def remove(self, endpoint_id: str) -> None:
+        del self.queues[endpoint_id]
+        await self.pools.pop(endpoint_id).close()
 
 
 def create_app(
@@ -24,38 +69,45 @@ def create_app(
     api_key: str | None = None,
     execution_timeout_s: float | None = None,
     endpoint_env: dict[str, dict[str, str]] | None = None,
+    images: dict[str, str] | None = None,
 ) -> FastAPI:
-    """`endpoints` maps endpoint names to worker modules; `base_url` is where workers reach us;
-    `endpoint_env` adds variables to one endpoint's workers (as a RunPod template's env)."""
-    endpoint_env = endpoint_env or {}
-    queues = {name: Endpoint(name, execution_timeout_s) for name in endpoints}
-    workers = [
-        WorkerProcess(
-            module, {**worker_env(base_url, name, f"{name}-worker-0"), **endpoint_env.get(name, {})}
+    """`endpoints` maps names of fixed endpoints (one worker each, always on) to worker
+    modules; `base_url` is where workers reach us; `endpoint_env` adds variables to one fixed
+    endpoint's workers (as a RunPod template's env); `images` maps the image names of templates
+    made through /v1 to worker modules."""
+    state = Emulator(base_url, images or {}, api_key, execution_timeout_s)
+    for name, module in endpoints.items():
+        state.add_endpoint(name, execution_timeout_s).configure(
+            module, (endpoint_env or {}).get(name, {}), 1, 1
         )
-        for name, module in endpoints.items()
-    ]
+
+    async def scale_forever() -> None:
+        while True:
+            for pool in list(state.pools.values()):
+                pool.scale()
+            await asyncio.sleep(SCALE_EVERY_S)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for worker in workers:
-            worker.start()
+        scaler = asyncio.create_task(scale_forever())
         try:
             yield
         finally:
-            for worker in workers:
-                await worker.stop()
+            scaler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scaler
+            await asyncio.gather(*(pool.close() for pool in state.pools.values()))
 
     def endpoint_of(endpoint_id: str) -> Endpoint:
-        if endpoint_id not in queues:
+        if endpoint_id not in state.queues:
             raise HTTPException(404, f"endpoint {endpoint_id} not found")
-        return queues[endpoint_id]
+        return state.queues[endpoint_id]
 
     def authorized(authorization: Annotated[str | None, Header()] = None) -> None:
-        if api_key is None:
+        if not state.api_keys:
             return
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
+        given = (authorization or "").removeprefix("Bearer ").strip().encode()
+        if not any(hmac.compare_digest(given, key.encode()) for key in state.api_keys):
             raise HTTPException(401, "Unauthorized")
 
     def job_of(endpoint: Endpoint, job_id: str) -> Job:
@@ -130,7 +182,7 @@ def create_app(
 
     @public.get("/health")
     async def health(endpoint: EndpointDep) -> dict[str, Any]:
-        return endpoint.health()
+        return {"jobs": endpoint.counts_view(), "workers": state.pools[endpoint.name].health()}
 
     # The routes below are the ones the runpod SDK's job loop calls (RUNPOD_WEBHOOK_*).
     internal = APIRouter(prefix="/v2/{endpoint_id}", include_in_schema=False)
@@ -179,12 +231,91 @@ def create_app(
         return JSONResponse({"jobsToStop": job_ids}) if job_ids else Response(status_code=204)
 
     app = FastAPI(title="Tandem RunPod emulator", lifespan=lifespan)
-    app.state.workers = workers
+    app.state.emulator = state
 
     @app.exception_handler(HTTPException)
     async def _error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
+    @app.exception_handler(ControlError)
+    async def _control_error(request: Request, exc: ControlError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    app.include_router(control_routes(state, authorized))
     app.include_router(public)
     app.include_router(internal)
     return app
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise HTTPException(400, "request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, "request body must be a JSON object")
+    return body
+
+
+def control_routes(state: Emulator, authorized: Any) -> APIRouter:
+    """RunPod's REST API v1 for templates and serverless endpoints (`POST .../update` is the
+    spec's alias of PATCH)."""
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
+    control = state.control
+
+    @v1.post("/templates")
+    async def create_template(request: Request) -> dict[str, Any]:
+        return control.create_template(await _body(request))
+
+    @v1.get("/templates")
+    async def list_templates() -> list[dict[str, Any]]:
+        return list(control.templates.values())
+
+    @v1.get("/templates/{template_id}")
+    async def get_template(template_id: str) -> dict[str, Any]:
+        return control.template(template_id)
+
+    @v1.patch("/templates/{template_id}")
+    @v1.post("/templates/{template_id}/update")
+    async def update_template(template_id: str, request: Request) -> dict[str, Any]:
+        template = control.update_template(template_id, await _body(request))
+        for endpoint in control.endpoints.values():
+            if endpoint["templateId"] == template_id:
+                state.apply(endpoint)  # a new release: its workers are replaced
+        return template
+
+    @v1.delete("/templates/{template_id}", status_code=204)
+    async def delete_template(template_id: str) -> Response:
+        control.delete_template(template_id)
+        return Response(status_code=204)
+
+    @v1.post("/endpoints")
+    async def create_endpoint(request: Request) -> dict[str, Any]:
+        endpoint = control.create_endpoint(await _body(request))
+        state.apply(endpoint)
+        return control.view(endpoint, False)
+
+    IncludeTemplate = Annotated[bool, Query(alias="includeTemplate")]
+
+    @v1.get("/endpoints")
+    async def list_endpoints(include_template: IncludeTemplate = False) -> list[dict[str, Any]]:
+        return [control.view(e, include_template) for e in control.endpoints.values()]
+
+    @v1.get("/endpoints/{endpoint_id}")
+    async def get_endpoint(endpoint_id: str, include_template: IncludeTemplate = False) -> dict:
+        return control.view(control.endpoint(endpoint_id), include_template)
+
+    @v1.patch("/endpoints/{endpoint_id}")
+    @v1.post("/endpoints/{endpoint_id}/update")
+    async def update_endpoint(endpoint_id: str, request: Request) -> dict[str, Any]:
+        endpoint = control.update_endpoint(endpoint_id, await _body(request))
+        state.apply(endpoint)
+        return control.view(endpoint, False)
+
+    @v1.delete("/endpoints/{endpoint_id}", status_code=204)
+    async def delete_endpoint(endpoint_id: str) -> Response:
+        control.delete_endpoint(endpoint_id)
+        await state.remove(endpoint_id)
+        return Response(status_code=204)
+
+    return v1

@@ -1,12 +1,19 @@
-"""Worker processes: one per endpoint, each running its module under the runpod SDK's job loop."""
+"""Worker processes running a module under the runpod SDK's job loop, and the pool that scales
+an endpoint's workers as RunPod does."""
 
 import asyncio
 import logging
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpu_worker.emulator.jobs import Endpoint
 
 log = logging.getLogger("tandem.emulator")
 RESTART_DELAY_S = 1.0
@@ -86,3 +93,91 @@ class WorkerProcess:
             await asyncio.to_thread(self.process.wait)
         for workdir in self._workdirs:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Pool:
+    """One endpoint's workers, scaled as RunPod scales serverless workers: `workers_min` always
+    running, one per queued or running job up to `workers_max`, and a worker without a job for
+    `idle_timeout_s` stopped (never below `workers_min`). With no module (an image the emulator
+    cannot map), workers are wanted but never become ready, as with an image RunPod cannot
+    pull. A change of module or env replaces every worker, as a new template release does."""
+
+    def __init__(self, queue: "Endpoint", base_url: str) -> None:
+        self.queue = queue
+        self.base_url = base_url
+        self.module: str | None = None
+        self.env: dict[str, str] = {}
+        self.workers_min, self.workers_max, self.idle_timeout_s = 0, 0, 5.0
+        self.workers: dict[str, WorkerProcess] = {}
+        self.wanted = 0
+        self._idle_since: dict[str, float] = {}
+        self._serial = 0
+        self._stopping: set[asyncio.Task] = set()
+
+    def configure(
+        self,
+        module: str | None,
+        env: dict[str, str],
+        workers_min: int,
+        workers_max: int,
+        idle_timeout_s: float = math.inf,
+    ) -> None:
+        if (module, env) != (self.module, self.env):
+            for worker_id in list(self.workers):
+                self._stop(worker_id)
+        self.module, self.env = module, dict(env)
+        self.workers_min, self.workers_max = workers_min, workers_max
+        self.idle_timeout_s = idle_timeout_s
+
+    def scale(self) -> None:
+        """One step of the scaler: start the workers wanted, stop the idle ones not wanted."""
+        now = time.monotonic()
+        busy = self.queue.busy_workers()
+        demand = len(self.queue.queue) + len(busy & set(self.workers))
+        self.wanted = min(self.workers_max, max(self.workers_min, demand))
+        for worker_id in list(self.workers):
+            if worker_id in busy:
+                self._idle_since.pop(worker_id, None)
+                continue
+            idle_s = now - self._idle_since.setdefault(worker_id, now)
+            surplus = len(self.workers) > max(self.wanted, self.workers_min)
+            if len(self.workers) > self.workers_max or (surplus and idle_s >= self.idle_timeout_s):
+                self._stop(worker_id)
+        while self.module is not None and len(self.workers) < self.wanted:
+            self._start()
+
+    def health(self) -> dict[str, int]:
+        """The `workers` part of RunPod's /health: a worker is ready once it has asked for a job."""
+        ready = set(self.workers) & set(self.queue.workers_seen)
+        running = ready & self.queue.busy_workers()
+        return {
+            "idle": len(ready - running),
+            "running": len(running),
+            "initializing": max(self.wanted, len(self.workers)) - len(ready),
+        }
+
+    def _start(self) -> None:
+        worker_id = f"{self.queue.name}-worker-{self._serial}"
+        self._serial += 1
+        env = {**worker_env(self.base_url, self.queue.name, worker_id), **self.env}
+        worker = WorkerProcess(self.module or "", env)
+        worker.start()
+        self.workers[worker_id] = worker
+
+    def _stop(self, worker_id: str) -> None:
+        worker = self.workers.pop(worker_id)
+        self._idle_since.pop(worker_id, None)
+        self.queue.workers_seen.pop(worker_id, None)
+        task = asyncio.get_running_loop().create_task(worker.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def close(self) -> None:
+        for worker_id in list(self.workers):
+            self._stop(worker_id)
+        await asyncio.gather(*self._stopping)
+
+    def terminate(self) -> None:
+        """Ask every worker to exit now (the server is shutting down)."""
+        for worker in self.workers.values():
+            worker.terminate()

@@ -135,9 +135,7 @@ class RunPodRest:
         return self._call("GET", f"/templates/{template_id}")
 
     def update_template(self, template_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            "PATCH", f"/templates/{template_id}", typed("TemplateUpdateInput", body)
-        )
+        return self._call("PATCH", f"/templates/{template_id}", typed("TemplateUpdateInput", body))
 
     def delete_template(self, template_id: str) -> None:
         self._delete("templates", template_id)
@@ -149,9 +147,7 @@ class RunPodRest:
         return self._call("GET", f"/endpoints/{endpoint_id}")
 
     def update_endpoint(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            "PATCH", f"/endpoints/{endpoint_id}", typed("EndpointUpdateInput", body)
-        )
+        return self._call("PATCH", f"/endpoints/{endpoint_id}", typed("EndpointUpdateInput", body))
 
     def delete_endpoint(self, endpoint_id: str) -> None:
         """Scale the endpoint to zero workers, then delete it: RunPod deletes only endpoints

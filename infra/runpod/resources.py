@@ -1,4 +1,5 @@
-"""RunPod serverless templates and endpoints as Pulumi resources (see providers.py: the\nconnection to RunPod is the stack's config, not a property)."""
+"""RunPod serverless templates and endpoints as Pulumi resources (see providers.py: the
+connection to RunPod is the stack's config, not a property)."""
 
 from typing import Literal
 

@@ -1,0 +1,170 @@
+"""RunPod's control plane in the emulator: REST API v1 templates and serverless endpoints
+(shared/runpod/rest-v1-openapi.json), held in memory. An endpoint created here gets a job queue
+and a worker pool: its template's image, mapped to a worker module (`--image IMAGE=MODULE`),
+runs with the template's env, scaled by the endpoint's workersMin, workersMax and idleTimeout.
+
+Where RunPod's docs say more than the spec, the emulator does what RunPod does:
+* An endpoint is deleted only at 0 workers min and max (docs.runpod.io, "Manage endpoints":
+  "Delete a Serverless Endpoint": min and max workers must both be set to zero).
+* FlashBoot endpoints are named `<name> -fb` (same page: "append -fb to your endpoint's name
+  to enable FlashBoot"); `flashboot` itself is accepted and never returned (the spec's Endpoint
+  has no such field).
+* An unknown id: GET answers 404 "... not found", PATCH and DELETE answer 400 (the responses
+  the spec lists for those operations).
+The emulator also refuses to delete a template that an endpoint uses (the endpoint could not be
+served any more); Pulumi deletes the endpoint first.
+"""
+
+import secrets
+import string
+from datetime import UTC, datetime
+from typing import Any
+
+FLASHBOOT_SUFFIX = " -fb"
+TEMPLATE_DEFAULTS: dict[str, Any] = {
+    "category": "NVIDIA",
+    "containerDiskInGb": 50,
+    "dockerEntrypoint": [],
+    "dockerStartCmd": [],
+    "env": {},
+    "isPublic": False,
+    "isRunpod": False,
+    "isServerless": False,
+    "ports": [],
+    "readme": "",
+    "volumeInGb": 0,
+    "volumeMountPath": "/workspace",
+}
+ENDPOINT_DEFAULTS: dict[str, Any] = {
+    "computeType": "GPU",
+    "gpuCount": 1,
+    "gpuTypeIds": [],
+    "idleTimeout": 5,
+    "executionTimeoutMs": 600_000,
+    "scalerType": "QUEUE_DELAY",
+    "scalerValue": 4,
+    "workersMin": 0,
+    "workersMax": 3,
+}
+WRITE_ONLY = ("flashboot",)
+USER_ID = "user_emulator"
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _new_id(length: int) -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _clean(body: dict[str, Any]) -> dict[str, Any]:
+    """A body's set fields: RunPod's update keeps what is left out, and an empty string clears
+    an optional id (networkVolumeId, containerRegistryAuthId)."""
+    return {key: value for key, value in body.items() if value is not None}
+
+
+class ControlPlane:
+    """Templates and endpoints by id, as RunPod's REST API v1 shows them."""
+
+    def __init__(self) -> None:
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.flashboot: dict[str, bool] = {}
+
+    # -- templates ------------------------------------------------------------------------
+    def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
+        for key in ("name", "imageName"):
+            if not body.get(key):
+                raise ControlError(400, f"{key} is required")
+        template = {**TEMPLATE_DEFAULTS, **_clean(body), "id": _new_id(10)}
+        self.templates[template["id"]] = template
+        return template
+
+    def template(self, template_id: str, verb: str = "GET") -> dict[str, Any]:
+        if template_id not in self.templates:
+            raise ControlError(*_unknown("template", template_id, verb))
+        return self.templates[template_id]
+
+    def update_template(self, template_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        template = self.template(template_id, "PATCH")
+        template.update(_clean(body))
+        return template
+
+    def delete_template(self, template_id: str) -> None:
+        self.template(template_id, "DELETE")
+        users = [e["id"] for e in self.endpoints.values() if e["templateId"] == template_id]
+        if users:
+            raise ControlError(400, f"template {template_id} is in use by endpoint {users[0]}")
+        del self.templates[template_id]
+
+    # -- endpoints ------------------------------------------------------------------------
+    def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
+        fields = _clean(body)
+        self._check_endpoint(fields)
+        endpoint = {
+            **ENDPOINT_DEFAULTS,
+            "name": fields.get("name") or "endpoint",
+            **{k: v for k, v in fields.items() if k not in WRITE_ONLY},
+            "id": _new_id(14),
+            "userId": USER_ID,
+            "version": 0,
+            "createdAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        self.endpoints[endpoint["id"]] = endpoint
+        self._flashboot(endpoint, fields.get("flashboot", False))
+        return endpoint
+
+    def endpoint(self, endpoint_id: str, verb: str = "GET") -> dict[str, Any]:
+        if endpoint_id not in self.endpoints:
+            raise ControlError(*_unknown("endpoint", endpoint_id, verb))
+        return self.endpoints[endpoint_id]
+
+    def update_endpoint(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        endpoint = self.endpoint(endpoint_id, "PATCH")
+        fields = _clean(body)
+        self._check_endpoint({**endpoint, **fields})
+        endpoint.update({k: v for k, v in fields.items() if k not in WRITE_ONLY})
+        endpoint["version"] += 1
+        self._flashboot(endpoint, fields.get("flashboot", self.flashboot[endpoint_id]))
+        return endpoint
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        endpoint = self.endpoint(endpoint_id, "DELETE")
+        if endpoint["workersMin"] or endpoint["workersMax"]:
+            raise ControlError(
+                400,
+                "set the endpoint's min and max workers to 0 before deleting it "
+                f"(it has {endpoint['workersMin']} min, {endpoint['workersMax']} max)",
+            )
+        del self.endpoints[endpoint_id]
+        del self.flashboot[endpoint_id]
+
+    def view(self, endpoint: dict[str, Any], template: bool) -> dict[str, Any]:
+        """An endpoint as GET answers it: with its template's env, and with includeTemplate,
+        the template; an optional id that was cleared is left out."""
+        view = {**endpoint, "env": self.templates[endpoint["templateId"]]["env"]}
+        if template:
+            view["template"] = self.templates[endpoint["templateId"]]
+        return {key: value for key, value in view.items() if value != ""}
+
+    def _check_endpoint(self, fields: dict[str, Any]) -> None:
+        if fields.get("templateId") not in self.templates:
+            raise ControlError(400, f"templateId {fields.get('templateId')!r} is not a template")
+        low, high = fields.get("workersMin", 0), fields.get("workersMax", 3)
+        if low > high:
+            raise ControlError(400, f"workersMin ({low}) must not exceed workersMax ({high})")
+
+    def _flashboot(self, endpoint: dict[str, Any], on: bool) -> None:
+        self.flashboot[endpoint["id"]] = on
+        name = endpoint["name"].removesuffix(FLASHBOOT_SUFFIX)
+        endpoint["name"] = name + FLASHBOOT_SUFFIX if on else name
+
+
+def _unknown(kind: str, item_id: str, verb: str) -> tuple[int, str]:
+    if verb == "GET":
+        return 404, f"{kind.capitalize()} not found."
+    return 400, f"Invalid {kind} ID."
