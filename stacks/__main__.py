@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from infra.config import ConfigError, stack_settings
+from infra.config import REPO_ROOT, ConfigError, stack_settings
 from stacks.drift import StackDrift, classify, exit_code, json_report, markdown_report, text_report
 from stacks.postdeploy import CheckFailed, check
 from stacks.review import (
@@ -25,12 +25,19 @@ from stacks.review import (
 from stacks.workspace import AutomationWorkspace, Workspace, check_credentials
 
 
+def _settings(stack: str, work_dir: Path) -> dict:
+    try:
+        return stack_settings(stack, work_dir)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _review_up(args: argparse.Namespace, workspace: Workspace) -> int:
     pr = pr_number(args.pr)
     stack = review_stack(pr)
-    config = review_config(duration(args.ttl))
+    settings = _settings(stack, args.work_dir) | review_config(duration(args.ttl))
     message = f"review stack for PR #{pr}" + (f" at {args.sha}" if args.sha else "")
-    result = workspace.up(stack, config, list(SHARED_SECRETS), message)
+    result = workspace.up(stack, settings, list(SHARED_SECRETS), message)
     comment = pr_comment(pr, args.sha, result.outputs, result.summary)
     print(f"api_url: {result.outputs.get('api_url', '(not exported)')}")
     print(comment)
@@ -66,8 +73,11 @@ def _review_gc(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 def _drift(args: argparse.Namespace, workspace: Workspace) -> int:
+    stacks = args.stack or ["dev", "prod"]
+    for stack in stacks:
+        _settings(stack, args.work_dir)  # a known stack, or one line saying it is not
     results = []
-    for stack in args.stack or ["dev", "prod"]:
+    for stack in stacks:
         try:
             results.append(classify(stack, workspace.preview_refresh(stack)))
         except Exception as exc:
@@ -101,16 +111,14 @@ def _check(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
-def _known_stack(name: str) -> str:
-    try:
-        stack_settings(name)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return name
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m stacks", description=__doc__)
+    root.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT,
+        help="the Pulumi project's directory (default: this repository's root)",
+    )
     commands = root.add_subparsers(dest="command", required=True)
     review = commands.add_parser("review", help="review stacks, one per pull request")
     actions = review.add_subparsers(dest="action", required=True)
@@ -130,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--open-prs", help="comma-separated open PR numbers; others are destroyed")
     gc.set_defaults(run=_review_gc)
     drift = commands.add_parser("drift", help="refresh previews: what changed out of band")
-    drift.add_argument("--stack", action="append", type=_known_stack)
+    drift.add_argument("--stack", action="append", help="a stack (repeat); default dev and prod")
     drift.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     drift.set_defaults(run=_drift)
     after = commands.add_parser("check", help="after a deploy: readiness, GPU health, a smoke chat")
@@ -142,13 +150,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(
-    argv: list[str] | None = None, workspace: Callable[[], Workspace] = AutomationWorkspace
+    argv: list[str] | None = None, workspace: Callable[[Path], Workspace] = AutomationWorkspace
 ) -> int:
     args = parser().parse_args(argv)
     try:
         if getattr(args, "needs_pulumi", True):
             check_credentials()
-            return args.run(args, workspace())
+            if not (args.work_dir / "Pulumi.yaml").is_file():
+                raise UsageError(f"{args.work_dir} is not a Pulumi project (no Pulumi.yaml)")
+            return args.run(args, workspace(args.work_dir))
         return args.run(args, None)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,11 +1,14 @@
 """Drift: what a refresh preview (Automation API `preview_refresh`, `pulumi refresh
 --preview-only`) says about each resource of a stack, and the report of it.
 
-A refresh preview changes no state. Its engine events (`resourcePreEvent`, shapes in
-pulumi/pulumi `pkg/apitype/events.go`) hold one step per resource: `same` or an unchanged
-`refresh` is no drift; `update`, `refresh` with differences or a replacement is drift, with the
-differing properties; `delete`/`discard` means the resource was deleted out of band; `create`
-or `import` one created out of band. Secret values are never shown.
+A refresh preview changes no state. The engine reads each resource from its provider and then
+sends a `resOutputsEvent` (shapes in pulumi/pulumi `pkg/apitype/events.go`) whose step holds
+the state before (`old`) and as read (`new`): `same` is no drift; `update` (or a replacement)
+is drift, with the properties whose values differ (secret values are masked in the events, so
+when nothing visible differs, the secret properties are the ones named); `delete`/`discard`
+means the resource was deleted out of band. The `resourcePreEvent` sent before the read says
+only that a refresh is coming, so it is not read. A refresh reads only the resources in the
+state: what was created out of band is not seen. Secret values are never shown.
 """
 
 import json
@@ -15,12 +18,11 @@ from typing import Any, Literal
 
 from infra.policy.rules import SECRET_SIG
 
-Status = Literal["unchanged", "drifted", "deleted", "created"]
+Status = Literal["unchanged", "drifted", "deleted"]
 SECRET = "[secret]"  # noqa: S105 - what is shown instead of a secret value
 UNCHANGED_OPS = {"same", "read"}
 DELETED_OPS = {"delete", "discard", "delete-replaced", "discard-replaced"}
-CREATED_OPS = {"create", "import"}
-LABELS = {"drifted": "drifted", "deleted": "deleted out of band", "created": "created out of band"}
+LABELS = {"drifted": "drifted", "deleted": "deleted out of band"}
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,13 @@ def _lookup(state: dict[str, Any] | None, path: str) -> tuple[Any, bool]:
 
 def _changes(step: dict[str, Any]) -> tuple[Change, ...]:
     old, new = step.get("old"), step.get("new")
+    before = (old or {}).get("outputs") or {}
+    after = (new or {}).get("outputs") or {}
+    keys = sorted(k for k in set(before) | set(after) if not k.startswith("__"))  # __provider
     paths = list(step.get("detailedDiff") or {}) or list(step.get("diffs") or [])
-    if not paths:  # a refresh step lists no diffs: compare the outputs themselves
-        before = (old or {}).get("outputs") or {}
-        after = (new or {}).get("outputs") or {}
-        paths = [
-            key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)
-        ]
+    paths = paths or [key for key in keys if before.get(key) != after.get(key)]
+    if not paths:  # a change the engine saw behind masked secret values
+        paths = [key for key in keys if _secret(before.get(key)) or _secret(after.get(key))]
     changes = []
     for path in sorted(paths):
         (was, old_secret), (now, new_secret) = _lookup(old, path), _lookup(new, path)
@@ -98,24 +100,22 @@ def _changes(step: dict[str, Any]) -> tuple[Change, ...]:
 
 def _resource(step: dict[str, Any]) -> ResourceDrift | None:
     urn, kind = step.get("urn", ""), step.get("type", "")
-    if kind == "pulumi:pulumi:Stack" or kind.startswith("pulumi:providers:"):
-        return None
+    if not step.get("provider") or kind.startswith("pulumi:providers:"):
+        return None  # the stack, components and providers: nothing a refresh reads
     name = urn.rsplit("::", 1)[-1]
     op = step.get("op")
     if op in DELETED_OPS:
         return ResourceDrift(urn, kind, name, "deleted")
-    if op in CREATED_OPS:
-        return ResourceDrift(urn, kind, name, "created")
     changes = () if op in UNCHANGED_OPS else _changes(step)
     return ResourceDrift(urn, kind, name, "drifted" if changes else "unchanged", changes)
 
 
 def classify(stack: str, events: Iterable[dict[str, Any]]) -> StackDrift:
-    """Each resource's drift from a refresh preview's engine events (JSON, as the CLI and the
-    Automation API emit them); the last step of a resource counts."""
+    """Each resource's drift from a refresh preview's engine events (JSON, the engine's
+    shapes); the last step of a resource counts."""
     steps: dict[str, dict[str, Any]] = {}
     for event in events:
-        step = (event.get("resourcePreEvent") or {}).get("metadata")
+        step = (event.get("resOutputsEvent") or {}).get("metadata")
         if step and step.get("urn"):
             steps[step["urn"]] = step
     resources = [r for step in steps.values() if (r := _resource(step)) is not None]

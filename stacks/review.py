@@ -8,7 +8,7 @@ from typing import Any
 
 from infra.config import REVIEW_STACK, SECRET_KEYS
 
-_DURATION = re.compile(r"([1-9][0-9]*)([smhd])")
+_DURATION = re.compile(r"(0|[1-9][0-9]*)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -46,7 +46,8 @@ def duration(value: str) -> timedelta:
 
 
 def review_config(ttl: timedelta) -> dict[str, Any]:
-    """What `review up` sets on the stack besides dev's settings: its time to live (a label)."""
+    """What `review up` adds to the review stack's settings (infra.config.stack_settings): its
+    time to live (a label)."""
     hours = max(1, round(ttl.total_seconds() / 3600))
     return {"tandem:ttlHours": hours}
 

@@ -83,7 +83,7 @@ class AutomationWorkspace:
     def _program(self) -> None:
         runpy.run_path(str(self.main), run_name="__main__")
 
-    def _stack(self, name: str, create: bool = False):
+    def stack(self, name: str, create: bool = False):
         make = self.auto.Stack.create_or_select if create else self.auto.Stack.select
         return make(name, self.workspace)
 
@@ -105,10 +105,10 @@ class AutomationWorkspace:
     def up(
         self, stack: str, settings: dict[str, Any], shared_secrets: list[str], message: str
     ) -> UpResult:
-        target = self._stack(stack, create=True)
+        target = self.stack(stack, create=True)
         self._write_settings(stack, settings)
         own = target.get_all_config()
-        dev = self._stack("dev")
+        dev = self.stack("dev")
         dev_config = dev.get_all_config()
         for key in shared_secrets:
             name = f"tandem:{key}"
@@ -121,7 +121,7 @@ class AutomationWorkspace:
 
     def destroy(self, stack: str) -> bool:
         try:
-            target = self._stack(stack)
+            target = self.stack(stack)
         except self.auto.StackNotFoundError:
             return False
         target.destroy(on_output=print)
@@ -130,25 +130,45 @@ class AutomationWorkspace:
 
     def preview_refresh(self, stack: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
-        self._stack(stack).preview_refresh(
-            on_event=lambda event: events.append(_event_json(event)), show_secrets=False
-        )
+
+        def collect(event: Any) -> None:
+            if (found := _event_json(event)) is not None:
+                events.append(found)
+
+        self.stack(stack).preview_refresh(on_event=collect, show_secrets=False)
         return events
 
 
-def _event_json(event: Any) -> dict[str, Any]:
-    """An Automation API EngineEvent as the CLI's JSON engine event (camelCase keys)."""
-    return _camel(_plain(event))
+def _event_json(event: Any) -> dict[str, Any] | None:
+    """A resource step of an Automation API EngineEvent as the engine's JSON event
+    (`{"resourcePreEvent"|"resOutputsEvent": {"metadata": step}}`); None for other events."""
+    for attribute, key in (
+        ("resource_pre_event", "resourcePreEvent"),
+        ("res_outputs_event", "resOutputsEvent"),
+    ):
+        if (found := getattr(event, attribute)) is not None:
+            return {key: {"metadata": _step(found.metadata)}}
+    return None
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "__dict__"):
-        return {k: _plain(v) for k, v in vars(value).items() if v is not None}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return getattr(value, "value", value)  # enums
+def _step(metadata: Any) -> dict[str, Any]:
+    """An Automation API step (`StepEventMetadata`) as the engine's JSON step."""
 
+    def state(s: Any) -> dict[str, Any] | None:
+        if s is None:
+            return None
+        return {"type": s.type, "urn": s.urn, "id": s.id, "outputs": s.outputs or {}}
 
-def _camel(value: Any, outputs: bool = False) -> Any: ...
+    return {
+        "op": getattr(metadata.op, "value", metadata.op),
+        "urn": metadata.urn,
+        "type": metadata.type,
+        "provider": metadata.provider,
+        "old": state(metadata.old),
+        "new": state(metadata.new),
+        "diffs": metadata.diffs or [],
+        "detailedDiff": {
+            path: {"diffKind": diff.diff_kind.value, "inputDiff": diff.input_diff}
+            for path, diff in (metadata.detailed_diff or {}).items()
+        },
+    }

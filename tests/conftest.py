@@ -5,7 +5,6 @@ both, and the RunPod emulator with the real workers in their own processes."""
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from app.inference import InferenceBackend
 from app.inference.local import LocalBackend
 from app.main import create_app
 from app.services.api_keys import create_api_key
+from tests.net import free_port
 from tests.vllm_cpu import CPU_ENV
 from tests.workers.controlled import ControlledWorker
 
@@ -190,12 +190,6 @@ async def api(
     )
     async for started in start_api(settings, local_backend):
         yield started
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 EMULATOR_API_KEY = "emulator-key"

@@ -112,7 +112,11 @@ class RunPodRest:
             detail = detail.replace(secret, MASK)
         return detail[:MAX_DETAIL_CHARS]
 
-    def _gone(self, kind: str, item_id: str) -> bool:
+    def _gone_after(self, exc: RunPodApiError, kind: str, item_id: str) -> bool:
+        """Whether a 4xx answer meant "already gone": RunPod answers a PATCH or DELETE of an
+        unknown id with 400 ("Invalid ... ID", per its spec), so a GET decides."""
+        if not 400 <= exc.status < 500:
+            return False
         try:
             self._call("GET", f"/{kind}/{item_id}")
         except RunPodNotFound:
@@ -120,12 +124,11 @@ class RunPodRest:
         return False
 
     def _delete(self, kind: str, item_id: str) -> None:
-        """Delete; one that is already gone is not an error (RunPod answers a DELETE of an
-        unknown id with 400 "Invalid ... ID", per its spec, so a 4xx is checked with a GET)."""
+        """Delete; one that is already gone is not an error."""
         try:
             self._call("DELETE", f"/{kind}/{item_id}")
         except RunPodApiError as exc:
-            if not (400 <= exc.status < 500 and self._gone(kind, item_id)):
+            if not self._gone_after(exc, kind, item_id):
                 raise
 
     def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +158,8 @@ class RunPodRest:
         Serverless Endpoint")."""
         try:
             self.update_endpoint(endpoint_id, {"workersMin": 0, "workersMax": 0})
-        except RunPodNotFound:
-            return
+        except RunPodApiError as exc:
+            if self._gone_after(exc, "endpoints", endpoint_id):
+                return
+            raise
         self._delete("endpoints", endpoint_id)

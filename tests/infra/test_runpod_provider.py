@@ -1,57 +1,74 @@
-"""The RunPod dynamic providers, method by method, against the fake control plane, which checks
-every request and response against RunPod's published spec."""
+"""The RunPod dynamic providers, method by method, against the emulator's control plane, which
+checks every request and response against RunPod's published spec. (The engine tests run them
+under the real Pulumi engine: tests/engine.)"""
 
+import httpx
 import pytest
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config
 
 from infra.runpod.client import RunPodApiError, RunPodRest
-from infra.runpod.providers import EndpointProvider, TemplateProvider
-from tests.infra.fake_runpod import FakeRunPod
+from infra.runpod.providers import API_BASE, API_KEY, EndpointProvider, TemplateProvider
+from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
+
+KEY = "rp-test-key"
+HMAC = "s3cret-hmac-value"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def runpod():
-    with FakeRunPod() as fake:
-        yield fake
-    assert fake.violations == []
+    with ControlPlane(KEY) as control:
+        yield control
 
 
-def template_props(runpod: FakeRunPod, **overrides) -> dict:
+@pytest.fixture(autouse=True)
+def no_violations(runpod):
+    yield
+    assert runpod.violations == []
+
+
+def configured(provider_class, runpod: ControlPlane, key: str | None = KEY):
+    """A provider as the engine configures it: with the stack's config."""
+    provider = provider_class()
+    config = {API_BASE: runpod.url} | ({API_KEY: key} if key else {})
+    provider.configure(ConfigureRequest(Config(config, "tandem")))
+    return provider
+
+
+def template_props(**overrides) -> dict:
     return {
         "name": "tandem-dev-llm",
-        "imageName": "europe-docker.pkg.dev/p/tandem/llm@sha256:" + "a" * 64,
-        "env": {"MODEL_NAME": "Qwen/Qwen2.5-1.5B-Instruct", "EMBEDDING_HMAC_SECRET": "s3cret"},
-        "containerDiskInGb": 30,
+        "imageName": CONTROLLED_IMAGE,
+        "env": {"MODEL_NAME": "Qwen/Qwen2.5-1.5B-Instruct", "EMBEDDING_HMAC_SECRET": HMAC},
+        "containerDiskInGb": 30.0,  # as the engine hands every number: a float
         "isServerless": True,
-        "apiKey": runpod.api_key,
-        "apiBase": runpod.base_url,
     } | overrides
 
 
-def endpoint_props(runpod: FakeRunPod, template_id: str, **overrides) -> dict:
+def endpoint_props(template_id: str, **overrides) -> dict:
     return {
         "name": "tandem-dev-llm",
         "templateId": template_id,
         "computeType": "GPU",
         "gpuTypeIds": ["NVIDIA GeForce RTX 4090", "NVIDIA RTX A5000"],
-        "gpuCount": 1,
-        "workersMin": 0,
-        "workersMax": 2,
-        "idleTimeout": 5,
-        "executionTimeoutMs": 600_000,
+        "gpuCount": 1.0,
+        "workersMin": 0.0,
+        "workersMax": 2.0,
+        "idleTimeout": 5.0,
+        "executionTimeoutMs": 600_000.0,
         "scalerType": "QUEUE_DELAY",
-        "scalerValue": 4,
+        "scalerValue": 4.0,
         "flashboot": True,
-        "apiKey": runpod.api_key,
-        "apiBase": runpod.base_url,
     } | overrides
 
 
 def test_template_create_read_update_delete(runpod):
-    provider = TemplateProvider()
-    props = template_props(runpod)
+    provider = configured(TemplateProvider, runpod)
+    props = template_props()
     created = provider.create(props)
-    assert runpod.templates[created.id]["imageName"] == props["imageName"]
-    assert runpod.templates[created.id]["isServerless"] is True
+    live = runpod.rest("GET", f"/templates/{created.id}").json()
+    assert live["imageName"] == CONTROLLED_IMAGE and live["isServerless"] is True
+    assert live["containerDiskInGb"] == 30 and isinstance(live["containerDiskInGb"], int)
     assert created.outs["env"] == props["env"]
 
     new_env = {**props["env"], "MAX_CONCURRENCY": "16"}
@@ -62,81 +79,121 @@ def test_template_create_read_update_delete(runpod):
 
     assert provider.read(created.id, updated.outs).outs["env"] == new_env
     provider.delete(created.id, updated.outs)
-    assert created.id not in runpod.templates
-    provider.delete(created.id, updated.outs)  # already gone: not an error
+    assert runpod.rest("GET", f"/templates/{created.id}").status_code == 404
+    provider.delete(created.id, updated.outs)  # already gone (RunPod answers 400): not an error
 
 
 def test_endpoint_lifecycle_and_what_replaces(runpod):
-    template = TemplateProvider().create(template_props(runpod))
-    provider = EndpointProvider()
-    props = endpoint_props(runpod, template.id)
+    template = configured(TemplateProvider, runpod).create(template_props())
+    provider = configured(EndpointProvider, runpod)
+    props = endpoint_props(template.id)
     created = provider.create(props)
-    live = runpod.endpoints[created.id]
+    live = runpod.rest("GET", f"/endpoints/{created.id}").json()
     assert live["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090", "NVIDIA RTX A5000"]  # in order
     assert (live["workersMin"], live["workersMax"]) == (0, 2)
+    assert live["name"] == "tandem-dev-llm -fb"  # RunPod's flashboot name...
+    assert created.outs["name"] == "tandem-dev-llm"  # ...is not a change
+    assert not provider.diff(created.id, created.outs, props).changes
 
-    in_place = provider.diff(created.id, created.outs, {**props, "workersMax": 5})
+    in_place = provider.diff(created.id, created.outs, {**props, "workersMax": 5.0})
     assert in_place.changes and in_place.replaces == []
     replace = provider.diff(created.id, created.outs, {**props, "computeType": "CPU"})
     assert replace.replaces == ["computeType"]
-    assert not provider.diff(created.id, created.outs, props).changes
 
-    updated = provider.update(created.id, created.outs, {**props, "workersMax": 5})
-    assert runpod.endpoints[created.id]["workersMax"] == updated.outs["workersMax"] == 5
+    updated = provider.update(created.id, created.outs, {**props, "workersMax": 5.0})
+    assert runpod.rest("GET", f"/endpoints/{created.id}").json()["workersMax"] == 5
+    assert updated.outs["workersMax"] == 5
+    provider.delete(created.id, updated.outs)  # scaled to 0 first, as RunPod requires
+    assert runpod.rest("GET", f"/endpoints/{created.id}").status_code == 404
+    provider.delete(created.id, updated.outs)  # already gone: not an error
+
+
+def test_removing_an_optional_field_is_a_change_that_clears_it(runpod):
+    template = configured(TemplateProvider, runpod).create(template_props())
+    provider = configured(EndpointProvider, runpod)
+    props = endpoint_props(template.id, networkVolumeId="vol-1")
+    created = provider.create(props)
+    assert created.outs["networkVolumeId"] == "vol-1"
+    without = {k: v for k, v in props.items() if k != "networkVolumeId"}
+    diff = provider.diff(created.id, created.outs, without)
+    assert diff.changes and diff.replaces == []
+    updated = provider.update(created.id, created.outs, without)
+    assert "networkVolumeId" not in updated.outs
+    assert "networkVolumeId" not in runpod.rest("GET", f"/endpoints/{created.id}").json()
+    assert not provider.diff(created.id, updated.outs, without).changes
     provider.delete(created.id, updated.outs)
-    assert runpod.endpoints == {}
 
 
 def test_read_shows_out_of_band_changes_as_drift(runpod):
-    template = TemplateProvider().create(template_props(runpod))
-    provider = EndpointProvider()
-    props = endpoint_props(runpod, template.id)
+    template = configured(TemplateProvider, runpod).create(template_props())
+    provider = configured(EndpointProvider, runpod)
+    props = endpoint_props(template.id)
     created = provider.create(props)
-    runpod.endpoints[created.id].update(workersMin=3, gpuTypeIds=["NVIDIA H100 80GB HBM3"])
+    runpod.rest(
+        "PATCH",
+        f"/endpoints/{created.id}",
+        json={"workersMax": 3, "gpuTypeIds": ["NVIDIA H100 80GB HBM3"]},
+    )
     state = provider.read(created.id, created.outs).outs
-    assert state["workersMin"] == 3
+    assert state["workersMax"] == 3
     assert state["gpuTypeIds"] == ["NVIDIA H100 80GB HBM3"]
     assert state["flashboot"] is True  # RunPod never returns it: the last applied value stays
     assert provider.diff(created.id, state, props).changes  # the next `up` puts it back
 
-    del runpod.endpoints[created.id]
+    provider.delete(created.id, state)
     assert provider.read(created.id, state).id == ""  # deleted out of band: gone
 
 
-def test_the_api_key_comes_from_the_environment_when_the_stack_has_none(runpod, monkeypatch):
-    props = template_props(runpod)
-    del props["apiKey"]
-    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
-    with pytest.raises(ValueError, match="RUNPOD_API_KEY"):
-        TemplateProvider().create(props)
-    monkeypatch.setenv("RUNPOD_API_KEY", runpod.api_key)
-    assert TemplateProvider().create(props).id in runpod.templates
+def test_without_a_key_the_error_names_the_stack_setting(runpod):
+    provider = configured(TemplateProvider, runpod, key=None)
+    with pytest.raises(ValueError, match="tandem:runpodApiKey"):
+        provider.create(template_props())
 
 
 def test_a_wrong_key_says_what_runpod_answered_without_the_key(runpod):
+    provider = configured(TemplateProvider, runpod, key="rp-wrong-key-123")
     with pytest.raises(RunPodApiError) as error:
-        TemplateProvider().create(template_props(runpod, apiKey="rp-wrong-key-123"))
+        provider.create(template_props())
     assert "401" in str(error.value)
     assert "rp-wrong-key-123" not in str(error.value)
 
 
-def test_rate_limits_and_outages_are_retried_except_for_creates(runpod):
-    client = RunPodRest(runpod.api_key, runpod.base_url, backoff_s=0)
-    created = client.create_template({"name": "t", "imageName": "img"})
-    runpod.failures = [429, 503]
-    assert client.get_template(created["id"])["name"] == "t"
-    runpod.failures = [503]
+def test_runpod_error_bodies_never_carry_secrets_out():
+    """RunPod's error bodies can echo the input: the key and env values are masked."""
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": f"bad input: {request.content.decode()}"})
+
+    client = RunPodRest(KEY, "https://rest.runpod.io/v1", transport=httpx.MockTransport(echo))
+    with pytest.raises(RunPodApiError) as error:
+        client.create_template({"name": "t", "imageName": "i", "env": {"HMAC": HMAC}})
+    assert HMAC not in str(error.value) and "[secret]" in str(error.value)
+
+
+def test_rate_limits_and_outages_are_retried_except_for_creates():
+    answers: list[int] = []
+    created: list[str] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        status = answers.pop(0) if answers else 200
+        if status == 200 and request.method == "POST":
+            created.append("t")
+        return httpx.Response(status, json={"id": "t1", "name": "t", "imageName": "img"})
+
+    client = RunPodRest(KEY, "https://rest.runpod.io/v1", httpx.MockTransport(flaky), 0)
+    answers[:] = [429, 503]
+    assert client.get_template("t1")["name"] == "t"
+    answers[:] = [503]
     with pytest.raises(RunPodApiError, match="503 to POST /templates"):
         client.create_template({"name": "t2", "imageName": "img"})
-    assert len(runpod.templates) == 1  # no second template behind the caller's back
-    runpod.failures = [500] * 4
+    assert created == []  # no second template behind the caller's back
+    answers[:] = [500] * 4
     with pytest.raises(RunPodApiError, match="500 to GET"):
-        client.get_template(created["id"])
-    client.close()
+        client.get_template("t1")
 
 
 def test_a_request_off_the_spec_is_caught(runpod):
-    client = RunPodRest(runpod.api_key, runpod.base_url)
+    client = RunPodRest(KEY, runpod.url)
     with pytest.raises(RunPodApiError, match="400"):
         client.create_endpoint({"templateId": "t1", "idleTimeout": 99_999})  # max is 3600
     assert runpod.violations

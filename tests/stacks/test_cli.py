@@ -1,15 +1,16 @@
 """`python -m stacks`: review stacks and drift, with the Automation API seam replaced by a
-double that records each call (the Pulumi CLI cannot run here; the seam is the one place that
-would call it)."""
+double that records each call (tests/engine runs the same commands on the real engine)."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infra.config import stack_settings
+from infra.plan import run_program
 from stacks.__main__ import main
 from stacks.review import StackInfo, UsageError, duration, pr_number, stale
 from stacks.workspace import UpResult, check_credentials
-from tests.stacks.events import CLEAN_STACK, DRIFTED_STACK
+from tests.stacks.fixtures import CLEAN_STACK, DRIFTED_STACK
 
 
 class RecordingWorkspace:
@@ -25,8 +26,8 @@ class RecordingWorkspace:
         self.calls.append(("stacks",))
         return self._stacks
 
-    def up(self, stack, config, shared_secrets, message):
-        self.calls.append(("up", stack, config, tuple(shared_secrets), message))
+    def up(self, stack, settings, shared_secrets, message):
+        self.calls.append(("up", stack, settings, tuple(shared_secrets), message))
         outputs = {"api_url": "https://pr.example.run.app", "hmac": "[secret]"}
         return UpResult(outputs, {"create": 30, "same": 0})
 
@@ -49,7 +50,7 @@ def pulumi_login(monkeypatch):
 
 
 def run(argv, workspace):
-    return main(argv, workspace=lambda: workspace)
+    return main(argv, workspace=lambda _work_dir: workspace)
 
 
 def test_review_up_creates_the_stack_and_prints_the_comment(capsys, tmp_path):
@@ -61,7 +62,7 @@ def test_review_up_creates_the_stack_and_prints_the_comment(capsys, tmp_path):
     assert call == (
         "up",
         "pr-42",
-        {"tandem:ttlHours": 72},
+        stack_settings("pr-42"),  # dev's settings with the review overrides, 72 h to live
         ("runpodApiKey", "supabaseDatabaseUrl", "supabaseServiceKey"),
         "review stack for PR #42 at 0123456789abcdef",
     )
@@ -70,6 +71,17 @@ def test_review_up_creates_the_stack_and_prints_the_comment(capsys, tmp_path):
     assert "### Review stack `pr-42` at 0123456789ab" in out and "Changes: 30 create" in out
     assert "| `hmac` | [secret] |" in out
     assert out == f"api_url: https://pr.example.run.app\n{comment.read_text()}\n"
+
+
+def test_review_up_sets_the_config_the_offline_plan_runs(tmp_path):
+    """What `review up` makes of pr-7 is what `python -m infra.plan --stack pr-7` plans."""
+    workspace = RecordingWorkspace()
+    assert run(["review", "up", "--pr", "7", "--ttl", "48h"], workspace) == 0
+    [(_, stack, settings, _, _)] = workspace.calls
+    assert settings == stack_settings("pr-7") | {"tandem:ttlHours": 48}
+    planned = run_program(stack, settings)
+    assert planned == run_program("pr-7", stack_settings("pr-7") | {"tandem:ttlHours": 48})
+    assert {r["type"] for r in planned} >= {"gcp:cloudrunv2/service:Service"}
 
 
 def test_review_destroy_tolerates_a_stack_already_gone(capsys):
@@ -135,7 +147,7 @@ def test_drift_exit_codes_and_reports(capsys):
     assert run(["drift"], workspace) == 2
     assert workspace.calls == [("preview_refresh", "dev"), ("preview_refresh", "prod")]
     out = capsys.readouterr().out
-    assert "dev: 2 drifted" in out and "prod: no drift" in out
+    assert "dev: 2 drifted, 1 deleted out of band" in out and "prod: no drift" in out
     assert run(["drift", "--stack", "prod", "--format", "markdown"], workspace) == 0
     assert capsys.readouterr().out.startswith("## Drift in stack `prod`\n\nNo drift.")
 
@@ -146,11 +158,13 @@ def test_a_stack_that_cannot_be_checked_is_an_error(capsys):
     assert '"error": "RuntimeError: no access"' in capsys.readouterr().out
 
 
-def test_unknown_stack_names_are_usage_errors(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        run(["drift", "--stack", "staging"], RecordingWorkspace())
-    assert exit_.value.code == 2
+def test_unknown_stacks_and_projects_are_usage_errors(capsys, tmp_path):
+    workspace = RecordingWorkspace()
+    assert run(["drift", "--stack", "staging"], workspace) == 1
     assert "unknown stack 'staging'" in capsys.readouterr().err
+    assert run(["--work-dir", str(tmp_path), "drift"], workspace) == 1
+    assert "not a Pulumi project" in capsys.readouterr().err
+    assert workspace.calls == []
 
 
 @pytest.mark.parametrize(
