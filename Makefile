@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 # The Pulumi engine (CLI + launchers) at the version pinned in infra/engine/go.mod, built from its
 # Go modules once per machine. Without Go, a `pulumi` on PATH serves (the engine tests say so).
 ENGINE := .pulumi/bin/pulumi
-$(ENGINE): infra/engine/go.mod infra/engine/go.sum infra/engine/build infra/engine/pulumi-analyzer-policy-python
+$(ENGINE): infra/engine/go.mod infra/engine/go.sum infra/engine/build
 	@if command -v go >/dev/null; then infra/engine/build .pulumi/bin; \
 	else echo "no Go here: the engine tests use a pulumi on PATH, if any (see README)"; fi
 

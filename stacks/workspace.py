@@ -3,8 +3,11 @@ Automation API. The project's program (Pulumi.yaml's `main`) runs in this proces
 program, so no language host is needed beside the CLI. Everything else in `stacks` is pure;
 its unit tests replace this class with a double, and the engine tests run it for real."""
 
+import contextlib
 import os
+import re
 import runpy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +61,30 @@ def check_credentials(environ: dict[str, str] | None = None) -> None:
         )
 
 
+class OperationFailed(Exception):
+    """A Pulumi operation failed; the message is its cause (a provider's exception or the
+    engine's error line), not the whole CLI transcript."""
+
+
+_EXCEPTION = re.compile(r"^[\w.]+(Error|Exception): .+")
+_GENERIC = {"error: update failed", "error: preview failed", "error: destroy failed"}
+
+
+@contextlib.contextmanager
+def _concise(auto: Any) -> Iterator[None]:
+    try:
+        yield
+    except auto.CommandError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        causes = [line for line in lines if _EXCEPTION.match(line)]
+        errors = [line for line in lines if line.startswith("error: ") and line not in _GENERIC]
+        raise OperationFailed((causes or errors or lines or ["(no output)"])[-1]) from None
+
+
+def _secure(value: Any) -> bool:
+    return isinstance(value, dict) and "secure" in value
+
+
 def _utc(value: datetime | str | None) -> datetime | None:
     """A stack's last update as an aware UTC datetime (the SDK gives a naive UTC datetime)."""
     if value is None or value == "":
@@ -91,16 +118,13 @@ class AutomationWorkspace:
         return [StackInfo(s.name, _utc(s.last_update)) for s in self.workspace.list_stacks()]
 
     def _write_settings(self, stack: str, settings: dict[str, Any]) -> None:
-        """Make `settings` the stack's config, keeping its encryption salt and any secret it
-        already holds."""
+        """Make `settings` the stack's config, keeping its encryption salt and the secrets it
+        holds (secrets in `settings` are another stack's, encrypted with its key: left out)."""
         path = self.work_dir / f"Pulumi.{stack}.yaml"
         current = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
-        kept = {
-            key: value
-            for key, value in (current.get("config") or {}).items()
-            if isinstance(value, dict) and "secure" in value
-        }
-        path.write_text(yaml.safe_dump({**current, "config": {**settings, **kept}}))
+        plain = {key: value for key, value in settings.items() if not _secure(value)}
+        kept = {key: v for key, v in (current.get("config") or {}).items() if _secure(v)}
+        path.write_text(yaml.safe_dump({**current, "config": {**plain, **kept}}))
 
     def up(
         self, stack: str, settings: dict[str, Any], shared_secrets: list[str], message: str
@@ -115,7 +139,8 @@ class AutomationWorkspace:
             if name not in own and name in dev_config:
                 value = dev.get_config(name).value
                 target.set_config(name, self.auto.ConfigValue(value, secret=True))
-        result = target.up(message=message, on_output=print)
+        with _concise(self.auto):
+            result = target.up(message=message, on_output=print)
         outputs = {k: SECRET if v.secret else v.value for k, v in result.outputs.items()}
         return UpResult(outputs, dict(result.summary.resource_changes or {}))
 
@@ -124,7 +149,8 @@ class AutomationWorkspace:
             target = self.stack(stack)
         except self.auto.StackNotFoundError:
             return False
-        target.destroy(on_output=print)
+        with _concise(self.auto):
+            target.destroy(on_output=print)
         self.workspace.remove_stack(stack)
         return True
 
@@ -135,7 +161,8 @@ class AutomationWorkspace:
             if (found := _event_json(event)) is not None:
                 events.append(found)
 
-        self.stack(stack).preview_refresh(on_event=collect, show_secrets=False)
+        with _concise(self.auto):
+            self.stack(stack).preview_refresh(on_event=collect, show_secrets=False)
         return events
 
 

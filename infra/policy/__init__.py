@@ -1,4 +1,4 @@
 """Tandem's policies: pure rules over resources (rules.py), run offline against the plan and as
-a CrossGuard policy pack (`pulumi preview --policy-pack infra/policy`; the pack's own
-requirements.txt is installed by Pulumi in the pack's virtualenv, so pulumi-policy is not a
-dependency of the project)."""
+a CrossGuard policy pack (`pulumi preview --policy-pack infra/policy/analyzer`; the pack runs
+on its own virtualenv, infra/policy/venv from requirements.txt, made by `make policy-venv`:
+pulumi-policy pins a protobuf the project's GCP clients refuse)."""

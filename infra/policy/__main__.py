@@ -1,4 +1,4 @@
-"""The CrossGuard policy pack: `pulumi preview --policy-pack infra/policy`. Its config
+"""The CrossGuard policy pack: `pulumi preview --policy-pack infra/policy/analyzer`. Its config
 (`--policy-pack-config`): publicApi, allowPremiumGpus, maxWorkers, allowedGpuTypes."""
 
 import sys

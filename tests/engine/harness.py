@@ -67,24 +67,24 @@ class Project:
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
         }
 
-    def settings(self, gpu: dict[str, Any] | None = None) -> dict[str, Any]:
-        """dev's settings: a Tandem stack config with the control plane's address."""
-        return {
+    def write_dev(self, api_base: str | None = None, **gpu: dict[str, Any]) -> None:
+        """Pulumi.dev.yaml: a Tandem stack config on the control plane (or `api_base`), GPU
+        settings changed by `gpu` (endpoint -> settings), keeping its salt and secrets."""
+        settings = {
             "gcp:project": "engine-test",
             "tandem:environment": "dev",
-            "tandem:runpodApiBase": self.control.url,
-            "tandem:gpu": gpu or GPU,
+            "tandem:runpodApiBase": api_base or self.control.url,
+            "tandem:gpu": {name: {**GPU[name], **gpu.get(name, {})} for name in GPU},
             "test:image": CONTROLLED_IMAGE,
         }
-
-    def write_dev(self, **gpu_overrides: dict[str, Any]) -> None:
-        """Pulumi.dev.yaml with dev's settings (keeping its salt and secrets)."""
-        gpu = {name: {**GPU[name], **gpu_overrides.get(name, {})} for name in GPU}
         path = self.root / "Pulumi.dev.yaml"
         current = yaml.safe_load(path.read_text()) if path.exists() else {}
-        config = {k: v for k, v in (current.get("config") or {}).items() if isinstance(v, dict)}
-        config = {k: v for k, v in config.items() if "secure" in v}
-        path.write_text(yaml.safe_dump({**current, "config": {**self.settings(gpu), **config}}))
+        kept = {
+            key: value
+            for key, value in (current.get("config") or {}).items()
+            if isinstance(value, dict) and "secure" in value
+        }
+        path.write_text(yaml.safe_dump({**current, "config": {**settings, **kept}}))
 
     def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from stacks.__main__ import parser
+from tests.stacks.fixtures import PREVIEW_TEXT
 
 GITHUB = Path(__file__).resolve().parents[2] / ".github"
 SCRIPTS = GITHUB / "scripts"
@@ -211,20 +212,8 @@ def test_drift_issue_opens_updates_or_closes_one_issue_per_stack(
         assert "could not be checked" in result.stderr
 
 
-PREVIEW = """Previewing update (dev):
-    ~ gcp:cloudrunv2/service:Service: (update)
-        ~ template: {
-            ~ scaling: { ~ maxInstanceCount: 3 => 5 }
-          }
-Resources:
-    ~ 1 to update
-    +-1 to replace
-    40 unchanged
-"""
-
-
 def test_preview_comment_shows_each_stack_with_its_counts(tmp_path):
-    (tmp_path / "preview-dev.txt").write_text(PREVIEW)
+    (tmp_path / "preview-dev.txt").write_text(PREVIEW_TEXT.read_text())  # the real engine's
     (tmp_path / "preview-prod.txt").write_text("error: no credentials\n")
     result = script(
         "preview-comment", "0123456789abcdef", "dev=success", "prod=failure", cwd=tmp_path
@@ -232,6 +221,6 @@ def test_preview_comment_shows_each_stack_with_its_counts(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith("### `pulumi preview` at 0123456789ab\n")
-    assert "<b>dev</b>: success (~ 1 to update, +-1 to replace, 40 unchanged)</summary>" in out
+    assert "<b>dev</b>: success (~ 1 to update, 6 unchanged)</summary>" in out
     assert "<b>prod</b>: failure</summary>" in out
-    assert "maxInstanceCount: 3 => 5" in out and "error: no credentials" in out
+    assert "~ workersMax        : 1 => 2" in out and "error: no credentials" in out

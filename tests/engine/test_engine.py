@@ -1,0 +1,229 @@
+"""The real Pulumi engine on the test project (tests/engine/program) against the emulator's
+RunPod control plane: up, no perpetual diff, secrets, updates, replacement, key rotation,
+drift, policies, the preview comment, review stacks and destroy. The tests share one dev stack
+and run in order; each leaves the stack as it found it, the last one destroys it."""
+
+import json
+import os
+import subprocess
+
+import pytest
+import runpod
+from pulumi.automation import CommandError, ConfigValue
+
+from tests.engine import HMAC_SECRET
+from tests.engine.harness import REPO_ROOT, Project, engine_bin
+from tests.net import free_port
+from tests.runpod_control import ControlPlane
+
+pytestmark = pytest.mark.engine
+KEY, NEW_KEY = "rp-engine-key-1", "rp-engine-key-2"
+POLICY_PACK = str(REPO_ROOT / "infra" / "policy" / "analyzer")
+
+
+@pytest.fixture(scope="module")
+def bin_dir():
+    found, why = engine_bin()
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)  # CI must run this tier
+        pytest.skip(why)
+    return found
+
+
+@pytest.fixture(scope="module")
+def control():
+    with ControlPlane(KEY) as plane:
+        yield plane
+    assert plane.violations == []
+
+
+@pytest.fixture(scope="module")
+def project(bin_dir, control, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("PULUMI_ACCESS_TOKEN", "PULUMI_BACKEND_URL"):
+            env.delenv(name, raising=False)
+        project = Project(tmp_path_factory.mktemp("engine") / "project", control, bin_dir)
+        for name, value in project.env.items():
+            env.setenv(name, value)
+        project.workspace = project.up_dev(KEY)
+        yield project
+
+
+def dev(project):
+    return project.workspace.stack("dev")
+
+
+def endpoint_ids(project) -> dict[str, str]:
+    outputs = dev(project).outputs()
+    return {name: outputs[f"{name}_endpoint_id"].value for name in ("llm", "clip")}
+
+
+def test_up_makes_endpoints_that_answer_jobs_and_no_perpetual_diff(project, control):
+    ids = endpoint_ids(project)
+    live = control.rest("GET", f"/endpoints/{ids['llm']}?includeTemplate=true").json()
+    assert live["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090"] and live["workersMax"] == 1
+    assert live["template"]["env"]["TASK"] == "llm"
+    runpod.api_key, runpod.endpoint_url_base = control.api_key, control.jobs_url
+    answer = runpod.Endpoint(ids["llm"]).run_sync({"command": "hello"}, timeout=90)
+    assert answer[-1]["raw_text"] == "echo: hello"  # a worker of the template's image answered
+    dev(project).preview(expect_no_changes=True)  # refresh and flashboot names included
+    dev(project).refresh()
+    dev(project).preview(expect_no_changes=True)
+
+
+def exported_state(project) -> str:
+    """The stack's state as stored (`pulumi stack export`, secrets left encrypted)."""
+    return project.pulumi("stack", "export", "--stack", "dev").stdout
+
+
+def test_state_holds_no_key_and_no_hmac_secret_in_plain_text(project):
+    text = exported_state(project)
+    assert KEY not in text and HMAC_SECRET not in text
+    state = json.loads(text)["deployment"]
+    templates = [r for r in state["resources"] if "imageName" in r.get("outputs", {})]
+    assert len(templates) == 2 and all("ciphertext" in r["outputs"]["env"] for r in templates)
+
+
+def test_in_place_update_replacement_and_removing_a_field(project, control):
+    before = endpoint_ids(project)
+    project.write_dev(llm={"workersMax": 2, "networkVolumeId": "vol-engine"})
+    result = dev(project).up()
+    assert result.summary.resource_changes == {"update": 1, "same": 6}
+    live = control.rest("GET", f"/endpoints/{before['llm']}").json()
+    assert (live["workersMax"], live["networkVolumeId"]) == (2, "vol-engine")
+
+    project.write_dev()  # networkVolumeId removed, workersMax back to 1
+    assert dev(project).up().summary.resource_changes == {"update": 1, "same": 6}
+    live = control.rest("GET", f"/endpoints/{before['llm']}").json()
+    assert live["workersMax"] == 1 and "networkVolumeId" not in live
+    dev(project).preview(expect_no_changes=True)
+
+    [urn] = [
+        r["urn"]
+        for r in dev(project).export_stack().deployment["resources"]
+        if r["urn"].endswith("tandem-dev-clip-endpoint")
+    ]
+    assert dev(project).up(replace=[urn]).summary.resource_changes["replace"] == 1
+    after = endpoint_ids(project)
+    assert after["clip"] != before["clip"] and after["llm"] == before["llm"]
+    assert control.rest("GET", f"/endpoints/{before['clip']}").status_code == 404
+
+
+def test_a_rotated_key_is_used_with_no_diff(project, control):
+    control.rotate_key(NEW_KEY)  # RunPod revokes the old key
+    with pytest.raises(CommandError) as refused:
+        dev(project).refresh()
+    assert "401" in str(refused.value) and KEY not in str(refused.value)
+    dev(project).set_config("tandem:runpodApiKey", ConfigValue(NEW_KEY, secret=True))
+    dev(project).preview(expect_no_changes=True)  # the key is no resource property:
+    assert dev(project).up().summary.resource_changes == {"same": 7}  # applied, nothing changed
+    dev(project).refresh()  # and from now on the providers use the new key
+    assert NEW_KEY not in exported_state(project)
+
+
+def drift(project, *args):
+    return project.stacks("drift", "--stack", "dev", *args)
+
+
+def test_drift_names_what_changed_out_of_band(project, control):
+    clean = drift(project)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.strip() == "dev: no drift"
+
+    ids = endpoint_ids(project)
+    control.rest("PATCH", f"/endpoints/{ids['llm']}", json={"workersMax": 3})
+    control.rest("PATCH", f"/endpoints/{ids['llm']}", json={"gpuTypeIds": ["NVIDIA L4"]})
+    template = control.rest("GET", f"/endpoints/{ids['clip']}").json()["templateId"]
+    control.rest("PATCH", f"/templates/{template}", json={"env": {"TASK": "edited"}})
+    drifted = drift(project)
+    assert drifted.returncode == 2, drifted.stdout + drifted.stderr
+    out = drifted.stdout
+    assert "drifted: pulumi-python:dynamic:Resource tandem-dev-llm-endpoint" in out
+    assert "workersMax: 1 -> 3" in out and '["NVIDIA L4"]' in out
+    assert "tandem-dev-clip-template\n    env: [secret] -> [secret]" in out
+    assert "edited" not in out and HMAC_SECRET not in out
+
+    control.rest("PATCH", f"/endpoints/{ids['clip']}", json={"workersMin": 0, "workersMax": 0})
+    control.rest("DELETE", f"/endpoints/{ids['clip']}")
+    deleted = drift(project, "--format", "json")
+    assert deleted.returncode == 2
+    assert '"status": "deleted"' in deleted.stdout and "tandem-dev-clip-endpoint" in deleted.stdout
+
+    dev(project).up(refresh=True)  # put everything back: the deleted endpoint is made again
+    assert drift(project).returncode == 0
+
+
+def test_drift_with_the_control_plane_down_is_an_error(project):
+    project.write_dev(api_base=f"http://127.0.0.1:{free_port()}/v1")  # nothing listens there
+    dev(project).up()  # applied: a refresh uses the config of the last update
+    try:
+        down = drift(project)
+    finally:
+        project.write_dev()
+        dev(project).up()
+    assert down.returncode == 1
+    assert down.stdout.startswith("dev: could not be checked: OperationFailed: ")
+    assert "RunPodApiError: RunPod answered 0 to GET" in down.stdout
+    assert "cannot reach RunPod" in down.stdout
+
+
+def test_the_policy_pack_refuses_a_gpu_it_does_not_allow(project):
+    if not (REPO_ROOT / "infra" / "policy" / "venv" / "bin" / "python").exists():
+        pytest.fail("the policy pack has no virtualenv: run `make policy-venv`")
+    project.write_dev(llm={"gpuTypes": ["NVIDIA H100 80GB HBM3"]})
+    try:
+        with pytest.raises(CommandError) as refused:
+            dev(project).preview(policy_packs=[POLICY_PACK])
+    finally:
+        project.write_dev()
+    message = str(refused.value)
+    assert "[mandatory]  gpu-endpoints-within-limits" in message
+    assert "GPU type 'NVIDIA H100 80GB HBM3' needs allowPremiumGpus" in message
+    dev(project).preview(policy_packs=[POLICY_PACK])  # allowed again
+
+
+def test_the_preview_comment_counts_a_real_preview(project, tmp_path):
+    project.write_dev(llm={"idleTimeout": 30})
+    try:
+        preview = dev(project).preview(diff=True, color="never", suppress_progress=True)
+    finally:
+        project.write_dev()
+    (tmp_path / "preview-dev.txt").write_text(preview.stdout)
+    comment = subprocess.run(
+        [str(REPO_ROOT / ".github" / "scripts" / "preview-comment"), "0123456789ab", "dev=success"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "<b>dev</b>: success (~ 1 to update, 6 unchanged)</summary>" in comment
+    assert "idleTimeout       : 2 => 30" in comment
+
+
+def test_review_stacks_up_destroy_and_gc(project, control):
+    dev_ids = endpoint_ids(project)
+    up = project.stacks("review", "up", "--pr", "7", "--sha", "0123456789abcdef")
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    assert f"| `shared_llm_endpoint_id` | {dev_ids['llm']} |" in up.stdout  # dev's, by reference
+    assert len(control.emulator.control.endpoints) == 4  # dev's two and pr-7's two
+    review = project.workspace.stack("pr-7").get_all_config()
+    assert review["tandem:environment"].value == "review"
+    assert review["tandem:runpodApiKey"].secret  # copied from dev, encrypted with pr-7's key
+
+    destroyed = project.stacks("review", "destroy", "--pr", "7")
+    assert destroyed.returncode == 0 and "pr-7: destroyed and removed" in destroyed.stdout
+    assert len(control.emulator.control.endpoints) == 2
+
+    assert project.stacks("review", "up", "--pr", "8").returncode == 0
+    gc = project.stacks("review", "gc", "--max-age", "0h")
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    assert "pr-8: destroyed (last updated" in gc.stdout
+    assert [s.name for s in project.workspace.workspace.list_stacks()] == ["dev"]
+    assert set(control.emulator.control.endpoints) == set(dev_ids.values())
+
+
+def test_destroy_leaves_runpod_empty(project, control):
+    dev(project).destroy()
+    assert control.emulator.control.endpoints == {}
+    assert control.emulator.control.templates == {}
