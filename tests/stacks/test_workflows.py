@@ -45,6 +45,18 @@ def test_the_five_workflows_are_there():
     assert set(WORKFLOWS) == names
 
 
+def test_the_workflows_install_the_engine_version_the_tests_build():
+    """pulumi-setup reads the CLI version from infra/engine/go.mod, as `make engine` does."""
+    [install] = [line for _, run in run_blocks() for line in run.splitlines() if "version=" in line]
+    command = install.strip().removeprefix("version=")
+    found = subprocess.run(
+        ["bash", "-c", f"echo {command}"], cwd=GITHUB.parent, capture_output=True, text=True
+    ).stdout.strip()
+    go_mod = (GITHUB.parent / "infra/engine/go.mod").read_text()
+    assert re.search(rf"github.com/pulumi/pulumi/pkg/v3 v{re.escape(found)}\n", go_mod), found
+    assert re.fullmatch(r"3\.\d+\.\d+", found)
+
+
 def test_run_blocks_pass_shellcheck_and_take_event_data_only_from_env(tmp_path):
     for n, (where, script) in enumerate(run_blocks()):
         assert "${{" not in script, f"{where}: pass expressions through env, not into the shell"
