@@ -195,6 +195,8 @@ def create_app(
 
     async def take(endpoint: Endpoint, worker_id: str, count: int) -> list[Job]:
         await endpoint.wait_until(lambda: bool(endpoint.queue), WORKER_POLL_S)
+        if worker_id not in state.pools[endpoint.name].workers:
+            return []  # a worker being stopped (scaled down, or an old release) takes no job
         return endpoint.take(worker_id, count)
 
     @internal.get("/job-take/{worker_id}")

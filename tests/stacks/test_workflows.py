@@ -50,7 +50,7 @@ def test_the_workflows_install_the_engine_version_the_tests_build():
     [install] = [line for _, run in run_blocks() for line in run.splitlines() if "version=" in line]
     command = install.strip().removeprefix("version=")
     found = subprocess.run(
-        ["bash", "-c", f"echo {command}"], cwd=GITHUB.parent, capture_output=True, text=True
+        ["/bin/bash", "-c", f"echo {command}"], cwd=GITHUB.parent, capture_output=True, text=True
     ).stdout.strip()
     go_mod = (GITHUB.parent / "infra/engine/go.mod").read_text()
     assert re.search(rf"github.com/pulumi/pulumi/pkg/v3 v{re.escape(found)}\n", go_mod), found

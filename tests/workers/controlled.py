@@ -1,10 +1,12 @@
 """A worker the tests steer, for the API's handling of what a real model cannot be made to do
 on demand: the command in `input.command` (or the last chat message) says what to do.
 `sleep: S` answers after S seconds, `fail: M` returns an error, `raise: M` raises, `stream: N`
-streams N deltas; anything else is echoed back (`echo: <message>`), so tests can check which
-answer was stored next to which question."""
+streams N deltas, `env: NAME` answers the worker's variable NAME (a template's env); anything
+else is echoed back (`echo: <message>`), so tests can check which answer was stored next to
+which question."""
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +40,8 @@ async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         yield {"error": arg, "request_id": job["id"]}
     elif verb == "raise":
         raise RuntimeError(arg)
+    elif verb == "env":
+        yield _answer(os.environ.get(arg, ""))
     elif verb == "stream":
         for i in range(int(arg)):
             yield {"delta": f"t{i} "}

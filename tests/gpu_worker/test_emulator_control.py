@@ -1,0 +1,134 @@
+"""The emulator's RunPod control plane (REST API v1) and the workers of the endpoints made
+through it, every request and response checked against RunPod's spec (tests/runpod_control.py):
+workersMin keeps workers warm, workersMax caps them, idleTimeout stops idle ones, a template's
+env reaches its workers, an unknown image never becomes ready, and RunPod's rules hold."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
+
+KEY = "rp-control-key"
+
+
+@pytest.fixture(scope="module")
+def runpod():
+    with ControlPlane(KEY) as control:
+        yield control
+    assert control.violations == []
+
+
+def template(runpod, image=CONTROLLED_IMAGE, env=None) -> str:
+    body = {"name": "t", "imageName": image, "isServerless": True, "env": env or {}}
+    response = runpod.rest("POST", "/templates", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def endpoint(runpod, template_id: str, **fields) -> str:
+    body = {"templateId": template_id, "name": "e", "gpuTypeIds": ["NVIDIA L4"], **fields}
+    response = runpod.rest("POST", "/endpoints", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def delete(runpod, endpoint_id: str) -> None:
+    runpod.rest("PATCH", f"/endpoints/{endpoint_id}", json={"workersMin": 0, "workersMax": 0})
+    assert runpod.rest("DELETE", f"/endpoints/{endpoint_id}").status_code == 204
+
+
+def jobs(runpod, endpoint_id: str, path: str, **kwargs) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {runpod.api_key}"}
+    url = f"{runpod.jobs_url}/{endpoint_id}/{path}"
+    return httpx.request(kwargs.pop("method", "GET"), url, headers=headers, timeout=60, **kwargs)
+
+
+def workers_when(runpod, endpoint_id: str, ready, timeout_s: float = 30) -> dict:
+    """The endpoint's /health workers once `ready(workers)` holds (or fail after the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        workers = jobs(runpod, endpoint_id, "health").json()["workers"]
+        if ready(workers):
+            return workers
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.2)
+
+
+def test_workers_min_max_and_idle_timeout(runpod):
+    one_job_each = template(runpod, env={"MAX_CONCURRENCY": "1"})
+    endpoint_id = endpoint(runpod, one_job_each, workersMin=1, workersMax=2, idleTimeout=1)
+    workers_when(runpod, endpoint_id, lambda w: w["idle"] == 1)  # warm before any job
+    ids = [
+        jobs(runpod, endpoint_id, "run", method="POST", json={"input": {"command": "sleep: 3"}})
+        for _ in range(3)
+    ]
+    busiest = workers_when(runpod, endpoint_id, lambda w: w["running"] == 2)
+    assert busiest["running"] + busiest["idle"] + busiest["initializing"] == 2  # capped at max
+    for job in ids:
+        status = jobs(runpod, endpoint_id, f"status/{job.json()['id']}").json()
+        assert status["status"] in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED")
+    workers_when(runpod, endpoint_id, lambda w: w == {"idle": 1, "running": 0, "initializing": 0})
+    runpod.rest("PATCH", f"/endpoints/{endpoint_id}", json={"workersMin": 0})
+    workers_when(runpod, endpoint_id, lambda w: w == {"idle": 0, "running": 0, "initializing": 0})
+    answer = jobs(
+        runpod, endpoint_id, "runsync", method="POST", json={"input": {"command": "hi"}}
+    ).json()
+    assert answer["output"][-1]["raw_text"] == "echo: hi"  # scaled up from zero
+    delete(runpod, endpoint_id)
+
+
+def test_the_templates_env_reaches_its_workers_and_a_new_release_replaces_them(runpod):
+    template_id = template(runpod, env={"GREETING": "hello"})
+    endpoint_id = endpoint(runpod, template_id, workersMax=1)
+
+    def greeting() -> str:
+        body = {"input": {"command": "env: GREETING"}}
+        return jobs(runpod, endpoint_id, "runsync", method="POST", json=body).json()["output"][-1][
+            "raw_text"
+        ]
+
+    assert greeting() == "hello"
+    runpod.rest("PATCH", f"/templates/{template_id}", json={"env": {"GREETING": "bonjour"}})
+    assert greeting() == "bonjour"
+    delete(runpod, endpoint_id)
+
+
+def test_an_unknown_image_never_becomes_ready(runpod):
+    endpoint_id = endpoint(runpod, template(runpod, image="nobody/unknown:1"), workersMin=1)
+    workers = workers_when(runpod, endpoint_id, lambda w: w["initializing"] == 1)
+    assert workers["idle"] == workers["running"] == 0
+    job = jobs(runpod, endpoint_id, "run", method="POST", json={"input": {"command": "hi"}})
+    time.sleep(1)
+    assert jobs(runpod, endpoint_id, f"status/{job.json()['id']}").json()["status"] == "IN_QUEUE"
+    delete(runpod, endpoint_id)
+
+
+def test_runpods_rules(runpod):
+    template_id = template(runpod)
+    endpoint_id = endpoint(runpod, template_id, workersMax=1, flashboot=True)
+    live = runpod.rest("GET", f"/endpoints/{endpoint_id}").json()
+    assert live["name"] == "e -fb" and "flashboot" not in live
+
+    refused = runpod.rest("DELETE", f"/endpoints/{endpoint_id}")
+    assert refused.status_code == 400 and "min and max workers to 0" in refused.json()["error"]
+    in_use = runpod.rest("DELETE", f"/templates/{template_id}")
+    assert in_use.status_code == 400 and endpoint_id in in_use.json()["error"]
+    delete(runpod, endpoint_id)
+    assert runpod.rest("DELETE", f"/templates/{template_id}").status_code == 204
+
+    assert runpod.rest("GET", f"/endpoints/{endpoint_id}").status_code == 404
+    assert (
+        runpod.rest("PATCH", f"/endpoints/{endpoint_id}", json={"workersMax": 1}).status_code == 400
+    )
+    assert runpod.rest("DELETE", f"/endpoints/{endpoint_id}").status_code == 400
+    assert runpod.rest("POST", "/endpoints", json={"templateId": "nope"}).status_code == 400
+    low_high = runpod.rest(
+        "POST",
+        "/endpoints",
+        json={"templateId": template(runpod), "workersMin": 3, "workersMax": 1},
+    )
+    assert low_high.status_code == 400 and "workersMin" in low_high.json()["error"]
+    unauthorized = httpx.get(f"{runpod.url}/endpoints", headers={"Authorization": "Bearer x"})
+    assert unauthorized.status_code == 401
