@@ -84,7 +84,7 @@ def test_the_templates_env_reaches_its_workers_and_a_new_release_replaces_them(r
     endpoint_id = endpoint(runpod, template_id, workersMax=1)
 
     def greeting() -> str:
-        body = {"input": {"command": "env: GREETING"}}
+        body = {"input": {"command": "getenv: GREETING"}}
         return jobs(runpod, endpoint_id, "runsync", method="POST", json=body).json()["output"][-1][
             "raw_text"
         ]

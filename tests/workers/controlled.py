@@ -1,7 +1,7 @@
 """A worker the tests steer, for the API's handling of what a real model cannot be made to do
 on demand: the command in `input.command` (or the last chat message) says what to do.
 `sleep: S` answers after S seconds, `fail: M` returns an error, `raise: M` raises, `stream: N`
-streams N deltas, `env: NAME` answers the worker's variable NAME (a template's env); anything
+streams N deltas, `getenv: NAME` answers the worker's variable NAME (a template's env); anything
 else is echoed back (`echo: <message>`), so tests can check which answer was stored next to
 which question."""
 
@@ -40,7 +40,7 @@ async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         yield {"error": arg, "request_id": job["id"]}
     elif verb == "raise":
         raise RuntimeError(arg)
-    elif verb == "env":
+    elif verb == "getenv":
         yield _answer(os.environ.get(arg, ""))
     elif verb == "stream":
         for i in range(int(arg)):
