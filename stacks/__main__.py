@@ -22,7 +22,7 @@ from stacks.review import (
     review_stack,
     stale,
 )
-from stacks.workspace import AutomationWorkspace, Workspace, check_credentials
+from stacks.workspace import AutomationWorkspace, OperationFailed, Workspace, check_credentials
 
 
 def _settings(stack: str, work_dir: Path) -> dict:
@@ -160,7 +160,7 @@ def main(
                 raise UsageError(f"{args.work_dir} is not a Pulumi project (no Pulumi.yaml)")
             return args.run(args, workspace(args.work_dir))
         return args.run(args, None)
-    except UsageError as exc:
+    except (UsageError, OperationFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

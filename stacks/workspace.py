@@ -38,7 +38,7 @@ class Workspace(Protocol):
         """Destroy the stack's resources and remove it; False when there is no such stack."""
 
     def preview_refresh(self, stack: str) -> list[dict[str, Any]]:
-        """A refresh preview's engine events, as the CLI's JSON; changes no state."""
+        """A refresh preview's engine events, in the engine's JSON shapes; changes no state."""
 
 
 def check_credentials(environ: dict[str, str] | None = None) -> None:
