@@ -59,12 +59,13 @@ def endpoint_ids(project) -> dict[str, str]:
     return {name: outputs[f"{name}_endpoint_id"].value for name in ("llm", "clip")}
 
 
-def test_up_makes_endpoints_that_answer_jobs_and_no_perpetual_diff(project, control):
+def test_up_makes_endpoints_that_answer_jobs_and_no_perpetual_diff(project, control, monkeypatch):
     ids = endpoint_ids(project)
     live = control.rest("GET", f"/endpoints/{ids['llm']}?includeTemplate=true").json()
     assert live["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090"] and live["workersMax"] == 1
     assert live["template"]["env"]["TASK"] == "llm"
-    runpod.api_key, runpod.endpoint_url_base = control.api_key, control.jobs_url
+    monkeypatch.setattr(runpod, "api_key", control.api_key)
+    monkeypatch.setattr(runpod, "endpoint_url_base", control.jobs_url)
     answer = runpod.Endpoint(ids["llm"]).run_sync({"command": "hello"}, timeout=90)
     assert answer[-1]["raw_text"] == "echo: hello"  # a worker of the template's image answered
     dev(project).preview(expect_no_changes=True)  # refresh and flashboot names included
