@@ -26,13 +26,10 @@ class Emulator:
     """The emulator's state: job queues and worker pools by endpoint id, the control plane,
     the API keys it accepts (a set, so a test can rotate them) and the image -> module map."""
 
-    def __init__(
-        self, base_url: str, images: dict[str, str], api_key: str | None, timeout_s: float | None
-    ) -> None:
+    def __init__(self, base_url: str, images: dict[str, str], api_key: str | None) -> None:
         self.base_url = base_url
         self.images = images
         self.api_keys = {api_key} if api_key else set()
-        self.execution_timeout_s = timeout_s
         self.control = ControlPlane()
         self.queues: dict[str, Endpoint] = {}
         self.pools: dict[str, Pool] = {}
@@ -75,7 +72,7 @@ def create_app(
     modules; `base_url` is where workers reach us; `endpoint_env` adds variables to one fixed
     endpoint's workers (as a RunPod template's env); `images` maps the image names of templates
     made through /v1 to worker modules."""
-    state = Emulator(base_url, images or {}, api_key, execution_timeout_s)
+    state = Emulator(base_url, images or {}, api_key)
     for name, module in endpoints.items():
         state.add_endpoint(name, execution_timeout_s).configure(
             module, (endpoint_env or {}).get(name, {}), 1, 1
