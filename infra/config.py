@@ -64,6 +64,8 @@ class StorageConfig(Section):
         "17 3 * * *", alias="retentionSchedule", pattern=r"^\S+( \S+){4}$"
     )
     cors_origins: list[str] = Field(default_factory=list, alias="corsOrigins")
+    # Prod keeps versions: a deleted or overwritten upload is recoverable this many days.
+    noncurrent_days: int = Field(7, ge=1, le=365, alias="noncurrentDays")
 
 
 class ImagesConfig(Section):

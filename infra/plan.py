@@ -16,6 +16,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_file, stack_settings
 from infra.policy.rules import PolicyConfig, check
@@ -36,6 +37,22 @@ class RecordingMocks(Mocks):
 
     def call(self, _args: MockCallArgs) -> dict[str, Any]:
         return {}
+
+
+class RecordingMonitor(MockMonitor):
+    """The mocks' resource monitor, also recording each resource's explicit ordering edges:
+    what it depends on beyond what its inputs carry (`depends_on`, its own or a parent
+    component's), by resource name."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.after: dict[str, list[str]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method, by its name
+        carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
+        explicit = {urn.rsplit("::", 1)[-1] for urn in set(request.dependencies) - carried}
+        self.after[request.name] = sorted(explicit)
+        return super().RegisterResource(request)
 
 
 def _computed(args: MockResourceArgs) -> dict[str, Any]:
@@ -102,10 +119,11 @@ def run_program(stack: str, settings: dict[str, Any] | None = None) -> list[dict
 
 def _run_program(stack: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     mocks = RecordingMocks()
+    monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()  # the mocks' root stack and the program share this loop
     asyncio.set_event_loop(loop)
     pulumi.runtime.settings.set_root_resource(None)  # a fresh stack, also on a second run
-    pulumi.runtime.set_mocks(mocks, project="tandem", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project="tandem", stack=stack, preview=False, monitor=monitor)
     config = pulumi_config(settings)
     secret_keys = [key for key, value in config.items() if value == STAND_IN]
     pulumi.runtime.set_all_config(config, secret_keys)
@@ -119,6 +137,8 @@ def _run_program(stack: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+    for resource in mocks.resources:
+        resource["after"] = monitor.after.get(resource["name"], [])
     return sorted(mocks.resources, key=lambda r: (r["type"], r["name"]))
 
 
@@ -163,13 +183,14 @@ def _tidy(value: Any) -> Any:
 
 
 def inventory(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Type, name and the properties that matter of each resource (no secret values: none of
-    the listed properties holds one)."""
+    """Type, name, explicit ordering edges (`after`) and the properties that matter of each
+    resource (no secret values: none of the listed properties holds one)."""
     items = []
     for resource in resources:
         paths = KEY_PROPERTIES.get(resource["type"], ())
         properties = {p: _tidy(v) for p in paths if (v := _get(resource["inputs"], p)) is not None}
-        items.append({"type": resource["type"], "name": resource["name"], "properties": properties})
+        item = {"type": resource["type"], "name": resource["name"], "properties": properties}
+        items.append(item | ({"after": resource["after"]} if resource.get("after") else {}))
     return items
 
 
@@ -189,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for item in inventory(resources):
             details = ", ".join(f"{key}={value}" for key, value in item["properties"].items())
+            if item.get("after"):
+                details += f" after={','.join(item['after'])}"
             print(f"{item['type']:<58} {item['name']:<34} {details}")
         print(f"{len(resources)} resources")
         for policy, name, message in violations:

@@ -1,5 +1,6 @@
 """The uploads bucket: uniform access, public access prevention enforced, objects deleted
-after the retention days, versioned in prod, optional CORS."""
+after the retention days, versioned in prod (a deleted or overwritten upload stays recoverable
+for `storage.noncurrentDays`, then its old version is deleted too), optional CORS."""
 
 import pulumi
 import pulumi_gcp as gcp
@@ -13,6 +14,11 @@ class Buckets(pulumi.ComponentResource):
     ) -> None:
         super().__init__("tandem:infra:Buckets", name, None, opts)
         storage = config.storage
+        versioned = config.environment == "prod"
+        rules = [{"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}}]
+        if versioned:  # without it, what the age rule deletes lives on as noncurrent versions
+            noncurrent = {"days_since_noncurrent_time": storage.noncurrent_days}
+            rules.append({"action": {"type": "Delete"}, "condition": noncurrent})
         self.uploads = gcp.storage.Bucket(
             f"{name}-uploads",
             name=f"{config.project}-tandem-{config.stack}-uploads",
@@ -20,10 +26,8 @@ class Buckets(pulumi.ComponentResource):
             location=config.region,
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
-            versioning={"enabled": config.environment == "prod"},
-            lifecycle_rules=[
-                {"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}}
-            ],
+            versioning={"enabled": versioned},
+            lifecycle_rules=rules,
             cors=[
                 {
                     "origins": storage.cors_origins,

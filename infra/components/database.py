@@ -50,13 +50,6 @@ class Database(pulumi.ComponentResource):
                     opts=child,
                 )
                 instance_name, connection_name = instance.name, instance.connection_name
-            database = gcp.sql.Database(
-                f"{name}-database",
-                project=config.project,
-                instance=instance_name,
-                name=f"tandem_{config.stack.replace('-', '_')}",
-                opts=child,
-            )
             password = random.RandomPassword(
                 f"{name}-password", length=32, special=False, opts=child
             )
@@ -67,6 +60,15 @@ class Database(pulumi.ComponentResource):
                 name=f"tandem-{config.stack}",
                 password=password.result,
                 opts=child,
+            )
+            # After the user, so it is deleted before it: the user owns the tables the
+            # migrations made, and Postgres cannot drop a role that still owns objects.
+            database = gcp.sql.Database(
+                f"{name}-database",
+                project=config.project,
+                instance=instance_name,
+                name=f"tandem_{config.stack.replace('-', '_')}",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[user]),
             )
             self.instance_name, self.connection_name = instance_name, connection_name
             self.database_url = pulumi.Output.secret(

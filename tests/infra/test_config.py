@@ -67,6 +67,10 @@ def test_gpu_types_come_from_runpods_spec():
             "tandem:storage.retentionDays: Input should be greater than or equal to 1",
         ),
         (
+            {"storage": {"noncurrentDays": 400}},
+            "tandem:storage.noncurrentDays: Input should be less than or equal to 365",
+        ),
+        (
             {"database": {"provider": "mysql"}},
             "tandem:database.provider: Input should be 'cloudsql' or 'supabase'",
         ),

@@ -160,6 +160,24 @@ def test_a_review_stack_uses_the_dev_instance_and_its_own_database():
     assert of_type(resources, "workloadIdentityPool:WorkloadIdentityPool") == []
 
 
+def test_the_database_goes_before_its_user_on_teardown():
+    """Postgres cannot drop a role that owns objects: the database (and the tables the user
+    made in it) is created after the user, so destroyed before it."""
+    for stack in ("pr-7", "dev"):
+        [database] = [r for r in run_program(stack) if r["type"] == "gcp:sql/database:Database"]
+        assert database["after"] == ["database-user"]
+
+
+def test_prod_uploads_do_not_outlive_their_retention_as_old_versions():
+    buckets = {
+        stack: of_type(run_program(stack), "storage/bucket:Bucket")[0] for stack in ("dev", "prod")
+    }
+    assert buckets["prod"]["versioning"]["enabled"] is True
+    rules = [rule["condition"] for rule in buckets["prod"]["lifecycleRules"]]
+    assert {"daysSinceNoncurrentTime": 7} in rules  # storage.noncurrentDays
+    assert [rule["condition"] for rule in buckets["dev"]["lifecycleRules"]] == [{"age": 30}]
+
+
 def test_a_supabase_stack_has_no_cloud_sql_and_keeps_its_url_secret():
     settings = stack_settings("dev") | {
         "tandem:database": {"provider": "supabase"},
