@@ -72,8 +72,9 @@ api = ApiService(
     secret_env=secret_env,
     bucket=buckets.uploads,
     cloudsql_connection=database.connection_name,
+    opts=after_apis,
 )
-jobs = Jobs("jobs", config, image=registry.images["api"], api=api)
+jobs = Jobs("jobs", config, image=registry.images["api"], api=api, opts=after_apis)
 
 if config.environment != "review":  # review stacks share dev's CI identity and alerting
     Monitoring("monitoring", config, api.url, opts=after_apis)

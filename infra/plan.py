@@ -40,19 +40,32 @@ class RecordingMocks(Mocks):
 
 
 class RecordingMonitor(MockMonitor):
-    """The mocks' resource monitor, also recording each resource's explicit ordering edges:
-    what it depends on beyond what its inputs carry (`depends_on`, its own or a parent
-    component's), by resource name."""
+    """The mocks' resource monitor, also recording each resource's explicit ordering edges
+    (`depends_on`: what it waits for beyond what its inputs carry), by resource name."""
 
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
-        self.after: dict[str, list[str]] = {}
+        self.explicit: dict[str, set[str]] = {}
+        self.children: dict[str, set[str]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method, by its name
         carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
-        explicit = {urn.rsplit("::", 1)[-1] for urn in set(request.dependencies) - carried}
-        self.after[request.name] = sorted(explicit)
+        self.explicit[request.name] = {_name(u) for u in set(request.dependencies) - carried}
+        if request.parent:
+            self.children.setdefault(_name(request.parent), set()).add(request.name)
         return super().RegisterResource(request)
+
+    def after(self, name: str) -> list[str]:
+        """`name`'s explicit edges, a component's name standing for all of its children."""
+        edges = set(self.explicit.get(name, ()))
+        for component, members in self.children.items():
+            if len(members) > 1 and members <= edges:
+                edges = (edges - members) | {component}
+        return sorted(edges)
+
+
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
 
 
 def _computed(args: MockResourceArgs) -> dict[str, Any]:
@@ -74,6 +87,8 @@ def _computed(args: MockResourceArgs) -> dict[str, Any]:
         case "gcp:iam/workloadIdentityPool:WorkloadIdentityPool":
             pool = inputs["workloadIdentityPoolId"]
             return {"name": f"projects/123/locations/global/workloadIdentityPools/{pool}"}
+        case "gcp:secretmanager/secretVersion:SecretVersion":
+            return {"version": "1"}
         case "random:index/randomPassword:RandomPassword":
             return {"result": STAND_IN}
         case "docker-build:index:Image":
@@ -138,7 +153,7 @@ def _run_program(stack: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
         asyncio.set_event_loop(None)
         loop.close()
     for resource in mocks.resources:
-        resource["after"] = monitor.after.get(resource["name"], [])
+        resource["after"] = monitor.after(resource["name"])
     return sorted(mocks.resources, key=lambda r: (r["type"], r["name"]))
 
 

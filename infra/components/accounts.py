@@ -11,11 +11,11 @@ def service_account(
     config: StackConfig,
     purpose: str,
     roles: tuple[str, ...],
-    parent: pulumi.Resource,
-) -> tuple[gcp.serviceaccount.Account, pulumi.Output[str]]:
-    """Account `tandem-<stack>-<purpose>` holding `roles` on the project, and its IAM member
-    string (`serviceAccount:<email>`)."""
-    child = pulumi.ResourceOptions(parent=parent)
+    child: pulumi.ResourceOptions,
+) -> tuple[gcp.serviceaccount.Account, pulumi.Output[str], list[gcp.projects.IAMMember]]:
+    """Account `tandem-<stack>-<purpose>` (created with the options `child`) holding `roles` on
+    the project, its IAM member string (`serviceAccount:<email>`) and the role grants (for
+    what must wait until the account may act)."""
     account = gcp.serviceaccount.Account(
         f"{name}-account",
         project=config.project,
@@ -24,7 +24,7 @@ def service_account(
         opts=child,
     )
     member = account.email.apply(lambda email: f"serviceAccount:{email}")
-    for role in roles:
+    grants = [
         gcp.projects.IAMMember(
             f"{name}-{role.split('/')[1].replace('.', '-')}",
             project=config.project,
@@ -32,4 +32,6 @@ def service_account(
             member=member,
             opts=child,
         )
-    return account, member
+        for role in roles
+    ]
+    return account, member, grants

@@ -1,13 +1,17 @@
 """The API on Cloud Run v2, with its own service account holding only the roles it needs.
 
 Plain settings go in as env values; secrets only as Secret Manager references
-(`secret_key_ref`), each readable by this service account alone. Cloud SQL is mounted at
-/cloudsql. The public invoker binding exists only when `api.public` is true.
+(`secret_key_ref`) pinned to the version this stack wrote (a new value rolls a new revision),
+each readable by this service account alone. Cloud SQL is mounted at /cloudsql. The public
+invoker binding exists only when `api.public` is true. The service (and the jobs that run
+with its account, `access`) waits for every grant of that account: Cloud Run checks secret
+access when a revision deploys.
 """
 
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.components.accounts import service_account
 from infra.components.secrets import Secrets
 from infra.config import StackConfig
@@ -45,10 +49,10 @@ class ApiService(pulumi.ComponentResource):
     ) -> None:
         """`secret_env`: env variable -> key in `secrets` (e.g. DATABASE_URL -> database-url)."""
         super().__init__("tandem:infra:ApiService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children(self, opts)
         api = config.api
-        self.account, member = service_account(name, config, "api", RUNTIME_ROLES, self)
-        gcp.storage.BucketIAMMember(
+        self.account, member, roles = service_account(name, config, "api", RUNTIME_ROLES, child)
+        uploads = gcp.storage.BucketIAMMember(
             f"{name}-uploads-access",
             bucket=bucket.name,
             role="roles/storage.objectAdmin",
@@ -56,15 +60,15 @@ class ApiService(pulumi.ComponentResource):
             opts=child,
         )
         # Signed URLs for the workers are signed through IAM signBlob as itself: no key files.
-        gcp.serviceaccount.IAMMember(
+        sign = gcp.serviceaccount.IAMMember(
             f"{name}-sign-as-self",
             service_account_id=self.account.name,
             role="roles/iam.serviceAccountTokenCreator",
             member=member,
             opts=child,
         )
-        for key in sorted(set(secret_env.values())):
-            secrets.grant_access(key, member)
+        readers = [secrets.grant_access(key, member) for key in sorted(set(secret_env.values()))]
+        self.access: list[pulumi.Resource] = [*roles, uploads, sign, *readers]
 
         # The container's env and Cloud SQL mount, which the jobs run with too.
         self.envs = [{"name": key, "value": value} for key, value in sorted(env.items())]
@@ -74,7 +78,7 @@ class ApiService(pulumi.ComponentResource):
                 "value_source": {
                     "secret_key_ref": {
                         "secret": secrets.secrets[key].secret_id,
-                        "version": "latest",
+                        "version": secrets.versions[key].version,
                     }
                 },
             }
@@ -121,7 +125,7 @@ class ApiService(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=child,
+            opts=children(self, opts, after=self.access),
         )
         if api.public:
             gcp.cloudrunv2.ServiceIamMember(

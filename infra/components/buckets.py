@@ -5,6 +5,7 @@ for `storage.noncurrentDays`, then its old version is deleted too), optional COR
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.config import StackConfig
 
 
@@ -40,6 +41,6 @@ class Buckets(pulumi.ComponentResource):
             else None,
             force_destroy=config.environment == "review",
             labels=config.labels,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=children(self, opts),
         )
         self.register_outputs({"uploads_bucket": self.uploads.name})

@@ -4,6 +4,7 @@ through Workload Identity Federation (OIDC), so CI holds no JSON key."""
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.components.accounts import service_account
 from infra.config import StackConfig
 
@@ -32,7 +33,7 @@ class CiIdentity(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tandem:infra:CiIdentity", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children(self, opts)
         self.pool = gcp.iam.WorkloadIdentityPool(
             f"{name}-pool",
             project=config.project,
@@ -55,7 +56,7 @@ class CiIdentity(pulumi.ComponentResource):
             attribute_condition=f"assertion.repository == '{repository}'",
             opts=child,
         )
-        self.deployer, _ = service_account(name, config, "deployer", DEPLOYER_ROLES, self)
+        self.deployer, _, _ = service_account(name, config, "deployer", DEPLOYER_ROLES, child)
         gcp.serviceaccount.IAMMember(
             f"{name}-github-impersonates",
             service_account_id=self.deployer.name,

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
+from infra.components import children
 from infra.config import StackConfig
 
 
@@ -14,7 +15,7 @@ class Database(pulumi.ComponentResource):
         self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("tandem:infra:Database", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children(self, opts)
         db = config.database
         self.instance_name: pulumi.Output[str] | None = None
         self.connection_name: pulumi.Output[str] | None = None
@@ -68,7 +69,7 @@ class Database(pulumi.ComponentResource):
                 project=config.project,
                 instance=instance_name,
                 name=f"tandem_{config.stack.replace('-', '_')}",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[user]),
+                opts=children(self, opts, after=[user]),
             )
             self.instance_name, self.connection_name = instance_name, connection_name
             self.database_url = pulumi.Output.secret(

@@ -5,6 +5,7 @@ Run Admin API as an account that may only run this job."""
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.components.accounts import service_account
 from infra.components.api_service import ApiService
 from infra.config import StackConfig
@@ -21,7 +22,7 @@ class Jobs(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tandem:infra:Jobs", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children(self, opts)
         days = str(config.storage.retention_days)
         self.retention = gcp.cloudrunv2.Job(
             f"{name}-retention",
@@ -50,9 +51,9 @@ class Jobs(pulumi.ComponentResource):
                     ],
                 },
             },
-            opts=child,
+            opts=children(self, opts, after=api.access),  # it runs as the API's account
         )
-        self.scheduler, member = service_account(name, config, "jobs", (), self)
+        self.scheduler, member, _ = service_account(name, config, "jobs", (), child)
         gcp.cloudrunv2.JobIamMember(
             f"{name}-scheduler-runs-retention",
             project=config.project,

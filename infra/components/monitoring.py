@@ -4,6 +4,7 @@ is configured), and an optional monthly billing budget."""
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.config import StackConfig
 
 
@@ -16,7 +17,7 @@ class Monitoring(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tandem:infra:Monitoring", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children(self, opts)
         host = pulumi.Output.from_input(api_url).apply(lambda url: url.removeprefix("https://"))
         uptime = gcp.monitoring.UptimeCheckConfig(
             f"{name}-health",

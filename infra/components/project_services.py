@@ -6,6 +6,8 @@ import pulumi_gcp as gcp
 from infra.config import StackConfig
 
 APIS = (
+    "cloudresourcemanager.googleapis.com",  # project IAM bindings
+    "serviceusage.googleapis.com",  # enabling the others
     "run.googleapis.com",
     "sqladmin.googleapis.com",
     "secretmanager.googleapis.com",

@@ -5,6 +5,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.config import REPO_ROOT, StackConfig
 
 DOCKERFILES = {
@@ -19,7 +20,7 @@ class Registry(pulumi.ComponentResource):
         self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("tandem:infra:Registry", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children(self, opts)
         self.repository = gcp.artifactregistry.Repository(
             f"{name}-repository",
             project=config.project,

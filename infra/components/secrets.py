@@ -4,6 +4,7 @@ the runtime service account only (`grant_access`)."""
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.config import StackConfig
 
 
@@ -17,9 +18,11 @@ class Secrets(pulumi.ComponentResource):
     ) -> None:
         """`values`: secret name (e.g. `hmac-secret`) -> its value (a secret Output)."""
         super().__init__("tandem:infra:Secrets", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = children(self, opts)
         self.name = name
+        self._child = child
         self.secrets: dict[str, gcp.secretmanager.Secret] = {}
+        self.versions: dict[str, gcp.secretmanager.SecretVersion] = {}
         for key, value in values.items():
             secret = gcp.secretmanager.Secret(
                 f"{name}-{key}",
@@ -29,11 +32,11 @@ class Secrets(pulumi.ComponentResource):
                 labels=config.labels,
                 opts=child,
             )
-            gcp.secretmanager.SecretVersion(
+            self.versions[key] = gcp.secretmanager.SecretVersion(
                 f"{name}-{key}-version",
                 secret=secret.id,
                 secret_data=pulumi.Output.secret(value),
-                opts=pulumi.ResourceOptions(parent=secret),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(parent=secret)),
             )
             self.secrets[key] = secret
         self.register_outputs({"secret_ids": {k: s.secret_id for k, s in self.secrets.items()}})
@@ -49,5 +52,5 @@ class Secrets(pulumi.ComponentResource):
             secret_id=secret.secret_id,
             role="roles/secretmanager.secretAccessor",
             member=member,
-            opts=pulumi.ResourceOptions(parent=secret),
+            opts=pulumi.ResourceOptions.merge(self._child, pulumi.ResourceOptions(parent=secret)),
         )
