@@ -111,7 +111,9 @@ class ApiService(pulumi.ComponentResource):
                         "envs": self.envs,
                         "resources": {
                             "limits": {"cpu": api.cpu, "memory": api.memory},
-                            "cpu_idle": api.min_instances == 0,
+                            # Never throttled between requests: the API's job poller runs in the
+                            # background (an idle instance still stops, scaling to zero).
+                            "cpu_idle": False,
                             "startup_cpu_boost": True,
                         },
                         "startup_probe": {

@@ -190,6 +190,12 @@ def test_a_first_deploy_has_its_order_spelled_out(stack):
     assert refs and {ref["version"] for ref in refs} == {"1"}  # pinned, never "latest"
 
 
+@pytest.mark.parametrize("name", ["dev", "prod", "pr-7"])
+def test_the_api_keeps_its_cpu_between_requests_for_the_job_poller(name):
+    [service] = of_type(run_program(name), "cloudrunv2/service:Service")
+    assert service["template"]["containers"][0]["resources"]["cpuIdle"] is False
+
+
 def test_the_database_goes_before_its_user_on_teardown():
     """Postgres cannot drop a role that owns objects: the database (and the tables the user
     made in it) is created after the user, so destroyed before it."""
