@@ -26,6 +26,12 @@ def runpod_gpu_types() -> frozenset[str]:
     return frozenset(spec()["components"]["schemas"]["GPUTypeId"]["enum"])
 
 
+def runpod_choices(field: str) -> list[str]:
+    """The values RunPod's spec allows in the list field `field` of an endpoint."""
+    endpoint = spec()["components"]["schemas"]["EndpointCreateInput"]["properties"]
+    return endpoint[field]["items"]["enum"]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -103,6 +109,10 @@ class GpuEndpointConfig(Section):
     # images: ids of ones made in RunPod.
     network_volume_id: str | None = Field(None, alias="networkVolumeId")
     registry_auth_id: str | None = Field(None, alias="registryAuthId")
+    # Where workers may run (RunPod data centre ids, e.g. near the GCP region; unset: anywhere)
+    # and which CUDA versions their hosts may have (unset: any).
+    data_center_ids: list[str] | None = Field(None, min_length=1, alias="dataCenterIds")
+    allowed_cuda_versions: list[str] | None = Field(None, min_length=1, alias="allowedCudaVersions")
 
     @model_validator(mode="after")
     def _check(self) -> "GpuEndpointConfig":
@@ -115,6 +125,13 @@ class GpuEndpointConfig(Section):
             )
         if self.workers_min > self.workers_max:
             raise ValueError("workersMin must not exceed workersMax")
+        for key, values in (
+            ("dataCenterIds", self.data_center_ids),
+            ("allowedCudaVersions", self.allowed_cuda_versions),
+        ):
+            choices = runpod_choices(key)
+            if bad := [value for value in values or [] if value not in choices]:
+                raise ValueError(f"{key}: {bad[0]!r} is not one of RunPod's: {', '.join(choices)}")
         return self
 
 

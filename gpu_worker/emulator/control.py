@@ -20,6 +20,8 @@ import string
 from datetime import UTC, datetime
 from typing import Any
 
+from infra.runpod.client import spec
+
 FLASHBOOT_SUFFIX = " -fb"
 TEMPLATE_DEFAULTS: dict[str, Any] = {
     "category": "NVIDIA",
@@ -107,6 +109,7 @@ class ControlPlane:
         self._check_endpoint(fields)
         endpoint = {
             **ENDPOINT_DEFAULTS,
+            "dataCenterIds": _default("dataCenterIds"),  # every data centre, as RunPod fills it
             "name": fields.get("name") or "endpoint",
             **{k: v for k, v in fields.items() if k not in WRITE_ONLY},
             "id": _new_id(14),
@@ -162,6 +165,11 @@ class ControlPlane:
         self.flashboot[endpoint["id"]] = on
         name = endpoint["name"].removesuffix(FLASHBOOT_SUFFIX)
         endpoint["name"] = name + FLASHBOOT_SUFFIX if on else name
+
+
+def _default(field: str) -> Any:
+    """RunPod's default for an endpoint field, from its spec."""
+    return spec()["components"]["schemas"]["EndpointCreateInput"]["properties"][field]["default"]
 
 
 def _unknown(kind: str, item_id: str, verb: str) -> tuple[int, str]:

@@ -6,6 +6,8 @@ import pulumi
 from infra.config import GpuEndpointConfig, StackConfig
 from infra.runpod.resources import Endpoint, Template
 
+NETWORK_VOLUME = "/runpod-volume"  # where RunPod mounts an endpoint's network volume
+
 
 class GpuEndpoint(pulumi.ComponentResource):
     def __init__(
@@ -24,6 +26,8 @@ class GpuEndpoint(pulumi.ComponentResource):
         plain = {**endpoint.env, **env}
         if endpoint.model:
             plain["MODEL_NAME"] = endpoint.model
+        if endpoint.network_volume_id:  # weights downloaded once, kept for every worker
+            plain.setdefault("HF_HOME", f"{NETWORK_VOLUME}/huggingface")
         secret = {key: pulumi.Output.secret(value) for key, value in secret_env.items()}
         all_env = pulumi.Output.all(plain, secret).apply(lambda parts: {**parts[0], **parts[1]})
         self.template = Template(
@@ -46,6 +50,8 @@ class GpuEndpoint(pulumi.ComponentResource):
             scaler_value=endpoint.scaler_value,
             flashboot=endpoint.flashboot,
             network_volume_id=endpoint.network_volume_id,
+            data_center_ids=endpoint.data_center_ids,
+            allowed_cuda_versions=endpoint.allowed_cuda_versions,
             opts=child,
         )
         self.endpoint_id = self.endpoint.id

@@ -52,6 +52,8 @@ ENDPOINT_FIELDS = (
     "scalerValue",
     "flashboot",
     "networkVolumeId",
+    "dataCenterIds",
+    "allowedCudaVersions",
 )
 ENDPOINT_IN_PLACE = set(ENDPOINT_FIELDS) - {"computeType"}
 WRITE_ONLY = {"flashboot"}  # accepted by RunPod, never returned
@@ -71,14 +73,14 @@ def _body(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _state(live: dict[str, Any], props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """The state to keep: RunPod's live values for our fields (the last applied value where
-    RunPod returns none)."""
+    """The state to keep: for each field the program sets, RunPod's live value (the value last
+    applied where RunPod returns none). A field the program leaves unset is RunPod's to fill
+    (e.g. `dataCenterIds`: anywhere) and is not tracked."""
     state = {}
     for key in fields:
-        if key in live and key not in WRITE_ONLY:
-            state[key] = live[key]
-        elif _set(props.get(key)):
-            state[key] = props[key]
+        if not _set(props.get(key)):
+            continue
+        state[key] = live[key] if key in live and key not in WRITE_ONLY else props[key]
     if isinstance(state.get("name"), str):
         state["name"] = state["name"].removesuffix(FLASHBOOT_SUFFIX)
     return {key: value for key, value in state.items() if _set(value)}

@@ -44,7 +44,8 @@ class Template(Resource):
 
 class Endpoint(Resource):
     """A serverless endpoint on a template: GPU types in order of preference, workers min/max,
-    idle and execution timeouts, scaler, flashboot and an optional network volume."""
+    idle and execution timeouts, scaler, flashboot, an optional network volume, and where
+    workers may run (data centres, CUDA versions; unset: RunPod's choice)."""
 
     templateId: pulumi.Output[str]
     gpuTypeIds: pulumi.Output[list]
@@ -66,6 +67,8 @@ class Endpoint(Resource):
         flashboot: bool = True,
         gpu_count: int = 1,
         network_volume_id: str | None = None,
+        data_center_ids: list[str] | None = None,
+        allowed_cuda_versions: list[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -82,5 +85,7 @@ class Endpoint(Resource):
             "scalerValue": scaler_value,
             "flashboot": flashboot,
             "networkVolumeId": network_volume_id,
+            "dataCenterIds": data_center_ids,
+            "allowedCudaVersions": allowed_cuda_versions,
         }
         super().__init__(EndpointProvider(), resource_name, props, opts)

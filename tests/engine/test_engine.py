@@ -89,15 +89,17 @@ def test_state_holds_no_key_and_no_hmac_secret_in_plain_text(project):
 def test_in_place_update_replacement_and_removing_a_field(project, control):
     before = endpoint_ids(project)
     project.write_dev(llm={"workersMax": 2, "networkVolumeId": "vol-engine"})
-    result = dev(project).up()
-    assert result.summary.resource_changes == {"update": 1, "same": 6}
-    live = control.rest("GET", f"/endpoints/{before['llm']}").json()
+    result = dev(project).up()  # the endpoint, and the template's env (HF_HOME on the volume)
+    assert result.summary.resource_changes == {"update": 2, "same": 5}
+    live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
     assert (live["workersMax"], live["networkVolumeId"]) == (2, "vol-engine")
+    assert live["template"]["env"]["HF_HOME"] == "/runpod-volume/huggingface"
 
     project.write_dev()  # networkVolumeId removed, workersMax back to 1
-    assert dev(project).up().summary.resource_changes == {"update": 1, "same": 6}
-    live = control.rest("GET", f"/endpoints/{before['llm']}").json()
+    assert dev(project).up().summary.resource_changes == {"update": 2, "same": 5}
+    live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
     assert live["workersMax"] == 1 and "networkVolumeId" not in live
+    assert "HF_HOME" not in live["template"]["env"]
     dev(project).preview(expect_no_changes=True)
 
     [urn] = [

@@ -67,6 +67,14 @@ def test_gpu_types_come_from_runpods_spec():
             "tandem:storage.retentionDays: Input should be greater than or equal to 1",
         ),
         (
+            {"gpu": {"llm": {**GPU, "dataCenterIds": ["MARS-1"]}, "clip": GPU}},
+            "tandem:gpu.llm: dataCenterIds: 'MARS-1' is not one of RunPod's: EU-RO-1, ",
+        ),
+        (
+            {"gpu": {"llm": {**GPU, "allowedCudaVersions": ["9.0"]}, "clip": GPU}},
+            "tandem:gpu.llm: allowedCudaVersions: '9.0' is not one of RunPod's: 13.0, ",
+        ),
+        (
             {"storage": {"noncurrentDays": 400}},
             "tandem:storage.noncurrentDays: Input should be less than or equal to 365",
         ),

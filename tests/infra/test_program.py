@@ -196,6 +196,20 @@ def test_the_api_keeps_its_cpu_between_requests_for_the_job_poller(name):
     assert service["template"]["containers"][0]["resources"]["cpuIdle"] is False
 
 
+def test_a_network_volume_holds_the_model_cache():
+    gpu = stack_settings("dev")["tandem:gpu"]
+    settings = stack_settings("dev") | {
+        "tandem:gpu": gpu | {"llm": gpu["llm"] | {"networkVolumeId": "vol-1"}}
+    }
+    templates = {
+        r["name"]: r["inputs"]["env"]["value"]
+        for r in run_program("dev", settings)
+        if r["name"].endswith("-template")
+    }
+    assert templates["tandem-dev-llm-template"]["HF_HOME"] == "/runpod-volume/huggingface"
+    assert "HF_HOME" not in templates["tandem-dev-clip-template"]  # no volume there
+
+
 def test_the_database_goes_before_its_user_on_teardown():
     """Postgres cannot drop a role that owns objects: the database (and the tables the user
     made in it) is created after the user, so destroyed before it."""

@@ -124,6 +124,28 @@ def test_removing_an_optional_field_is_a_change_that_clears_it(runpod):
     provider.delete(created.id, updated.outs)
 
 
+def test_what_runpod_fills_in_is_not_a_change_and_what_we_set_is_tracked(runpod):
+    template = configured(TemplateProvider, runpod).create(template_props())
+    provider = configured(EndpointProvider, runpod)
+    props = endpoint_props(template.id)
+    created = provider.create(props)
+    live = runpod.rest("GET", f"/endpoints/{created.id}").json()
+    assert len(live["dataCenterIds"]) > 1  # RunPod's default: anywhere
+    assert "dataCenterIds" not in created.outs
+    assert not provider.diff(
+        created.id, provider.read(created.id, created.outs).outs, props
+    ).changes
+
+    placed = {**props, "dataCenterIds": ["EU-RO-1", "EU-SE-1"], "allowedCudaVersions": ["12.8"]}
+    assert provider.diff(created.id, created.outs, placed).replaces == []
+    updated = provider.update(created.id, created.outs, placed)
+    assert updated.outs["dataCenterIds"] == ["EU-RO-1", "EU-SE-1"]
+    assert updated.outs["allowedCudaVersions"] == ["12.8"]
+    runpod.rest("PATCH", f"/endpoints/{created.id}", json={"dataCenterIds": ["US-TX-3"]})
+    assert provider.read(created.id, updated.outs).outs["dataCenterIds"] == ["US-TX-3"]  # drift
+    provider.delete(created.id, updated.outs)
+
+
 def test_read_shows_out_of_band_changes_as_drift(runpod):
     template = configured(TemplateProvider, runpod).create(template_props())
     provider = configured(EndpointProvider, runpod)
