@@ -77,7 +77,14 @@ api = ApiService(
 jobs = Jobs("jobs", config, image=registry.images["api"], api=api, opts=after_apis)
 
 if config.environment != "review":  # review stacks share dev's CI identity and alerting
-    Monitoring("monitoring", config, api.url, opts=after_apis)
+    Monitoring(
+        "monitoring",
+        config,
+        api_url=api.url,
+        service_name=api.service.name,
+        database_instance=database.instance_name,
+        opts=after_apis,
+    )
 if config.environment != "review" and config.ci.github_repository:
     ci = CiIdentity("ci", config, config.ci.github_repository, opts=after_apis)
     pulumi.export("deployer_service_account", ci.deployer.email)

@@ -150,6 +150,12 @@ class MonitoringConfig(Section):
     notification_email: str | None = Field(None, alias="notificationEmail")
     billing_account: str | None = Field(None, alias="billingAccount")
     monthly_budget: float | None = Field(None, gt=0, alias="monthlyBudget")
+    # Alert thresholds, each held for 5 minutes: the share of API responses that are 5xx, the
+    # API's 95th percentile latency, and the Cloud SQL instance's CPU and disk use.
+    max_5xx_ratio: float = Field(0.05, gt=0, le=1, alias="max5xxRatio")
+    latency_p95_ms: int = Field(2000, ge=50, le=60_000, alias="latencyP95Ms")
+    database_cpu: float = Field(0.8, gt=0, le=1, alias="databaseCpu")
+    database_disk: float = Field(0.85, gt=0, le=1, alias="databaseDisk")
 
 
 class CiConfig(Section):

@@ -1,5 +1,8 @@
-"""An uptime check on the API's `/health`, an alert when it fails (to an email channel when one
-is configured), and an optional monthly billing budget."""
+"""Monitoring of a stack: an uptime check on the API's `/readiness` (the API can serve: its
+database answers), alerts when it fails, when too many responses are 5xx, when the 95th
+percentile latency is high, and, for a stack's own Cloud SQL instance, when its CPU or disk
+runs high; all to an email channel when one is configured (`pulumi up` warns when none is);
+and an optional monthly billing budget."""
 
 import pulumi
 import pulumi_gcp as gcp
@@ -7,25 +10,56 @@ import pulumi_gcp as gcp
 from infra.components import children
 from infra.config import StackConfig
 
+HELD = "300s"  # how long a threshold must be crossed before an alert opens
+RATE = {"per_series_aligner": "ALIGN_RATE", "cross_series_reducer": "REDUCE_SUM"}
+
+
+def _threshold(
+    name: str,
+    metric_filter: pulumi.Input[str],
+    value: float,
+    aggregation: dict,
+    duration: str = HELD,
+    **extra: object,
+) -> dict:
+    """An alert condition: `metric_filter` aggregated per minute (`aggregation`: aligner and
+    reducer), above `value` for `duration`."""
+    return {
+        "display_name": name,
+        "condition_threshold": {
+            "filter": metric_filter,
+            "comparison": "COMPARISON_GT",
+            "threshold_value": value,
+            "duration": duration,
+            "aggregations": [{"alignment_period": "60s", **aggregation}],
+            **extra,
+        },
+    }
+
 
 class Monitoring(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
         config: StackConfig,
+        *,
         api_url: pulumi.Input[str],
+        service_name: pulumi.Input[str],
+        database_instance: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`database_instance`: the stack's own Cloud SQL instance (None for Supabase)."""
         super().__init__("tandem:infra:Monitoring", name, None, opts)
         child = children(self, opts)
+        monitoring = config.monitoring
         host = pulumi.Output.from_input(api_url).apply(lambda url: url.removeprefix("https://"))
         uptime = gcp.monitoring.UptimeCheckConfig(
-            f"{name}-health",
+            f"{name}-readiness",
             project=config.project,
-            display_name=f"tandem-{config.stack} /health",
+            display_name=f"tandem-{config.stack} /readiness",
             timeout="10s",
             period="60s",
-            http_check={"path": "/health", "port": 443, "use_ssl": True, "validate_ssl": True},
+            http_check={"path": "/readiness", "port": 443, "use_ssl": True, "validate_ssl": True},
             monitored_resource={
                 "type": "uptime_url",
                 "labels": {"project_id": config.project, "host": host},
@@ -34,52 +68,94 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         channels = []
-        if config.monitoring.notification_email:
+        if monitoring.notification_email:
             channel = gcp.monitoring.NotificationChannel(
                 f"{name}-email",
                 project=config.project,
                 display_name=f"tandem-{config.stack} on-call",
                 type="email",
-                labels={"email_address": config.monitoring.notification_email},
+                labels={"email_address": monitoring.notification_email},
                 user_labels=config.labels,
                 opts=child,
             )
             channels.append(channel.name)
-        gcp.monitoring.AlertPolicy(
-            f"{name}-health-failing",
-            project=config.project,
-            display_name=f"tandem-{config.stack}: /health failing",
-            combiner="OR",
-            conditions=[
-                {
-                    "display_name": "uptime check failing",
-                    "condition_threshold": {
-                        "filter": uptime.uptime_check_id.apply(
-                            lambda check: (
-                                'metric.type="monitoring.googleapis.com/uptime_check/'
-                                f'check_passed" AND metric.label.check_id="{check}" '
-                                'AND resource.type="uptime_url"'
-                            )
-                        ),
-                        "comparison": "COMPARISON_GT",
-                        "threshold_value": 1,
-                        "duration": "120s",
-                        "aggregations": [
-                            {
-                                "alignment_period": "60s",
-                                "per_series_aligner": "ALIGN_NEXT_OLDER",
-                                "cross_series_reducer": "REDUCE_COUNT_FALSE",
-                                "group_by_fields": ["resource.label.*"],
-                            }
-                        ],
-                    },
-                }
-            ],
-            notification_channels=channels,
-            user_labels=config.labels,
-            opts=child,
+        else:
+            pulumi.log.warn(
+                f"tandem:monitoring.notificationEmail is not set: the alerts of stack "
+                f"{config.stack} reach no one (they show in Cloud Monitoring only)"
+            )
+        run = pulumi.Output.format(
+            'resource.type="cloud_run_revision" AND resource.label.service_name="{0}"',
+            service_name,
         )
-        monitoring = config.monitoring
+        requests = pulumi.Output.format(
+            '{0} AND metric.type="run.googleapis.com/request_count"', run
+        )
+        conditions = {
+            "readiness-failing": _threshold(
+                "uptime check on /readiness failing",
+                uptime.uptime_check_id.apply(
+                    lambda check: (
+                        'metric.type="monitoring.googleapis.com/uptime_check/check_passed" '
+                        f'AND metric.label.check_id="{check}" AND resource.type="uptime_url"'
+                    )
+                ),
+                1,  # more than one checking region fails
+                {
+                    "per_series_aligner": "ALIGN_NEXT_OLDER",
+                    "cross_series_reducer": "REDUCE_COUNT_FALSE",
+                    "group_by_fields": ["resource.label.*"],
+                },
+                duration="120s",
+            ),
+            "5xx": _threshold(
+                f"more than {monitoring.max_5xx_ratio:.0%} of responses are 5xx",
+                pulumi.Output.format('{0} AND metric.label.response_code_class="5xx"', requests),
+                monitoring.max_5xx_ratio,
+                RATE,
+                denominator_filter=requests,
+                denominator_aggregations=[{"alignment_period": "60s", **RATE}],
+            ),
+            "latency": _threshold(
+                f"95th percentile latency above {monitoring.latency_p95_ms} ms",
+                pulumi.Output.format(
+                    '{0} AND metric.type="run.googleapis.com/request_latencies"', run
+                ),
+                monitoring.latency_p95_ms,
+                {"per_series_aligner": "ALIGN_PERCENTILE_95"},
+            ),
+        }
+        if database_instance is not None:
+            database = pulumi.Output.format(
+                'resource.type="cloudsql_database" AND resource.label.database_id="{0}:{1}"',
+                config.project,
+                database_instance,
+            )
+            for metric, limit in (
+                ("cpu", monitoring.database_cpu),
+                ("disk", monitoring.database_disk),
+            ):
+                conditions[f"database-{metric}"] = _threshold(
+                    f"Cloud SQL {metric} above {limit:.0%}",
+                    pulumi.Output.format(
+                        '{0} AND metric.type="cloudsql.googleapis.com/database/{1}/utilization"',
+                        database,
+                        metric,
+                    ),
+                    limit,
+                    {"per_series_aligner": "ALIGN_MEAN"},
+                )
+        for key, condition in conditions.items():
+            gcp.monitoring.AlertPolicy(
+                f"{name}-{key}",
+                project=config.project,
+                display_name=f"tandem-{config.stack}: {condition['display_name']}",
+                combiner="OR",
+                conditions=[condition],
+                notification_channels=channels,
+                user_labels=config.labels,
+                opts=child,
+            )
         if monitoring.billing_account and monitoring.monthly_budget:
             gcp.billing.Budget(
                 f"{name}-budget",

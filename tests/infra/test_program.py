@@ -139,11 +139,46 @@ def test_ci_can_deploy_only_from_its_repository(stack):
     assert binding["member"].endswith("/attribute.repository/my-org/tandem")
 
 
-def test_health_is_watched(stack):
-    _, resources = stack
+def test_readiness_errors_latency_and_the_database_are_watched(stack):
+    name, resources = stack
     [uptime] = of_type(resources, "uptimeCheckConfig:UptimeCheckConfig")
-    assert uptime["httpCheck"]["path"] == "/health"
-    assert len(of_type(resources, "alertPolicy:AlertPolicy")) == 1
+    assert uptime["httpCheck"]["path"] == "/readiness"  # the API can serve, not just live
+    policies = {
+        p["displayName"].split(": ", 1)[1]: p["conditions"][0]["conditionThreshold"]
+        for p in of_type(resources, "alertPolicy:AlertPolicy")
+    }
+    assert set(policies) == {
+        "uptime check on /readiness failing",
+        "more than 5% of responses are 5xx",
+        "95th percentile latency above 2000 ms",
+        "Cloud SQL cpu above 80%",
+        "Cloud SQL disk above 85%",
+    }
+    errors = policies["more than 5% of responses are 5xx"]
+    assert 'response_code_class="5xx"' in errors["filter"]
+    assert errors["thresholdValue"] == 0.05 and "denominatorFilter" in errors
+    [instance] = of_type(resources, "databaseInstance:DatabaseInstance")
+    database_id = f'database_id="{instance["project"]}:database-instance"'  # the mocks' name
+    assert database_id in policies["Cloud SQL cpu above 80%"]["filter"]
+    assert "database/disk/utilization" in policies["Cloud SQL disk above 85%"]["filter"]
+    channels = of_type(resources, "notificationChannel:NotificationChannel")
+    assert len(channels) == (1 if name == "prod" else 0)  # dev names no one: `up` warns
+
+
+def test_alert_thresholds_are_settings():
+    settings = stack_settings("dev") | {
+        "tandem:monitoring": {"max5xxRatio": 0.2, "latencyP95Ms": 500},
+        "tandem:database": {"provider": "supabase"},
+        "tandem:supabaseDatabaseUrl": {"secure": "v1:encrypted"},
+    }
+    names = {
+        p["displayName"] for p in of_type(run_program("dev", settings), "alertPolicy:AlertPolicy")
+    }
+    assert names == {
+        "tandem-dev: uptime check on /readiness failing",
+        "tandem-dev: more than 20% of responses are 5xx",
+        "tandem-dev: 95th percentile latency above 500 ms",
+    }  # no Cloud SQL instance of its own: no database alerts
 
 
 def test_a_review_stack_uses_the_dev_instance_and_its_own_database():
