@@ -60,6 +60,16 @@ class DatabaseConfig(Section):
     deletion_protection: bool = Field(False, alias="deletionProtection")
     # Review stacks: the instance of another stack (its `database_instance` output).
     instance_from_stack: str | None = Field(None, alias="instanceFromStack")
+    # Daily backups: when they start (UTC, HH:MM) and how many are kept.
+    backup_start_time: str = Field(
+        "02:00", alias="backupStartTime", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+    )
+    backups_kept: int = Field(7, ge=1, le=365, alias="backupsKept")
+    # When Google may restart the instance for maintenance: a weekday (1 Monday .. 7 Sunday)
+    # and an hour (UTC).
+    maintenance_day: int = Field(7, ge=1, le=7, alias="maintenanceDay")
+    maintenance_hour: int = Field(3, ge=0, le=23, alias="maintenanceHour")
+    query_insights: bool = Field(True, alias="queryInsights")
 
 
 class StorageConfig(Section):

@@ -42,10 +42,25 @@ class Database(pulumi.ComponentResource):
                         "availability_type": "REGIONAL" if db.high_availability else "ZONAL",
                         "backup_configuration": {
                             "enabled": True,
+                            "start_time": db.backup_start_time,
                             "point_in_time_recovery_enabled": db.point_in_time_recovery,
+                            "backup_retention_settings": {"retained_backups": db.backups_kept},
                         },
+                        "maintenance_window": {
+                            "day": db.maintenance_day,
+                            "hour": db.maintenance_hour,
+                            "update_track": "stable",
+                        },
+                        "insights_config": {"query_insights_enabled": db.query_insights},
+                        # IAM users may sign in (the connector checks IAM either way).
+                        "database_flags": [{"name": "cloudsql.iam_authentication", "value": "on"}],
                         "deletion_protection_enabled": db.deletion_protection,
-                        "ip_configuration": {"ipv4_enabled": True, "ssl_mode": "ENCRYPTED_ONLY"},
+                        "ip_configuration": {
+                            # A public IP that only the Cloud SQL connector (IAM-authorised,
+                            # with its client certificates: Cloud Run's /cloudsql) gets in by.
+                            "ipv4_enabled": True,
+                            "ssl_mode": "TRUSTED_CLIENT_CERTIFICATE_REQUIRED",
+                        },
                         "user_labels": config.labels,
                     },
                     opts=child,

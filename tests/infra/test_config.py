@@ -75,6 +75,14 @@ def test_gpu_types_come_from_runpods_spec():
             "tandem:gpu.llm: allowedCudaVersions: '9.0' is not one of RunPod's: 13.0, ",
         ),
         (
+            {"database": {"backupStartTime": "25:00"}},
+            "tandem:database.backupStartTime: String should match pattern",
+        ),
+        (
+            {"database": {"maintenanceDay": 0}},
+            "tandem:database.maintenanceDay: Input should be greater than or equal to 1",
+        ),
+        (
             {"storage": {"noncurrentDays": 400}},
             "tandem:storage.noncurrentDays: Input should be less than or equal to 365",
         ),

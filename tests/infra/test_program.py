@@ -103,6 +103,35 @@ def test_gpu_endpoints_get_the_hmac_secret_as_a_secret(stack):
         assert STAND_IN.encode() not in provider  # the serialised provider holds no key
 
 
+@pytest.mark.parametrize(
+    ("settings", "backup_time", "kept", "window"),
+    [
+        ({}, "02:00", 7, {"day": 7, "hour": 3, "updateTrack": "stable"}),
+        (
+            {"backupStartTime": "23:30", "backupsKept": 30, "maintenanceDay": 2},
+            "23:30",
+            30,
+            {"day": 2, "hour": 3, "updateTrack": "stable"},
+        ),
+    ],
+)
+def test_cloud_sql_is_connector_only_backed_up_maintained_and_observed(
+    settings, backup_time, kept, window
+):
+    database = stack_settings("dev")["tandem:database"] | settings
+    resources = run_program("dev", stack_settings("dev") | {"tandem:database": database})
+    [instance] = of_type(resources, "databaseInstance:DatabaseInstance")
+    ip = instance["settings"]["ipConfiguration"]
+    assert ip["sslMode"] == "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"  # the connector only
+    backups = instance["settings"]["backupConfiguration"]
+    assert backups["startTime"] == backup_time
+    assert backups["backupRetentionSettings"]["retainedBackups"] == kept
+    assert instance["settings"]["maintenanceWindow"] == window
+    assert instance["settings"]["insightsConfig"]["queryInsightsEnabled"] is True
+    flags = instance["settings"]["databaseFlags"]
+    assert {"name": "cloudsql.iam_authentication", "value": "on"} in flags
+
+
 def test_prod_is_protected_and_warm():
     resources = run_program("prod")
     [instance] = of_type(resources, "databaseInstance:DatabaseInstance")
