@@ -51,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
 	$(BIN)/zizmor --offline --quiet --min-severity medium .github
-	$(BIN)/shellcheck .github/scripts/*
+	$(BIN)/shellcheck .github/scripts/* infra/engine/build infra/policy/analyzer
 
 test: $(STAMP) $(ENGINE) $(POLICY_VENV) lint
 	$(BIN)/python -m pytest
