@@ -85,6 +85,16 @@ def _secure(value: Any) -> bool:
     return isinstance(value, dict) and "secure" in value
 
 
+def write_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Make `settings` (`namespace:key` -> value) the config of the stack settings file at
+    `path`, keeping its encryption salt and the secrets it holds (secrets in `settings` are
+    another stack's, encrypted with its key: left out)."""
+    current = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    plain = {key: value for key, value in settings.items() if not _secure(value)}
+    kept = {key: v for key, v in (current.get("config") or {}).items() if _secure(v)}
+    path.write_text(yaml.safe_dump({**current, "config": {**plain, **kept}}))
+
+
 def _utc(value: datetime | str | None) -> datetime | None:
     """A stack's last update as an aware UTC datetime (the SDK gives a naive UTC datetime)."""
     if value is None or value == "":
@@ -130,7 +140,7 @@ class AutomationWorkspace:
         self, stack: str, settings: dict[str, Any], shared_secrets: list[str], message: str
     ) -> UpResult:
         target = self.stack(stack, create=True)
-        self._write_settings(stack, settings)
+        write_settings(self.work_dir / f"Pulumi.{stack}.yaml", settings)
         own = target.get_all_config()
         dev = self.stack("dev")
         dev_config = dev.get_all_config()

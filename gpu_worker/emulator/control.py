@@ -75,7 +75,6 @@ class ControlPlane:
     def __init__(self) -> None:
         self.templates: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
-        self.flashboot: dict[str, bool] = {}
 
     # -- templates ------------------------------------------------------------------------
     def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -130,9 +129,10 @@ class ControlPlane:
         endpoint = self.endpoint(endpoint_id, "PATCH")
         fields = _clean(body)
         self._check_endpoint({**endpoint, **fields})
+        flashboot = fields.get("flashboot", endpoint["name"].endswith(FLASHBOOT_SUFFIX))
         endpoint.update({k: v for k, v in fields.items() if k not in WRITE_ONLY})
         endpoint["version"] += 1
-        self._flashboot(endpoint, fields.get("flashboot", self.flashboot[endpoint_id]))
+        self._flashboot(endpoint, flashboot)
         return endpoint
 
     def delete_endpoint(self, endpoint_id: str) -> None:
@@ -144,7 +144,6 @@ class ControlPlane:
                 f"(it has {endpoint['workersMin']} min, {endpoint['workersMax']} max)",
             )
         del self.endpoints[endpoint_id]
-        del self.flashboot[endpoint_id]
 
     def view(self, endpoint: dict[str, Any], template: bool) -> dict[str, Any]:
         """An endpoint as GET answers it: with its template's env, and with includeTemplate,
@@ -161,8 +160,9 @@ class ControlPlane:
         if low > high:
             raise ControlError(400, f"workersMin ({low}) must not exceed workersMax ({high})")
 
-    def _flashboot(self, endpoint: dict[str, Any], on: bool) -> None:
-        self.flashboot[endpoint["id"]] = on
+    @staticmethod
+    def _flashboot(endpoint: dict[str, Any], on: bool) -> None:
+        """Name the endpoint as RunPod does: `<name> -fb` while FlashBoot is on."""
         name = endpoint["name"].removesuffix(FLASHBOOT_SUFFIX)
         endpoint["name"] = name + FLASHBOOT_SUFFIX if on else name
 

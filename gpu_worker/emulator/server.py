@@ -117,11 +117,8 @@ def create_app(
     public = APIRouter(prefix="/v2/{endpoint_id}", dependencies=[Depends(authorized)])
 
     async def submit(request: Request, endpoint: Endpoint, source: str) -> Job:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise HTTPException(400, "request body must be JSON") from None
-        if not isinstance(body, dict) or "input" not in body:
+        body = await _body(request)
+        if "input" not in body:
             raise HTTPException(400, 'request body must be {"input": ...}')
         policy = body.get("policy") or {}
         webhook = body.get("webhook") if source == "run" else None

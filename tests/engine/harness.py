@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pulumi.automation import ConfigValue
 
-from stacks.workspace import AutomationWorkspace
+from stacks.workspace import AutomationWorkspace, write_settings
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,14 +77,7 @@ class Project:
             "tandem:gpu": {name: {**GPU[name], **gpu.get(name, {})} for name in GPU},
             "test:image": CONTROLLED_IMAGE,
         }
-        path = self.root / "Pulumi.dev.yaml"
-        current = yaml.safe_load(path.read_text()) if path.exists() else {}
-        kept = {
-            key: value
-            for key, value in (current.get("config") or {}).items()
-            if isinstance(value, dict) and "secure" in value
-        }
-        path.write_text(yaml.safe_dump({**current, "config": {**settings, **kept}}))
+        write_settings(self.root / "Pulumi.dev.yaml", settings)
 
     def pulumi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -62,6 +62,14 @@ def endpoint_props(template_id: str, **overrides) -> dict:
     } | overrides
 
 
+def new_endpoint(runpod: ControlPlane, **overrides):
+    """An endpoint created on a new template: its provider, its properties and the result."""
+    template = configured(TemplateProvider, runpod).create(template_props())
+    provider = configured(EndpointProvider, runpod)
+    props = endpoint_props(template.id, **overrides)
+    return provider, props, provider.create(props)
+
+
 def test_template_create_read_update_delete(runpod):
     provider = configured(TemplateProvider, runpod)
     props = template_props()
@@ -84,10 +92,7 @@ def test_template_create_read_update_delete(runpod):
 
 
 def test_endpoint_lifecycle_and_what_replaces(runpod):
-    template = configured(TemplateProvider, runpod).create(template_props())
-    provider = configured(EndpointProvider, runpod)
-    props = endpoint_props(template.id)
-    created = provider.create(props)
+    provider, props, created = new_endpoint(runpod)
     live = runpod.rest("GET", f"/endpoints/{created.id}").json()
     assert live["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090", "NVIDIA RTX A5000"]  # in order
     assert (live["workersMin"], live["workersMax"]) == (0, 2)
@@ -109,10 +114,7 @@ def test_endpoint_lifecycle_and_what_replaces(runpod):
 
 
 def test_removing_an_optional_field_is_a_change_that_clears_it(runpod):
-    template = configured(TemplateProvider, runpod).create(template_props())
-    provider = configured(EndpointProvider, runpod)
-    props = endpoint_props(template.id, networkVolumeId="vol-1")
-    created = provider.create(props)
+    provider, props, created = new_endpoint(runpod, networkVolumeId="vol-1")
     assert created.outs["networkVolumeId"] == "vol-1"
     without = {k: v for k, v in props.items() if k != "networkVolumeId"}
     diff = provider.diff(created.id, created.outs, without)
@@ -125,10 +127,7 @@ def test_removing_an_optional_field_is_a_change_that_clears_it(runpod):
 
 
 def test_what_runpod_fills_in_is_not_a_change_and_what_we_set_is_tracked(runpod):
-    template = configured(TemplateProvider, runpod).create(template_props())
-    provider = configured(EndpointProvider, runpod)
-    props = endpoint_props(template.id)
-    created = provider.create(props)
+    provider, props, created = new_endpoint(runpod)
     live = runpod.rest("GET", f"/endpoints/{created.id}").json()
     assert len(live["dataCenterIds"]) > 1  # RunPod's default: anywhere
     assert "dataCenterIds" not in created.outs
@@ -147,10 +146,7 @@ def test_what_runpod_fills_in_is_not_a_change_and_what_we_set_is_tracked(runpod)
 
 
 def test_read_shows_out_of_band_changes_as_drift(runpod):
-    template = configured(TemplateProvider, runpod).create(template_props())
-    provider = configured(EndpointProvider, runpod)
-    props = endpoint_props(template.id)
-    created = provider.create(props)
+    provider, props, created = new_endpoint(runpod)
     runpod.rest(
         "PATCH",
         f"/endpoints/{created.id}",
