@@ -1,10 +1,10 @@
-"""The Pulumi program: one stack of Tandem (see README, "Deploy"). It only reads the typed
-config and wires the components."""
+"""The Pulumi program: one stack of Tandem (see README, "Deploy"). It reads the typed config and
+wires the components; a review stack takes its base stack's project resources from that stack's
+outputs and declares none of its own."""
 
 import pulumi
-import pulumi_random as random
 
-from infra.components.api_service import ApiService
+from infra.components.api_service import ApiService, vpc_egress
 from infra.components.buckets import Buckets
 from infra.components.ci_identity import CiIdentity
 from infra.components.database import Database
@@ -13,88 +13,159 @@ from infra.components.jobs import Jobs
 from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
-from infra.components.secrets import Secrets
+from infra.components.secrets import HMAC_SECRET, Secrets
 from infra.config import load
+from infra.workers import WORKERS, Worker
 
 config = load()
-services = ProjectServices("services", config)
-after_apis = pulumi.ResourceOptions(depends_on=services.services)
+scope = config.scope
+gpu = config.gpu.endpoints()
+base = None
+if config.base_stack:
+    org, project = pulumi.get_organization(), pulumi.get_project()
+    base = pulumi.StackReference("base", stack_name=f"{org}/{project}/{config.base_stack}")
+    after_apis = None  # the base stack enabled them
+else:
+    services = ProjectServices("services", scope)
+    after_apis = pulumi.ResourceOptions(depends_on=services.services)
 
-buckets = Buckets("buckets", config, opts=after_apis)
-database = Database("database", config, opts=after_apis)
-registry = Registry("registry", config, opts=after_apis)
-hmac_secret = random.RandomPassword("hmac-secret", length=48, special=False).result
-runpod_api_key = config.secrets["runpodApiKey"]
+deploys = ["api", *sorted({WORKERS[name].image for name in gpu})] if config.owns_gpu_endpoints else ["api"]
+registry = Registry(
+    "registry",
+    scope,
+    config.images,
+    deploys=deploys,
+    base=(base.require_output("image_repository"), base.require_output("runpod_registry_auth_id"))
+    if base
+    else None,
+    opts=after_apis,
+)
+buckets = Buckets(
+    "buckets",
+    scope,
+    config.storage,
+    versioned=config.environment == "prod",
+    force_destroy=config.environment == "review",
+    opts=after_apis,
+)
+database = Database(
+    "database",
+    scope,
+    config.database,
+    supabase_url=config.secrets.get("supabaseDatabaseUrl"),
+    shared_instance=(
+        base.require_output("database_instance"),
+        base.require_output("database_connection_name"),
+    )
+    if base
+    else None,
+    opts=after_apis,
+)
 secret_values = {
     "database-url": database.database_url,
-    "hmac-secret": hmac_secret,
-    "runpod-api-key": runpod_api_key,
+    "runpod-api-key": config.secrets["runpodApiKey"],
 }
 secret_env = {
     "DATABASE_URL": "database-url",
-    "EMBEDDING_HMAC_SECRET": "hmac-secret",
+    "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
     "RUNPOD_API_KEY": "runpod-api-key",
 }
 if "supabaseServiceKey" in config.secrets:  # for the app's own Supabase calls, if it makes any
     secret_values["supabase-service-key"] = config.secrets["supabaseServiceKey"]
     secret_env["SUPABASE_SERVICE_KEY"] = "supabase-service-key"
-secrets = Secrets("secrets", config, secret_values, opts=after_apis)
+secrets = Secrets(
+    "secrets",
+    scope,
+    secret_values,
+    # Shared GPU workers check the base stack's HMAC secret.
+    hmac_secret=None if config.owns_gpu_endpoints else base.require_output("hmac_secret"),
+    opts=after_apis,
+)
 
-IMAGE = {"llm": "llm", "embed": "llm", "clip": "clip"}  # embed: the llm worker, TASK=embed
-TASK = {"llm": {"TASK": "generate"}, "embed": {"TASK": "embed"}, "clip": {}}
-workers = {
-    name: GpuEndpoint(
-        name,
-        config,
-        endpoint,
-        image=registry.images[IMAGE[name]],
-        env=TASK[name],
-        secret_env={"EMBEDDING_HMAC_SECRET": hmac_secret},
-    )
-    for name, endpoint in config.gpu.endpoints().items()
-}
-endpoint_ids = {
-    f"{name.upper()}_ENDPOINT_ID": worker.endpoint_id for name, worker in workers.items()
-}
+if config.owns_gpu_endpoints:
+    endpoint_ids = {
+        name: GpuEndpoint(
+            name,
+            config.stack,
+            endpoint,
+            image=registry.images[WORKERS[name].image],
+            env=WORKERS[name].env,
+            secret_env={"EMBEDDING_HMAC_SECRET": secrets.hmac_secret},
+            registry_auth_id=registry.registry_auth_id,
+        ).endpoint_id
+        for name, endpoint in gpu.items()
+    }
+else:
+    endpoint_ids = {name: base.require_output(f"{name}_endpoint_id") for name in gpu}
 
 api = ApiService(
     "api",
-    config,
+    scope,
+    config.api,
     image=registry.images["api"],
     env={
         "ENVIRONMENT": "prod" if config.environment == "prod" else "dev",
         "INFERENCE_BACKEND": "runpod",
         "STORAGE_MODE": "gcs",
         "GCS_BUCKET": buckets.uploads.name,
-        **endpoint_ids,
+        **{Worker.endpoint_variable(name): id_ for name, id_ in endpoint_ids.items()},
     },
     secrets=secrets,
     secret_env=secret_env,
     bucket=buckets.uploads,
     cloudsql_connection=database.connection_name,
+    vpc_access=vpc_egress(config.database),
+    account_email=base.require_output("runtime_service_account") if base else None,
     opts=after_apis,
 )
-jobs = Jobs("jobs", config, image=registry.images["api"], api=api, opts=after_apis)
+jobs = Jobs(
+    "jobs",
+    scope,
+    config.storage,
+    run=api.run_spec,
+    deletion_protection=config.api.deletion_protection,
+    scheduler_email=base.require_output("jobs_service_account") if base else None,
+    opts=after_apis,
+)
 
-if config.environment != "review":  # review stacks share dev's CI identity and alerting
+if base is None:  # review stacks share their base stack's alerting and CI identity
     Monitoring(
         "monitoring",
-        config,
+        scope,
+        config.monitoring,
         api_url=api.url,
         service_name=api.service.name,
         database_instance=database.instance_name,
         opts=after_apis,
     )
-if config.environment != "review" and config.ci.github_repository:
-    ci = CiIdentity("ci", config, config.ci.github_repository, opts=after_apis)
+    pulumi.export("image_repository", registry.repository)
+    pulumi.export("runpod_registry_auth_id", registry.registry_auth_id)
+    pulumi.export("jobs_service_account", jobs.scheduler.email)
+    pulumi.export("hmac_secret", secrets.hmac_secret)
+if base is None and config.ci.github_repository:
+    ci = CiIdentity(
+        "ci",
+        scope,
+        environment=config.environment,
+        repository=config.ci.github_repository,
+        repository_id=config.ci.github_repository_id,
+        workload_accounts={
+            "api": api.account,
+            "jobs": jobs.scheduler,
+            "runpod-pull": registry.puller,
+        },
+        key_accounts=["runpod-pull"],
+        opts=after_apis,
+    )
     pulumi.export("deployer_service_account", ci.deployer.email)
+    pulumi.export("reader_service_account", ci.reader.email)
     pulumi.export("workload_identity_provider", ci.provider.name)
 
 pulumi.export("api_url", api.url)
-for name, worker in workers.items():
-    pulumi.export(f"{name}_endpoint_id", worker.endpoint_id)
+for name, endpoint_id in endpoint_ids.items():
+    pulumi.export(f"{name}_endpoint_id", endpoint_id)
 pulumi.export("uploads_bucket", buckets.uploads.name)
 pulumi.export("database_instance", database.instance_name)
 pulumi.export("database_connection_name", database.connection_name)
-pulumi.export("runtime_service_account", api.account.email)
+pulumi.export("runtime_service_account", api.run_spec.account_email)
 pulumi.export("retention_job", jobs.retention.name)

@@ -7,6 +7,7 @@ the provider's own `gcp:project` and `gcp:region`.
 """
 
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -58,8 +59,13 @@ class DatabaseConfig(Section):
     high_availability: bool = Field(False, alias="highAvailability")
     point_in_time_recovery: bool = Field(False, alias="pointInTimeRecovery")
     deletion_protection: bool = Field(False, alias="deletionProtection")
-    # Review stacks: the instance of another stack (its `database_instance` output).
-    instance_from_stack: str | None = Field(None, alias="instanceFromStack")
+    # A private IP on this VPC network (`projects/<p>/global/networks/<n>`, with private services
+    # access set up) instead of a public one; the API then reaches it through Direct VPC egress
+    # on `subnetwork` (a subnetwork of that network in the stack's region).
+    private_network: str | None = Field(
+        None, alias="privateNetwork", pattern=r"^projects/[\w-]+/global/networks/[\w-]+$"
+    )
+    subnetwork: str | None = Field(None, pattern=r"^[\w-]+$")
     # Daily backups: when they start (UTC, HH:MM) and how many are kept.
     backup_start_time: str = Field(
         "02:00", alias="backupStartTime", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -70,6 +76,14 @@ class DatabaseConfig(Section):
     maintenance_day: int = Field(7, ge=1, le=7, alias="maintenanceDay")
     maintenance_hour: int = Field(3, ge=0, le=23, alias="maintenanceHour")
     query_insights: bool = Field(True, alias="queryInsights")
+
+    @model_validator(mode="after")
+    def _network(self) -> "DatabaseConfig":
+        if (self.private_network is None) != (self.subnetwork is None):
+            raise ValueError("privateNetwork and subnetwork go together (a private IP needs both)")
+        if self.private_network and self.provider != "cloudsql":
+            raise ValueError("privateNetwork is a Cloud SQL setting (provider: cloudsql)")
+        return self
 
 
 class StorageConfig(Section):
@@ -114,10 +128,11 @@ class GpuEndpointConfig(Section):
     container_disk_gb: int = Field(30, ge=5, le=500, alias="containerDiskGb")
     model: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    # A RunPod network volume mounted at /runpod-volume (model weights cached across workers;
-    # it pins the endpoint to the volume's data centre), and registry credentials for private
-    # images: ids of ones made in RunPod.
-    network_volume_id: str | None = Field(None, alias="networkVolumeId")
+    # RunPod network volumes mounted at /runpod-volume (model weights cached across workers;
+    # each volume pins workers to its data centre: several volumes, one per data centre, for a
+    # multi-region endpoint), and a registry credential for prebuilt images in a private
+    # registry other than the stack's own (whose credential the stack makes): ids made in RunPod.
+    network_volume_ids: list[str] | None = Field(None, min_length=1, alias="networkVolumeIds")
     registry_auth_id: str | None = Field(None, alias="registryAuthId")
     # Where workers may run (RunPod data centre ids, e.g. near the GCP region; unset: anywhere)
     # and which CUDA versions their hosts may have (unset: any).
@@ -169,9 +184,30 @@ class MonitoringConfig(Section):
 
 
 class CiConfig(Section):
+    # The repository whose workflows deploy (`owner/name`) and its numeric id, which a
+    # repository made again under the same name does not have (`gh api repos/OWNER/NAME --jq .id`).
     github_repository: str | None = Field(
         None, pattern=r"^[\w.-]+/[\w.-]+$", alias="githubRepository"
     )
+    github_repository_id: str | None = Field(
+        None, pattern=r"^[0-9]+$", alias="githubRepositoryId", coerce_numbers_to_str=True
+    )
+
+    @model_validator(mode="after")
+    def _both(self) -> "CiConfig":
+        if (self.github_repository is None) != (self.github_repository_id is None):
+            raise ValueError("githubRepository and githubRepositoryId go together")
+        return self
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a stack's resources go and how they are named and labelled."""
+
+    stack: str
+    project: str
+    region: str
+    labels: dict[str, str]
 
 
 class StackConfig(Section):
@@ -179,6 +215,10 @@ class StackConfig(Section):
     environment: Literal["dev", "prod", "review"]
     project: str
     region: str = "europe-west1"
+    # Review stacks: the stack whose project resources they use (APIs, image repository, Cloud
+    # SQL instance, RunPod registry credential and, unless `ownGpuEndpoints`, GPU endpoints).
+    base_stack: str | None = Field(None, alias="baseStack")
+    own_gpu_endpoints: bool = Field(False, alias="ownGpuEndpoints")
     api: ApiConfig = ApiConfig()
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
@@ -193,12 +233,17 @@ class StackConfig(Section):
     secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @property
-    def labels(self) -> dict[str, str]:
-        """Labels every resource carries (review stacks also their time to live)."""
+    def scope(self) -> Scope:
+        """Where the stack's resources go, and the labels every one carries: the stack, its
+        environment and, on review stacks, their time to live."""
         labels = {"env": self.environment, "stack": self.stack, "app": "tandem"}
         if self.ttl_hours is not None:
             labels["ttl"] = f"{self.ttl_hours}h"
-        return labels
+        return Scope(self.stack, self.project, self.region, labels)
+
+    @property
+    def owns_gpu_endpoints(self) -> bool:
+        return self.base_stack is None or self.own_gpu_endpoints
 
     @model_validator(mode="after")
     def _environment_rules(self) -> "StackConfig":
@@ -209,6 +254,10 @@ class StackConfig(Section):
             )
         if self.environment == "review" and self.ttl_hours is None:
             raise ValueError("ttlHours is required on a review stack")
+        if (self.environment == "review") != (self.base_stack is not None):
+            raise ValueError("baseStack is set on review stacks, and only there")
+        if self.own_gpu_endpoints and self.environment != "review":
+            raise ValueError("ownGpuEndpoints is a review stack setting (others always own theirs)")
         if self.database.provider == "supabase" and "supabaseDatabaseUrl" not in self.secrets:
             raise ValueError(
                 "database.provider supabase needs the secret tandem:supabaseDatabaseUrl "
@@ -241,15 +290,16 @@ def parse(values: dict[str, Any], secrets: dict[str, Any]) -> StackConfig:
 
 
 REVIEW_STACK = re.compile(r"pr-[1-9][0-9]*")
-# What a review stack (`pr-<N>`) changes in dev's settings: a database of its own on dev's
-# instance, nothing warm, at most one GPU worker per endpoint, no deletion protection, a time
-# to live.
+# What a review stack (`pr-<N>`) changes in dev's settings: dev's project resources (a database
+# of its own on dev's instance, dev's image repository, dev's GPU endpoints unless it sets
+# ownGpuEndpoints), nothing warm, at most one GPU worker per endpoint of its own, no deletion
+# protection, a time to live.
 REVIEW_OVERRIDES: dict[str, Any] = {
     "tandem:environment": "review",
+    "tandem:baseStack": "dev",
     "tandem:ttlHours": 72,
     "tandem:api": {"minInstances": 0, "maxInstances": 2, "deletionProtection": False},
     "tandem:database": {
-        "instanceFromStack": "dev",
         "highAvailability": False,
         "pointInTimeRecovery": False,
         "deletionProtection": False,
@@ -317,7 +367,7 @@ def load() -> StackConfig:
     values: dict[str, Any] = {"stack": pulumi.get_stack(), "project": gcp.get("project")}
     if region := gcp.get("region"):
         values["region"] = region
-    for key in ("environment", "ttlHours", "runpodApiBase"):
+    for key in ("environment", "ttlHours", "runpodApiBase", "baseStack", "ownGpuEndpoints"):
         if (value := tandem.get(key)) is not None:
             values[key] = value
     for key in ("api", "database", "storage", "images", "gpu", "monitoring", "ci"):

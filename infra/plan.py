@@ -20,6 +20,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_file, stack_settings
 from infra.policy.rules import PolicyConfig, check
+from infra.workers import WORKERS
 
 STAND_IN = "stand-in-secret"
 STAND_IN_SECRETS = ("runpodApiKey",)  # required by every stack: assumed set
@@ -93,15 +94,27 @@ def _computed(args: MockResourceArgs) -> dict[str, Any]:
             return {"result": STAND_IN}
         case "docker-build:index:Image":
             return {"ref": f"{inputs['tags'][0]}@sha256:{'0' * 64}"}
+        case "gcp:serviceaccount/key:Key":
+            key = f"{inputs['serviceAccountId']}/keys/{args.name}-0123456789abcdef"
+            return {"name": key, "privateKey": STAND_IN}
         case "pulumi:pulumi:StackReference":
-            instance = f"{inputs['name'].split('/')[-1]}-instance"
-            return {
-                "outputs": {
-                    "database_instance": instance,
-                    "database_connection_name": f"shared-project:europe-west1:{instance}",
-                }
-            }
+            return {"outputs": _base_outputs(inputs["name"].split("/")[-1])}
     return {}
+
+
+def _base_outputs(stack: str) -> dict[str, Any]:
+    """The outputs a review stack reads of its base stack `stack`, as that stack exports them."""
+    account = f"tandem-{stack}-{{}}@base-project.iam.gserviceaccount.com"
+    return {
+        "database_instance": f"{stack}-instance",
+        "database_connection_name": f"base-project:europe-west1:{stack}-instance",
+        "image_repository": f"europe-west1-docker.pkg.dev/base-project/tandem-{stack}",
+        "runpod_registry_auth_id": f"{stack}-registry-auth-id",
+        "runtime_service_account": account.format("api"),
+        "jobs_service_account": account.format("jobs"),
+        "hmac_secret": STAND_IN,
+        **{f"{name}_endpoint_id": f"{stack}-{name}-endpoint-id" for name in WORKERS},
+    }
 
 
 def pulumi_config(raw: dict[str, Any]) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """`python -m gpu_worker.emulator --port P [--endpoint NAME=MODULE [--env NAME:KEY=VALUE]]...
-[--image IMAGE=MODULE]...`."""
+[--image IMAGE=MODULE]... [--registry HOST=USERNAME:PASSWORD]...`."""
 
 import argparse
 import logging
@@ -40,6 +40,14 @@ def _endpoint_variable(value: str) -> tuple[str, str, str]:
     return name, key, variable
 
 
+def _registry(value: str) -> tuple[str, tuple[str, str]]:
+    host, sep, credentials = value.partition("=")
+    username, colon, password = credentials.partition(":")
+    if not sep or not colon or not host or not username or not password:
+        raise argparse.ArgumentTypeError(f"expected HOST=USERNAME:PASSWORD, got {value!r}")
+    return host, (username, password)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gpu_worker.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -59,6 +67,14 @@ def main(argv: list[str] | None = None) -> None:
         default=[],
         metavar="IMAGE=MODULE",
         help="endpoints made through /v1 on a template of IMAGE run `python -m MODULE` workers",
+    )
+    parser.add_argument(
+        "--registry",
+        type=_registry,
+        action="append",
+        default=[],
+        metavar="HOST=USERNAME:PASSWORD",
+        help="images from HOST are pulled only by templates with a registry auth holding these",
     )
     parser.add_argument(
         "--env",
@@ -86,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         execution_timeout_s=args.execution_timeout,
         endpoint_env=endpoint_env,
         images=dict(args.image),
+        registries=dict(args.registry),
     )
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3

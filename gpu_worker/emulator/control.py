@@ -1,5 +1,5 @@
-"""RunPod's control plane in the emulator: REST API v1 templates and serverless endpoints
-(shared/runpod/rest-v1-openapi.json), held in memory. An endpoint created here gets a job queue
+"""RunPod's control plane in the emulator: REST API v1 templates, serverless endpoints and
+container registry credentials (shared/runpod/rest-v1-openapi.json), held in memory. An endpoint created here gets a job queue
 and a worker pool: its template's image, mapped to a worker module (`--image IMAGE=MODULE`),
 runs with the template's env, scaled by the endpoint's workersMin, workersMax and idleTimeout.
 
@@ -11,8 +11,11 @@ Where RunPod's docs say more than the spec, the emulator does what RunPod does:
   has no such field).
 * An unknown id: GET answers 404 "... not found", PATCH and DELETE answer 400 (the responses
   the spec lists for those operations).
+* A registry credential's name is unique (the spec: "The name must be unique"), and only its id
+  and name are ever returned.
 The emulator also refuses to delete a template that an endpoint uses (the endpoint could not be
-served any more); Pulumi deletes the endpoint first.
+served any more; Pulumi deletes the endpoint first), and a template naming a registry
+credential that does not exist.
 """
 
 import secrets
@@ -75,6 +78,28 @@ class ControlPlane:
     def __init__(self) -> None:
         self.templates: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
+        self.registry_auths: dict[str, dict[str, Any]] = {}  # with their credentials
+
+    # -- container registry credentials ---------------------------------------------------
+    def create_registry_auth(self, body: dict[str, Any]) -> dict[str, Any]:
+        for key in ("name", "username", "password"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise ControlError(400, f"{key} is required")
+        if any(auth["name"] == body["name"] for auth in self.registry_auths.values()):
+            raise ControlError(400, f"a container registry auth named {body['name']!r} exists")
+        auth = {key: body[key] for key in ("name", "username", "password")} | {"id": _new_id(25)}
+        self.registry_auths[auth["id"]] = auth
+        return self.registry_auth(auth["id"])
+
+    def registry_auth(self, auth_id: str, verb: str = "GET") -> dict[str, Any]:
+        """A credential as RunPod shows it: its id and name."""
+        if auth_id not in self.registry_auths:
+            raise ControlError(*_unknown("container registry auth", auth_id, verb))
+        return {key: self.registry_auths[auth_id][key] for key in ("id", "name")}
+
+    def delete_registry_auth(self, auth_id: str) -> None:
+        self.registry_auth(auth_id, "DELETE")
+        del self.registry_auths[auth_id]
 
     # -- templates ------------------------------------------------------------------------
     def create_template(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +107,7 @@ class ControlPlane:
             if not body.get(key):
                 raise ControlError(400, f"{key} is required")
         template = {**TEMPLATE_DEFAULTS, **_clean(body), "id": _new_id(10)}
+        self._check_template(template)
         self.templates[template["id"]] = template
         return template
 
@@ -92,8 +118,14 @@ class ControlPlane:
 
     def update_template(self, template_id: str, body: dict[str, Any]) -> dict[str, Any]:
         template = self.template(template_id, "PATCH")
+        self._check_template({**template, **_clean(body)})
         template.update(_clean(body))
         return template
+
+    def _check_template(self, template: dict[str, Any]) -> None:
+        auth = template.get("containerRegistryAuthId")
+        if auth and auth not in self.registry_auths:
+            raise ControlError(400, f"containerRegistryAuthId {auth!r} is not a registry auth")
 
     def delete_template(self, template_id: str) -> None:
         self.template(template_id, "DELETE")
@@ -174,5 +206,5 @@ def _default(field: str) -> Any:
 
 def _unknown(kind: str, item_id: str, verb: str) -> tuple[int, str]:
     if verb == "GET":
-        return 404, f"{kind.capitalize()} not found."
+        return 404, f"{kind[0].upper()}{kind[1:]} not found."
     return 400, f"Invalid {kind} ID."

@@ -24,11 +24,19 @@ SCALE_EVERY_S = 0.2  # how often the worker pools are scaled
 
 class Emulator:
     """The emulator's state: job queues and worker pools by endpoint id, the control plane,
-    the API keys it accepts (a set, so a test can rotate them) and the image -> module map."""
+    the API keys it accepts (a set, so a test can rotate them), the image -> module map and the
+    private registries (host -> the username and password that pull from it)."""
 
-    def __init__(self, base_url: str, images: dict[str, str], api_key: str | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        images: dict[str, str],
+        api_key: str | None,
+        registries: dict[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.base_url = base_url
         self.images = images
+        self.registries = registries or {}
         self.api_keys = {api_key} if api_key else set()
         self.control = ControlPlane()
         self.queues: dict[str, Endpoint] = {}
@@ -47,12 +55,21 @@ class Emulator:
         pool.queue.execution_timeout_s = endpoint["executionTimeoutMs"] / 1000
         env = {key: str(value) for key, value in template["env"].items()}
         pool.configure(
-            self.images.get(template["imageName"]),
+            self.images.get(template["imageName"]) if self.can_pull(template) else None,
             env,
             endpoint["workersMin"],
             endpoint["workersMax"],
             endpoint["idleTimeout"],
         )
+
+    def can_pull(self, template: dict[str, Any]) -> bool:
+        """Whether a worker can pull the template's image: one from a private registry only
+        with a registry credential holding that registry's username and password."""
+        host = template["imageName"].split("/", 1)[0]
+        if host not in self.registries:
+            return True
+        auth = self.control.registry_auths.get(template.get("containerRegistryAuthId") or "")
+        return auth is not None and (auth["username"], auth["password"]) == self.registries[host]
 
     async def remove(self, endpoint_id: str) -> None:
         del self.queues[endpoint_id]
@@ -67,12 +84,14 @@ def create_app(
     execution_timeout_s: float | None = None,
     endpoint_env: dict[str, dict[str, str]] | None = None,
     images: dict[str, str] | None = None,
+    registries: dict[str, tuple[str, str]] | None = None,
 ) -> FastAPI:
     """`endpoints` maps names of fixed endpoints (one worker each, always on) to worker
     modules; `base_url` is where workers reach us; `endpoint_env` adds variables to one fixed
     endpoint's workers (as a RunPod template's env); `images` maps the image names of templates
-    made through /v1 to worker modules."""
-    state = Emulator(base_url, images or {}, api_key)
+    made through /v1 to worker modules; `registries` makes registry hosts private (see
+    `Emulator.can_pull`)."""
+    state = Emulator(base_url, images or {}, api_key, registries)
     for name, module in endpoints.items():
         state.add_endpoint(name, execution_timeout_s).configure(
             module, (endpoint_env or {}).get(name, {}), 1, 1
@@ -254,10 +273,27 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 def control_routes(state: Emulator, authorized: Any) -> APIRouter:
-    """RunPod's REST API v1 for templates and serverless endpoints (`POST .../update` is the
-    spec's alias of PATCH)."""
+    """RunPod's REST API v1 for templates, serverless endpoints and container registry
+    credentials (`POST .../update` is the spec's alias of PATCH)."""
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)])
     control = state.control
+
+    @v1.post("/containerregistryauth")
+    async def create_registry_auth(request: Request) -> dict[str, Any]:
+        return control.create_registry_auth(await _body(request))
+
+    @v1.get("/containerregistryauth")
+    async def list_registry_auths() -> list[dict[str, Any]]:
+        return [control.registry_auth(auth_id) for auth_id in control.registry_auths]
+
+    @v1.get("/containerregistryauth/{auth_id}")
+    async def get_registry_auth(auth_id: str) -> dict[str, Any]:
+        return control.registry_auth(auth_id)
+
+    @v1.delete("/containerregistryauth/{auth_id}", status_code=204)
+    async def delete_registry_auth(auth_id: str) -> Response:
+        control.delete_registry_auth(auth_id)
+        return Response(status_code=204)
 
     @v1.post("/templates")
     async def create_template(request: Request) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config import Scope
 
 
 def service_account(
     name: str,
-    config: StackConfig,
+    scope: Scope,
     purpose: str,
     roles: tuple[str, ...],
     child: pulumi.ResourceOptions,
@@ -18,16 +18,16 @@ def service_account(
     what must wait until the account may act)."""
     account = gcp.serviceaccount.Account(
         f"{name}-account",
-        project=config.project,
-        account_id=f"tandem-{config.stack}-{purpose}"[:30],
-        display_name=f"Tandem {purpose} ({config.stack})",
+        project=scope.project,
+        account_id=f"tandem-{scope.stack}-{purpose}"[:30],
+        display_name=f"Tandem {purpose} ({scope.stack})",
         opts=child,
     )
     member = account.email.apply(lambda email: f"serviceAccount:{email}")
     grants = [
         gcp.projects.IAMMember(
             f"{name}-{role.split('/')[1].replace('.', '-')}",
-            project=config.project,
+            project=scope.project,
             role=role,
             member=member,
             opts=child,

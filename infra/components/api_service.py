@@ -2,11 +2,15 @@
 
 Plain settings go in as env values; secrets only as Secret Manager references
 (`secret_key_ref`) pinned to the version this stack wrote (a new value rolls a new revision),
-each readable by this service account alone. Cloud SQL is mounted at /cloudsql. The public
-invoker binding exists only when `api.public` is true. The service (and the jobs that run
-with its account, `access`) waits for every grant of that account: Cloud Run checks secret
-access when a revision deploys.
+each readable by this service account alone. Cloud SQL is mounted at /cloudsql (through Direct
+VPC egress when the instance has a private IP). The public invoker binding exists only when
+`api.public` is true. The service waits for every grant of its account: Cloud Run checks secret
+access when a revision deploys. `run_spec` is how the API's containers run, for the jobs that
+run as the API.
 """
+
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -14,7 +18,7 @@ import pulumi_gcp as gcp
 from infra.components import children
 from infra.components.accounts import service_account
 from infra.components.secrets import Secrets
-from infra.config import StackConfig
+from infra.config import ApiConfig, DatabaseConfig, Scope
 
 # Project roles of the runtime service account; bucket and secret access are granted on the
 # bucket and on each secret, not project-wide.
@@ -25,6 +29,20 @@ RUNTIME_ROLES = (
 )
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """How the API's containers run: image, service account, env, Cloud SQL mount and network,
+    and the grants to wait for before anything runs as that account."""
+
+    image: pulumi.Input[str]
+    account_email: pulumi.Output[str]
+    envs: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+    volume_mounts: list[dict[str, Any]]
+    vpc_access: dict[str, Any] | None
+    access: list[pulumi.Resource]
+
+
 def cloudsql_volume(connection: pulumi.Input[str] | None) -> tuple[list, list]:
     """The template volume and container mount of Cloud SQL at /cloudsql (none without it)."""
     if connection is None:
@@ -33,11 +51,20 @@ def cloudsql_volume(connection: pulumi.Input[str] | None) -> tuple[list, list]:
     return [volume], [{"name": "cloudsql", "mount_path": "/cloudsql"}]
 
 
+def vpc_egress(db: DatabaseConfig) -> dict[str, Any] | None:
+    """Direct VPC egress to a private-IP Cloud SQL instance's network (private ranges only)."""
+    if db.private_network is None:
+        return None
+    interface = {"network": db.private_network, "subnetwork": db.subnetwork}
+    return {"network_interfaces": [interface], "egress": "PRIVATE_RANGES_ONLY"}
+
+
 class ApiService(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        config: StackConfig,
+        scope: Scope,
+        api: ApiConfig,
         *,
         image: pulumi.Input[str],
         env: dict[str, pulumi.Input[str]],
@@ -45,13 +72,34 @@ class ApiService(pulumi.ComponentResource):
         secret_env: dict[str, str],
         bucket: gcp.storage.Bucket,
         cloudsql_connection: pulumi.Input[str] | None,
+        vpc_access: dict[str, Any] | None,
+        account_email: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`secret_env`: env variable -> key in `secrets` (e.g. DATABASE_URL -> database-url)."""
+        """`secret_env`: env variable -> key in `secrets` (e.g. DATABASE_URL -> database-url);
+        `vpc_access`: the template's network (`vpc_egress`), if any; `account_email`: an
+        existing account to run as (a review stack runs as its base stack's, which holds the
+        project roles and may sign as itself), else one of its own (`self.account`)."""
         super().__init__("tandem:infra:ApiService", name, None, opts)
         child = children(self, opts)
-        api = config.api
-        self.account, member, roles = service_account(name, config, "api", RUNTIME_ROLES, child)
+        grants: list[pulumi.Resource] = []
+        self.account: gcp.serviceaccount.Account | None = None
+        if account_email is None:
+            self.account, member, roles = service_account(
+                name, scope, "api", RUNTIME_ROLES, child
+            )
+            account_email = self.account.email
+            # Signed URLs for the workers are signed through IAM signBlob as itself: no keys.
+            sign = gcp.serviceaccount.IAMMember(
+                f"{name}-sign-as-self",
+                service_account_id=self.account.name,
+                role="roles/iam.serviceAccountTokenCreator",
+                member=member,
+                opts=child,
+            )
+            grants += [*roles, sign]
+        else:
+            member = pulumi.Output.concat("serviceAccount:", account_email)
         uploads = gcp.storage.BucketIAMMember(
             f"{name}-uploads-access",
             bucket=bucket.name,
@@ -59,20 +107,11 @@ class ApiService(pulumi.ComponentResource):
             member=member,
             opts=child,
         )
-        # Signed URLs for the workers are signed through IAM signBlob as itself: no key files.
-        sign = gcp.serviceaccount.IAMMember(
-            f"{name}-sign-as-self",
-            service_account_id=self.account.name,
-            role="roles/iam.serviceAccountTokenCreator",
-            member=member,
-            opts=child,
-        )
         readers = [secrets.grant_access(key, member) for key in sorted(set(secret_env.values()))]
-        self.access: list[pulumi.Resource] = [*roles, uploads, sign, *readers]
+        grants += [uploads, *readers]
 
-        # The container's env and Cloud SQL mount, which the jobs run with too.
-        self.envs = [{"name": key, "value": value} for key, value in sorted(env.items())]
-        self.envs += [
+        envs = [{"name": key, "value": value} for key, value in sorted(env.items())]
+        envs += [
             {
                 "name": var,
                 "value_source": {
@@ -84,31 +123,42 @@ class ApiService(pulumi.ComponentResource):
             }
             for var, key in sorted(secret_env.items())
         ]
-        self.volumes, self.volume_mounts = cloudsql_volume(cloudsql_connection)
+        volumes, volume_mounts = cloudsql_volume(cloudsql_connection)
+        self.run_spec = RunSpec(
+            image=image,
+            account_email=pulumi.Output.from_input(account_email),
+            envs=envs,
+            volumes=volumes,
+            volume_mounts=volume_mounts,
+            vpc_access=vpc_access,
+            access=grants,
+        )
+        run = self.run_spec
         probe = {"http_get": {"path": "/health", "port": 8080}}
         self.service = gcp.cloudrunv2.Service(
             f"{name}-service",
-            name=f"tandem-{config.stack}-api",
-            project=config.project,
-            location=config.region,
+            name=f"tandem-{scope.stack}-api",
+            project=scope.project,
+            location=scope.region,
             ingress="INGRESS_TRAFFIC_ALL",
             deletion_protection=api.deletion_protection,
             invoker_iam_disabled=False,
-            labels=config.labels,
+            labels=scope.labels,
             template={
-                "service_account": self.account.email,
+                "service_account": run.account_email,
                 "max_instance_request_concurrency": api.concurrency,
                 "scaling": {
                     "min_instance_count": api.min_instances,
                     "max_instance_count": api.max_instances,
                 },
-                "labels": config.labels,
-                "volumes": self.volumes,
+                "labels": scope.labels,
+                "volumes": run.volumes,
+                "vpc_access": run.vpc_access,
                 "containers": [
                     {
-                        "image": image,
+                        "image": run.image,
                         "ports": {"container_port": 8080},
-                        "envs": self.envs,
+                        "envs": run.envs,
                         "resources": {
                             "limits": {"cpu": api.cpu, "memory": api.memory},
                             # Never throttled between requests: the API's job poller runs in the
@@ -123,21 +173,21 @@ class ApiService(pulumi.ComponentResource):
                             "timeout_seconds": 2,
                         },
                         "liveness_probe": {**probe, "period_seconds": 30, "timeout_seconds": 3},
-                        "volume_mounts": self.volume_mounts,
+                        "volume_mounts": run.volume_mounts,
                     }
                 ],
             },
-            opts=children(self, opts, after=self.access),
+            opts=children(self, opts, after=run.access),
         )
         if api.public:
             gcp.cloudrunv2.ServiceIamMember(
                 f"{name}-public",
-                project=config.project,
-                location=config.region,
+                project=scope.project,
+                location=scope.region,
                 name=self.service.name,
                 role="roles/run.invoker",
                 member="allUsers",
                 opts=child,
             )
         self.url = self.service.uri
-        self.register_outputs({"url": self.url, "service_account": self.account.email})
+        self.register_outputs({"url": self.url, "service_account": self.run_spec.account_email})

@@ -6,25 +6,31 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.components import children
-from infra.config import StackConfig
+from infra.config import Scope, StorageConfig
 
 
 class Buckets(pulumi.ComponentResource):
     def __init__(
-        self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        scope: Scope,
+        storage: StorageConfig,
+        *,
+        versioned: bool,
+        force_destroy: bool,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`force_destroy`: the bucket may be deleted with its objects (review stacks)."""
         super().__init__("tandem:infra:Buckets", name, None, opts)
-        storage = config.storage
-        versioned = config.environment == "prod"
         rules = [{"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}}]
         if versioned:  # without it, what the age rule deletes lives on as noncurrent versions
             noncurrent = {"days_since_noncurrent_time": storage.noncurrent_days}
             rules.append({"action": {"type": "Delete"}, "condition": noncurrent})
         self.uploads = gcp.storage.Bucket(
             f"{name}-uploads",
-            name=f"{config.project}-tandem-{config.stack}-uploads",
-            project=config.project,
-            location=config.region,
+            name=f"{scope.project}-tandem-{scope.stack}-uploads",
+            project=scope.project,
+            location=scope.region,
             uniform_bucket_level_access=True,
             public_access_prevention="enforced",
             versioning={"enabled": versioned},
@@ -39,8 +45,8 @@ class Buckets(pulumi.ComponentResource):
             ]
             if storage.cors_origins
             else None,
-            force_destroy=config.environment == "review",
-            labels=config.labels,
+            force_destroy=force_destroy,
+            labels=scope.labels,
             opts=children(self, opts),
         )
         self.register_outputs({"uploads_bucket": self.uploads.name})

@@ -1,39 +1,47 @@
-"""Postgres for the API: a Cloud SQL instance (or, on a review stack, a database on another
+"""Postgres for the API: a Cloud SQL instance (or, on a review stack, a database on its base
 stack's instance), or an existing Supabase project. Either way `database_url` is a secret
-Output the API reads as DATABASE_URL."""
+Output the API reads as DATABASE_URL.
+
+The instance is reached only through the Cloud SQL connector (Cloud Run's /cloudsql mount:
+IAM-authorised, with its client certificates), on a public IP or, with `privateNetwork`, on a
+private IP in that VPC network only."""
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
 from infra.components import children
-from infra.config import StackConfig
+from infra.config import DatabaseConfig, Scope
 
 
 class Database(pulumi.ComponentResource):
     def __init__(
-        self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        scope: Scope,
+        db: DatabaseConfig,
+        *,
+        supabase_url: pulumi.Input[str] | None = None,
+        shared_instance: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`supabase_url`: the Supabase connection string (provider `supabase`);
+        `shared_instance`: the name and connection name of another stack's Cloud SQL instance
+        to make this stack's database on (review stacks)."""
         super().__init__("tandem:infra:Database", name, None, opts)
         child = children(self, opts)
-        db = config.database
         self.instance_name: pulumi.Output[str] | None = None
         self.connection_name: pulumi.Output[str] | None = None
         if db.provider == "supabase":
-            self.database_url = pulumi.Output.secret(config.secrets["supabaseDatabaseUrl"])
+            self.database_url = pulumi.Output.secret(supabase_url)
         else:
-            if db.instance_from_stack:
-                org, project = pulumi.get_organization(), pulumi.get_project()
-                shared = pulumi.StackReference(
-                    f"{name}-shared", stack_name=f"{org}/{project}/{db.instance_from_stack}"
-                )
-                instance_name = shared.require_output("database_instance")
-                connection_name = shared.require_output("database_connection_name")
+            if shared_instance:
+                instance_name, connection_name = map(pulumi.Output.from_input, shared_instance)
             else:
                 instance = gcp.sql.DatabaseInstance(
                     f"{name}-instance",
-                    project=config.project,
-                    region=config.region,
+                    project=scope.project,
+                    region=scope.region,
                     database_version="POSTGRES_16",
                     deletion_protection=db.deletion_protection,
                     settings={
@@ -56,12 +64,11 @@ class Database(pulumi.ComponentResource):
                         "database_flags": [{"name": "cloudsql.iam_authentication", "value": "on"}],
                         "deletion_protection_enabled": db.deletion_protection,
                         "ip_configuration": {
-                            # A public IP that only the Cloud SQL connector (IAM-authorised,
-                            # with its client certificates: Cloud Run's /cloudsql) gets in by.
-                            "ipv4_enabled": True,
+                            "ipv4_enabled": db.private_network is None,
+                            "private_network": db.private_network,
                             "ssl_mode": "TRUSTED_CLIENT_CERTIFICATE_REQUIRED",
                         },
-                        "user_labels": config.labels,
+                        "user_labels": scope.labels,
                     },
                     opts=child,
                 )
@@ -71,19 +78,23 @@ class Database(pulumi.ComponentResource):
             )
             user = gcp.sql.User(
                 f"{name}-user",
-                project=config.project,
+                project=scope.project,
                 instance=instance_name,
-                name=f"tandem-{config.stack}",
+                name=f"tandem-{scope.stack}",
                 password=password.result,
+                # On another stack's instance (a review stack), teardown must not stop at a role
+                # Postgres refuses to drop ("some objects depend on it": grants made in other
+                # databases): the role is left behind, owning nothing once its database is gone.
+                deletion_policy="ABANDON" if shared_instance else None,
                 opts=child,
             )
             # After the user, so it is deleted before it: the user owns the tables the
             # migrations made, and Postgres cannot drop a role that still owns objects.
             database = gcp.sql.Database(
                 f"{name}-database",
-                project=config.project,
+                project=scope.project,
                 instance=instance_name,
-                name=f"tandem_{config.stack.replace('-', '_')}",
+                name=f"tandem_{scope.stack.replace('-', '_')}",
                 opts=children(self, opts, after=[user]),
             )
             self.instance_name, self.connection_name = instance_name, connection_name

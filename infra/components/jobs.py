@@ -1,81 +1,91 @@
-"""Scheduled work: the retention job (`python -m app retention`) as a Cloud Run job on the
-API's image, account, env and Cloud SQL mount, run daily by Cloud Scheduler through the Cloud
-Run Admin API as an account that may only run this job."""
+"""Scheduled work: the retention job (`python -m app retention`) as a Cloud Run job run as the
+API runs (its `RunSpec`: image, account, env, Cloud SQL mount), daily, by Cloud Scheduler
+through the Cloud Run Admin API as an account that may only run this job."""
 
 import pulumi
 import pulumi_gcp as gcp
 
 from infra.components import children
 from infra.components.accounts import service_account
-from infra.components.api_service import ApiService
-from infra.config import StackConfig
+from infra.components.api_service import RunSpec
+from infra.config import Scope, StorageConfig
 
 
 class Jobs(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        config: StackConfig,
+        scope: Scope,
+        storage: StorageConfig,
         *,
-        image: pulumi.Input[str],
-        api: ApiService,
+        run: RunSpec,
+        deletion_protection: bool,
+        scheduler_email: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`scheduler_email`: an existing account for Cloud Scheduler to run the job as (a
+        review stack's base stack's), else one of its own (`self.scheduler`)."""
         super().__init__("tandem:infra:Jobs", name, None, opts)
         child = children(self, opts)
-        days = str(config.storage.retention_days)
+        days = str(storage.retention_days)
         self.retention = gcp.cloudrunv2.Job(
             f"{name}-retention",
-            name=f"tandem-{config.stack}-retention",
-            project=config.project,
-            location=config.region,
-            deletion_protection=config.api.deletion_protection,
-            labels=config.labels,
+            name=f"tandem-{scope.stack}-retention",
+            project=scope.project,
+            location=scope.region,
+            deletion_protection=deletion_protection,
+            labels=scope.labels,
             template={
-                "labels": config.labels,
+                "labels": scope.labels,
                 "task_count": 1,
                 "template": {
-                    "service_account": api.account.email,
+                    "service_account": run.account_email,
                     "max_retries": 1,
                     "timeout": "1800s",
-                    "volumes": api.volumes,
+                    "volumes": run.volumes,
+                    "vpc_access": run.vpc_access,
                     "containers": [
                         {
-                            "image": image,
+                            "image": run.image,
                             "commands": ["python"],
                             "args": ["-m", "app", "retention"],
-                            "envs": [*api.envs, {"name": "RETENTION_RAW_DAYS", "value": days}],
+                            "envs": [*run.envs, {"name": "RETENTION_RAW_DAYS", "value": days}],
                             "resources": {"limits": {"cpu": "1", "memory": "512Mi"}},
-                            "volume_mounts": api.volume_mounts,
+                            "volume_mounts": run.volume_mounts,
                         }
                     ],
                 },
             },
-            opts=children(self, opts, after=api.access),  # it runs as the API's account
+            opts=children(self, opts, after=run.access),  # it runs as the API's account
         )
-        self.scheduler, member, _ = service_account(name, config, "jobs", (), child)
+        self.scheduler: gcp.serviceaccount.Account | None = None
+        if scheduler_email is None:
+            self.scheduler, member, _ = service_account(name, scope, "jobs", (), child)
+            scheduler_email = self.scheduler.email
+        else:
+            member = pulumi.Output.concat("serviceAccount:", scheduler_email)
         gcp.cloudrunv2.JobIamMember(
             f"{name}-scheduler-runs-retention",
-            project=config.project,
-            location=config.region,
+            project=scope.project,
+            location=scope.region,
             name=self.retention.name,
             role="roles/run.invoker",
             member=member,
             opts=child,
         )
         run_url = pulumi.Output.concat(
-            f"https://run.googleapis.com/v2/projects/{config.project}/locations/",
-            f"{config.region}/jobs/",
+            f"https://run.googleapis.com/v2/projects/{scope.project}/locations/",
+            f"{scope.region}/jobs/",
             self.retention.name,
             ":run",
         )
         self.schedule = gcp.cloudscheduler.Job(
             f"{name}-retention-daily",
-            name=f"tandem-{config.stack}-retention-daily",
-            project=config.project,
-            region=config.region,
+            name=f"tandem-{scope.stack}-retention-daily",
+            project=scope.project,
+            region=scope.region,
             description=f"Deletes uploads older than {days} days (python -m app retention)",
-            schedule=config.storage.retention_schedule,
+            schedule=storage.retention_schedule,
             time_zone="Etc/UTC",
             attempt_deadline="320s",
             retry_config={"retry_count": 1},
@@ -83,7 +93,7 @@ class Jobs(pulumi.ComponentResource):
                 "http_method": "POST",
                 "uri": run_url,
                 "oauth_token": {
-                    "service_account_email": self.scheduler.email,
+                    "service_account_email": scheduler_email,
                     "scope": "https://www.googleapis.com/auth/cloud-platform",
                 },
             },

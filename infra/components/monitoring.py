@@ -8,7 +8,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.components import children
-from infra.config import StackConfig
+from infra.config import MonitoringConfig, Scope
 
 HELD = "300s"  # how long a threshold must be crossed before an alert opens
 RATE = {"per_series_aligner": "ALIGN_RATE", "cross_series_reducer": "REDUCE_SUM"}
@@ -41,7 +41,8 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        config: StackConfig,
+        scope: Scope,
+        monitoring: MonitoringConfig,
         *,
         api_url: pulumi.Input[str],
         service_name: pulumi.Input[str],
@@ -51,38 +52,37 @@ class Monitoring(pulumi.ComponentResource):
         """`database_instance`: the stack's own Cloud SQL instance (None for Supabase)."""
         super().__init__("tandem:infra:Monitoring", name, None, opts)
         child = children(self, opts)
-        monitoring = config.monitoring
         host = pulumi.Output.from_input(api_url).apply(lambda url: url.removeprefix("https://"))
         uptime = gcp.monitoring.UptimeCheckConfig(
             f"{name}-readiness",
-            project=config.project,
-            display_name=f"tandem-{config.stack} /readiness",
+            project=scope.project,
+            display_name=f"tandem-{scope.stack} /readiness",
             timeout="10s",
             period="60s",
             http_check={"path": "/readiness", "port": 443, "use_ssl": True, "validate_ssl": True},
             monitored_resource={
                 "type": "uptime_url",
-                "labels": {"project_id": config.project, "host": host},
+                "labels": {"project_id": scope.project, "host": host},
             },
-            user_labels=config.labels,
+            user_labels=scope.labels,
             opts=child,
         )
         channels = []
         if monitoring.notification_email:
             channel = gcp.monitoring.NotificationChannel(
                 f"{name}-email",
-                project=config.project,
-                display_name=f"tandem-{config.stack} on-call",
+                project=scope.project,
+                display_name=f"tandem-{scope.stack} on-call",
                 type="email",
                 labels={"email_address": monitoring.notification_email},
-                user_labels=config.labels,
+                user_labels=scope.labels,
                 opts=child,
             )
             channels.append(channel.name)
         else:
             pulumi.log.warn(
                 f"tandem:monitoring.notificationEmail is not set: the alerts of stack "
-                f"{config.stack} reach no one (they show in Cloud Monitoring only)"
+                f"{scope.stack} reach no one (they show in Cloud Monitoring only)"
             )
         run = pulumi.Output.format(
             'resource.type="cloud_run_revision" AND resource.label.service_name="{0}"',
@@ -128,7 +128,7 @@ class Monitoring(pulumi.ComponentResource):
         if database_instance is not None:
             database = pulumi.Output.format(
                 'resource.type="cloudsql_database" AND resource.label.database_id="{0}:{1}"',
-                config.project,
+                scope.project,
                 database_instance,
             )
             for metric, limit in (
@@ -148,20 +148,20 @@ class Monitoring(pulumi.ComponentResource):
         for key, condition in conditions.items():
             gcp.monitoring.AlertPolicy(
                 f"{name}-{key}",
-                project=config.project,
-                display_name=f"tandem-{config.stack}: {condition['display_name']}",
+                project=scope.project,
+                display_name=f"tandem-{scope.stack}: {condition['display_name']}",
                 combiner="OR",
                 conditions=[condition],
                 notification_channels=channels,
-                user_labels=config.labels,
+                user_labels=scope.labels,
                 opts=child,
             )
         if monitoring.billing_account and monitoring.monthly_budget:
             gcp.billing.Budget(
                 f"{name}-budget",
                 billing_account=monitoring.billing_account,
-                display_name=f"tandem-{config.stack}",
-                budget_filter={"projects": [f"projects/{config.project}"]},
+                display_name=f"tandem-{scope.stack}",
+                budget_filter={"projects": [f"projects/{scope.project}"]},
                 amount={
                     "specified_amount": {
                         "currency_code": "USD",

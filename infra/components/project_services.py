@@ -3,7 +3,7 @@
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config import Scope
 
 APIS = (
     "cloudresourcemanager.googleapis.com",  # project IAM bindings
@@ -23,14 +23,14 @@ APIS = (
 
 class ProjectServices(pulumi.ComponentResource):
     def __init__(
-        self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None
+        self, name: str, scope: Scope, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("tandem:infra:ProjectServices", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.services = [
             gcp.projects.Service(
                 f"{name}-{api.split('.')[0]}",
-                project=config.project,
+                project=scope.project,
                 service=api,
                 disable_on_destroy=False,  # other stacks in the project may still use it
                 opts=child,

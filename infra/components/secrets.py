@@ -1,35 +1,54 @@
-"""Secret Manager secrets and their current versions. Reading one is granted per secret, to
-the runtime service account only (`grant_access`)."""
+"""Secret Manager secrets and their current versions, the HMAC secret that signs the API's
+requests to the GPU workers among them. Reading one is granted per secret, to the runtime
+service account only (`grant_access`)."""
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumi_random as random
 
 from infra.components import children
-from infra.config import StackConfig
+from infra.config import Scope
+
+HMAC_SECRET = "hmac-secret"
 
 
 class Secrets(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        config: StackConfig,
+        scope: Scope,
         values: dict[str, pulumi.Input[str]],
+        *,
+        hmac_secret: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`values`: secret name (e.g. `hmac-secret`) -> its value (a secret Output)."""
+        """`values`: secret name (e.g. `database-url`) -> its value (a secret Output). The HMAC
+        secret (`hmac-secret`, also `self.hmac_secret`) is `hmac_secret` when the workers are
+        another stack's (theirs), else a new random one."""
         super().__init__("tandem:infra:Secrets", name, None, opts)
         child = children(self, opts)
         self.name = name
         self._child = child
+        if hmac_secret is None:
+            hmac_secret = random.RandomPassword(
+                f"{name}-hmac",
+                length=48,
+                special=False,
+                # Made at the program's top level before: the same resource, not a new secret.
+                opts=pulumi.ResourceOptions(
+                    parent=self, aliases=[pulumi.Alias(name="hmac-secret", parent=pulumi.ROOT_STACK_RESOURCE)]
+                ),
+            ).result
+        self.hmac_secret = pulumi.Output.secret(hmac_secret)
         self.secrets: dict[str, gcp.secretmanager.Secret] = {}
         self.versions: dict[str, gcp.secretmanager.SecretVersion] = {}
-        for key, value in values.items():
+        for key, value in {**values, HMAC_SECRET: self.hmac_secret}.items():
             secret = gcp.secretmanager.Secret(
                 f"{name}-{key}",
-                secret_id=f"tandem-{config.stack}-{key}",
-                project=config.project,
+                secret_id=f"tandem-{scope.stack}-{key}",
+                project=scope.project,
                 replication={"auto": {}},
-                labels=config.labels,
+                labels=scope.labels,
                 opts=child,
             )
             self.versions[key] = gcp.secretmanager.SecretVersion(

@@ -1,10 +1,11 @@
 """The calls Tandem makes to RunPod's control plane: REST API v1 (`https://rest.runpod.io/v1`,
-spec in rest-v1-openapi.json beside this file), templates and serverless endpoints.
+spec in rest-v1-openapi.json beside this file), templates, serverless endpoints and container
+registry credentials.
 
 Bodies are typed by the spec before they are sent (the Pulumi engine hands providers every
 number as a float; RunPod's integer fields take integers). Errors say what RunPod answered
 (status and its message) with the API key and every env value of the request masked: RunPod's
-error bodies can echo the input.
+error bodies can echo the input. Registry passwords are masked the same way.
 """
 
 import json
@@ -30,7 +31,7 @@ class RunPodApiError(Exception):
 
 
 class RunPodNotFound(RunPodApiError):
-    """The template or endpoint does not exist (deleted out of band, or never created)."""
+    """The object does not exist (deleted out of band, or never created)."""
 
 
 @cache
@@ -80,6 +81,7 @@ class RunPodRest:
         idempotent (a retried POST could make a second endpoint)."""
         if body is not None:
             self._secrets |= {str(v) for v in (body.get("env") or {}).values() if v}
+            self._secrets |= {body["password"]} if body.get("password") else set()
         attempts = 1 if method == "POST" else ATTEMPTS
         for attempt in range(attempts):
             try:
@@ -163,3 +165,12 @@ class RunPodRest:
                 return
             raise
         self._delete("endpoints", endpoint_id)
+
+    def create_registry_auth(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/containerregistryauth", body)
+
+    def get_registry_auth(self, auth_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/containerregistryauth/{auth_id}")
+
+    def delete_registry_auth(self, auth_id: str) -> None:
+        self._delete("containerregistryauth", auth_id)

@@ -1,4 +1,5 @@
-"""Pulumi dynamic providers for a RunPod serverless template and endpoint (REST API v1).
+"""Pulumi dynamic providers for RunPod serverless templates, endpoints and container registry
+credentials (REST API v1).
 
 Properties carry RunPod's own field names, so state reads like the API. `diff` names the
 changes RunPod can apply in place (its update inputs) and the ones that need a replacement;
@@ -6,7 +7,8 @@ removing an optional field is a change too. `read` overwrites the state with wha
 returns, so `pulumi refresh` and drift checks see out-of-band edits to workers, GPUs, timeouts,
 scaler or env, and a resource deleted out of band reads as gone. RunPod never returns
 `flashboot` (its drift cannot be seen; `read` keeps the value last applied) and names a
-flashboot endpoint `<name> -fb` (read back as `<name>`).
+flashboot endpoint `<name> -fb` (read back as `<name>`). A registry credential has no update
+route and reads back only its name: any change replaces it.
 
 Where and how to call RunPod is the stack's config, read when the engine configures the
 provider: the secret `tandem:runpodApiKey` and, optionally, `tandem:runpodApiBase`. Neither is
@@ -51,12 +53,12 @@ ENDPOINT_FIELDS = (
     "scalerType",
     "scalerValue",
     "flashboot",
-    "networkVolumeId",
+    "networkVolumeIds",
     "dataCenterIds",
     "allowedCudaVersions",
 )
 ENDPOINT_IN_PLACE = set(ENDPOINT_FIELDS) - {"computeType"}
-WRITE_ONLY = {"flashboot"}  # accepted by RunPod, never returned
+REGISTRY_AUTH_FIELDS = ("name", "username", "password")
 FLASHBOOT_SUFFIX = " -fb"
 EMPTY: tuple[Any, ...] = (None, "", [], {})  # an optional field that is not set
 # What `read` answers for a resource deleted out of band: an empty id, which Pulumi's refresh
@@ -72,15 +74,20 @@ def _body(props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     return {key: props[key] for key in fields if _set(props.get(key))}
 
 
-def _state(live: dict[str, Any], props: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+def _state(
+    live: dict[str, Any],
+    props: dict[str, Any],
+    fields: tuple[str, ...],
+    write_only: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
     """The state to keep: for each field the program sets, RunPod's live value (the value last
-    applied where RunPod returns none). A field the program leaves unset is RunPod's to fill
-    (e.g. `dataCenterIds`: anywhere) and is not tracked."""
+    applied for the `write_only` fields, which RunPod never returns). A field the program leaves
+    unset is RunPod's to fill (e.g. `dataCenterIds`: anywhere) and is not tracked."""
     state = {}
     for key in fields:
         if not _set(props.get(key)):
             continue
-        state[key] = live[key] if key in live and key not in WRITE_ONLY else props[key]
+        state[key] = live[key] if key in live and key not in write_only else props[key]
     if isinstance(state.get("name"), str):
         state["name"] = state["name"].removesuffix(FLASHBOOT_SUFFIX)
     return {key: value for key, value in state.items() if _set(value)}
@@ -89,9 +96,10 @@ def _state(live: dict[str, Any], props: dict[str, Any], fields: tuple[str, ...])
 class RunPodProvider(ResourceProvider):
     """create/read/diff/update/delete of one kind of RunPod object over RunPodRest."""
 
-    kind: str  # "template" or "endpoint": RunPodRest's `<verb>_<kind>` methods
+    kind: str  # "template", "endpoint", "registry_auth": RunPodRest's `<verb>_<kind>` methods
     fields: tuple[str, ...]
     in_place: set[str]  # the fields RunPod's update accepts; a change to another replaces
+    write_only: frozenset[str] = frozenset()  # accepted by RunPod, never returned
     api_key: str | None = None
     api_base: str = REST_API
 
@@ -110,14 +118,14 @@ class RunPodProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         live = self._call("create", _body(props, self.fields))
-        return CreateResult(live["id"], _state(live, props, self.fields))
+        return CreateResult(live["id"], _state(live, props, self.fields, self.write_only))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
             live = self._call("get", id_)
         except RunPodNotFound:
             return GONE
-        return ReadResult(id_, _state(live, props, self.fields))
+        return ReadResult(id_, _state(live, props, self.fields, self.write_only))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changes = [
@@ -140,7 +148,7 @@ class RunPodProvider(ResourceProvider):
             if key in self.in_place and (_set(news.get(key)) or _set(olds.get(key)))
         }
         live = self._call("update", id_, body)
-        return UpdateResult(_state(live, news, self.fields))
+        return UpdateResult(_state(live, news, self.fields, self.write_only))
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         self._call("delete", id_)
@@ -156,3 +164,9 @@ class TemplateProvider(RunPodProvider):
 
 class EndpointProvider(RunPodProvider):
     kind, fields, in_place = "endpoint", ENDPOINT_FIELDS, ENDPOINT_IN_PLACE
+    write_only = frozenset({"flashboot"})
+
+
+class RegistryAuthProvider(RunPodProvider):
+    kind, fields, in_place = "registry_auth", REGISTRY_AUTH_FIELDS, set()
+    write_only = frozenset({"username", "password"})

@@ -1,12 +1,12 @@
-"""RunPod serverless templates and endpoints as Pulumi resources (see providers.py: the
-connection to RunPod is the stack's config, not a property)."""
+"""RunPod serverless templates, endpoints and container registry credentials as Pulumi
+resources (see providers.py: the connection to RunPod is the stack's config, not a property)."""
 
 from typing import Literal
 
 import pulumi
 from pulumi.dynamic import Resource
 
-from infra.runpod.providers import EndpointProvider, TemplateProvider
+from infra.runpod.providers import EndpointProvider, RegistryAuthProvider, TemplateProvider
 
 ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
 
@@ -25,7 +25,7 @@ class Template(Resource):
         image: pulumi.Input[str],
         env: pulumi.Input[dict],
         container_disk_gb: int = 20,
-        registry_auth_id: str | None = None,
+        registry_auth_id: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -44,7 +44,7 @@ class Template(Resource):
 
 class Endpoint(Resource):
     """A serverless endpoint on a template: GPU types in order of preference, workers min/max,
-    idle and execution timeouts, scaler, flashboot, an optional network volume, and where
+    idle and execution timeouts, scaler, flashboot, optional network volumes, and where
     workers may run (data centres, CUDA versions; unset: RunPod's choice)."""
 
     templateId: pulumi.Output[str]
@@ -66,7 +66,7 @@ class Endpoint(Resource):
         scaler_value: int = 4,
         flashboot: bool = True,
         gpu_count: int = 1,
-        network_volume_id: str | None = None,
+        network_volume_ids: list[str] | None = None,
         data_center_ids: list[str] | None = None,
         allowed_cuda_versions: list[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -84,8 +84,33 @@ class Endpoint(Resource):
             "scalerType": scaler_type,
             "scalerValue": scaler_value,
             "flashboot": flashboot,
-            "networkVolumeId": network_volume_id,
+            "networkVolumeIds": network_volume_ids,
             "dataCenterIds": data_center_ids,
             "allowedCudaVersions": allowed_cuda_versions,
         }
         super().__init__(EndpointProvider(), resource_name, props, opts)
+
+
+class RegistryAuth(Resource):
+    """A container registry credential that templates pull private images with. RunPod keeps
+    the username and password write-only and names unique: a new credential needs a new name."""
+
+    name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str],
+        username: pulumi.Input[str],
+        password: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {"name": name, "username": username, "password": password}
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
+        super().__init__(
+            RegistryAuthProvider(),
+            resource_name,
+            props,
+            pulumi.ResourceOptions.merge(opts, secret),
+        )
