@@ -94,6 +94,9 @@ def _computed(args: MockResourceArgs) -> dict[str, Any]:
             return {"result": STAND_IN}
         case "docker-build:index:Image":
             return {"ref": f"{inputs['tags'][0]}@sha256:{'0' * 64}"}
+        case "gcp:artifactregistry/repository:Repository":
+            location = f"projects/{inputs['project']}/locations/{inputs['location']}"
+            return {"name": f"{location}/repositories/{inputs['repositoryId']}"}
         case "gcp:serviceaccount/key:Key":
             key = f"{inputs['serviceAccountId']}/keys/{args.name}-0123456789abcdef"
             return {"name": key, "privateKey": STAND_IN}

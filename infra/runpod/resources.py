@@ -106,7 +106,7 @@ class RegistryAuth(Resource):
         password: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {"name": name, "username": username, "password": password}
+        props = {"name": name, "username": username, "password": pulumi.Output.secret(password)}
         secret = pulumi.ResourceOptions(additional_secret_outputs=["password"])
         super().__init__(
             RegistryAuthProvider(),

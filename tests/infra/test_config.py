@@ -24,7 +24,7 @@ def valid(**overrides) -> dict:
 def test_the_stack_files_are_valid(stack):
     config = stack_file(stack, stand_in_secrets=("runpodApiKey",))
     assert config.environment == stack
-    assert config.labels == {"env": stack, "stack": stack, "app": "tandem"}
+    assert config.scope.labels == {"env": stack, "stack": stack, "app": "tandem"}
 
 
 def test_prod_is_protected_and_warm():
@@ -122,10 +122,10 @@ def test_a_review_stack_is_dev_with_the_review_overrides():
     review = stack_file("pr-12", stand_in_secrets=("runpodApiKey",))
     dev = stack_file("dev", stand_in_secrets=("runpodApiKey",))
     assert (review.environment, review.ttl_hours) == ("review", 72)
-    assert review.database.instance_from_stack == "dev"
+    assert (review.base_stack, review.owns_gpu_endpoints) == ("dev", False)
     assert review.gpu.llm.workers_max == 1
     assert review.gpu.llm.gpu_types == dev.gpu.llm.gpu_types  # the rest is dev's
-    assert review.labels["ttl"] == "72h"
+    assert review.scope.labels["ttl"] == "72h"
 
 
 @pytest.mark.parametrize("stack", ["staging", "pr-0", "pr-x"])

@@ -3,10 +3,11 @@ each stack's resources."""
 
 import base64
 
+import cel
 import pytest
 
 from infra.components.api_service import RUNTIME_ROLES
-from infra.config import stack_settings
+from infra.config import ConfigError, stack_settings
 from infra.plan import STAND_IN, inventory, run_program
 from infra.policy.rules import SECRET_SIG
 
@@ -155,17 +156,108 @@ def test_dev_scales_to_zero():
     assert of_type(resources, "serviceIamMember:ServiceIamMember")[0]["member"] == "allUsers"
 
 
-def test_ci_can_deploy_only_from_its_repository(stack):
-    _, resources = stack
-    [provider] = of_type(resources, "workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")
-    assert provider["attributeCondition"] == "assertion.repository == 'my-org/tandem'"
+REPO, REPO_ID = "my-org/tandem", "123456789"  # Pulumi.dev.yaml and Pulumi.prod.yaml
+WORKFLOWS = f"{REPO}/.github/workflows"
+
+
+def github_token(workflow: str, ref: str, sub: str = "", repository_id: str = REPO_ID) -> dict:
+    """The claims of a GitHub Actions OIDC token that matter here."""
+    return {
+        "repository_id": repository_id,
+        "ref": ref,
+        "job_workflow_ref": f"{WORKFLOWS}/{workflow}@{ref}",
+        "sub": sub or f"repo:{REPO}:ref:{ref}",
+    }
+
+
+def sts_access(provider: dict, claims: dict) -> str | None:
+    """What Google's STS makes of a token: refused (None) by the provider's condition, or the
+    `attribute.access` its mapping gives (CEL, evaluated as STS does)."""
+    if not cel.evaluate(provider["attributeCondition"], {"assertion": claims}):
+        return None
+    return cel.evaluate(provider["attributeMapping"]["attribute.access"], {"assertion": claims})
+
+
+def purpose_of(account_name: str) -> str:
+    """`api` of projects/p/serviceAccounts/tandem-dev-api@p.iam.gserviceaccount.com."""
+    return account_name.rsplit("/", 1)[-1].split("@")[0].rsplit("-", 1)[-1]
+
+
+RELEASE = github_token("deploy.yml", "refs/tags/v1.4.0", f"repo:{REPO}:environment:prod")
+PUSH_TO_MAIN = github_token("deploy.yml", "refs/heads/main", f"repo:{REPO}:environment:dev")
+DRIFT = github_token("drift.yml", "refs/heads/main")
+PULL_REQUEST = github_token("preview.yml", "refs/pull/7/merge", f"repo:{REPO}:pull_request")
+
+
+@pytest.mark.parametrize(
+    ("stack", "token", "access"),
+    [
+        ("prod", RELEASE, "deploy"),
+        ("prod", DRIFT, "read"),
+        ("prod", PULL_REQUEST, None),  # pull requests get nothing on prod
+        ("prod", PUSH_TO_MAIN, None),
+        ("prod", {**RELEASE, "sub": f"repo:{REPO}:ref:refs/tags/v1.4.0"}, None),  # no environment
+        ("prod", {**RELEASE, "repository_id": "987"}, None),  # same name, another repository
+        ("dev", PUSH_TO_MAIN, "deploy"),
+        ("dev", PULL_REQUEST, "deploy"),  # review stacks
+        ("dev", DRIFT, "read"),
+        ("dev", {**PUSH_TO_MAIN, "repository_id": "987"}, None),
+    ],
+)
+def test_github_tokens_get_the_identity_their_workflow_may_have(stack, token, access):
+    [provider] = of_type(
+        run_program(stack), "workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"
+    )
     assert provider["oidc"]["issuerUri"] == "https://token.actions.githubusercontent.com"
-    [binding] = [
+    assert sts_access(provider, token) == access
+
+
+def test_the_deployer_cannot_make_itself_owner_and_can_refresh_what_it_owns(stack):
+    _, resources = stack
+    accounts = {a["accountId"].rsplit("-", 1)[-1]: a for a in of_type(resources, "account:Account")}
+    email = "serviceAccount:{accountId}@{project}.iam.gserviceaccount.com"
+    deployer, reader = (email.format(**accounts[a]) for a in ("deployer", "reader"))
+    project_roles = {
+        m["role"]: m
+        for m in of_type(resources, "projects/iAMMember:IAMMember")
+        if m["member"] == deployer
+    }
+    assert "roles/iam.serviceAccountAdmin" not in project_roles
+    assert "roles/iam.serviceAccountUser" not in project_roles
+    assert "roles/owner" not in project_roles and "roles/editor" not in project_roles
+    assert {"roles/iam.workloadIdentityPoolViewer", "roles/iam.serviceAccountViewer"} <= set(
+        project_roles
+    )
+    condition = project_roles["roles/resourcemanager.projectIamAdmin"]["condition"]["expression"]
+    assert condition == (
+        "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+        f".hasOnly([{', '.join(repr(role) for role in RUNTIME_ROLES)}])"
+    )
+    # Account administration and acting as: on the workload accounts, one by one.
+    on_accounts = [
         m
         for m in of_type(resources, "serviceaccount/iAMMember:IAMMember")
-        if m["role"] == "roles/iam.workloadIdentityUser"
+        if m["member"] == deployer
     ]
-    assert binding["member"].endswith("/attribute.repository/my-org/tandem")
+    granted = {(purpose_of(m["serviceAccountId"]), m["role"]) for m in on_accounts}
+    assert granted == {
+        (purpose, role)
+        for purpose in ("api", "jobs", "pull")
+        for role in ("roles/iam.serviceAccountAdmin", "roles/iam.serviceAccountUser")
+    } | {("pull", "roles/iam.serviceAccountKeyAdmin")}
+    reader_roles = {
+        m["role"]
+        for m in of_type(resources, "projects/iAMMember:IAMMember")
+        if m["member"] == reader
+    }
+    assert not any(role.endswith(("admin", "Admin", "editor", "Editor")) for role in reader_roles)
+    impersonation = {
+        m["member"].rsplit("/", 2)[-2:][1]: m["serviceAccountId"]
+        for m in of_type(resources, "serviceaccount/iAMMember:IAMMember")
+        if m["role"] == "roles/iam.workloadIdentityUser"
+    }
+    assert set(impersonation) == {"deploy", "read"}
+    assert impersonation["deploy"].endswith(deployer.removeprefix("serviceAccount:"))
 
 
 def test_readiness_errors_latency_and_the_database_are_watched(stack):
@@ -210,20 +302,106 @@ def test_alert_thresholds_are_settings():
     }  # no Cloud SQL instance of its own: no database alerts
 
 
-def test_a_review_stack_uses_the_dev_instance_and_its_own_database():
+PROJECT_LEVEL = (
+    "projects/service:Service",
+    "artifactregistry/repository:Repository",
+    "serviceaccount/account:Account",
+    "serviceaccount/key:Key",
+    "projects/iAMMember:IAMMember",
+    "databaseInstance:DatabaseInstance",
+    "workloadIdentityPool:WorkloadIdentityPool",
+    "alertPolicy:AlertPolicy",
+)
+
+
+def test_a_review_stack_builds_its_api_on_what_dev_already_has():
     resources = run_program("pr-7")
-    assert of_type(resources, "databaseInstance:DatabaseInstance") == []
+    for kind in PROJECT_LEVEL:
+        assert of_type(resources, kind) == [], kind
     [reference] = of_type(resources, "StackReference")
     assert reference["name"].endswith("/tandem/dev")
     [database] = of_type(resources, "sql/database:Database")
-    assert database["name"] == "tandem_pr_7"
-    assert database["instance"] == "dev-instance"
+    assert (database["name"], database["instance"]) == ("tandem_pr_7", "dev-instance")
+    [user] = of_type(resources, "sql/user:User")
+    assert user["deletionPolicy"] == "ABANDON"  # teardown never stops at a role Postgres keeps
+    [image] = of_type(resources, "docker-build:index:Image")  # the API's, into dev's repository
+    assert image["tags"] == ["europe-west1-docker.pkg.dev/base-project/tandem-dev/api:pr-7"]
+    assert image["dockerfile"]["location"].endswith("app/Dockerfile")
+    assert [r for r in resources if r["type"].endswith("dynamic:Resource")] == []  # dev's GPUs
     [service] = of_type(resources, "cloudrunv2/service:Service")
+    env = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["envs"]}
+    assert env["LLM_ENDPOINT_ID"] == "dev-llm-endpoint-id"
+    assert env["CLIP_ENDPOINT_ID"] == "dev-clip-endpoint-id"
+    assert (
+        service["template"]["serviceAccount"]
+        == "tandem-dev-api@base-project.iam.gserviceaccount.com"
+    )
     assert service["deletionProtection"] is False
     assert service["labels"] == {"env": "review", "stack": "pr-7", "app": "tandem", "ttl": "72h"}
-    endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
-    assert [e["workersMax"] for e in endpoints] == [1, 1, 1]
-    assert of_type(resources, "workloadIdentityPool:WorkloadIdentityPool") == []
+    [version] = [r for r in resources if r["name"] == "secrets-hmac-secret-version"]
+    assert version["inputs"]["secretData"]["value"] == STAND_IN  # dev's, which its workers check
+    assert of_type(resources, "randomPassword:RandomPassword") == [
+        {"length": 32, "special": False}
+    ]  # the database password only: no HMAC secret of its own
+
+
+def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
+    settings = stack_settings("pr-7") | {"tandem:ownGpuEndpoints": True}
+    resources = run_program("pr-7", settings)
+    images = {i["dockerfile"]["location"].split("/")[-2]: i for i in of_type(resources, "Image")}
+    assert sorted(images) == ["app", "clip", "llm"]
+    assert images["llm"]["tags"] == ["europe-west1-docker.pkg.dev/base-project/tandem-dev/llm:pr-7"]
+    runpod = {r["name"]: r["inputs"] for r in resources if r["type"].endswith("dynamic:Resource")}
+    assert sorted(runpod) == [
+        f"tandem-pr-7-{name}-{kind}"
+        for name in ("clip", "embed", "llm")
+        for kind in ("endpoint", "template")
+    ]
+    assert runpod["tandem-pr-7-llm-endpoint"]["workersMax"] == 1
+    assert runpod["tandem-pr-7-llm-template"]["containerRegistryAuthId"] == "dev-registry-auth-id"
+    assert len(of_type(resources, "randomPassword:RandomPassword")) == 2  # its own HMAC secret
+    for kind in PROJECT_LEVEL:
+        assert of_type(resources, kind) == [], kind
+
+
+def test_own_gpu_endpoints_are_a_review_stack_setting():
+    with pytest.raises(ConfigError, match="ownGpuEndpoints is a review stack setting"):
+        run_program("dev", stack_settings("dev") | {"tandem:ownGpuEndpoints": True})
+
+
+def test_runpod_pulls_the_worker_images_with_a_read_only_key(stack):
+    name, resources = stack
+    [puller] = [
+        a for a in of_type(resources, "account:Account") if a["accountId"].endswith("-pull")
+    ]
+    member = f"serviceAccount:{puller['accountId']}@{puller['project']}.iam.gserviceaccount.com"
+    grants = [
+        r
+        for r in resources
+        if r["type"].lower().endswith("iammember") and r["inputs"].get("member") == member
+    ]
+    assert [(g["type"], g["inputs"]["role"]) for g in grants] == [
+        (
+            "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+            "roles/artifactregistry.reader",
+        )
+    ]
+    assert grants[0]["inputs"]["repository"].endswith(f"/repositories/tandem-{name}")
+    [key] = of_type(resources, "serviceaccount/key:Key")
+    assert key["serviceAccountId"].endswith(
+        f"/{puller['accountId']}@{puller['project']}.iam.gserviceaccount.com"
+    )
+    runpod = {r["name"]: r for r in resources if r["type"].endswith("dynamic:Resource")}
+    auth = runpod[f"tandem-{name}-registry-auth"]
+    assert auth["inputs"]["username"] == "_json_key_base64"
+    assert SECRET_SIG in auth["inputs"]["password"]  # the key, kept encrypted in the state
+    assert auth["inputs"]["name"].startswith(f"tandem-{name}-artifact-registry-")
+    for worker in ("llm", "embed", "clip"):
+        template = runpod[f"tandem-{name}-{worker}-template"]["inputs"]
+        assert template["imageName"].startswith(
+            f"europe-west1-docker.pkg.dev/{puller['project']}/tandem-{name}/"
+        )
+        assert template["containerRegistryAuthId"] == f"tandem-{name}-registry-auth-id"
 
 
 def test_a_first_deploy_has_its_order_spelled_out(stack):
@@ -260,10 +438,10 @@ def test_the_api_keeps_its_cpu_between_requests_for_the_job_poller(name):
     assert service["template"]["containers"][0]["resources"]["cpuIdle"] is False
 
 
-def test_a_network_volume_holds_the_model_cache():
+def test_network_volumes_hold_the_model_cache():
     gpu = stack_settings("dev")["tandem:gpu"]
     settings = stack_settings("dev") | {
-        "tandem:gpu": gpu | {"llm": gpu["llm"] | {"networkVolumeId": "vol-1"}}
+        "tandem:gpu": gpu | {"llm": gpu["llm"] | {"networkVolumeIds": ["vol-eu", "vol-us"]}}
     }
     templates = {
         r["name"]: r["inputs"]["env"]["value"]
@@ -328,11 +506,70 @@ def test_a_supabase_service_key_is_a_secret_only_the_api_reads():
     assert len(accessors) == 4 and len({a["member"] for a in accessors}) == 1
 
 
-def test_a_network_volume_and_registry_auth_reach_runpod():
+def test_network_volumes_and_another_registry_credential_reach_runpod():
     settings = stack_settings("dev")
-    llm = settings["tandem:gpu"]["llm"] | {"networkVolumeId": "vol-1", "registryAuthId": "ra-1"}
+    llm = settings["tandem:gpu"]["llm"] | {"networkVolumeIds": ["vol-1"], "registryAuthId": "ra-1"}
     resources = run_program("dev", settings | {"tandem:gpu": settings["tandem:gpu"] | {"llm": llm}})
     runpod = {r["name"]: r["inputs"] for r in resources if r["type"].endswith("dynamic:Resource")}
-    assert runpod["tandem-dev-llm-endpoint"]["networkVolumeId"] == "vol-1"
-    assert runpod["tandem-dev-llm-template"]["containerRegistryAuthId"] == "ra-1"
-    assert runpod["tandem-dev-clip-endpoint"].get("networkVolumeId") is None
+    assert runpod["tandem-dev-llm-endpoint"]["networkVolumeIds"] == ["vol-1"]
+    assert runpod["tandem-dev-llm-template"]["containerRegistryAuthId"] == "ra-1"  # it wins
+    assert (
+        runpod["tandem-dev-clip-template"]["containerRegistryAuthId"]
+        == "tandem-dev-registry-auth-id"
+    )
+    assert runpod["tandem-dev-clip-endpoint"].get("networkVolumeIds") is None
+
+
+def test_a_private_ip_database_is_reached_through_its_network():
+    database = stack_settings("dev")["tandem:database"] | {
+        "privateNetwork": "projects/my-gcp-project/global/networks/tandem",
+        "subnetwork": "tandem-europe-west1",
+    }
+    resources = run_program("dev", stack_settings("dev") | {"tandem:database": database})
+    [instance] = of_type(resources, "databaseInstance:DatabaseInstance")
+    ip = instance["settings"]["ipConfiguration"]
+    assert ip["ipv4Enabled"] is False
+    assert ip["privateNetwork"] == database["privateNetwork"]
+    egress = {
+        "networkInterfaces": [
+            {"network": database["privateNetwork"], "subnetwork": "tandem-europe-west1"}
+        ],
+        "egress": "PRIVATE_RANGES_ONLY",
+    }
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    [job] = of_type(resources, "cloudrunv2/job:Job")
+    assert service["template"]["vpcAccess"] == egress == job["template"]["template"]["vpcAccess"]
+
+
+def test_a_public_ip_database_has_no_network_settings():
+    resources = run_program("dev")
+    [instance] = of_type(resources, "databaseInstance:DatabaseInstance")
+    assert instance["settings"]["ipConfiguration"]["ipv4Enabled"] is True
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    assert "vpcAccess" not in service["template"]
+
+
+@pytest.mark.parametrize(
+    ("database", "words"),
+    [
+        (
+            {"privateNetwork": "projects/p/global/networks/n"},
+            "privateNetwork and subnetwork go together",
+        ),
+        ({"subnetwork": "s"}, "privateNetwork and subnetwork go together"),
+        ({"privateNetwork": "default", "subnetwork": "s"}, "tandem:database.privateNetwork"),
+        (
+            {
+                "provider": "supabase",
+                "privateNetwork": "projects/p/global/networks/n",
+                "subnetwork": "s",
+            },
+            "privateNetwork is a Cloud SQL setting",
+        ),
+    ],
+)
+def test_a_bad_network_setting_fails_before_anything_is_made(database, words):
+    settings = stack_settings("dev")
+    settings = settings | {"tandem:database": settings["tandem:database"] | database}
+    with pytest.raises(ConfigError, match=words):
+        run_program("dev", settings)

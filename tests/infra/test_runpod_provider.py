@@ -8,7 +8,13 @@ from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 
 from infra.runpod.client import RunPodApiError, RunPodRest
-from infra.runpod.providers import API_BASE, API_KEY, EndpointProvider, TemplateProvider
+from infra.runpod.providers import (
+    API_BASE,
+    API_KEY,
+    EndpointProvider,
+    RegistryAuthProvider,
+    TemplateProvider,
+)
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 
 KEY = "rp-test-key"
@@ -114,14 +120,14 @@ def test_endpoint_lifecycle_and_what_replaces(runpod):
 
 
 def test_removing_an_optional_field_is_a_change_that_clears_it(runpod):
-    provider, props, created = new_endpoint(runpod, networkVolumeId="vol-1")
-    assert created.outs["networkVolumeId"] == "vol-1"
-    without = {k: v for k, v in props.items() if k != "networkVolumeId"}
+    provider, props, created = new_endpoint(runpod, networkVolumeIds=["vol-1", "vol-2"])
+    assert created.outs["networkVolumeIds"] == ["vol-1", "vol-2"]
+    without = {k: v for k, v in props.items() if k != "networkVolumeIds"}
     diff = provider.diff(created.id, created.outs, without)
     assert diff.changes and diff.replaces == []
     updated = provider.update(created.id, created.outs, without)
-    assert "networkVolumeId" not in updated.outs
-    assert "networkVolumeId" not in runpod.rest("GET", f"/endpoints/{created.id}").json()
+    assert "networkVolumeIds" not in updated.outs
+    assert not runpod.rest("GET", f"/endpoints/{created.id}").json().get("networkVolumeIds")
     assert not provider.diff(created.id, updated.outs, without).changes
     provider.delete(created.id, updated.outs)
 
@@ -186,6 +192,9 @@ def test_runpod_error_bodies_never_carry_secrets_out():
     with pytest.raises(RunPodApiError) as error:
         client.create_template({"name": "t", "imageName": "i", "env": {"HMAC": HMAC}})
     assert HMAC not in str(error.value) and "[secret]" in str(error.value)
+    with pytest.raises(RunPodApiError) as error:
+        client.create_registry_auth({"name": "r", "username": "u", "password": "pw-123456"})
+    assert "pw-123456" not in str(error.value) and "[secret]" in str(error.value)
 
 
 def test_rate_limits_and_outages_are_retried_except_for_creates():
@@ -217,3 +226,39 @@ def test_a_request_off_the_spec_is_caught(runpod):
     assert runpod.violations
     runpod.violations.clear()
     client.close()
+
+
+def test_a_registry_credential_is_made_read_back_by_name_replaced_on_change_and_deleted(runpod):
+    provider = configured(RegistryAuthProvider, runpod)
+    props = {"name": "tandem-dev-ar-1", "username": "_json_key_base64", "password": "a2V5LTE="}
+    created = provider.create(props)
+    assert runpod.rest("GET", f"/containerregistryauth/{created.id}").json() == {
+        "id": created.id,
+        "name": "tandem-dev-ar-1",
+    }  # RunPod never returns the username or password: the state keeps what was applied
+    assert provider.read(created.id, created.outs).outs == props
+    rotated = {**props, "name": "tandem-dev-ar-2", "password": "a2V5LTI="}
+    diff = provider.diff(created.id, created.outs, rotated)
+    assert diff.changes and sorted(diff.replaces) == ["name", "password"]  # no update route
+    template = configured(TemplateProvider, runpod).create(
+        template_props(containerRegistryAuthId=created.id)
+    )
+    assert template.outs["containerRegistryAuthId"] == created.id
+    configured(TemplateProvider, runpod).delete(template.id, template.outs)
+    provider.delete(created.id, created.outs)
+    assert provider.read(created.id, created.outs).id == ""  # gone
+    provider.delete(created.id, created.outs)  # already gone: not an error
+
+
+def test_a_registry_credential_name_is_unique(runpod):
+    provider = configured(RegistryAuthProvider, runpod)
+    props = {"name": "tandem-dev-dup", "username": "_json_key_base64", "password": "c2VjcmV0LWtleQ=="}
+    created = provider.create(props)
+    with pytest.raises(RunPodApiError, match="400.*'tandem-dev-dup' exists"):  # names are unique
+        provider.create(props)
+    provider.delete(created.id, created.outs)
+
+
+def test_a_template_naming_an_unknown_registry_credential_is_refused(runpod):
+    with pytest.raises(RunPodApiError, match="containerRegistryAuthId"):
+        configured(TemplateProvider, runpod).create(template_props(containerRegistryAuthId="nope"))
