@@ -29,7 +29,11 @@ else:
     services = ProjectServices("services", scope)
     after_apis = pulumi.ResourceOptions(depends_on=services.services)
 
-deploys = ["api", *sorted({WORKERS[name].image for name in gpu})] if config.owns_gpu_endpoints else ["api"]
+deploys = (
+    ["api", *sorted({WORKERS[name].image for name in gpu})]
+    if config.owns_gpu_endpoints
+    else ["api"]
+)
 registry = Registry(
     "registry",
     scope,

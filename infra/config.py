@@ -297,6 +297,7 @@ REVIEW_STACK = re.compile(r"pr-[1-9][0-9]*")
 REVIEW_OVERRIDES: dict[str, Any] = {
     "tandem:environment": "review",
     "tandem:baseStack": "dev",
+    "tandem:ownGpuEndpoints": False,
     "tandem:ttlHours": 72,
     "tandem:api": {"minInstances": 0, "maxInstances": 2, "deletionProtection": False},
     "tandem:database": {

@@ -35,7 +35,8 @@ def _settings(stack: str, work_dir: Path) -> dict:
 def _review_up(args: argparse.Namespace, workspace: Workspace) -> int:
     pr = pr_number(args.pr)
     stack = review_stack(pr)
-    settings = _settings(stack, args.work_dir) | review_config(duration(args.ttl))
+    extra = review_config(duration(args.ttl), args.own_gpu_endpoints)
+    settings = _settings(stack, args.work_dir) | extra
     message = f"review stack for PR #{pr}" + (f" at {args.sha}" if args.sha else "")
     result = workspace.up(stack, settings, list(SHARED_SECRETS), message)
     comment = pr_comment(pr, args.sha, result.outputs, result.summary)
@@ -126,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--pr", required=True)
     up.add_argument("--sha")
     up.add_argument("--ttl", default="72h", help="time to live, e.g. 72h (a label)")
+    up.add_argument(
+        "--own-gpu-endpoints",
+        action="store_true",
+        help="GPU endpoints of its own, on images of the PR (default: dev's endpoints)",
+    )
     up.add_argument("--comment-file", type=Path, help="also write the PR comment's Markdown here")
     up.set_defaults(run=_review_up)
     destroy = actions.add_parser("destroy", help="destroy and remove pr-<N>")

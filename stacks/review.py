@@ -45,11 +45,12 @@ def duration(value: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def review_config(ttl: timedelta) -> dict[str, Any]:
+def review_config(ttl: timedelta, own_gpu_endpoints: bool = False) -> dict[str, Any]:
     """What `review up` adds to the review stack's settings (infra.config.stack_settings): its
-    time to live (a label)."""
+    time to live (a label) and whether it has GPU endpoints of its own (a PR that changes the
+    workers) or uses dev's."""
     hours = max(1, round(ttl.total_seconds() / 3600))
-    return {"tandem:ttlHours": hours}
+    return {"tandem:ttlHours": hours, "tandem:ownGpuEndpoints": own_gpu_endpoints}
 
 
 # Stack secrets a review stack takes from dev unless it sets its own (nothing to copy per PR).

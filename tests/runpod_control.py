@@ -23,7 +23,12 @@ from infra.runpod.client import spec
 from tests.net import free_port
 
 CONTROLLED_IMAGE = "tandem/controlled:test"  # runs tests/workers/controlled.py
-IMAGES = {CONTROLLED_IMAGE: "tests.workers.controlled"}
+# The same worker from a private registry: pulled only with a registry credential holding
+# PRIVATE_REGISTRY's username and password (as Artifact Registry takes a base64 key).
+PRIVATE_HOST = "europe-west1-docker.pkg.dev"
+PRIVATE_IMAGE = f"{PRIVATE_HOST}/engine-test/tandem-dev/controlled:dev"
+PRIVATE_REGISTRY = ("_json_key_base64", "ZW5naW5lLXRlc3Qta2V5")
+IMAGES = {CONTROLLED_IMAGE: "tests.workers.controlled", PRIVATE_IMAGE: "tests.workers.controlled"}
 
 
 class SpecCheck:
@@ -105,7 +110,8 @@ class ControlPlane:
         self.port = free_port()
         base = f"http://127.0.0.1:{self.port}"
         self.url, self.jobs_url = f"{base}/v1", f"{base}/v2"
-        app = create_app({}, base, api_key=api_key, images=IMAGES)
+        registries = {PRIVATE_HOST: PRIVATE_REGISTRY}
+        app = create_app({}, base, api_key=api_key, images=IMAGES, registries=registries)
         self.emulator = app.state.emulator
         self.check = SpecCheck(app, base)
         self.api_key = api_key

@@ -1,7 +1,8 @@
 """RunPod's control plane in the emulator: REST API v1 templates, serverless endpoints and
-container registry credentials (shared/runpod/rest-v1-openapi.json), held in memory. An endpoint created here gets a job queue
-and a worker pool: its template's image, mapped to a worker module (`--image IMAGE=MODULE`),
-runs with the template's env, scaled by the endpoint's workersMin, workersMax and idleTimeout.
+container registry credentials (shared/runpod/rest-v1-openapi.json), held in memory. An
+endpoint created here gets a job queue and a worker pool: its template's image, mapped to a
+worker module (`--image IMAGE=MODULE`), runs with the template's env, scaled by the endpoint's
+workersMin, workersMax and idleTimeout.
 
 Where RunPod's docs say more than the spec, the emulator does what RunPod does:
 * An endpoint is deleted only at 0 workers min and max (docs.runpod.io, "Manage endpoints":

@@ -85,9 +85,7 @@ class ApiService(pulumi.ComponentResource):
         grants: list[pulumi.Resource] = []
         self.account: gcp.serviceaccount.Account | None = None
         if account_email is None:
-            self.account, member, roles = service_account(
-                name, scope, "api", RUNTIME_ROLES, child
-            )
+            self.account, member, roles = service_account(name, scope, "api", RUNTIME_ROLES, child)
             account_email = self.account.email
             # Signed URLs for the workers are signed through IAM signBlob as itself: no keys.
             sign = gcp.serviceaccount.IAMMember(

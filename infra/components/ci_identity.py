@@ -68,8 +68,7 @@ def grantable_only(roles: tuple[str, ...]) -> dict[str, str]:
     return {
         "title": "runtime roles only",
         "expression": (
-            "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
-            f".hasOnly([{listed}])"
+            f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly([{listed}])"
         ),
     }
 

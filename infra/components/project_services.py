@@ -22,9 +22,7 @@ APIS = (
 
 
 class ProjectServices(pulumi.ComponentResource):
-    def __init__(
-        self, name: str, scope: Scope, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, scope: Scope, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tandem:infra:ProjectServices", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.services = [

@@ -109,7 +109,9 @@ class Registry(pulumi.ComponentResource):
             member=member,
             opts=child,
         )
-        key = gcp.serviceaccount.Key(f"{name}-runpod-key", service_account_id=puller.name, opts=child)
+        key = gcp.serviceaccount.Key(
+            f"{name}-runpod-key", service_account_id=puller.name, opts=child
+        )
         # RunPod credential names are unique: each key gets its own, so a new key (pulumi up
         # --replace on it) is a new credential, in place before the old one goes.
         key_id = key.name.apply(lambda key_name: key_name.rsplit("/", 1)[-1][:12])

@@ -9,7 +9,7 @@ import pulumi_random as random
 from infra.components import children
 from infra.config import Scope
 
-HMAC_SECRET = "hmac-secret"
+HMAC_SECRET = "hmac-secret"  # noqa: S105 (the secret's name)
 
 
 class Secrets(pulumi.ComponentResource):
@@ -36,7 +36,8 @@ class Secrets(pulumi.ComponentResource):
                 special=False,
                 # Made at the program's top level before: the same resource, not a new secret.
                 opts=pulumi.ResourceOptions(
-                    parent=self, aliases=[pulumi.Alias(name="hmac-secret", parent=pulumi.ROOT_STACK_RESOURCE)]
+                    parent=self,
+                    aliases=[pulumi.Alias(name="hmac-secret", parent=pulumi.ROOT_STACK_RESOURCE)],
                 ),
             ).result
         self.hmac_secret = pulumi.Output.secret(hmac_secret)

@@ -2,7 +2,8 @@
 .pulumi/bin) or a compatible `pulumi` on PATH, a `file://` backend in a temporary folder, a
 passphrase for secrets, no Pulumi Cloud and no network. The project has the real project's
 runtime options (Pulumi.yaml's `runtime`, with `main:` in a subdirectory) and runs
-tests/engine/program against the emulator's RunPod control plane."""
+tests/engine/program against the emulator's RunPod control plane, its workers' image in a
+private registry there."""
 
 import os
 import shutil
@@ -15,7 +16,7 @@ import yaml
 from pulumi.automation import ConfigValue
 
 from stacks.workspace import AutomationWorkspace, write_settings
-from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
+from tests.runpod_control import PRIVATE_IMAGE, PRIVATE_REGISTRY, ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_BIN = REPO_ROOT / ".pulumi" / "bin"
@@ -75,7 +76,8 @@ class Project:
             "tandem:environment": "dev",
             "tandem:runpodApiBase": api_base or self.control.url,
             "tandem:gpu": {name: {**GPU[name], **gpu.get(name, {})} for name in GPU},
-            "test:image": CONTROLLED_IMAGE,
+            "test:image": PRIVATE_IMAGE,
+            "test:registryUsername": PRIVATE_REGISTRY[0],
         }
         write_settings(self.root / "Pulumi.dev.yaml", settings)
 
@@ -110,5 +112,6 @@ class Project:
         workspace = AutomationWorkspace(self.root)
         stack = workspace.stack("dev", create=True)
         stack.set_config("tandem:runpodApiKey", ConfigValue(api_key, secret=True))
+        stack.set_config("test:registryPassword", ConfigValue(PRIVATE_REGISTRY[1], secret=True))
         stack.up()
         return workspace

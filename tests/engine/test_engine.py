@@ -14,7 +14,7 @@ from pulumi.automation import CommandError, ConfigValue
 from tests.engine import HMAC_SECRET
 from tests.engine.harness import REPO_ROOT, Project, engine_bin
 from tests.net import free_port
-from tests.runpod_control import ControlPlane
+from tests.runpod_control import PRIVATE_IMAGE, PRIVATE_REGISTRY, ControlPlane
 
 pytestmark = pytest.mark.engine
 KEY, NEW_KEY = "rp-engine-key-1", "rp-engine-key-2"
@@ -64,10 +64,18 @@ def test_up_makes_endpoints_that_answer_jobs_and_no_perpetual_diff(project, cont
     live = control.rest("GET", f"/endpoints/{ids['llm']}?includeTemplate=true").json()
     assert live["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090"] and live["workersMax"] == 1
     assert live["template"]["env"]["TASK"] == "llm"
+    # The image is in a private registry: the template pulls it with the stack's credential.
+    auth_id = dev(project).outputs()["runpod_registry_auth_id"].value
+    assert live["template"]["imageName"] == PRIVATE_IMAGE
+    assert live["template"]["containerRegistryAuthId"] == auth_id
+    assert control.rest("GET", f"/containerregistryauth/{auth_id}").json() == {
+        "id": auth_id,
+        "name": "tandem-dev-test-registry",
+    }
     monkeypatch.setattr(runpod, "api_key", control.api_key)
     monkeypatch.setattr(runpod, "endpoint_url_base", control.jobs_url)
     answer = runpod.Endpoint(ids["llm"]).run_sync({"command": "hello"}, timeout=90)
-    assert answer[-1]["raw_text"] == "echo: hello"  # a worker of the template's image answered
+    assert answer[-1]["raw_text"] == "echo: hello"  # a worker of the pulled image answered
     dev(project).preview(expect_no_changes=True)  # refresh and flashboot names included
     dev(project).refresh()
     dev(project).preview(expect_no_changes=True)
@@ -78,27 +86,29 @@ def exported_state(project) -> str:
     return project.pulumi("stack", "export", "--stack", "dev").stdout
 
 
-def test_state_holds_no_key_and_no_hmac_secret_in_plain_text(project):
+def test_state_holds_no_key_no_hmac_secret_and_no_registry_password_in_plain_text(project):
     text = exported_state(project)
-    assert KEY not in text and HMAC_SECRET not in text
+    assert KEY not in text and HMAC_SECRET not in text and PRIVATE_REGISTRY[1] not in text
     state = json.loads(text)["deployment"]
     templates = [r for r in state["resources"] if "imageName" in r.get("outputs", {})]
     assert len(templates) == 2 and all("ciphertext" in r["outputs"]["env"] for r in templates)
+    [auth] = [r for r in state["resources"] if "username" in r.get("outputs", {})]
+    assert "ciphertext" in auth["outputs"]["password"]
 
 
 def test_in_place_update_replacement_and_removing_a_field(project, control):
     before = endpoint_ids(project)
-    project.write_dev(llm={"workersMax": 2, "networkVolumeId": "vol-engine"})
+    project.write_dev(llm={"workersMax": 2, "networkVolumeIds": ["vol-eu", "vol-us"]})
     result = dev(project).up()  # the endpoint, and the template's env (HF_HOME on the volume)
-    assert result.summary.resource_changes == {"update": 2, "same": 5}
+    assert result.summary.resource_changes == {"update": 2, "same": 6}
     live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
-    assert (live["workersMax"], live["networkVolumeId"]) == (2, "vol-engine")
+    assert (live["workersMax"], live["networkVolumeIds"]) == (2, ["vol-eu", "vol-us"])
     assert live["template"]["env"]["HF_HOME"] == "/runpod-volume/huggingface"
 
-    project.write_dev()  # networkVolumeId removed, workersMax back to 1
-    assert dev(project).up().summary.resource_changes == {"update": 2, "same": 5}
+    project.write_dev()  # networkVolumeIds removed, workersMax back to 1
+    assert dev(project).up().summary.resource_changes == {"update": 2, "same": 6}
     live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
-    assert live["workersMax"] == 1 and "networkVolumeId" not in live
+    assert live["workersMax"] == 1 and not live.get("networkVolumeIds")
     assert "HF_HOME" not in live["template"]["env"]
     dev(project).preview(expect_no_changes=True)
 
@@ -120,7 +130,7 @@ def test_a_rotated_key_is_used_with_no_diff(project, control):
     assert "401" in str(refused.value) and KEY not in str(refused.value)
     dev(project).set_config("tandem:runpodApiKey", ConfigValue(NEW_KEY, secret=True))
     dev(project).preview(expect_no_changes=True)  # the key is no resource property:
-    assert dev(project).up().summary.resource_changes == {"same": 7}  # applied, nothing changed
+    assert dev(project).up().summary.resource_changes == {"same": 8}  # applied, nothing changed
     dev(project).refresh()  # and from now on the providers use the new key
     assert NEW_KEY not in exported_state(project)
 
@@ -200,25 +210,31 @@ def test_the_preview_comment_counts_a_real_preview(project, tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert "<b>dev</b>: success (~ 1 to update, 6 unchanged)</summary>" in comment
+    assert "<b>dev</b>: success (~ 1 to update, 7 unchanged)</summary>" in comment
     assert "idleTimeout       : 2 => 30" in comment
 
 
 def test_review_stacks_up_destroy_and_gc(project, control):
     dev_ids = endpoint_ids(project)
+    auth_id = dev(project).outputs()["runpod_registry_auth_id"].value
     up = project.stacks("review", "up", "--pr", "7", "--sha", "0123456789abcdef")
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    assert f"| `shared_llm_endpoint_id` | {dev_ids['llm']} |" in up.stdout  # dev's, by reference
-    assert len(control.emulator.control.endpoints) == 4  # dev's two and pr-7's two
+    assert f"| `llm_endpoint_id` | {dev_ids['llm']} |" in up.stdout  # dev's, by reference
+    assert set(control.emulator.control.endpoints) == set(dev_ids.values())  # none of its own
     review = project.workspace.stack("pr-7").get_all_config()
     assert review["tandem:environment"].value == "review"
     assert review["tandem:runpodApiKey"].secret  # copied from dev, encrypted with pr-7's key
 
     destroyed = project.stacks("review", "destroy", "--pr", "7")
     assert destroyed.returncode == 0 and "pr-7: destroyed and removed" in destroyed.stdout
-    assert len(control.emulator.control.endpoints) == 2
+    assert set(control.emulator.control.endpoints) == set(dev_ids.values())
 
-    assert project.stacks("review", "up", "--pr", "8").returncode == 0
+    # A PR that changes the workers: endpoints of its own, pulling with dev's credential.
+    own = project.stacks("review", "up", "--pr", "8", "--own-gpu-endpoints")
+    assert own.returncode == 0, own.stdout[-3000:] + own.stderr[-3000:]
+    assert len(control.emulator.control.endpoints) == 4
+    templates = control.emulator.control.templates.values()
+    assert {t["containerRegistryAuthId"] for t in templates} == {auth_id}
     gc = project.stacks("review", "gc", "--max-age", "0h")
     assert gc.returncode == 0, gc.stdout + gc.stderr
     assert "pr-8: destroyed (last updated" in gc.stdout
@@ -230,3 +246,4 @@ def test_destroy_leaves_runpod_empty(project, control):
     dev(project).destroy()
     assert control.emulator.control.endpoints == {}
     assert control.emulator.control.templates == {}
+    assert control.emulator.control.registry_auths == {}

@@ -1,14 +1,20 @@
 """The emulator's RunPod control plane (REST API v1) and the workers of the endpoints made
 through it, every request and response checked against RunPod's spec (tests/runpod_control.py):
 workersMin keeps workers warm, workersMax caps them, idleTimeout stops idle ones, a template's
-env reaches its workers, an unknown image never becomes ready, and RunPod's rules hold."""
+env reaches its workers, an unknown image never becomes ready, an image of a private registry is
+pulled only with its credential, and RunPod's rules hold."""
 
 import time
 
 import httpx
 import pytest
 
-from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
+from tests.runpod_control import (
+    CONTROLLED_IMAGE,
+    PRIVATE_IMAGE,
+    PRIVATE_REGISTRY,
+    ControlPlane,
+)
 
 KEY = "rp-control-key"
 
@@ -20,8 +26,8 @@ def runpod():
     assert control.violations == []
 
 
-def template(runpod, image=CONTROLLED_IMAGE, env=None) -> str:
-    body = {"name": "t", "imageName": image, "isServerless": True, "env": env or {}}
+def template(runpod, image=CONTROLLED_IMAGE, env=None, **fields) -> str:
+    body = {"name": "t", "imageName": image, "isServerless": True, "env": env or {}, **fields}
     response = runpod.rest("POST", "/templates", json=body)
     assert response.status_code == 200, response.text
     return response.json()["id"]
@@ -103,6 +109,45 @@ def test_an_unknown_image_never_becomes_ready(runpod):
     time.sleep(1)
     assert jobs(runpod, endpoint_id, f"status/{job.json()['id']}").json()["status"] == "IN_QUEUE"
     delete(runpod, endpoint_id)
+
+
+def registry_auth(runpod, name: str, password: str) -> str:
+    body = {"name": name, "username": PRIVATE_REGISTRY[0], "password": password}
+    response = runpod.rest("POST", "/containerregistryauth", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": response.json()["id"], "name": name}  # no credentials
+    return response.json()["id"]
+
+
+def test_a_private_image_is_pulled_only_with_its_registry_credential(runpod):
+    right = registry_auth(runpod, "right", PRIVATE_REGISTRY[1])
+    wrong = registry_auth(runpod, "wrong", "bm90IHRoZSBrZXk=")
+    pulled = endpoint(runpod, template(runpod, PRIVATE_IMAGE, containerRegistryAuthId=right))
+    answer = jobs(runpod, pulled, "runsync", method="POST", json={"input": {"command": "hi"}})
+    assert answer.json()["status"] == "COMPLETED", answer.text
+    for auth in ({}, {"containerRegistryAuthId": wrong}):
+        refused = endpoint(runpod, template(runpod, PRIVATE_IMAGE, **auth), workersMin=1)
+        workers = workers_when(runpod, refused, lambda w: w["initializing"] == 1)
+        assert workers["idle"] == workers["running"] == 0
+        delete(runpod, refused)
+    delete(runpod, pulled)
+
+    listed = runpod.rest("GET", "/containerregistryauth").json()
+    assert {"id": right, "name": "right"} in listed
+    taken = runpod.rest(
+        "POST", "/containerregistryauth", json={"name": "right", "username": "u", "password": "p"}
+    )
+    assert taken.status_code == 400 and "exists" in taken.json()["error"]
+    unknown = runpod.rest(
+        "POST",
+        "/templates",
+        json={"name": "t", "imageName": "i", "containerRegistryAuthId": "nope"},
+    )
+    assert unknown.status_code == 400 and "containerRegistryAuthId" in unknown.json()["error"]
+    for auth_id in (right, wrong):
+        assert runpod.rest("DELETE", f"/containerregistryauth/{auth_id}").status_code == 204
+    assert runpod.rest("GET", f"/containerregistryauth/{right}").status_code == 404
+    assert runpod.rest("DELETE", f"/containerregistryauth/{right}").status_code == 400
 
 
 def test_runpods_rules(runpod):

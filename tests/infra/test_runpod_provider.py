@@ -252,9 +252,13 @@ def test_a_registry_credential_is_made_read_back_by_name_replaced_on_change_and_
 
 def test_a_registry_credential_name_is_unique(runpod):
     provider = configured(RegistryAuthProvider, runpod)
-    props = {"name": "tandem-dev-dup", "username": "_json_key_base64", "password": "c2VjcmV0LWtleQ=="}
+    props = {
+        "name": "tandem-dev-dup",
+        "username": "_json_key_base64",
+        "password": "c2VjcmV0LWtleQ==",
+    }
     created = provider.create(props)
-    with pytest.raises(RunPodApiError, match="400.*'tandem-dev-dup' exists"):  # names are unique
+    with pytest.raises(RunPodApiError, match=r"400.*'tandem-dev-dup' exists"):  # names are unique
         provider.create(props)
     provider.delete(created.id, created.outs)
 

@@ -84,6 +84,13 @@ def test_review_up_sets_the_config_the_offline_plan_runs(tmp_path):
     assert {r["type"] for r in planned} >= {"gcp:cloudrunv2/service:Service"}
 
 
+def test_review_up_gives_a_pr_that_changes_the_workers_its_own_endpoints():
+    workspace = RecordingWorkspace()
+    assert run(["review", "up", "--pr", "7", "--own-gpu-endpoints"], workspace) == 0
+    [(_, _, settings, _, _)] = workspace.calls
+    assert settings == stack_settings("pr-7") | {"tandem:ownGpuEndpoints": True}
+
+
 def test_review_destroy_tolerates_a_stack_already_gone(capsys):
     workspace = RecordingWorkspace(gone={"pr-7"})
     assert run(["review", "destroy", "--pr", "7"], workspace) == 0

@@ -1,30 +1,45 @@
-"""The engine tests' Pulumi program: Tandem's GPU endpoints (infra.components.gpu_endpoint,
-with the real RunPod providers) from a Tandem stack config, on an image the emulator runs as
-the controlled test worker. A stack whose database comes from another stack (review stacks)
-reads that stack's outputs through a StackReference, as the real program does."""
+"""The engine tests' Pulumi program: the RunPod part of Tandem's program (infra/__main__.py)
+from a Tandem stack config, with the real RunPod providers. A stack of its own makes the
+registry credential its workers pull the (private) test image with and the GPU endpoints
+(infra.components.gpu_endpoint); a review stack uses its base stack's, read through a
+StackReference, as the real program does."""
 
 import pulumi
 
 from infra.components.gpu_endpoint import GpuEndpoint
 from infra.config import load
+from infra.runpod.resources import RegistryAuth
 from tests.engine import HMAC_SECRET
 
 config = load()
-image = pulumi.Config("test").require("image")
-workers = {
-    name: GpuEndpoint(
-        name,
-        config,
-        endpoint,
-        image=image,
-        env={"TASK": name},
-        secret_env={"EMBEDDING_HMAC_SECRET": HMAC_SECRET},
-    )
-    for name, endpoint in config.gpu.endpoints().items()
-}
-for name, worker in workers.items():
-    pulumi.export(f"{name}_endpoint_id", worker.endpoint_id)
-if shared := config.database.instance_from_stack:
+test = pulumi.Config("test")
+base = None
+if config.base_stack:
     org, project = pulumi.get_organization(), pulumi.get_project()
-    reference = pulumi.StackReference("shared", stack_name=f"{org}/{project}/{shared}")
-    pulumi.export("shared_llm_endpoint_id", reference.require_output("llm_endpoint_id"))
+    base = pulumi.StackReference("base", stack_name=f"{org}/{project}/{config.base_stack}")
+if base is None:
+    auth = RegistryAuth(
+        f"tandem-{config.stack}-registry-auth",
+        name=f"tandem-{config.stack}-test-registry",
+        username=test.require("registryUsername"),
+        password=test.require_secret("registryPassword"),
+    )
+    registry_auth_id = auth.id
+    pulumi.export("runpod_registry_auth_id", registry_auth_id)
+else:
+    registry_auth_id = base.require_output("runpod_registry_auth_id")
+
+for name, endpoint in config.gpu.endpoints().items():
+    if config.owns_gpu_endpoints:
+        endpoint_id = GpuEndpoint(
+            name,
+            config.stack,
+            endpoint,
+            image=test.require("image"),
+            env={"TASK": name},
+            secret_env={"EMBEDDING_HMAC_SECRET": HMAC_SECRET},
+            registry_auth_id=registry_auth_id,
+        ).endpoint_id
+    else:
+        endpoint_id = base.require_output(f"{name}_endpoint_id")
+    pulumi.export(f"{name}_endpoint_id", endpoint_id)

@@ -1,0 +1,67 @@
+"""Each image's build context is what its Dockerfile copies and no more (its
+`Dockerfile.dockerignore`, read with docker-py's implementation of Docker's ignore rules): a
+change to the API rebuilds no GPU image, a change to one worker rebuilds neither the API nor the
+other worker, and every file a Dockerfile copies is in its context."""
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from docker.utils.build import exclude_paths
+
+from infra.config import REPO_ROOT
+from infra.workers import IMAGES
+
+
+def tracked() -> set[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(listed.splitlines())
+
+
+def context(image: str) -> set[str]:
+    """The repository's files in `image`'s build context."""
+    dockerfile = IMAGES[image]
+    ignore = (REPO_ROOT / f"{dockerfile}.dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
+    sent = set(exclude_paths(str(REPO_ROOT), patterns, dockerfile=dockerfile))
+    return {path for path in tracked() if path in sent}
+
+
+def copied(image: str) -> list[str]:
+    """The context paths `image`'s Dockerfile COPYs."""
+    sources = []
+    for line in (REPO_ROOT / IMAGES[image]).read_text().splitlines():
+        if re.match(r"COPY\s", line):
+            words = [w for w in shlex.split(line)[1:] if not w.startswith("--")]
+            sources += words[:-1]
+    return sources
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_every_file_a_dockerfile_copies_is_in_its_context(image):
+    files = context(image)
+    for source in copied(image):
+        assert source in files or any(f.startswith(f"{source}/") for f in files), source
+
+
+@pytest.mark.parametrize(
+    ("image", "outside"),
+    [
+        ("api", ("gpu_worker/llm/", "gpu_worker/clip/", "infra/", "tests/", "bench/", "stacks/")),
+        ("llm", ("app/", "gpu_worker/clip/", "infra/", "tests/", "gpu_worker/emulator/")),
+        ("clip", ("app/", "gpu_worker/llm/", "infra/", "tests/", "gpu_worker/emulator/")),
+    ],
+)
+def test_a_change_elsewhere_rebuilds_nothing(image, outside):
+    files = context(image)
+    assert files, image
+    assert not [f for f in files if f.startswith(outside) or f in ("README.md", "pyproject.toml")]
+    assert not [f for f in files if "__pycache__" in Path(f).parts]
