@@ -5,7 +5,6 @@ other worker, and every file a Dockerfile copies is in its context."""
 
 import re
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,13 @@ from infra.config import REPO_ROOT
 from infra.workers import IMAGES
 
 
-def tracked() -> set[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return set(listed.splitlines())
-
-
 def context(image: str) -> set[str]:
-    """The repository's files in `image`'s build context."""
+    """The files of `image`'s build context."""
     dockerfile = IMAGES[image]
     ignore = (REPO_ROOT / f"{dockerfile}.dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
-    sent = set(exclude_paths(str(REPO_ROOT), patterns, dockerfile=dockerfile))
-    return {path for path in tracked() if path in sent}
+    sent = exclude_paths(str(REPO_ROOT), patterns, dockerfile=dockerfile)
+    return {path for path in sent if (REPO_ROOT / path).is_file()}
 
 
 def copied(image: str) -> list[str]:
