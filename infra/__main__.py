@@ -8,7 +8,7 @@ from infra.components.api_service import ApiService, vpc_egress
 from infra.components.buckets import Buckets
 from infra.components.ci_identity import CiIdentity
 from infra.components.database import Database
-from infra.components.gpu_endpoint import GpuEndpoint
+from infra.components.gpu_endpoint import GpuEndpoint, runpod_secret
 from infra.components.jobs import Jobs
 from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
@@ -87,6 +87,9 @@ secrets = Secrets(
 )
 
 if config.owns_gpu_endpoints:
+    hmac_on_runpod = runpod_secret(
+        config.stack, "hmac", secrets.hmac_secret, "Signs the API's requests to the GPU workers"
+    )
     endpoint_ids = {
         name: GpuEndpoint(
             name,
@@ -94,7 +97,7 @@ if config.owns_gpu_endpoints:
             endpoint,
             image=registry.images[WORKERS[name].image],
             env=WORKERS[name].env,
-            secret_env={"EMBEDDING_HMAC_SECRET": secrets.hmac_secret},
+            secret_env={"EMBEDDING_HMAC_SECRET": hmac_on_runpod},
             registry_auth_id=registry.registry_auth_id,
         ).endpoint_id
         for name, endpoint in gpu.items()

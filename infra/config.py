@@ -227,8 +227,10 @@ class StackConfig(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     ci: CiConfig = CiConfig()
     ttl_hours: int | None = Field(None, ge=1, le=24 * 30, alias="ttlHours")
-    # RunPod's REST API (default https://rest.runpod.io/v1): the local emulator's, in tests.
+    # RunPod's REST APIs, v1 and v2 (default https://rest.runpod.io/v1 and
+    # https://api.runpod.io/v2): the local emulator's, in tests.
     runpod_api_base: str | None = Field(None, alias="runpodApiBase", pattern=r"^https?://\S+$")
+    runpod_api_v2_base: str | None = Field(None, alias="runpodApiV2Base", pattern=r"^https?://\S+$")
     # Secret settings (SECRET_KEYS) as pulumi Outputs: present or not is all that is checked.
     secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
@@ -368,7 +370,14 @@ def load() -> StackConfig:
     values: dict[str, Any] = {"stack": pulumi.get_stack(), "project": gcp.get("project")}
     if region := gcp.get("region"):
         values["region"] = region
-    for key in ("environment", "ttlHours", "runpodApiBase", "baseStack", "ownGpuEndpoints"):
+    for key in (
+        "environment",
+        "ttlHours",
+        "runpodApiBase",
+        "runpodApiV2Base",
+        "baseStack",
+        "ownGpuEndpoints",
+    ):
         if (value := tandem.get(key)) is not None:
             values[key] = value
     for key in ("api", "database", "storage", "images", "gpu", "monitoring", "ci"):

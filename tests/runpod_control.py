@@ -1,7 +1,8 @@
-"""The emulator's RunPod control plane (REST API v1) served in this process, with every request
-and every successful response checked against RunPod's published spec
-(shared/runpod/rest-v1-openapi.json, kept as infra/runpod/rest-v1-openapi.json): a request off
-the spec is answered 400, as RunPod would, and recorded in `violations`, which tests assert
+"""The emulator's RunPod control plane (REST API v1, and v2's account secrets) served in this
+process, with every request and every successful response checked against RunPod's published
+specs (shared/runpod/rest-v1-openapi.json, kept as infra/runpod/rest-v1-openapi.json; the v2
+secrets reference transcribed in infra/runpod/rest-v2-secrets-openapi.json): a request off the
+spec is answered 400, as RunPod would, and recorded in `violations`, which tests assert
 empty. Tests rotate its API keys (`emulator.api_keys`) and make changes out of band through
 the same REST API a person would use."""
 
@@ -19,7 +20,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from gpu_worker.emulator.server import create_app
-from infra.runpod.client import spec
+from infra.runpod.client import spec, spec_v2
 from tests.net import free_port
 
 CONTROLLED_IMAGE = "tandem/controlled:test"  # runs tests/workers/controlled.py
@@ -32,20 +33,31 @@ IMAGES = {CONTROLLED_IMAGE: "tests.workers.controlled", PRIVATE_IMAGE: "tests.wo
 
 
 class SpecCheck:
-    """ASGI middleware over the emulator's app: /v1 traffic checked against RunPod's spec."""
+    """ASGI middleware over the emulator's app: /v1 and /v2/account traffic checked against
+    RunPod's specs."""
 
     def __init__(self, app: Any, base_url: str) -> None:
         self.app = app
         self.base_url = base_url
         self.violations: list[str] = []
-        document = {**spec(), "servers": [{"url": f"{base_url}/v1"}]}
-        # RunPod's spec repeats operation ids on its `/update` aliases, which a strict spec
+        # RunPod's v1 spec repeats operation ids on its `/update` aliases, which a strict spec
         # check refuses; the schemas themselves are what traffic is checked against.
-        self.openapi = OpenAPI.from_dict(document, config=Config(spec_validator_cls=None))
+        config = Config(spec_validator_cls=None)
+        self.specs = {
+            prefix: OpenAPI.from_dict(
+                {**document, "servers": [{"url": base_url + api}]}, config=config
+            )
+            for prefix, api, document in (
+                ("/v1", "/v1", spec()),
+                ("/v2/account", "/v2", spec_v2()),
+            )
+        }
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+        prefixes = [p for p in self.specs if scope.get("path", "").startswith(p)]
+        if scope["type"] != "http" or not prefixes:
             return await self.app(scope, receive, send)
+        openapi = self.specs[prefixes[0]]
         body = b""
         while True:
             message = await receive()
@@ -54,7 +66,7 @@ class SpecCheck:
                 break
         request = self._request(scope, body)
         try:
-            self.openapi.validate_request(WerkzeugOpenAPIRequest(request))
+            openapi.validate_request(WerkzeugOpenAPIRequest(request))
         except Exception as exc:  # any validation error is a violation of the spec
             self.violations.append(f"{request.method} {request.full_path}: {exc!r}")
             return await _respond(send, 400, {"error": f"invalid request: {exc}"})
@@ -72,7 +84,7 @@ class SpecCheck:
         if 200 <= start["status"] < 300:
             response = Response(content, status=start["status"], headers=_headers(start))
             try:
-                self.openapi.validate_response(
+                openapi.validate_response(
                     WerkzeugOpenAPIRequest(request), WerkzeugOpenAPIResponse(response)
                 )
             except Exception as exc:
@@ -110,6 +122,7 @@ class ControlPlane:
         self.port = free_port()
         base = f"http://127.0.0.1:{self.port}"
         self.url, self.jobs_url = f"{base}/v1", f"{base}/v2"
+        self.v2_url = f"{base}/v2"  # REST API v2 (account secrets) beside the job API
         registries = {PRIVATE_HOST: PRIVATE_REGISTRY}
         app = create_app({}, base, api_key=api_key, images=IMAGES, registries=registries)
         self.emulator = app.state.emulator
@@ -139,9 +152,11 @@ class ControlPlane:
         return self.check.violations
 
     def rest(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A call to the REST API v1 with the current key, as a person would make one."""
+        """A call to the REST API v1 (or v2, for a path under `v2_url`) with the current key,
+        as a person would make one."""
         headers = {"Authorization": f"Bearer {self.api_key}"}
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
+        url = path if path.startswith("http") else f"{self.url}{path}"
+        return httpx.request(method, url, headers=headers, timeout=30, **kwargs)
 
     def rotate_key(self, new_key: str) -> None:
         """Accept only `new_key` from now on (the old one is revoked)."""

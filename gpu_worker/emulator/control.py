@@ -14,11 +14,16 @@ Where RunPod's docs say more than the spec, the emulator does what RunPod does:
   the spec lists for those operations).
 * A registry credential's name is unique (the spec: "The name must be unique"), and only its id
   and name are ever returned.
+* Account secrets (REST API v2, infra/runpod/rest-v2-secrets-openapi.json): names are unique
+  (409), match the documented pattern and do not begin with RUNPOD (422); values are never
+  returned; `{{ RUNPOD_SECRET_<name> }}` in a template's env is replaced with the value when a
+  worker boots (`boot_env`), so running workers keep the value they booted with.
 The emulator also refuses to delete a template that an endpoint uses (the endpoint could not be
 served any more; Pulumi deletes the endpoint first), and a template naming a registry
 credential that does not exist.
 """
 
+import re
 import secrets
 import string
 from datetime import UTC, datetime
@@ -53,6 +58,8 @@ ENDPOINT_DEFAULTS: dict[str, Any] = {
     "workersMax": 3,
 }
 WRITE_ONLY = ("flashboot",)
+SECRET_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.\-/]{0,190}")
+SECRET_REFERENCE = re.compile(r"\{\{\s*RUNPOD_SECRET_([a-zA-Z0-9_.\-/]+)\s*\}\}")
 USER_ID = "user_emulator"
 
 
@@ -80,6 +87,62 @@ class ControlPlane:
         self.templates: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.registry_auths: dict[str, dict[str, Any]] = {}  # with their credentials
+        self.secrets: dict[str, dict[str, Any]] = {}  # with their values
+
+    # -- account secrets (REST API v2) ----------------------------------------------------
+    def create_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, value = body.get("name"), body.get("value")
+        if not isinstance(name, str) or not SECRET_NAME.fullmatch(name):
+            raise ControlError(
+                422, "name must start with a letter or _ and hold letters, digits, _.-/"
+            )
+        if name.upper().startswith("RUNPOD"):
+            raise ControlError(422, "names beginning with RUNPOD are reserved")
+        if not isinstance(value, str) or not value:
+            raise ControlError(422, "value is required")
+        if any(secret["name"].lower() == name.lower() for secret in self.secrets.values()):
+            raise ControlError(409, f"a secret named {name!r} exists")
+        now = _now()
+        secret = {
+            "id": _new_id(12),
+            "name": name,
+            "description": body.get("description"),
+            "createdAt": now,
+            "valueLastUpdatedAt": now,
+            "value": value,
+        }
+        self.secrets[secret["id"]] = secret
+        return self.secret(secret["id"])
+
+    def secret(self, secret_id: str) -> dict[str, Any]:
+        """A secret as RunPod shows it: everything but its value."""
+        if secret_id not in self.secrets:
+            raise ControlError(404, "resource not found")
+        return {key: value for key, value in self.secrets[secret_id].items() if key != "value"}
+
+    def update_secret(self, secret_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.secret(secret_id)
+        if not body.keys() & {"value", "description"}:
+            raise ControlError(422, "give a value, a description or both")
+        if "value" in body:
+            self.secrets[secret_id] |= {"value": body["value"], "valueLastUpdatedAt": _now()}
+        if "description" in body:
+            self.secrets[secret_id]["description"] = body["description"] or None
+        return self.secret(secret_id)
+
+    def delete_secret(self, secret_id: str) -> None:
+        self.secret(secret_id)
+        del self.secrets[secret_id]
+
+    def boot_env(self, env: dict[str, Any]) -> dict[str, str]:
+        """A template's env as a booting worker gets it: secret references filled in (one to a
+        secret that does not exist is left as written)."""
+        values = {secret["name"]: secret["value"] for secret in self.secrets.values()}
+
+        def fill(match: re.Match[str]) -> str:
+            return values.get(match.group(1), match.group(0))
+
+        return {key: SECRET_REFERENCE.sub(fill, str(value)) for key, value in env.items()}
 
     # -- container registry credentials ---------------------------------------------------
     def create_registry_auth(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +210,7 @@ class ControlPlane:
             "id": _new_id(14),
             "userId": USER_ID,
             "version": 0,
-            "createdAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "createdAt": _now(),
         }
         self.endpoints[endpoint["id"]] = endpoint
         self._flashboot(endpoint, fields.get("flashboot", False))
@@ -198,6 +261,10 @@ class ControlPlane:
         """Name the endpoint as RunPod does: `<name> -fb` while FlashBoot is on."""
         name = endpoint["name"].removesuffix(FLASHBOOT_SUFFIX)
         endpoint["name"] = name + FLASHBOOT_SUFFIX if on else name
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _default(field: str) -> Any:

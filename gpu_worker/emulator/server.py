@@ -1,5 +1,6 @@
-"""The emulator's HTTP server: RunPod's control plane (REST API v1, `/v1`), its public job API
-(`/v2/{endpoint_id}`) and the routes its workers poll."""
+"""The emulator's HTTP server: RunPod's control plane (REST API v1, `/v1`, and v2's account
+secrets, `/v2/account/secrets`), its public job API (`/v2/{endpoint_id}`) and the routes its
+workers poll."""
 
 import asyncio
 import contextlib
@@ -7,6 +8,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
@@ -20,6 +22,7 @@ DEFAULT_RUNSYNC_WAIT_MS = 90_000
 STREAM_POLL_S = 1.0  # how long /stream holds a request open for new chunks
 WORKER_POLL_S = 2.0  # how long job-take and job-stop hold a worker's request open
 SCALE_EVERY_S = 0.2  # how often the worker pools are scaled
+V2_ACCOUNT = "/v2/account"  # REST API v2's account routes (beside the job API's /v2/{id})
 
 
 class Emulator:
@@ -53,7 +56,7 @@ class Emulator:
         template = self.control.templates[endpoint["templateId"]]
         pool = self.pools.get(endpoint["id"]) or self.add_endpoint(endpoint["id"], None)
         pool.queue.execution_timeout_s = endpoint["executionTimeoutMs"] / 1000
-        env = {key: str(value) for key, value in template["env"].items()}
+        env = self.control.boot_env(template["env"])
         pool.configure(
             self.images.get(template["imageName"]) if self.can_pull(template) else None,
             env,
@@ -250,16 +253,25 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def _error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return _error_response(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(ControlError)
     async def _control_error(request: Request, exc: ControlError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return _error_response(request, exc.status, str(exc))
 
     app.include_router(control_routes(state, authorized))
+    app.include_router(secret_routes(state.control, authorized))
     app.include_router(public)
     app.include_router(internal)
     return app
+
+
+def _error_response(request: Request, status: int, message: str) -> JSONResponse:
+    """An error as RunPod answers it: `{"error"}` (v1, job API), a problem detail (v2)."""
+    if request.url.path.startswith(V2_ACCOUNT):
+        problem = {"title": HTTPStatus(status).phrase, "status": status, "detail": message}
+        return JSONResponse(problem, status, media_type="application/problem+json")
+    return JSONResponse({"error": message}, status_code=status)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -270,6 +282,35 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise HTTPException(400, "request body must be a JSON object")
     return body
+
+
+def secret_routes(control: ControlPlane, authorized: Any) -> APIRouter:
+    """RunPod's REST API v2 for account secrets (errors as problem details)."""
+    v2 = APIRouter(prefix=f"{V2_ACCOUNT}/secrets", dependencies=[Depends(authorized)])
+
+    @v2.get("")
+    async def list_secrets(name: str | None = None) -> dict[str, Any]:
+        found = [control.secret(secret_id) for secret_id in control.secrets]
+        return {"secrets": [s for s in found if name is None or s["name"].lower() == name.lower()]}
+
+    @v2.post("", status_code=201)
+    async def create_secret(request: Request) -> dict[str, Any]:
+        return control.create_secret(await _body(request))
+
+    @v2.get("/{secret_id}")
+    async def get_secret(secret_id: str) -> dict[str, Any]:
+        return control.secret(secret_id)
+
+    @v2.patch("/{secret_id}")
+    async def update_secret(secret_id: str, request: Request) -> dict[str, Any]:
+        return control.update_secret(secret_id, await _body(request))
+
+    @v2.delete("/{secret_id}", status_code=204)
+    async def delete_secret(secret_id: str) -> Response:
+        control.delete_secret(secret_id)
+        return Response(status_code=204)
+
+    return v2
 
 
 def control_routes(state: Emulator, authorized: Any) -> APIRouter:

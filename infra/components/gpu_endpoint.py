@@ -1,13 +1,32 @@
-"""A RunPod GPU endpoint: a serverless template (image, env with secret values, the credential
-that pulls the image) and an endpoint on it (GPU types in order of preference, scale to zero
-unless the stack asks for warm workers)."""
+"""A RunPod GPU endpoint: a serverless template (image, env, the credential that pulls the
+image) and an endpoint on it (GPU types in order of preference, scale to zero unless the stack
+asks for warm workers).
+
+Secret values never sit in the template: its env references RunPod secrets
+(`{{ RUNPOD_SECRET_<name> }}`, `runpod_secret`), which RunPod fills in when a worker boots, and
+carries a fingerprint of their values, so a new value is a new release that replaces the
+workers (RunPod would otherwise give it only to workers that boot later).
+"""
+
+import hashlib
 
 import pulumi
 
 from infra.config import GpuEndpointConfig
-from infra.runpod.resources import Endpoint, Template
+from infra.runpod.resources import Endpoint, Secret, Template
 
 NETWORK_VOLUME = "/runpod-volume"  # where RunPod mounts an endpoint's network volume
+SECRETS_VERSION = "TANDEM_SECRETS_VERSION"  # the env variable holding the fingerprint
+
+
+def runpod_secret(stack: str, key: str, value: pulumi.Input[str], description: str) -> Secret:
+    """The stack's RunPod secret `tandem-<stack>-<key>` holding `value`."""
+    name = f"tandem-{stack}-{key}"
+    return Secret(name, name=name, value=value, description=description)
+
+
+def _fingerprint(values: list[str]) -> str:
+    return hashlib.sha256("\0".join(values).encode()).hexdigest()[:16]
 
 
 class GpuEndpoint(pulumi.ComponentResource):
@@ -19,12 +38,13 @@ class GpuEndpoint(pulumi.ComponentResource):
         *,
         image: pulumi.Input[str],
         env: dict[str, pulumi.Input[str]],
-        secret_env: dict[str, pulumi.Input[str]],
+        secret_env: dict[str, Secret],
         registry_auth_id: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`registry_auth_id`: the RunPod credential that pulls `image` (the endpoint's own
-        `registryAuthId` setting, for a prebuilt image elsewhere, wins)."""
+        """`secret_env`: env variable -> the RunPod secret it reads; `registry_auth_id`: the
+        RunPod credential that pulls `image` (the endpoint's own `registryAuthId` setting, for
+        a prebuilt image elsewhere, wins)."""
         super().__init__("tandem:infra:GpuEndpoint", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         plain = {**endpoint.env, **env}
@@ -32,8 +52,12 @@ class GpuEndpoint(pulumi.ComponentResource):
             plain["MODEL_NAME"] = endpoint.model
         if endpoint.network_volume_ids:  # weights downloaded once, kept for every worker
             plain.setdefault("HF_HOME", f"{NETWORK_VOLUME}/huggingface")
-        secret = {key: pulumi.Output.secret(value) for key, value in secret_env.items()}
-        all_env = pulumi.Output.all(plain, secret).apply(lambda parts: {**parts[0], **parts[1]})
+        plain |= {key: secret.reference for key, secret in secret_env.items()}
+        values = [secret.value for _, secret in sorted(secret_env.items())]
+        fingerprint = pulumi.Output.all(*values).apply(_fingerprint)
+        all_env = pulumi.Output.all(plain, fingerprint).apply(
+            lambda parts: {**parts[0], SECRETS_VERSION: parts[1]}
+        )
         self.template = Template(
             f"tandem-{stack}-{name}-template",
             image=image,

@@ -1,13 +1,15 @@
 """The calls Tandem makes to RunPod's control plane: REST API v1 (`https://rest.runpod.io/v1`,
-spec in rest-v1-openapi.json beside this file), templates, serverless endpoints and container
-registry credentials.
+spec in rest-v1-openapi.json beside this file) for templates, serverless endpoints and container
+registry credentials, and REST API v2 (`https://api.runpod.io/v2`, rest-v2-secrets-openapi.json)
+for account secrets, which v1 does not have.
 
 Bodies are typed by the spec before they are sent (the Pulumi engine hands providers every
 number as a float; RunPod's integer fields take integers). Errors say what RunPod answered
 (status and its message) with the API key and every env value of the request masked: RunPod's
-error bodies can echo the input. Registry passwords are masked the same way.
+error bodies can echo the input. Registry passwords and secret values are masked the same way.
 """
 
+import contextlib
 import json
 import time
 from functools import cache
@@ -17,7 +19,9 @@ from typing import Any
 import httpx
 
 REST_API = "https://rest.runpod.io/v1"
+REST_API_V2 = "https://api.runpod.io/v2"
 SPEC = Path(__file__).with_name("rest-v1-openapi.json")
+SPEC_V2 = Path(__file__).with_name("rest-v2-secrets-openapi.json")
 RETRY_STATUSES = {429, 502, 503, 504}
 ATTEMPTS = 4
 MAX_DETAIL_CHARS = 300
@@ -39,6 +43,11 @@ def spec() -> dict[str, Any]:
     return json.loads(SPEC.read_text())
 
 
+@cache
+def spec_v2() -> dict[str, Any]:
+    return json.loads(SPEC_V2.read_text())
+
+
 def typed(schema: str, body: dict[str, Any]) -> dict[str, Any]:
     """`body` with the fields that `schema` (a schema of the spec) types as integers made ints."""
     properties = spec()["components"]["schemas"][schema]["properties"]
@@ -57,7 +66,9 @@ class RunPodRest:
         base_url: str = REST_API,
         transport: httpx.BaseTransport | None = None,
         backoff_s: float = 1.0,
+        v2_url: str = REST_API_V2,
     ) -> None:
+        """`base_url`: REST API v1; `v2_url`: REST API v2 (secrets)."""
         self._http = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Bearer {api_key}"},
@@ -66,6 +77,7 @@ class RunPodRest:
         )
         self._secrets = {api_key}
         self.backoff_s = backoff_s
+        self._secrets_url = f"{v2_url.rstrip('/')}/account/secrets"
 
     def close(self) -> None:
         self._http.close()
@@ -81,7 +93,7 @@ class RunPodRest:
         idempotent (a retried POST could make a second endpoint)."""
         if body is not None:
             self._secrets |= {str(v) for v in (body.get("env") or {}).values() if v}
-            self._secrets |= {body["password"]} if body.get("password") else set()
+            self._secrets |= {body[k] for k in ("password", "value") if body.get(k)}
         attempts = 1 if method == "POST" else ATTEMPTS
         for attempt in range(attempts):
             try:
@@ -106,8 +118,8 @@ class RunPodRest:
             body = response.json()
         except ValueError:
             body = None
-        if isinstance(body, dict):
-            detail = str(body.get("error") or body.get("message") or body)
+        if isinstance(body, dict):  # v1: error or message; v2: a problem's detail
+            detail = str(body.get("error") or body.get("message") or body.get("detail") or body)
         else:
             detail = response.text or response.reason_phrase
         for secret in sorted(self._secrets, key=len, reverse=True):
@@ -174,3 +186,17 @@ class RunPodRest:
 
     def delete_registry_auth(self, auth_id: str) -> None:
         self._delete("containerregistryauth", auth_id)
+
+    def create_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", self._secrets_url, body)
+
+    def get_secret(self, secret_id: str) -> dict[str, Any]:
+        return self._call("GET", f"{self._secrets_url}/{secret_id}")
+
+    def update_secret(self, secret_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PATCH", f"{self._secrets_url}/{secret_id}", body)
+
+    def delete_secret(self, secret_id: str) -> None:
+        """Delete; one that is already gone (v2 answers 404) is not an error."""
+        with contextlib.suppress(RunPodNotFound):
+            self._call("DELETE", f"{self._secrets_url}/{secret_id}")

@@ -1,5 +1,5 @@
 """Pulumi dynamic providers for RunPod serverless templates, endpoints and container registry
-credentials (REST API v1).
+credentials (REST API v1), and account secrets (REST API v2).
 
 Properties carry RunPod's own field names, so state reads like the API. `diff` names the
 changes RunPod can apply in place (its update inputs) and the ones that need a replacement;
@@ -8,12 +8,13 @@ returns, so `pulumi refresh` and drift checks see out-of-band edits to workers, 
 scaler or env, and a resource deleted out of band reads as gone. RunPod never returns
 `flashboot` (its drift cannot be seen; `read` keeps the value last applied) and names a
 flashboot endpoint `<name> -fb` (read back as `<name>`). A registry credential has no update
-route and reads back only its name: any change replaces it.
+route and reads back only its name: any change replaces it. A secret's value is write-only (a
+change is sent, never read back); its name is immutable (a new name replaces it).
 
 Where and how to call RunPod is the stack's config, read when the engine configures the
-provider: the secret `tandem:runpodApiKey` and, optionally, `tandem:runpodApiBase`. Neither is
-a resource property, so state never holds the key and rotating it needs no diff: the next
-refresh, update or destroy uses the new one.
+provider: the secret `tandem:runpodApiKey` and, optionally, `tandem:runpodApiBase` and
+`tandem:runpodApiV2Base`. None is a resource property, so state never holds the key and
+rotating it needs no diff: the next refresh, update or destroy uses the new one.
 """
 
 from typing import Any
@@ -27,9 +28,13 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.runpod.client import REST_API, RunPodNotFound, RunPodRest
+from infra.runpod.client import REST_API, REST_API_V2, RunPodNotFound, RunPodRest
 
-API_KEY, API_BASE = "tandem:runpodApiKey", "tandem:runpodApiBase"
+API_KEY, API_BASE, API_V2_BASE = (
+    "tandem:runpodApiKey",
+    "tandem:runpodApiBase",
+    "tandem:runpodApiV2Base",
+)
 TEMPLATE_FIELDS = (
     "name",
     "imageName",
@@ -59,6 +64,7 @@ ENDPOINT_FIELDS = (
 )
 ENDPOINT_IN_PLACE = set(ENDPOINT_FIELDS) - {"computeType"}
 REGISTRY_AUTH_FIELDS = ("name", "username", "password")
+SECRET_FIELDS = ("name", "value", "description")
 FLASHBOOT_SUFFIX = " -fb"
 EMPTY: tuple[Any, ...] = (None, "", [], {})  # an optional field that is not set
 # What `read` answers for a resource deleted out of band: an empty id, which Pulumi's refresh
@@ -102,10 +108,12 @@ class RunPodProvider(ResourceProvider):
     write_only: frozenset[str] = frozenset()  # accepted by RunPod, never returned
     api_key: str | None = None
     api_base: str = REST_API
+    api_v2_base: str = REST_API_V2
 
     def configure(self, req: ConfigureRequest) -> None:
         self.api_key = req.config.get(API_KEY)
         self.api_base = req.config.get(API_BASE) or REST_API
+        self.api_v2_base = req.config.get(API_V2_BASE) or REST_API_V2
 
     def _call(self, verb: str, *args: Any) -> Any:
         if not self.api_key:
@@ -113,7 +121,7 @@ class RunPodProvider(ResourceProvider):
                 f"no RunPod API key: set the stack's secret {API_KEY} "
                 "(pulumi config set --secret runpodApiKey <key>)"
             )
-        with RunPodRest(self.api_key, self.api_base) as runpod:
+        with RunPodRest(self.api_key, self.api_base, v2_url=self.api_v2_base) as runpod:
             return getattr(runpod, f"{verb}_{self.kind}")(*args)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -170,3 +178,8 @@ class EndpointProvider(RunPodProvider):
 class RegistryAuthProvider(RunPodProvider):
     kind, fields, in_place = "registry_auth", REGISTRY_AUTH_FIELDS, set()
     write_only = frozenset({"username", "password"})
+
+
+class SecretProvider(RunPodProvider):
+    kind, fields, in_place = "secret", SECRET_FIELDS, {"value", "description"}
+    write_only = frozenset({"value"})

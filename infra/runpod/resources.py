@@ -1,12 +1,18 @@
-"""RunPod serverless templates, endpoints and container registry credentials as Pulumi
-resources (see providers.py: the connection to RunPod is the stack's config, not a property)."""
+"""RunPod serverless templates, endpoints, container registry credentials and account secrets as
+Pulumi resources (see providers.py: the connection to RunPod is the stack's config, not a
+property)."""
 
 from typing import Literal
 
 import pulumi
 from pulumi.dynamic import Resource
 
-from infra.runpod.providers import EndpointProvider, RegistryAuthProvider, TemplateProvider
+from infra.runpod.providers import (
+    EndpointProvider,
+    RegistryAuthProvider,
+    SecretProvider,
+    TemplateProvider,
+)
 
 ScalerType = Literal["QUEUE_DELAY", "REQUEST_COUNT"]
 
@@ -114,3 +120,27 @@ class RegistryAuth(Resource):
             props,
             pulumi.ResourceOptions.merge(opts, secret),
         )
+
+
+class Secret(Resource):
+    """A RunPod account secret: templates reference it in their env as `{{ RUNPOD_SECRET_<name> }}`
+    (`reference`), which RunPod replaces with the value when a worker boots, so the value never
+    sits in a template. A new value reaches workers that boot after it is set."""
+
+    name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: str,
+        value: pulumi.Input[str],
+        description: str = "",
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {"name": name, "value": pulumi.Output.secret(value), "description": description}
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["value"])
+        super().__init__(
+            SecretProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret)
+        )
+        self.reference = f"{{{{ RUNPOD_SECRET_{name} }}}}"

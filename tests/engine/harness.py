@@ -16,6 +16,7 @@ import yaml
 from pulumi.automation import ConfigValue
 
 from stacks.workspace import AutomationWorkspace, write_settings
+from tests.engine import HMAC_SECRET
 from tests.runpod_control import PRIVATE_IMAGE, PRIVATE_REGISTRY, ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,7 @@ class Project:
             "gcp:project": "engine-test",
             "tandem:environment": "dev",
             "tandem:runpodApiBase": api_base or self.control.url,
+            "tandem:runpodApiV2Base": self.control.v2_url,
             "tandem:gpu": {name: {**GPU[name], **gpu.get(name, {})} for name in GPU},
             "test:image": PRIVATE_IMAGE,
             "test:registryUsername": PRIVATE_REGISTRY[0],
@@ -113,5 +115,6 @@ class Project:
         stack = workspace.stack("dev", create=True)
         stack.set_config("tandem:runpodApiKey", ConfigValue(api_key, secret=True))
         stack.set_config("test:registryPassword", ConfigValue(PRIVATE_REGISTRY[1], secret=True))
+        stack.set_config("test:hmacSecret", ConfigValue(HMAC_SECRET, secret=True))
         stack.up()
         return workspace

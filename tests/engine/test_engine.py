@@ -72,13 +72,38 @@ def test_up_makes_endpoints_that_answer_jobs_and_no_perpetual_diff(project, cont
         "id": auth_id,
         "name": "tandem-dev-test-registry",
     }
+    # The HMAC secret is a RunPod secret: the template holds a reference, the worker the value.
+    assert live["template"]["env"]["EMBEDDING_HMAC_SECRET"] == "{{ RUNPOD_SECRET_tandem-dev-hmac }}"
     monkeypatch.setattr(runpod, "api_key", control.api_key)
     monkeypatch.setattr(runpod, "endpoint_url_base", control.jobs_url)
     answer = runpod.Endpoint(ids["llm"]).run_sync({"command": "hello"}, timeout=90)
     assert answer[-1]["raw_text"] == "echo: hello"  # a worker of the pulled image answered
+    assert worker_env(ids["llm"], "EMBEDDING_HMAC_SECRET") == HMAC_SECRET
     dev(project).preview(expect_no_changes=True)  # refresh and flashboot names included
     dev(project).refresh()
     dev(project).preview(expect_no_changes=True)
+
+
+def worker_env(endpoint_id: str, name: str) -> str:
+    """Variable `name` as a worker of the endpoint sees it (runpod's client set up by the
+    caller)."""
+    answer = runpod.Endpoint(endpoint_id).run_sync({"command": f"getenv: {name}"}, timeout=90)
+    return answer[-1]["raw_text"]
+
+
+def test_a_new_hmac_secret_is_a_new_release_of_the_workers(project, control, monkeypatch):
+    monkeypatch.setattr(runpod, "api_key", control.api_key)
+    monkeypatch.setattr(runpod, "endpoint_url_base", control.jobs_url)
+    llm = endpoint_ids(project)["llm"]
+    dev(project).set_config("test:hmacSecret", ConfigValue("a-new-hmac-secret", secret=True))
+    try:
+        changes = dev(project).up().summary.resource_changes
+        assert changes == {"update": 3, "same": 6}  # the secret, both templates' fingerprint
+        assert worker_env(llm, "EMBEDDING_HMAC_SECRET") == "a-new-hmac-secret"
+    finally:
+        dev(project).set_config("test:hmacSecret", ConfigValue(HMAC_SECRET, secret=True))
+        dev(project).up()
+    assert worker_env(llm, "EMBEDDING_HMAC_SECRET") == HMAC_SECRET
 
 
 def exported_state(project) -> str:
@@ -94,19 +119,21 @@ def test_state_holds_no_key_no_hmac_secret_and_no_registry_password_in_plain_tex
     assert len(templates) == 2 and all("ciphertext" in r["outputs"]["env"] for r in templates)
     [auth] = [r for r in state["resources"] if "username" in r.get("outputs", {})]
     assert "ciphertext" in auth["outputs"]["password"]
+    [secret] = [r for r in state["resources"] if r["urn"].endswith("::tandem-dev-hmac")]
+    assert "ciphertext" in secret["outputs"]["value"]
 
 
 def test_in_place_update_replacement_and_removing_a_field(project, control):
     before = endpoint_ids(project)
     project.write_dev(llm={"workersMax": 2, "networkVolumeIds": ["vol-eu", "vol-us"]})
     result = dev(project).up()  # the endpoint, and the template's env (HF_HOME on the volume)
-    assert result.summary.resource_changes == {"update": 2, "same": 6}
+    assert result.summary.resource_changes == {"update": 2, "same": 7}
     live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
     assert (live["workersMax"], live["networkVolumeIds"]) == (2, ["vol-eu", "vol-us"])
     assert live["template"]["env"]["HF_HOME"] == "/runpod-volume/huggingface"
 
     project.write_dev()  # networkVolumeIds removed, workersMax back to 1
-    assert dev(project).up().summary.resource_changes == {"update": 2, "same": 6}
+    assert dev(project).up().summary.resource_changes == {"update": 2, "same": 7}
     live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
     assert live["workersMax"] == 1 and not live.get("networkVolumeIds")
     assert "HF_HOME" not in live["template"]["env"]
@@ -130,7 +157,7 @@ def test_a_rotated_key_is_used_with_no_diff(project, control):
     assert "401" in str(refused.value) and KEY not in str(refused.value)
     dev(project).set_config("tandem:runpodApiKey", ConfigValue(NEW_KEY, secret=True))
     dev(project).preview(expect_no_changes=True)  # the key is no resource property:
-    assert dev(project).up().summary.resource_changes == {"same": 8}  # applied, nothing changed
+    assert dev(project).up().summary.resource_changes == {"same": 9}  # applied, nothing changed
     dev(project).refresh()  # and from now on the providers use the new key
     assert NEW_KEY not in exported_state(project)
 
@@ -210,7 +237,7 @@ def test_the_preview_comment_counts_a_real_preview(project, tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert "<b>dev</b>: success (~ 1 to update, 7 unchanged)</summary>" in comment
+    assert "<b>dev</b>: success (~ 1 to update, 8 unchanged)</summary>" in comment
     assert "idleTimeout       : 2 => 30" in comment
 
 
@@ -247,3 +274,4 @@ def test_destroy_leaves_runpod_empty(project, control):
     assert control.emulator.control.endpoints == {}
     assert control.emulator.control.templates == {}
     assert control.emulator.control.registry_auths == {}
+    assert control.emulator.control.secrets == {}

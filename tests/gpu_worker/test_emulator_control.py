@@ -2,7 +2,8 @@
 through it, every request and response checked against RunPod's spec (tests/runpod_control.py):
 workersMin keeps workers warm, workersMax caps them, idleTimeout stops idle ones, a template's
 env reaches its workers, an unknown image never becomes ready, an image of a private registry is
-pulled only with its credential, and RunPod's rules hold."""
+pulled only with its credential, a RunPod secret reaches workers only when they boot, and
+RunPod's rules hold."""
 
 import time
 
@@ -148,6 +149,46 @@ def test_a_private_image_is_pulled_only_with_its_registry_credential(runpod):
         assert runpod.rest("DELETE", f"/containerregistryauth/{auth_id}").status_code == 204
     assert runpod.rest("GET", f"/containerregistryauth/{right}").status_code == 404
     assert runpod.rest("DELETE", f"/containerregistryauth/{right}").status_code == 400
+
+
+def test_a_secret_reference_is_filled_in_when_a_worker_boots(runpod):
+    secrets_url = f"{runpod.v2_url}/account/secrets"
+    made = runpod.rest("POST", secrets_url, json={"name": "greeting", "value": "hello"})
+    assert made.status_code == 201 and "value" not in made.json()
+    template_id = template(runpod, env={"GREETING": "{{ RUNPOD_SECRET_greeting }}", "N": "1"})
+    endpoint_id = endpoint(runpod, template_id)
+
+    def greeting() -> str:
+        body = {"input": {"command": "getenv: GREETING"}}
+        return jobs(runpod, endpoint_id, "runsync", method="POST", json=body).json()["output"][-1][
+            "raw_text"
+        ]
+
+    assert greeting() == "hello"
+    assert runpod.rest("GET", f"/templates/{template_id}").json()["env"]["GREETING"] == (
+        "{{ RUNPOD_SECRET_greeting }}"
+    )  # RunPod shows the reference, never the value
+    secret_id = made.json()["id"]
+    runpod.rest("PATCH", f"{secrets_url}/{secret_id}", json={"value": "bonjour"})
+    assert greeting() == "hello"  # a running worker keeps the value it booted with
+    runpod.rest(
+        "PATCH",
+        f"/templates/{template_id}",
+        json={"env": {"GREETING": "{{ RUNPOD_SECRET_greeting }}", "N": "2"}},
+    )
+    assert greeting() == "bonjour"  # a new release: new workers, the new value
+    delete(runpod, endpoint_id)
+
+    taken = runpod.rest("POST", secrets_url, json={"name": "GREETING", "value": "x"})
+    assert taken.status_code == 409  # names are unique, whatever their case
+    assert taken.headers["content-type"] == "application/problem+json"
+    assert taken.json() == {"title": "Conflict", "status": 409, "detail": taken.json()["detail"]}
+    reserved = runpod.rest("POST", secrets_url, json={"name": "RunPod_x", "value": "x"})
+    assert reserved.status_code == 422 and "reserved" in reserved.json()["detail"]
+    listed = runpod.rest("GET", secrets_url, params={"name": "greeting"}).json()["secrets"]
+    assert [s["id"] for s in listed] == [secret_id]
+    assert runpod.rest("DELETE", f"{secrets_url}/{secret_id}").status_code == 204
+    assert runpod.rest("GET", f"{secrets_url}/{secret_id}").status_code == 404
 
 
 def test_runpods_rules(runpod):

@@ -90,15 +90,22 @@ def test_buckets_are_private_and_expire(stack):
     assert bucket["lifecycleRules"][0]["condition"]["age"] >= 1
 
 
-def test_gpu_endpoints_get_the_hmac_secret_as_a_secret(stack):
-    _, resources = stack
-    dynamic = [r["inputs"] for r in resources if r["type"] == "pulumi-python:dynamic:Resource"]
-    templates = [inputs for inputs in dynamic if "imageName" in inputs]
+def test_gpu_workers_read_the_hmac_secret_from_a_runpod_secret(stack):
+    name, resources = stack
+    dynamic = {
+        r["name"]: r["inputs"] for r in resources if r["type"] == "pulumi-python:dynamic:Resource"
+    }
+    secret = dynamic[f"tandem-{name}-hmac"]
+    assert secret["name"] == f"tandem-{name}-hmac"
+    assert SECRET_SIG in secret["value"] and secret["value"]["value"] == STAND_IN  # encrypted
+    templates = [inputs for inputs in dynamic.values() if "imageName" in inputs]
     assert len(templates) == 3  # llm, embed (the llm image with TASK=embed), clip
     for template in templates:
-        assert SECRET_SIG in template["env"]  # the whole env is stored encrypted
-        assert template["env"]["value"]["EMBEDDING_HMAC_SECRET"] == STAND_IN
-    for inputs in dynamic:
+        env = template["env"]["value"]
+        assert env["EMBEDDING_HMAC_SECRET"] == f"{{{{ RUNPOD_SECRET_tandem-{name}-hmac }}}}"
+        assert STAND_IN not in str(env)  # the value is RunPod's to fill in, never a template's
+        assert len(env["TANDEM_SECRETS_VERSION"]) == 16  # a new value: a new release
+    for inputs in dynamic.values():
         assert "apiKey" not in inputs  # the providers read it from the stack's config
         provider = base64.b64decode(inputs["__provider"]["value"])
         assert STAND_IN.encode() not in provider  # the serialised provider holds no key
@@ -352,11 +359,16 @@ def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
     assert sorted(images) == ["app", "clip", "llm"]
     assert images["llm"]["tags"] == ["europe-west1-docker.pkg.dev/base-project/tandem-dev/llm:pr-7"]
     runpod = {r["name"]: r["inputs"] for r in resources if r["type"].endswith("dynamic:Resource")}
-    assert sorted(runpod) == [
-        f"tandem-pr-7-{name}-{kind}"
-        for name in ("clip", "embed", "llm")
-        for kind in ("endpoint", "template")
-    ]
+    assert sorted(runpod) == sorted(
+        [
+            "tandem-pr-7-hmac",  # its own HMAC secret, on RunPod
+            *(
+                f"tandem-pr-7-{n}-{kind}"
+                for n in ("clip", "embed", "llm")
+                for kind in ("endpoint", "template")
+            ),
+        ]
+    )
     assert runpod["tandem-pr-7-llm-endpoint"]["workersMax"] == 1
     assert runpod["tandem-pr-7-llm-template"]["containerRegistryAuthId"] == "dev-registry-auth-id"
     assert len(of_type(resources, "randomPassword:RandomPassword")) == 2  # its own HMAC secret

@@ -11,8 +11,10 @@ from infra.runpod.client import RunPodApiError, RunPodRest
 from infra.runpod.providers import (
     API_BASE,
     API_KEY,
+    API_V2_BASE,
     EndpointProvider,
     RegistryAuthProvider,
+    SecretProvider,
     TemplateProvider,
 )
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
@@ -36,7 +38,7 @@ def no_violations(runpod):
 def configured(provider_class, runpod: ControlPlane, key: str | None = KEY):
     """A provider as the engine configures it: with the stack's config."""
     provider = provider_class()
-    config = {API_BASE: runpod.url} | ({API_KEY: key} if key else {})
+    config = {API_BASE: runpod.url, API_V2_BASE: runpod.v2_url} | ({API_KEY: key} if key else {})
     provider.configure(ConfigureRequest(Config(config, "tandem")))
     return provider
 
@@ -195,6 +197,9 @@ def test_runpod_error_bodies_never_carry_secrets_out():
     with pytest.raises(RunPodApiError) as error:
         client.create_registry_auth({"name": "r", "username": "u", "password": "pw-123456"})
     assert "pw-123456" not in str(error.value) and "[secret]" in str(error.value)
+    with pytest.raises(RunPodApiError) as error:
+        client.create_secret({"name": "s", "value": "value-7890"})
+    assert "value-7890" not in str(error.value) and "[secret]" in str(error.value)
 
 
 def test_rate_limits_and_outages_are_retried_except_for_creates():
@@ -266,3 +271,45 @@ def test_a_registry_credential_name_is_unique(runpod):
 def test_a_template_naming_an_unknown_registry_credential_is_refused(runpod):
     with pytest.raises(RunPodApiError, match="containerRegistryAuthId"):
         configured(TemplateProvider, runpod).create(template_props(containerRegistryAuthId="nope"))
+
+
+def test_a_secret_is_made_rotated_in_place_read_without_its_value_and_deleted(runpod):
+    provider = configured(SecretProvider, runpod)
+    props = {"name": "tandem-dev-hmac", "value": "first-value", "description": "HMAC"}
+    created = provider.create(props)
+    live = runpod.rest("GET", f"{runpod.v2_url}/account/secrets/{created.id}").json()
+    assert live["name"] == "tandem-dev-hmac" and "value" not in live
+    assert provider.read(created.id, created.outs).outs == props  # the value last applied
+    rotated = {**props, "value": "second-value"}
+    diff = provider.diff(created.id, created.outs, rotated)
+    assert diff.changes and diff.replaces == []  # rotated in place
+    updated = provider.update(created.id, created.outs, rotated)
+    assert updated.outs["value"] == "second-value"
+    assert runpod.emulator.control.secrets[created.id]["value"] == "second-value"
+    assert provider.diff(created.id, updated.outs, {**rotated, "name": "other"}).replaces == [
+        "name"
+    ]  # immutable
+    provider.delete(created.id, updated.outs)
+    assert provider.read(created.id, updated.outs).id == ""  # gone
+    provider.delete(created.id, updated.outs)  # already gone: not an error
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "words"),
+    [
+        ("tandem-dev-taken", 409, "exists"),
+        ("runpod-mine", 422, "reserved"),
+        ("9-starts-with-a-digit", 400, "invalid request"),  # off the spec's name pattern
+    ],
+)
+def test_a_secret_runpod_refuses_is_reported_with_its_reason(runpod, name, status, words):
+    provider = configured(SecretProvider, runpod)
+    taken = provider.create({"name": "tandem-dev-taken", "value": "v"})
+    try:
+        with pytest.raises(RunPodApiError) as refused:
+            provider.create({"name": name, "value": "refused-value"})
+        assert refused.value.status == status and words in str(refused.value)
+        assert "refused-value" not in str(refused.value)
+    finally:
+        provider.delete(taken.id, taken.outs)
+        runpod.check.violations.clear()  # the off-spec request was made on purpose

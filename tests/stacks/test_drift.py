@@ -27,6 +27,7 @@ def test_each_resource_is_classified():
     assert statuses == {  # no stack, component or provider rows
         "tandem-dev-llm-template": "unchanged",
         "tandem-dev-registry-auth": "unchanged",
+        "tandem-dev-hmac": "unchanged",
         "tandem-dev-llm-endpoint": "drifted",
         "tandem-dev-clip-template": "drifted",
         "tandem-dev-clip-endpoint": "deleted",
@@ -49,7 +50,7 @@ def test_secret_values_are_never_printed():
 
 def test_no_drift_and_errors():
     clean = classify("prod", CLEAN_STACK)
-    assert len(clean.resources) == 5 and clean.drifted == [] and exit_code([clean]) == 0
+    assert len(clean.resources) == 6 and clean.drifted == [] and exit_code([clean]) == 0
     assert text_report([clean]) == "prod: no drift"
     broken = StackDrift("prod", error="passphrase missing: set PULUMI_CONFIG_PASSPHRASE")
     assert exit_code([clean, broken]) == 1  # an unchecked stack is never "no drift"
@@ -78,7 +79,7 @@ def test_the_markdown_is_the_same_from_run_to_run():
 def test_text_and_json_reports():
     result = classify("dev", DRIFTED_STACK)
     text = text_report([result])
-    assert text.splitlines()[0] == "dev: 2 drifted, 1 deleted out of band, 2 unchanged"
+    assert text.splitlines()[0] == "dev: 2 drifted, 1 deleted out of band, 3 unchanged"
     assert "    workersMax: 1 -> 3" in text
     [parsed] = json.loads(json_report([result]))
     assert parsed["stack"] == "dev" and parsed["exit_code"] == 2 and parsed["error"] is None

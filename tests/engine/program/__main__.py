@@ -1,12 +1,12 @@
 """The engine tests' Pulumi program: the RunPod part of Tandem's program (infra/__main__.py)
 from a Tandem stack config, with the real RunPod providers. A stack of its own makes the
-registry credential its workers pull the (private) test image with and the GPU endpoints
-(infra.components.gpu_endpoint); a review stack uses its base stack's, read through a
-StackReference, as the real program does."""
+registry credential its workers pull the (private) test image with, the RunPod secret holding
+its HMAC secret (`test:hmacSecret`) and the GPU endpoints (infra.components.gpu_endpoint); a
+review stack uses its base stack's, read through a StackReference, as the real program does."""
 
 import pulumi
 
-from infra.components.gpu_endpoint import GpuEndpoint
+from infra.components.gpu_endpoint import GpuEndpoint, runpod_secret
 from infra.config import load
 from infra.runpod.resources import RegistryAuth
 from tests.engine import HMAC_SECRET
@@ -29,6 +29,10 @@ if base is None:
 else:
     registry_auth_id = base.require_output("runpod_registry_auth_id")
 
+if config.owns_gpu_endpoints:
+    # A review stack's (not copied from dev): a value of its own.
+    value = test.get_secret("hmacSecret") or f"{HMAC_SECRET}-{config.stack}"
+    hmac = runpod_secret(config.stack, "hmac", value, "engine tests")
 for name, endpoint in config.gpu.endpoints().items():
     if config.owns_gpu_endpoints:
         endpoint_id = GpuEndpoint(
@@ -37,7 +41,7 @@ for name, endpoint in config.gpu.endpoints().items():
             endpoint,
             image=test.require("image"),
             env={"TASK": name},
-            secret_env={"EMBEDDING_HMAC_SECRET": HMAC_SECRET},
+            secret_env={"EMBEDDING_HMAC_SECRET": hmac},
             registry_auth_id=registry_auth_id,
         ).endpoint_id
     else:
