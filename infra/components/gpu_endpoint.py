@@ -16,7 +16,7 @@ from infra.config import GpuEndpointConfig
 from infra.runpod.resources import Endpoint, Secret, Template
 
 NETWORK_VOLUME = "/runpod-volume"  # where RunPod mounts an endpoint's network volume
-SECRETS_VERSION = "TANDEM_SECRETS_VERSION"  # the env variable holding the fingerprint
+FINGERPRINT = "TANDEM_VALUES_FINGERPRINT"  # of the values its secret references stand for
 
 
 def runpod_secret(stack: str, key: str, value: pulumi.Input[str], description: str) -> Secret:
@@ -56,7 +56,7 @@ class GpuEndpoint(pulumi.ComponentResource):
         values = [secret.value for _, secret in sorted(secret_env.items())]
         fingerprint = pulumi.Output.all(*values).apply(_fingerprint)
         all_env = pulumi.Output.all(plain, fingerprint).apply(
-            lambda parts: {**parts[0], SECRETS_VERSION: parts[1]}
+            lambda parts: {**parts[0], FINGERPRINT: parts[1]}
         )
         self.template = Template(
             f"tandem-{stack}-{name}-template",

@@ -13,6 +13,8 @@ from typing import Any
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 PREMIUM_GPU = re.compile(r"\b(A100|H100|H200|B200)\b")
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)", re.I)
+RUNPOD_SECRET = re.compile(r"\{\{\s*RUNPOD_SECRET_[\w.\-/]+\s*\}\}")
+PRIVATE_REGISTRY = re.compile(r"^[a-z0-9-]+-docker\.pkg\.dev/")  # Artifact Registry
 # Types that carry `labels` (or `userLabels`) and must be labelled with env and stack.
 LABELLED = {
     "gcp:storage/bucket:Bucket": "labels",
@@ -54,16 +56,36 @@ def no_public_api_unless_chosen(typ: str, props: dict[str, Any], config: PolicyC
 
 
 def no_literal_secrets(typ: str, props: dict[str, Any], _config: PolicyConfig) -> list[str]:
-    """No secret-looking Cloud Run env variable with a literal value."""
-    if typ != "gcp:cloudrunv2/service:Service":
-        return []
-    containers = (props.get("template") or {}).get("containers") or []
-    return [
-        f"env {env['name']} looks secret but has a literal value: use a secret_key_ref"
-        for container in containers
-        for env in container.get("envs") or []
-        if SECRET_NAME.search(env.get("name", "")) and env.get("value") is not None
-    ]
+    """No secret-looking env variable with a literal value: in Cloud Run a secret_key_ref, in
+    a RunPod template a RunPod secret's reference."""
+    if typ == "gcp:cloudrunv2/service:Service":
+        containers = (props.get("template") or {}).get("containers") or []
+        return [
+            f"env {env['name']} looks secret but has a literal value: use a secret_key_ref"
+            for container in containers
+            for env in container.get("envs") or []
+            if SECRET_NAME.search(env.get("name", "")) and env.get("value") is not None
+        ]
+    if "imageName" in props:  # a RunPod template (a dynamic resource)
+        return [
+            f"env {name} looks secret but has a literal value: use a RunPod secret "
+            "({{ RUNPOD_SECRET_<name> }})"
+            for name, value in (props.get("env") or {}).items()
+            if SECRET_NAME.search(name) and not RUNPOD_SECRET.fullmatch(str(value))
+        ]
+    return []
+
+
+def private_images_pulled_with_a_credential(
+    typ: str, props: dict[str, Any], _config: PolicyConfig
+) -> list[str]:
+    """A RunPod template on an Artifact Registry image names the registry credential that
+    pulls it (RunPod cannot pull a private image without one)."""
+    image = props.get("imageName")
+    if isinstance(image, str) and PRIVATE_REGISTRY.match(image):
+        if not props.get("containerRegistryAuthId"):
+            return [f"{image.split('/')[0]} is private: set containerRegistryAuthId"]
+    return []
 
 
 def prod_api_is_warm_and_protected(
@@ -115,6 +137,7 @@ RULES: dict[str, Callable[[str, dict[str, Any], PolicyConfig], list[str]]] = {
     "no-public-bucket": no_public_bucket,
     "no-public-api-unless-chosen": no_public_api_unless_chosen,
     "no-literal-secrets": no_literal_secrets,
+    "private-images-pulled-with-a-credential": private_images_pulled_with_a_credential,
     "prod-api-warm-and-protected": prod_api_is_warm_and_protected,
     "gpu-endpoints-within-limits": gpu_endpoints_within_limits,
     "labelled-with-env-and-stack": labelled_with_env_and_stack,

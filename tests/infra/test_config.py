@@ -98,6 +98,22 @@ def test_gpu_types_come_from_runpods_spec():
         ({"environment": "review"}, "ttlHours is required on a review stack"),
         ({"images": {"build": False, "api": "api:latest"}}, "api must be an image ref@sha256"),
         ({"ci": {"githubRepository": "not a repo"}}, "tandem:ci.githubRepository"),
+        (
+            {"ci": {"githubRepository": "o/r"}},
+            "tandem:ci: githubRepository and githubRepositoryId go together",
+        ),
+        (
+            {"ci": {"githubRepository": "o/r", "githubRepositoryId": "o/r"}},
+            "tandem:ci.githubRepositoryId: String should match pattern",
+        ),
+        ({"environment": "review", "ttlHours": 72}, "baseStack is set on review stacks, and only"),
+        ({"baseStack": "dev"}, "baseStack is set on review stacks, and only there"),
+        ({"ownGpuEndpoints": True}, "ownGpuEndpoints is a review stack setting"),
+        (
+            {"gpu": {"llm": {**GPU, "networkVolumeIds": []}, "clip": GPU}},
+            "tandem:gpu.llm.networkVolumeIds: List should have at least 1 item",
+        ),
+        ({"runpodApiV2Base": "api.runpod.io"}, "tandem:runpodApiV2Base: String should match"),
     ],
 )
 def test_bad_values_name_the_key(overrides, words):

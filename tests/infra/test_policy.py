@@ -79,6 +79,16 @@ def violations(typ: str, props: dict, config: PolicyConfig = DEFAULTS) -> list[s
             {"gpuTypeIds": ["NVIDIA GeForce RTX 4090"], "workersMax": 50},
             "over the cap of 10",
         ),
+        (
+            "pulumi-python:dynamic:Resource",
+            {"imageName": "worker:1", "env": {"EMBEDDING_HMAC_SECRET": "s3cret"}},
+            "use a RunPod secret",
+        ),
+        (
+            "pulumi-python:dynamic:Resource",
+            {"imageName": "europe-west1-docker.pkg.dev/p/r/llm:dev", "env": {}},
+            "europe-west1-docker.pkg.dev is private: set containerRegistryAuthId",
+        ),
         ("gcp:secretmanager/secret:Secret", {"labels": {"env": "dev"}}, "missing labels: stack"),
         (
             "gcp:sql/databaseInstance:DatabaseInstance",

@@ -104,7 +104,7 @@ def test_gpu_workers_read_the_hmac_secret_from_a_runpod_secret(stack):
         env = template["env"]["value"]
         assert env["EMBEDDING_HMAC_SECRET"] == f"{{{{ RUNPOD_SECRET_tandem-{name}-hmac }}}}"
         assert STAND_IN not in str(env)  # the value is RunPod's to fill in, never a template's
-        assert len(env["TANDEM_SECRETS_VERSION"]) == 16  # a new value: a new release
+        assert len(env["TANDEM_VALUES_FINGERPRINT"]) == 16  # a new value: a new release
     for inputs in dynamic.values():
         assert "apiKey" not in inputs  # the providers read it from the stack's config
         provider = base64.b64decode(inputs["__provider"]["value"])
