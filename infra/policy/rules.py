@@ -82,9 +82,9 @@ def private_images_pulled_with_a_credential(
     """A RunPod template on an Artifact Registry image names the registry credential that
     pulls it (RunPod cannot pull a private image without one)."""
     image = props.get("imageName")
-    if isinstance(image, str) and PRIVATE_REGISTRY.match(image):
-        if not props.get("containerRegistryAuthId"):
-            return [f"{image.split('/')[0]} is private: set containerRegistryAuthId"]
+    private = isinstance(image, str) and PRIVATE_REGISTRY.match(image)
+    if private and not props.get("containerRegistryAuthId"):
+        return [f"{image.split('/')[0]} is private: set containerRegistryAuthId"]
     return []
 
 
