@@ -16,6 +16,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from infra.runpod.client import spec
+from infra.workers import IMAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEYS = ("runpodApiKey", "supabaseDatabaseUrl", "supabaseServiceKey")
@@ -109,7 +110,7 @@ class ImagesConfig(Section):
     @model_validator(mode="after")
     def _prebuilt(self) -> "ImagesConfig":
         if not self.build:
-            for name in ("api", "llm", "clip"):
+            for name in IMAGES:
                 ref = getattr(self, name)
                 if ref is None or not re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", ref):
                     raise ValueError(f"with build: false, {name} must be an image ref@sha256:...")
