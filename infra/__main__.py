@@ -15,7 +15,7 @@ from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
 from infra.components.secrets import HMAC_SECRET, Secrets
 from infra.config import load
-from infra.workers import WORKERS, Worker
+from infra.workers import GPU_IMAGES, WORKERS, Worker
 
 config = load()
 scope = config.scope
@@ -29,16 +29,11 @@ else:
     services = ProjectServices("services", scope)
     after_apis = pulumi.ResourceOptions(depends_on=services.services)
 
-deploys = (
-    ["api", *sorted({WORKERS[name].image for name in gpu})]
-    if config.owns_gpu_endpoints
-    else ["api"]
-)
 registry = Registry(
     "registry",
     scope,
     config.images,
-    deploys=deploys,
+    deploys=["api", *GPU_IMAGES] if config.owns_gpu_endpoints else ["api"],
     base=(base.require_output("image_repository"), base.require_output("runpod_registry_auth_id"))
     if base
     else None,

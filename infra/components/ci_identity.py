@@ -108,7 +108,6 @@ class CiIdentity(pulumi.ComponentResource):
             oidc={"issuer_uri": GITHUB_OIDC},
             attribute_mapping={
                 "google.subject": "assertion.sub",
-                "attribute.repository_id": "assertion.repository_id",
                 "attribute.access": f"({deploy}) ? 'deploy' : 'read'",
             },
             # Any other token is refused before a binding is looked at.
@@ -137,9 +136,10 @@ class CiIdentity(pulumi.ComponentResource):
                     member=deployer,
                     opts=child,
                 )
-        reader, _, _ = service_account(f"{name}-reader", scope, "ci-reader", READER_ROLES, child)
-        self.reader = reader
-        for access, account in (("deploy", self.deployer), ("read", reader)):
+        self.reader, _, _ = service_account(
+            f"{name}-reader", scope, "ci-reader", READER_ROLES, child
+        )
+        for access, account in (("deploy", self.deployer), ("read", self.reader)):
             gcp.serviceaccount.IAMMember(
                 f"{name}-github-{access}",
                 service_account_id=account.name,
@@ -154,7 +154,7 @@ class CiIdentity(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "deployer": self.deployer.email,
-                "reader": reader.email,
+                "reader": self.reader.email,
                 "workload_identity_provider": self.provider.name,
             }
         )
