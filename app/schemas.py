@@ -4,7 +4,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 MAX_MESSAGE_CHARS = 32_000
 MAX_TOKENS = 8192
@@ -12,8 +20,32 @@ MAX_TOKENS = 8192
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=r"\S")]
 
 
+NUL = "\x00"  # Postgres text and jsonb cannot hold U+0000
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a string in `value` (or in its lists and dicts, keys included) holds U+0000."""
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields, NaN and Infinity, and the NUL character are refused
+    (422 naming the field), so nothing that reaches Postgres can fail to be stored."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if holds_nul(value):
+            raise ValueError("must not contain the NUL character (U+0000)")
+        return value
 
 
 class ChatTurn(Strict):

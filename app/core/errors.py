@@ -98,7 +98,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
         location = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{location}: {error.get('msg', 'invalid')}")
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{location}: {message}")
     return "; ".join(parts)
 
 
@@ -128,4 +129,24 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 request, 503, "database_unavailable", "the database is unavailable"
             )
+        if _sqlstate(exc) in UNSTORABLE:  # a value that slipped past validation
+            log.warning("unstorable value: %s", _sqlstate(exc))
+            return error_response(request, 422, "validation_error", UNSTORABLE_MESSAGE)
         raise exc
+
+
+# Postgres refusing a value, not failing: a NUL character (22021), a \u0000 escape in jsonb
+# (22P05), NaN or Infinity in jsonb (22P02).
+UNSTORABLE = {"22021", "22P05", "22P02"}
+UNSTORABLE_MESSAGE = (
+    "a value cannot be stored: text must not contain the NUL character (U+0000) and numbers "
+    "must be finite"
+)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    """The SQLSTATE of the database's error (asyncpg's, under SQLAlchemy's wrapper)."""
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        if (state := getattr(error, "sqlstate", None)) is not None:
+            return str(state)
+    return None

@@ -25,6 +25,18 @@ def _incoming_request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def _url_holds_nul(scope: Scope) -> bool:
+    query = scope.get("query_string", b"").lower()
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+
+
+async def _respond(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+    body = json.dumps(error_body(code, message, request_id)).encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class RequestContextMiddleware:
     """Gives each request an id (kept from X-Request-ID when valid), echoes it on the response,
     logs one JSON line per request, and turns an unexpected exception into a JSON 500."""
@@ -52,20 +64,16 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if _url_holds_nul(scope):  # no path or query parameter may reach Postgres with one
+                message = "the URL must not contain the NUL character (%00)"
+                await _respond(send_with_id, 422, "validation_error", message, request_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             if status is not None:
                 raise
-            body = json.dumps(error_body("internal_error", "internal error", request_id)).encode()
-            await send_with_id(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _respond(send_with_id, 500, "internal_error", "internal error", request_id)
         finally:
             log.info(
                 "request",

@@ -66,6 +66,8 @@ def parse(data: bytes, content_type: str) -> list[Section]:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise ParseError(f"the file is not UTF-8 text (byte {exc.start})") from None
+        if "\x00" in text:
+            raise ParseError(f"the file is not text: it holds a NUL byte (at {text.index(chr(0))})")
         if content_type == "text/html":
             text = html_to_markdown(text)
         sections = [Section("", text)] if content_type == "text/plain" else markdown_sections(text)
@@ -153,7 +155,12 @@ def _pdf_sections(data: bytes) -> list[Section]:
     try:
         reader = PdfReader(io.BytesIO(data))
         encrypted = reader.is_encrypted
-        pages = [] if encrypted else [page.extract_text() or "" for page in reader.pages]
+        # A PDF's text can hold NUL characters, which Postgres cannot store: dropped.
+        pages = (
+            []
+            if encrypted
+            else [(p.extract_text() or "").replace("\x00", "") for p in reader.pages]
+        )
     except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         raise ParseError(f"the PDF could not be read: {exc}") from None
     if encrypted:

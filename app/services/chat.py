@@ -16,7 +16,7 @@ from app.core.db import autocommit
 from app.core.errors import NotFound, WorkerFailed
 from app.inference.base import InferenceBackend
 from app.models import Conversation, Message
-from app.schemas import ChatRequest, ChatResponse, RagOptions, Source, Usage
+from app.schemas import NUL, ChatRequest, ChatResponse, RagOptions, Source, Usage
 from app.services.search import search
 
 TITLE_CHARS = 80
@@ -68,6 +68,12 @@ async def prompt_messages(
     return [*history, {"role": "user", "content": request.message}]
 
 
+def storable(model_text: str) -> str:
+    """The model's text without NUL characters, which Postgres cannot store: a model may emit
+    them, and the user is not to blame (their turn is kept, cleaned)."""
+    return model_text.replace(NUL, "")
+
+
 def job_input(request: ChatRequest, messages: list[dict[str, str]]) -> dict[str, Any]:
     """The llm worker's input. Without `max_tokens` the worker uses its DEFAULT_MAX_TOKENS,
     shortened to what the model's context leaves after the prompt."""
@@ -114,6 +120,7 @@ async def save_turn(
     answer = result.get("raw_text")
     if not isinstance(answer, str):
         raise WorkerFailed("worker result has no raw_text")
+    answer = storable(answer)
     usage = Usage.model_validate(result.get("usage") or {})
     model_id = str(result.get("model", "unknown"))
     conversation_id = request.conversation_id or uuid.uuid4()

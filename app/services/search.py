@@ -14,7 +14,7 @@ from app.core.config import Settings
 from app.core.errors import InvalidInput
 from app.inference.base import InferenceBackend
 from app.models import Chunk, Document, Image
-from app.schemas import SearchHit
+from app.schemas import SearchHit, holds_nul
 from app.services.embedding import embed_clip, embed_texts
 
 MAX_K = 50
@@ -30,12 +30,16 @@ _SEARCH_SETTINGS = text(
 _METADATA_KEY = re.compile(r"^metadata\.([A-Za-z0-9_-]{1,64})$")
 
 
+def _not_a_number(constant: str) -> None:
+    raise InvalidInput(f"filter: {constant} is not a finite number")
+
+
 def filter_clauses(raw: str | None, model: type[Document | Image]) -> list[ColumnElement[bool]]:
     """WHERE clauses from `filter`, a JSON object of field -> value, all of which must match."""
     if not raw:
         return []
     try:
-        fields = json.loads(raw)
+        fields = json.loads(raw, parse_constant=_not_a_number)
     except ValueError:
         fields = None
     if not isinstance(fields, dict):
@@ -44,6 +48,8 @@ def filter_clauses(raw: str | None, model: type[Document | Image]) -> list[Colum
     for name, value in fields.items():
         if isinstance(value, dict | list) or value is None:
             raise InvalidInput(f"filter {name}: give a string, number or boolean to match")
+        if holds_nul([name, value]):
+            raise InvalidInput(f"filter {name!r}: must not contain the NUL character (U+0000)")
         if key := _METADATA_KEY.match(name):
             clauses.append(model.metadata_.contains({key.group(1): value}))
         elif name in ("source_id", "content_type"):

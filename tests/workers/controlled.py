@@ -1,9 +1,9 @@
 """A worker the tests steer, for the API's handling of what a real model cannot be made to do
 on demand: the command in `input.command` (or the last chat message) says what to do.
 `sleep: S` answers after S seconds, `fail: M` returns an error, `raise: M` raises, `stream: N`
-streams N deltas, `getenv: NAME` answers the worker's variable NAME (a template's env); anything
-else is echoed back (`echo: <message>`), so tests can check which answer was stored next to
-which question."""
+streams N deltas, `getenv: NAME` answers the worker's variable NAME (a template's env), `nul:`
+streams and answers text holding NUL characters (as a model may); anything else is echoed back
+(`echo: <message>`), so tests can check which answer was stored next to which question."""
 
 import asyncio
 import os
@@ -42,6 +42,9 @@ async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         raise RuntimeError(arg)
     elif verb == "getenv":
         yield _answer(os.environ.get(arg, ""))
+    elif verb == "nul":
+        yield {"delta": "before\x00"}
+        yield _answer("before\x00after\x00")
     elif verb == "stream":
         for i in range(int(arg)):
             yield {"delta": f"t{i} "}

@@ -13,7 +13,14 @@ from app.api.deps import ApiKeyDep, BackendDep, EngineDep, RequestIdDep, Setting
 from app.core.errors import ApiError, WorkerFailed, error_body
 from app.inference.base import InferenceBackend
 from app.schemas import ChatRequest, ChatResponse, Source
-from app.services.chat import grounded, job_input, prompt_messages, retrieve, save_turn
+from app.services.chat import (
+    grounded,
+    job_input,
+    prompt_messages,
+    retrieve,
+    save_turn,
+    storable,
+)
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 log = logging.getLogger("tandem.chat")
@@ -61,8 +68,8 @@ async def _stream_events(
     try:
         result = None
         async for chunk in backend.generate_stream(payload, request_id):
-            if "delta" in chunk:
-                yield _event("delta", {"delta": chunk["delta"]})
+            if "delta" in chunk:  # as it will be stored
+                yield _event("delta", {"delta": storable(str(chunk["delta"]))})
             else:
                 result = chunk
         if result is None:
