@@ -8,11 +8,15 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from app.core.errors import InvalidInput, UnsupportedMediaType
+from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.schemas import Metadata, SourceId, Strict, Title
 from app.services.uploads import Upload, check_size
+
+
+MAX_FIELDS = 8  # of a multipart upload, its file included
 
 
 class FormFields(Strict):
@@ -51,9 +55,14 @@ async def form_upload(request: Request, max_bytes: int) -> tuple[Upload, UploadF
     """The form's file and fields as an Upload (content type as declared; the caller checks
     it), and the file part for its name and declared type."""
     try:
-        form = await request.form(max_files=1, max_fields=8)
-    except MultiPartException as exc:
-        raise InvalidInput(f"malformed multipart body: {exc.message}") from None
+        form = await request.form(max_files=1, max_fields=MAX_FIELDS)
+    except (MultiPartException, HTTPException) as exc:  # Starlette turns the first into a 400
+        message = exc.message if isinstance(exc, MultiPartException) else str(exc.detail)
+        if message.startswith("Too many"):  # files or fields: over a limit
+            raise PayloadTooLarge(
+                f"{message}: send one `file` and at most {MAX_FIELDS - 1} other fields"
+            ) from None
+        raise InvalidInput(f"malformed multipart body: {message}") from None
     file = form.get("file")
     if not isinstance(file, UploadFile):
         raise InvalidInput("send the file in a multipart field named `file`")

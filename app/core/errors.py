@@ -50,6 +50,19 @@ class InvalidInput(ApiError):
     status, code = 422, "validation_error"
 
 
+class InputRefused(ApiError):
+    """A worker refused the client's input (e.g. `max_tokens` beyond the model's context)."""
+
+    status, code = 422, "invalid_input"
+
+
+class InputTooLarge(ApiError):
+    """A worker refused the client's input as over a size limit (a prompt longer than the
+    model's context, an image over the pixel limit)."""
+
+    status, code = 413, "input_too_large"
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 

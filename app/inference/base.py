@@ -3,7 +3,9 @@
 Workers answer RunPod jobs. The llm worker's handler is an async generator: without `stream`
 it yields one result; with `stream` it yields `{"delta": ...}` chunks and then the result.
 RunPod aggregates what a generator yielded into a list, so an output is either a dict or a
-list whose last item is the result. A dict with an `error` key is a failed job.
+list whose last item is the result. A dict with an `error` key is a failed job: a refusal of the
+client's input (gpu_worker.common.refusal: 422, or 413 for a size limit) or a worker failure
+(502).
 """
 
 import json
@@ -12,7 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.core.errors import ApiError, WorkerFailed
+from app.core.errors import ApiError, InputRefused, InputTooLarge, WorkerFailed
+from gpu_worker.common.refusal import refusal
 
 MAX_ERROR_CHARS = 500
 
@@ -33,14 +36,27 @@ def worker_error_message(error: Any) -> str:
     return str(error)[:MAX_ERROR_CHARS]
 
 
+def worker_error(error: Any) -> ApiError:
+    """The API's error for a worker's: the client's (the worker refused its input) or the
+    worker's own failure."""
+    message = worker_error_message(error)
+    match refusal(message):
+        case ("input_too_large", reason):
+            return InputTooLarge(reason)
+        case (_, reason):
+            return InputRefused(reason)
+    return WorkerFailed(f"worker error: {message}")
+
+
 def final_output(output: Any) -> dict[str, Any]:
-    """The result dict of a job's output; raises WorkerFailed for error or malformed outputs."""
+    """The result dict of a job's output; raises `worker_error` for an error output and
+    WorkerFailed for a malformed one."""
     if isinstance(output, list) and output:
         output = output[-1]
     if not isinstance(output, dict):
         raise WorkerFailed(f"worker returned an unexpected output: {type(output).__name__}")
     if "error" in output:
-        raise WorkerFailed(f"worker error: {worker_error_message(output['error'])}")
+        raise worker_error(output["error"])
     return output
 
 

@@ -141,7 +141,7 @@ class LocalBackend(InferenceBackend):
                 loading = False
                 async for chunk in _chunks(self.workers[name].handle, job):
                     if isinstance(chunk, dict) and "error" in chunk:
-                        final_output(chunk)  # raises WorkerFailed with the worker's message
+                        final_output(chunk)  # raises the worker's error as the API's
                     yield chunk
         except TimeoutError as exc:
             if loading:

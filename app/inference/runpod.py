@@ -17,7 +17,7 @@ import httpx
 
 from app.core.config import Settings
 from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
-from app.inference.base import InferenceBackend, QueuedJob, final_output, worker_error_message
+from app.inference.base import InferenceBackend, QueuedJob, final_output, worker_error
 
 log = logging.getLogger("tandem.runpod")
 
@@ -186,7 +186,7 @@ def _job_output(job: dict[str, Any]) -> Any:
     if status == "CANCELLED":
         raise WorkerFailed("the job was cancelled")
     if status == "FAILED":
-        raise WorkerFailed(f"worker error: {worker_error_message(job.get('error', 'unknown'))}")
+        raise worker_error(job.get("error", "unknown"))
     raise WorkerFailed(f"RunPod returned an unknown job status: {status!r}")
 
 

@@ -3,7 +3,8 @@
 Input: one of `text`, `image_url`, `image_base64`, `texts: [str]` or `images: [str]` (each an
 http(s) URL or base64 data), plus `normalize` (default true), `request_id` and, when the
 worker has EMBEDDING_HMAC_SECRET, `auth: {ts, sig}` over `signing_payload`. Every failure is
-`{"error", "request_id"}` and the worker goes on to the next job.
+`{"error", "request_id"}` and the worker goes on to the next job; an input the client must fix
+(undecodable, over a limit, unfetchable) is a refusal (gpu_worker.common.refusal).
 
 `handle` serves the model the environment names (ClipSettings); the API's local backend makes
 its own `ClipWorker` from its settings.
@@ -16,16 +17,18 @@ import threading
 import time
 from typing import Any
 
-from gpu_worker.clip.model import ClipEmbedder, ImageError, decode_image
+from gpu_worker.clip.model import ClipEmbedder, decode_image
 from gpu_worker.clip.settings import ClipSettings
-from gpu_worker.common.fetch import FetchError, fetch_image_bytes
+from gpu_worker.common.fetch import fetch_image_bytes
+from gpu_worker.common.refusal import Refused, TooLarge
 from gpu_worker.common.signing import signing_payload, verify
 
 INPUT_FIELDS = ("text", "image_url", "image_base64", "texts", "images")
 
 
-class InputError(ValueError):
-    """A job input the worker refuses; the message says what to fix."""
+class Unauthenticated(Exception):
+    """The job's signature does not check out: the API's configuration, not the client's
+    input, is at fault (a failure, not a refusal)."""
 
 
 def _is_url(item: str) -> bool:
@@ -59,28 +62,28 @@ class ClipWorker:
     def _parse(self, job_input: Any) -> tuple[str, list[str], bool]:
         """(kind, items, is_batch) for a valid input: kind is "text" or "image"."""
         if not isinstance(job_input, dict):
-            raise InputError("input must be an object")
+            raise Refused("input must be an object")
         given = [field for field in INPUT_FIELDS if field in job_input]
         if len(given) != 1:
-            raise InputError(f"give exactly one of {', '.join(INPUT_FIELDS)}")
+            raise Refused(f"give exactly one of {', '.join(INPUT_FIELDS)}")
         field = given[0]
         value = job_input[field]
         items = value if field in ("texts", "images") else [value]
         if not isinstance(items, list) or not items:
-            raise InputError(f"{field} must be a non-empty list")
+            raise Refused(f"{field} must be a non-empty list")
         if len(items) > self.settings.max_batch:
-            raise InputError(
+            raise TooLarge(
                 f"{field} holds {len(items)} items; the limit is {self.settings.max_batch}"
             )
         if not all(isinstance(item, str) and item for item in items):
-            raise InputError(f"{field} must hold non-empty strings")
+            raise Refused(f"{field} must hold non-empty strings")
         kind = "text" if field in ("text", "texts") else "image"
         if kind == "text" and any(len(item) > self.settings.max_text_chars for item in items):
-            raise InputError(f"text is longer than {self.settings.max_text_chars} characters")
+            raise TooLarge(f"text is longer than {self.settings.max_text_chars} characters")
         if field == "image_url" and not _is_url(value):
-            raise InputError("image_url must be an http or https URL")
+            raise Refused("image_url must be an http or https URL")
         if field == "image_base64" and _is_url(value):
-            raise InputError("image_base64 holds a URL; send it as image_url")
+            raise Refused("image_base64 holds a URL; send it as image_url")
         return kind, items, field in ("texts", "images")
 
     def _image_bytes(self, item: str) -> bytes:
@@ -94,11 +97,11 @@ class ClipWorker:
                 allowed_networks=self.settings.fetch_allowed_networks,
             )
         if len(item) > self.settings.max_image_bytes * 4 // 3 + 4:
-            raise InputError(f"image is larger than {self.settings.max_image_bytes} bytes")
+            raise TooLarge(f"image is larger than {self.settings.max_image_bytes} bytes")
         try:
             return base64.b64decode(item, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise InputError("image data is not valid base64") from exc
+            raise Refused("image data is not valid base64") from exc
 
     def _load_images(self, items: list[str]) -> list:
         return [
@@ -118,7 +121,7 @@ class ClipWorker:
             if secret is not None and not verify(
                 secret.get_secret_value(), signing_payload(job_input) or "", job_input.get("auth")
             ):
-                raise InputError("Authentication failed")
+                raise Unauthenticated("Authentication failed")
             normalize = bool(job_input.get("normalize", True))
             model = self.embedder
             if kind == "image":
@@ -128,7 +131,9 @@ class ClipWorker:
             else:
                 loaded = time.perf_counter()
                 vectors = await asyncio.to_thread(model.embed_texts, items, normalize)
-        except (InputError, FetchError, ImageError) as exc:
+        except Refused as exc:  # fetch and image errors included
+            return exc.report(request_id)
+        except Unauthenticated as exc:
             return {"error": str(exc), "request_id": request_id}
         done = time.perf_counter()
         embeddings = vectors.tolist()

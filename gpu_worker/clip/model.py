@@ -8,9 +8,15 @@ import torch
 from PIL import Image
 from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
+from gpu_worker.common.refusal import Refused, TooLarge
 
-class ImageError(ValueError):
+
+class ImageError(Refused):
     """An input that is not a decodable image."""
+
+
+class ImageTooLarge(ImageError, TooLarge):
+    """An image over the pixel limit."""
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -19,9 +25,13 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageError(f"image of {width}x{height} pixels is over the limit")
+                raise ImageTooLarge(
+                    f"image of {width}x{height} pixels is over the limit of {max_pixels}"
+                )
             return image.convert("RGB")
-    except (Image.DecompressionBombError, Image.UnidentifiedImageError, OSError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image is over the pixel limit: {exc}") from exc
+    except (Image.UnidentifiedImageError, OSError) as exc:
         raise ImageError(f"cannot decode the image: {type(exc).__name__}") from exc
 
 

@@ -14,13 +14,19 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from gpu_worker.common.refusal import Refused, TooLarge
+
 ALLOWED_TYPES = ("image/",)
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class FetchError(Exception):
+class FetchError(Refused):
     """The image could not be fetched; the message says why, for the caller."""
+
+
+class FetchTooLarge(FetchError, TooLarge):
+    """The image is over the size limit."""
 
 
 def _public_address(host: str, port: int, allowed: Sequence[Network]) -> str:
@@ -89,10 +95,10 @@ def _read_image(response: httpx.Response, max_bytes: int) -> bytes:
         raise FetchError(f"image URL returned {content_type or 'no content type'}, not an image")
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise FetchError(f"image is larger than {max_bytes} bytes")
+        raise FetchTooLarge(f"image is larger than {max_bytes} bytes")
     body = bytearray()
     for chunk in response.iter_bytes():
         body += chunk
         if len(body) > max_bytes:
-            raise FetchError(f"image is larger than {max_bytes} bytes")
+            raise FetchTooLarge(f"image is larger than {max_bytes} bytes")
     return bytes(body)

@@ -2,7 +2,9 @@
 
 `handle` is an async generator, as the runpod SDK needs for streaming: without `stream` it
 yields one result, with `stream` it yields `{"delta": text}` chunks and then the result. Every
-failure is one `{"error", "request_id"}` item and the worker goes on to the next job.
+failure is one `{"error", "request_id"}` item and the worker goes on to the next job; an input
+the client must fix (invalid, a prompt over the context, `max_tokens` beyond what it leaves) is
+a refusal (gpu_worker.common.refusal).
 
 `handle` serves the model the environment names (LlmSettings); the API's local backend makes
 its own `LlmWorker`s, one per task, from its settings.
@@ -26,14 +28,11 @@ from vllm import SamplingParams
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.exceptions import EngineDeadError
 
+from gpu_worker.common.refusal import Refused, TooLarge
 from gpu_worker.llm.engine import LlmEngine
 from gpu_worker.llm.settings import LlmSettings
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-
-
-class InputError(ValueError):
-    """A job input the worker refuses; the message says what to fix."""
 
 
 class ChatMessage(BaseModel):
@@ -79,11 +78,11 @@ def _sampling(
 ) -> SamplingParams:
     room = llm.max_model_len - prompt_tokens
     if room < 1:
-        raise InputError(
+        raise TooLarge(
             f"the prompt is {prompt_tokens} tokens; the model's context is {llm.max_model_len}"
         )
     if request.max_tokens is not None and request.max_tokens > room:
-        raise InputError(
+        raise Refused(
             f"max_tokens {request.max_tokens} does not fit: the prompt is {prompt_tokens} tokens "
             f"of the model's {llm.max_model_len}, leaving {room}"
         )
@@ -129,16 +128,16 @@ class LlmWorker:
         job_input = job.get("input")
         try:
             if not isinstance(job_input, dict):
-                raise InputError("input must be an object")
+                raise Refused("input must be an object")
             if self.settings.task == "embed":
                 yield await self._embed(job_input, request_id)
             else:
                 async for chunk in self._generate(job_input, request_id):
                     yield chunk
         except ValidationError as exc:
-            yield {"error": _describe(exc), "request_id": request_id}
-        except InputError as exc:
-            yield {"error": str(exc), "request_id": request_id}
+            yield Refused(_describe(exc)).report(request_id)
+        except Refused as exc:
+            yield exc.report(request_id)
         except EngineDeadError:
             # The engine is gone (e.g. out of GPU memory): fail this job and let RunPod replace
             # the worker instead of retrying forever on a broken one.
@@ -187,7 +186,7 @@ class LlmWorker:
         texts = [request.input] if isinstance(request.input, str) else request.input
         limit = self.settings.max_embed_batch
         if len(texts) > limit:
-            raise InputError(f"input holds {len(texts)} texts; the limit is {limit}")
+            raise TooLarge(f"input holds {len(texts)} texts; the limit is {limit}")
         llm = self.engine
         results = await asyncio.gather(
             *(

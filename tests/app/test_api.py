@@ -236,13 +236,21 @@ async def test_max_tokens_reaches_the_worker(api):
     assert response.json()["usage"]["completion_tokens"] == 3
 
 
-async def test_max_tokens_beyond_the_context_is_the_workers_clear_error(api):
+async def test_max_tokens_beyond_the_context_is_the_clients_to_fix(api):
     before = await message_count(api)
     response = await api.post(
         "/v1/chat", json={"user_id": "u", "message": "hi", "max_tokens": 4000}
     )
-    error = assert_error(response, 502, "worker_failed")
+    error = assert_error(response, 422, "invalid_input")  # not an outage: no 502
     assert "does not fit" in error["message"]
+    assert await message_count(api) == before
+
+
+async def test_a_prompt_longer_than_the_context_is_too_large(api):
+    before = await message_count(api)
+    response = await api.post("/v1/chat", json={"user_id": "u", "message": "word " * 3000})
+    error = assert_error(response, 413, "input_too_large")
+    assert "the model's context is" in error["message"]
     assert await message_count(api) == before
 
 

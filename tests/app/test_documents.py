@@ -184,3 +184,20 @@ async def test_unknown_documents_and_bad_ids(api):
     assert (await api.get(f"/v1/documents/{missing}")).status_code == 404
     assert (await api.get("/v1/documents/not-a-uuid")).status_code == 422
     assert (await api.client.get(f"/v1/documents/{missing}")).status_code == 401  # no key
+
+
+async def test_a_form_over_the_field_limit_is_413_and_a_broken_one_422(api):
+    fields = {f"extra{n}": "x" for n in range(10)}
+    crowded = await api.post(
+        "/v1/documents", files={"file": ("a.md", b"# A\ntext", "text/markdown")}, data=fields
+    )
+    assert crowded.status_code == 413, crowded.text  # a documented limit, not a bare 400
+    assert crowded.json()["error"]["code"] == "body_too_large"
+    assert "Too many fields" in crowded.json()["error"]["message"]
+    broken = await api.post(
+        "/v1/documents",
+        content=b"--b\r\nContent-Disposition: form-data; name=file; filename=a.md\r\n\r\nno end",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert broken.status_code == 422, broken.text
+    assert broken.json()["error"]["code"] == "validation_error"

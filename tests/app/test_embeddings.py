@@ -22,6 +22,8 @@ def image_url(tmp_path_factory):
     """The URL of a PNG on a local web server (the workers allow loopback in tests)."""
     root = tmp_path_factory.mktemp("site")
     Image.new("RGB", (40, 30), (200, 30, 30)).save(root / "red.png")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.new("1", (7000, 6000)).save(root / "huge.png")  # 42 M pixels: over the 40 M limit
     server = ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root))
     )
@@ -74,10 +76,23 @@ async def test_unsigned_request_is_refused_by_a_signing_worker(database_url, loc
         assert "Authentication failed" in response.json()["error"]["message"]
 
 
-async def test_unreachable_image_is_the_workers_clear_error(api, image_url):
-    response = await api.post("/v1/embeddings", json={"image_url": image_url + ".missing"})
-    assert response.status_code == 502
-    assert "404" in response.json()["error"]["message"]
+@pytest.mark.parametrize(
+    ("name", "status", "code", "words"),
+    [
+        ("red.png.missing", 422, "invalid_input", "answered HTTP 404"),
+        ("broken.png", 422, "invalid_input", "cannot decode the image"),
+        ("huge.png", 413, "input_too_large", "7000x6000 pixels is over the limit"),
+    ],
+)
+async def test_an_image_the_worker_refuses_is_the_clients_to_fix(
+    api, image_url, name, status, code, words
+):
+    """A refusal of the client's input is no outage: 422 (413 over a limit), never a 502."""
+    url = image_url.replace("red.png", name)
+    response = await api.post("/v1/embeddings", json={"image_url": url})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert words in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -42,11 +42,13 @@ async def test_streamed_chat_through_runpod(deployed):
     assert stored["messages"][-1]["content"] == done["assistant_message"]
 
 
-async def test_answer_longer_than_the_context_is_the_workers_clear_error(deployed):
+async def test_answer_longer_than_the_context_is_the_clients_to_fix(deployed):
+    """The worker's refusal crosses the runpod SDK and RunPod's job API as a refusal."""
     response = await deployed.post(
         "/v1/chat", json={"user_id": "e2e", "message": "x", "max_tokens": 8000}
     )
-    assert response.status_code == 502
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
     assert "does not fit" in response.json()["error"]["message"]
 
 

@@ -1,0 +1,36 @@
+"""How a worker tells the client's mistakes from its own failures.
+
+A refusal of the job's input (a prompt longer than the model's context, an image that does not
+decode) is the client's to fix: the API answers it 422, or 413 for a size limit. Anything else
+a worker reports is a failure (502). The runpod SDK and RunPod keep only the text of a job's
+error, so a refusal's text starts with its code in brackets: `[invalid_input] ...` or
+`[input_too_large] ...`.
+"""
+
+import re
+from typing import Any
+
+STATUS = {"invalid_input": 422, "input_too_large": 413}  # a refusal's code -> the API's status
+_CODED = re.compile(r"^\[(" + "|".join(STATUS) + r")\] (.*)$", re.DOTALL)
+
+
+class Refused(ValueError):
+    """The job's input cannot be used; the message says what to fix."""
+
+    code = "invalid_input"
+
+    def report(self, request_id: Any) -> dict[str, Any]:
+        """The job's error output."""
+        return {"error": f"[{self.code}] {self}", "request_id": request_id}
+
+
+class TooLarge(Refused):
+    """The job's input is over a size limit."""
+
+    code = "input_too_large"
+
+
+def refusal(error: str) -> tuple[str, str] | None:
+    """(code, message) of a worker's error text when it is a refusal, else None."""
+    match = _CODED.match(error)
+    return (match.group(1), match.group(2)) if match else None
