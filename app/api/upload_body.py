@@ -15,7 +15,6 @@ from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.schemas import Metadata, SourceId, Strict, Title
 from app.services.uploads import Upload, check_size
 
-
 MAX_FIELDS = 8  # of a multipart upload, its file included
 
 
