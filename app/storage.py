@@ -52,6 +52,11 @@ class Storage(ABC):
         """A URL that reads the object without other credentials until `ttl_s` from now."""
 
 
+def object_url_prefix(base_url: str) -> str:
+    """Where an API at `base_url` serves the objects of its local storage."""
+    return f"{base_url.rstrip('/')}/v1/objects/"
+
+
 class LocalStorage(Storage):
     """Objects as files under `root`; signed URLs point at the API's `/v1/objects/{key}`."""
 
@@ -85,7 +90,7 @@ class LocalStorage(Storage):
     def signed_url(self, key: str, ttl_s: int) -> str:
         expires = int(time.time()) + ttl_s
         query = urlencode({"expires": expires, "signature": self._signature(key, expires)})
-        return f"{self.base_url}/v1/objects/{quote(checked_key(key))}?{query}"
+        return f"{object_url_prefix(self.base_url)}{quote(checked_key(key))}?{query}"
 
     def verify(self, key: str, expires: int, signature: str) -> bool:
         """Whether a signed URL's `expires` and `signature` are valid for `key` now."""

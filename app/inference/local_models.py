@@ -7,18 +7,16 @@ defaults to the packaged all-MiniLM-L6-v2, which is always there.
 """
 
 import functools
-import ipaddress
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from app.core.config import Settings
+from app.storage import object_url_prefix
 
 if TYPE_CHECKING:
     from gpu_worker.clip.handler import ClipWorker
@@ -129,16 +127,9 @@ def clip_worker(settings: Settings) -> "ClipWorker":
         served_model_name=name,
         embedding_hmac_secret=settings.embedding_hmac_secret,
     )
-    if settings.storage_mode == "local":  # uploads are served by this API: let it fetch them
-        clip.fetch_allowed_networks += _networks_of(settings.public_url)
+    if settings.storage_mode == "local":  # this API serves the uploads: exactly those
+        clip.fetch_allowed_prefixes.append(object_url_prefix(settings.public_url))
     return ClipWorker(clip)
-
-
-def _networks_of(url: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """The addresses `url`'s host resolves to, each as a one-address network."""
-    host = urlsplit(url).hostname or "localhost"
-    infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return [ipaddress.ip_network(info[4][0]) for info in infos]
 
 
 def local_workers(settings: Settings) -> dict[str, Callable[[], Any]]:

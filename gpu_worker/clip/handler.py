@@ -95,6 +95,7 @@ class ClipWorker:
                 connect_timeout=self.settings.fetch_connect_timeout_seconds,
                 read_timeout=self.settings.fetch_read_timeout_seconds,
                 allowed_networks=self.settings.fetch_allowed_networks,
+                allowed_prefixes=self.settings.fetch_allowed_prefixes,
             )
         if len(item) > self.settings.max_image_bytes * 4 // 3 + 4:
             raise TooLarge(f"image is larger than {self.settings.max_image_bytes} bytes")

@@ -15,5 +15,7 @@ class ClipSettings(ModelSettings):
     max_image_pixels: int = Field(40_000_000, ge=1)
     fetch_connect_timeout_seconds: float = Field(3.0, gt=0)
     fetch_read_timeout_seconds: float = Field(10.0, gt=0)
-    # Networks an image URL may resolve into although they are private (tests, sidecars).
+    # Networks an image URL may resolve into although they are private (tests, sidecars), and
+    # URL prefixes fetched wherever they resolve (the local API's own signed-object path).
     fetch_allowed_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    fetch_allowed_prefixes: list[str] = Field(default_factory=list)

@@ -10,7 +10,7 @@ The size cap holds while streaming, so a lying Content-Length cannot exhaust mem
 import ipaddress
 import socket
 from collections.abc import Sequence
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -44,13 +44,24 @@ def _public_address(host: str, port: int, allowed: Sequence[Network]) -> str:
     return str(infos[0][4][0])
 
 
-def _pinned_request(url: str, allowed: Sequence[Network]) -> httpx.Request:
-    """A GET of `url` sent to the address checked for its host."""
+def _under(url: str, prefixes: Sequence[str]) -> bool:
+    """Whether `url` is under one of `prefixes` (no `..` climbing out of it)."""
+    path = unquote(urlsplit(url).path)
+    return any(url.startswith(prefix) for prefix in prefixes) and ".." not in path.split("/")
+
+
+def _pinned_request(
+    url: str, allowed: Sequence[Network], allowed_prefixes: Sequence[str]
+) -> httpx.Request:
+    """A GET of `url` sent to the address checked for its host (any address for a URL under
+    `allowed_prefixes`)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError("image_url must be an http or https URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = _public_address(parts.hostname, port, allowed)
+    everywhere = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+    trusted = everywhere if _under(url, allowed_prefixes) else allowed
+    address = _public_address(parts.hostname, port, trusted)
     literal = f"[{address}]" if ":" in address else address
     pinned = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
     host = parts.netloc.rsplit("@", 1)[-1]
@@ -65,12 +76,16 @@ def fetch_image_bytes(
     connect_timeout: float,
     read_timeout: float,
     allowed_networks: Sequence[Network] = (),
+    allowed_prefixes: Sequence[str] = (),
 ) -> bytes:
-    """The body of `url` if it is an image of at most `max_bytes`; FetchError otherwise."""
+    """The body of `url` if it is an image of at most `max_bytes`; FetchError otherwise. A
+    URL must resolve to public addresses only, unless into `allowed_networks` or under one of
+    `allowed_prefixes` (exact URL prefixes, e.g. an API's own signed-object path); every
+    redirect is checked again."""
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            request = _pinned_request(url, allowed_networks)
+            request = _pinned_request(url, allowed_networks, allowed_prefixes)
             try:
                 response = client.send(request, stream=True)
                 try:

@@ -39,6 +39,15 @@ def test_a_missing_model_falls_back_to_a_tiny_one_built_once(tmp_path, caplog):
     assert (built / "config.json").stat().st_mtime_ns == first_build  # reused, not rebuilt
 
 
+def test_in_local_mode_the_clip_worker_may_fetch_exactly_the_apis_objects(tmp_path):
+    settings = make_settings(
+        None, tandem_home=tmp_path, storage_mode="local", public_url="http://127.0.0.1:8000"
+    )
+    fetch = clip_worker(settings).settings
+    assert fetch.fetch_allowed_prefixes == ["http://127.0.0.1:8000/v1/objects/"]
+    assert fetch.fetch_allowed_networks == []  # no host on every port
+
+
 def test_a_model_directory_is_served_under_its_name(tmp_path):
     model = tiny_model(tmp_path / "my-clip", build_tiny_clip)
     worker = clip_worker(make_settings(None, tandem_home=tmp_path, clip_model=model))

@@ -35,8 +35,8 @@ class ImageSite(BaseHTTPRequestHandler):
     """A local web server with one route per case of the safe-fetch matrix."""
 
     def do_GET(self) -> None:
-        route = self.path
-        if route == "/cat.png":
+        route = self.path.split("?")[0]
+        if route in ("/cat.png", "/v1/objects/cat.png"):
             self._send(200, "image/png", CAT)
         elif route == "/bomb.png":
             self._send(200, "image/png", BOMB)
@@ -59,6 +59,10 @@ class ImageSite(BaseHTTPRequestHandler):
         elif route == "/to-metadata":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data")
+            self.end_headers()
+        elif route == "/v1/objects/away":
+            self.send_response(302)
+            self.send_header("Location", "/cat.png")
             self.end_headers()
         elif route == "/to-cat":
             self.send_response(302)
@@ -174,7 +178,30 @@ async def test_bad_input_is_an_error_with_the_request_id(worker, job_input, word
 
 async def test_not_an_object():
     result = await clip.handle({"id": "job-8", "input": ["text"]})
-    assert result == {"error": "input must be an object", "request_id": "job-8"}
+    assert result == {"error": "[invalid_input] input must be an object", "request_id": "job-8"}
+
+
+@pytest.mark.parametrize(
+    ("path", "fetched"),
+    [
+        ("/v1/objects/cat.png?expires=1&signature=x", True),  # the API's own signed object
+        ("/cat.png", False),  # the same host, another path
+        ("/v1/objects/../cat.png", False),  # climbing out of the object path
+        ("/v1/objects/%2e%2e/cat.png", False),
+        ("/v1/objects/away", False),  # a redirect out of it is checked again
+    ],
+)
+async def test_only_the_apis_own_object_path_may_be_on_loopback(worker, site, path, fetched):
+    """Local mode: the worker fetches the API's uploads from loopback, and nothing else there
+    (no other path, and no other port: the prefix holds the API's)."""
+    worker(fetch_allowed_networks=[], fetch_allowed_prefixes=[f"{site}/v1/objects/"])
+    result = await embed({"image_url": site + path})
+    assert ("embedding" in result) == fetched, result
+    if not fetched:
+        assert "non-public address" in result["error"]
+    other_port = site.rsplit(":", 1)[0] + ":1"
+    result = await embed({"image_url": other_port + "/v1/objects/cat.png"})
+    assert "non-public address" in result["error"]
 
 
 @pytest.mark.parametrize(
