@@ -60,11 +60,7 @@ class ImageSite(BaseHTTPRequestHandler):
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data")
             self.end_headers()
-        elif route == "/v1/objects/away":
-            self.send_response(302)
-            self.send_header("Location", "/cat.png")
-            self.end_headers()
-        elif route == "/to-cat":
+        elif route in ("/to-cat", "/v1/objects/away"):
             self.send_response(302)
             self.send_header("Location", "/cat.png")
             self.end_headers()
