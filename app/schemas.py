@@ -90,6 +90,10 @@ class ChatResponse(BaseModel):
     request_id: str
     model_id: str
     usage: Usage
+    history_used: int = Field(
+        description="How many earlier messages the model was given: when a conversation "
+        "outgrows the model's context, its oldest turns are left out"
+    )
     sources: list[Source] | None = None  # with `rag`: what the answer was grounded in
 
 

@@ -75,9 +75,15 @@ def storable(model_text: str) -> str:
 
 
 def job_input(request: ChatRequest, messages: list[dict[str, str]]) -> dict[str, Any]:
-    """The llm worker's input. Without `max_tokens` the worker uses its DEFAULT_MAX_TOKENS,
-    shortened to what the model's context leaves after the prompt."""
-    job = {"messages": messages, "temperature": request.temperature, "stream": request.stream}
+    """The llm worker's input. The worker fits the history to the model's context (it leaves
+    out the oldest turns, never a system message or the new one) and without `max_tokens` uses
+    its DEFAULT_MAX_TOKENS, shortened to what the context leaves after the prompt."""
+    job = {
+        "messages": messages,
+        "temperature": request.temperature,
+        "stream": request.stream,
+        "fit_context": True,
+    }
     if request.max_tokens is not None:
         job["max_tokens"] = request.max_tokens
     return job
@@ -113,10 +119,11 @@ async def save_turn(
     request: ChatRequest,
     result: dict[str, Any],
     request_id: str,
+    history: int,
     sources: list[Source] | None = None,
 ) -> ChatResponse:
     """Store the user turn and the model's answer (with the sources it was given) together,
-    after the model has answered."""
+    after the model has answered; `history`: how many earlier messages were sent."""
     answer = result.get("raw_text")
     if not isinstance(answer, str):
         raise WorkerFailed("worker result has no raw_text")
@@ -146,6 +153,7 @@ async def save_turn(
         request_id=request_id,
         model_id=model_id,
         usage=usage,
+        history_used=history - int(result.get("messages_dropped") or 0),
         sources=sources,
     )
 

@@ -51,6 +51,9 @@ class GenerateInput(BaseModel):
     stop: list[str] | str | None = None
     seed: int | None = None
     stream: bool = False
+    # Leave out the oldest turns of `messages` until the prompt leaves room for the answer
+    # (`max_tokens`, else the default): never a system message, never the last message.
+    fit_context: bool = False
 
     @model_validator(mode="after")
     def _one_prompt(self) -> "GenerateInput":
@@ -71,6 +74,34 @@ def _describe(exc: ValidationError) -> str:
         f"{'.'.join(str(p) for p in error['loc']) or 'input'}: {error['msg']}"
         for error in exc.errors()[:5]
     )
+
+
+def _fitted(llm: LlmEngine, messages: list[dict[str, str]], wanted: int) -> list[dict[str, str]]:
+    """`messages` without their oldest turns, as few as leave `wanted` tokens of the model's
+    context for the answer (all of them when they fit). System messages and the last message
+    always stay, in their places; what goes is whole turns, so the conversation still opens
+    with a user message (chat templates that check that roles alternate accept it). When even
+    the shortest prompt leaves less room, it is that prompt: the sampling limits decide."""
+    last = len(messages) - 1
+    starts = [i for i, m in enumerate(messages[:last]) if m["role"] == "user"]
+    cuts = [0, *starts[1:], last]  # keep the turns from this index on
+
+    def kept(cut: int) -> list[dict[str, str]]:
+        return [m for i, m in enumerate(messages) if i >= cut or m["role"] == "system"]
+
+    def fits(cut: int) -> bool:
+        return len(llm.chat_prompt(kept(cut))) + wanted <= llm.max_model_len
+
+    if fits(0):
+        return messages
+    low, high = 1, len(cuts) - 1  # the first cut that fits, by bisection (prompts only shrink)
+    while low < high:
+        middle = (low + high) // 2
+        if fits(cuts[middle]):
+            high = middle
+        else:
+            low = middle + 1
+    return kept(cuts[low])
 
 
 def _sampling(
@@ -151,8 +182,14 @@ class LlmWorker:
         started = time.perf_counter()
         request = GenerateInput.model_validate(job_input)
         llm = self.engine
+        dropped = 0
         if request.messages is not None:
-            prompt_ids = llm.chat_prompt([m.model_dump() for m in request.messages])
+            messages = [m.model_dump() for m in request.messages]
+            if request.fit_context:
+                wanted = request.max_tokens or self.settings.default_max_tokens
+                messages = _fitted(llm, messages, wanted)
+                dropped = len(request.messages) - len(messages)
+            prompt_ids = llm.chat_prompt(messages)
         else:
             prompt_ids = llm.text_prompt(request.prompt or "")
         params = _sampling(request, len(prompt_ids), llm, self.settings.default_max_tokens)
@@ -173,6 +210,7 @@ class LlmWorker:
             "raw_text": "".join(text),
             "finish_reason": finish_reason,
             "usage": {"prompt_tokens": len(prompt_ids), "completion_tokens": completion_tokens},
+            "messages_dropped": dropped,
             "model": llm.model_id,
             "timings": {
                 "queue_ms": round(queue_ms, 3),

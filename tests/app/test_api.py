@@ -212,6 +212,30 @@ async def test_follow_up_turn_gets_the_stored_history(api, local_backend):
     assert second.json()["conversation_id"] == first["conversation_id"]
 
 
+async def test_a_conversation_outgrowing_the_context_goes_on_with_its_newest_turns(
+    api, local_backend
+):
+    """No dead end: once the stored turns no longer fit the model's context, each new turn is
+    answered from the newest turns that fit, and the response says how many were used."""
+    engine = local_backend.workers["llm"].engine
+    context = engine.max_model_len
+    per_word = len(engine.text_prompt("word " * 100)) / 100
+    question = "word " * int(context / 8 / per_word)  # about an eighth of the context
+    used, conversation = [], None
+    for _ in range(8):
+        body = {"user_id": "long", "message": question, "conversation_id": conversation}
+        response = await api.post("/v1/chat", json=body)
+        assert response.status_code == 200, response.text
+        conversation = response.json()["conversation_id"]
+        used.append(response.json()["history_used"])
+        usage = response.json()["usage"]
+        assert usage["prompt_tokens"] + usage["completion_tokens"] <= context
+    assert used[:2] == [0, 2]  # all of it while it fits
+    assert used[-1] < 14 and used[-1] % 2 == 0  # then the newest whole turns
+    stored = (await api.get(f"/v1/conversations/{conversation}")).json()["messages"]
+    assert len(stored) == 16  # every turn kept, whatever the model was given
+
+
 async def test_given_history_replaces_the_stored_one(api, local_backend):
     first = (await api.post("/v1/chat", json={"user_id": "bob", "message": "one two"})).json()
     given = [{"role": "system", "content": "be brief"}]

@@ -108,3 +108,49 @@ async def test_many_jobs_at_once(tiny_llama_worker):
     ]
     results = await asyncio.gather(*jobs)
     assert all(r[0]["usage"]["completion_tokens"] == 6 for r in results)
+
+
+def conversation(turns: int, words: int = 30) -> list[dict[str, str]]:
+    """A system message, `turns` question/answer pairs of `words` words each, a new question."""
+    messages = [{"role": "system", "content": "You are terse."}]
+    for n in range(turns):
+        messages.append({"role": "user", "content": f"question {n} " + "word " * words})
+        messages.append({"role": "assistant", "content": f"answer {n} " + "word " * words})
+    return [*messages, {"role": "user", "content": "and now?"}]
+
+
+async def test_a_conversation_longer_than_the_context_keeps_its_newest_turns(tiny_llama_worker):
+    messages = conversation(turns=12)
+    engine = tiny_llama_worker.engine
+    assert len(engine.chat_prompt(messages)) > 256  # over the model's context
+
+    [refused] = await run(tiny_llama_worker, {"messages": messages, "max_tokens": 8})
+    assert refused["error"].startswith("[input_too_large] the prompt is")
+
+    [result] = await run(
+        tiny_llama_worker, {"messages": messages, "max_tokens": 8, "fit_context": True}
+    )
+    assert result["usage"]["completion_tokens"] == 8
+    dropped = result["messages_dropped"]
+    assert dropped > 0 and dropped % 2 == 0  # whole turns, the oldest first
+    prompt = engine.chat_prompt([messages[0], *messages[1 + dropped :]])
+    assert result["usage"]["prompt_tokens"] == len(prompt)
+    assert len(prompt) + 8 <= 256  # room for the answer
+    longer = engine.chat_prompt([messages[0], *messages[1 + dropped - 2 :]])
+    assert len(longer) + 8 > 256  # and no turn more was dropped than needed
+
+
+async def test_a_conversation_that_fits_is_sent_whole(tiny_llama_worker):
+    messages = conversation(turns=1, words=3)
+    [result] = await run(
+        tiny_llama_worker, {"messages": messages, "max_tokens": 4, "fit_context": True}
+    )
+    assert result["messages_dropped"] == 0
+
+
+async def test_a_new_message_alone_over_the_context_is_too_large(tiny_llama_worker):
+    messages = [{"role": "user", "content": "word " * 400}]
+    [result] = await run(
+        tiny_llama_worker, {"messages": messages, "max_tokens": 4, "fit_context": True}
+    )
+    assert result["error"].startswith("[input_too_large]")

@@ -44,16 +44,17 @@ async def chat(
     _key: ApiKeyDep,
 ) -> ChatResponse | StreamingResponse:
     messages = await prompt_messages(engine, body, settings.history_messages)
+    history = len(messages) - 1  # before the new message
     sources = None
     if body.rag is not None:
         sources = await retrieve(engine, backend, settings, body.message, body.rag, request_id)
         messages = grounded(messages, sources)
     payload = job_input(body, messages)
     if body.stream:
-        events = _stream_events(backend, engine, body, payload, request_id, sources)
+        events = _stream_events(backend, engine, body, payload, request_id, history, sources)
         return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
     result = await backend.generate(payload, request_id)
-    return await save_turn(engine, body, result, request_id, sources)
+    return await save_turn(engine, body, result, request_id, history, sources)
 
 
 async def _stream_events(
@@ -62,6 +63,7 @@ async def _stream_events(
     body: ChatRequest,
     payload: dict,
     request_id: str,
+    history: int,
     sources: list[Source] | None,
 ) -> AsyncIterator[bytes]:
     """`delta` events as tokens arrive, then `done` (the stored turn) or `error`."""
@@ -74,7 +76,7 @@ async def _stream_events(
                 result = chunk
         if result is None:
             raise WorkerFailed("the worker's stream ended without a result")
-        response = await save_turn(engine, body, result, request_id, sources)
+        response = await save_turn(engine, body, result, request_id, history, sources)
         yield _event("done", response.model_dump(mode="json"))
     except ApiError as exc:
         yield _event("error", error_body(exc.code, exc.message, request_id))
