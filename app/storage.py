@@ -12,7 +12,8 @@ import hmac
 import secrets
 import time
 from abc import ABC, abstractmethod
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlencode
 
@@ -50,6 +51,10 @@ class Storage(ABC):
     @abstractmethod
     def signed_url(self, key: str, ttl_s: int) -> str:
         """A URL that reads the object without other credentials until `ttl_s` from now."""
+
+    @abstractmethod
+    def listed(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """The keys under `prefix` (e.g. `documents/`), each with when it was written."""
 
 
 def object_url_prefix(base_url: str) -> str:
@@ -91,6 +96,12 @@ class LocalStorage(Storage):
         expires = int(time.time()) + ttl_s
         query = urlencode({"expires": expires, "signature": self._signature(key, expires)})
         return f"{object_url_prefix(self.base_url)}{quote(checked_key(key))}?{query}"
+
+    def listed(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        for path in (self.root / prefix).rglob("*"):
+            if path.is_file() and not path.name.endswith(".partial"):
+                written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+                yield path.relative_to(self.root).as_posix(), written
 
     def verify(self, key: str, expires: int, signature: str) -> bool:
         """Whether a signed URL's `expires` and `signature` are valid for `key` now."""
@@ -135,6 +146,11 @@ class GcsStorage(Storage):
 
         with contextlib.suppress(NotFound):
             self._blob(key).delete()
+
+    def listed(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        for blob in self.client.list_blobs(self.bucket, prefix=full):
+            yield blob.name.removeprefix(f"{self.prefix}/" if self.prefix else ""), blob.updated
 
     def signed_url(self, key: str, ttl_s: int) -> str:
         credentials = self.credentials

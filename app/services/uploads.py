@@ -1,6 +1,7 @@
 """What documents and images share: size checks, the object in storage (removed again if
 the upload fails), and the row replaced by `source_id`, whose old object is removed only once
-the new row is committed."""
+the new row is committed. Writers of one `source_id` take turns (a transaction lock on it), so
+each replacement learns the key it replaced, however many race: no file is left without a row."""
 
 import asyncio
 import json
@@ -65,7 +66,10 @@ async def delete_replaced(storage: Storage, old_key: str | None, key: str) -> No
 
 
 # Insert, or replace the row of the same source_id. The subquery in RETURNING reads the
-# snapshot from before the statement: the object key the row had (NULL for a new row).
+# snapshot from before the statement: the object key the row had (NULL for a new row). It is
+# the latest one because the statement runs under _TURN's lock, taken by an earlier statement
+# (READ COMMITTED: a new snapshot per statement), so no concurrent writer committed unseen.
+_TURN = text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
 _UPSERT = """
 INSERT INTO {table} AS t
     (id, source_id, title, content_type, object_key, size_bytes, metadata{cols})
@@ -94,6 +98,7 @@ UPSERT = {
 async def upsert(conn: AsyncConnection, table: str, row: dict[str, Any], **columns: Any) -> Row:
     """`row` (an `Upload.row`) in `table`, new or replacing its source_id's: (id, created,
     old_key)."""
+    await conn.execute(_TURN, {"name": f"{table}/{row['source_id']}"})
     params = {"id": uuid.uuid4(), **row, "metadata": json.dumps(row["metadata"]), **columns}
     return (await conn.execute(UPSERT[table], params)).one()
 

@@ -1,6 +1,8 @@
 """Documents through the API on the real workers: uploaded as text, Markdown, HTML or PDF,
 chunked, embedded by all-MiniLM-L6-v2 on vLLM, replaced, deleted; and every refusal."""
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 
@@ -90,6 +92,24 @@ async def test_same_source_id_replaces_the_document_atomically(api):
     with pytest.raises(ObjectNotFound):  # the replaced upload is gone from storage
         api.storage.get(old_key)
     assert api.storage.get(await object_key(api, new["id"])) == new_text.encode()
+
+
+async def test_racing_replacements_leave_one_file_per_row(api):
+    """20 uploads of one source_id at once: one row, one file, no file left without a row."""
+    uploads = [
+        api.post("/v1/documents", json={"source_id": "raced", "text": f"Version {n}."})
+        for n in range(20)
+    ]
+    responses = await asyncio.gather(*uploads)
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    [document_id] = {r.json()["id"] for r in responses}
+    key = await object_key(api, document_id)
+    async with api.app.state.engine.connect() as conn:
+        named = set((await conn.scalars(text("SELECT object_key FROM documents"))).all())
+    files = {key for key, _ in api.storage.listed("documents/")}
+    assert key in files and files <= named  # every file has its row
+    text_now = api.storage.get(key).decode()
+    assert text_now in {f"Version {n}." for n in range(20)}
 
 
 async def test_a_failed_embedding_keeps_the_previous_version(api, database_url, tmp_path):

@@ -1,6 +1,8 @@
 """`python -m app retention [--dry-run]`: uploads older than RETENTION_RAW_DAYS go, with their
 rows, chunks and stored files; newer ones stay."""
 
+import os
+import time
 import uuid
 
 import pytest
@@ -91,3 +93,30 @@ def test_retention_under_a_day_is_refused(api):
     result = retention(api, days="0")
     assert result.returncode != 0
     assert "retention_raw_days" in result.stderr
+
+
+async def test_files_no_row_names_are_swept_once_past_the_grace(api, uploads):
+    """A file left by an upload that died between its file and its row: retention removes it
+    once it is older than an hour; a younger one may be an upload in flight, and stays."""
+    for key in ("documents/lost.md", "images/lost.png", "documents/in-flight.md"):
+        api.storage.put(key, b"orphan", "application/octet-stream")
+    two_hours_ago = time.time() - 7200
+    for key in ("documents/lost.md", "images/lost.png"):
+        os.utime(api.storage.root / key, (two_hours_ago, two_hours_ago))
+    tracked = await scalar(
+        api, "SELECT object_key FROM documents WHERE id = :id", id=uploads["new-doc"]
+    )
+    os.utime(api.storage.root / tracked, (two_hours_ago, two_hours_ago))  # old, but named
+
+    dry = retention(api, "--dry-run")
+    assert "would delete documents/lost.md: no document names it" in dry.stdout
+    assert api.storage.get("documents/lost.md") == b"orphan"
+    done = retention(api)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 1 files under documents/ that no row names" in done.stdout
+    assert "deleted images/lost.png: no image names it" in done.stdout
+    for key in ("documents/lost.md", "images/lost.png"):
+        with pytest.raises(ObjectNotFound):
+            api.storage.get(key)
+    assert api.storage.get("documents/in-flight.md") == b"orphan"  # inside the grace
+    assert api.storage.get(tracked)  # a row names it

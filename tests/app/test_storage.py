@@ -5,6 +5,7 @@ import json
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -85,6 +86,21 @@ def test_put_get_delete(store):
     with pytest.raises(ObjectNotFound, match=r"docs/a\.txt"):
         store.get("docs/a.txt")
     store.delete("docs/a.txt")  # already gone: not an error
+
+
+def test_listed_gives_the_keys_under_a_prefix_with_when_they_were_written(store):
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    store.put("listed/a.txt", b"a", "text/plain")
+    store.put("listed/deeper/b.txt", b"b", "text/plain")
+    store.put("elsewhere/c.txt", b"c", "text/plain")
+    listed = dict(store.listed("listed/"))
+    assert sorted(listed) == ["listed/a.txt", "listed/deeper/b.txt"]
+    assert all(
+        before < written <= datetime.now(UTC) + timedelta(minutes=1) for written in listed.values()
+    )
+    for key in ("listed/a.txt", "listed/deeper/b.txt", "elsewhere/c.txt"):
+        store.delete(key)
+    assert list(store.listed("listed/")) == []
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "a/../../b", "a//b", "a/./b"])
