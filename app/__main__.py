@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve|dev|migrate|downgrade|create-api-key|retention`.
+"""Command line: `python -m app serve|dev|migrate|downgrade|create-api-key|list-api-keys|
+revoke-api-key|retention`.
 
 With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME, the same one
 `make dev` serves from, so they work beside a running `make dev`.
@@ -7,6 +8,7 @@ With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME,
 import argparse
 import asyncio
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 
 from app.core.config import Settings, get_settings
@@ -14,7 +16,7 @@ from app.core.db import database_url, make_engine, make_sessionmaker
 from app.core.errors import ApiError
 from app.core.logging import configure_logging
 from app.core.migrations import migrate
-from app.services.api_keys import create_api_key
+from app.services.api_keys import create_api_key, list_api_keys, revoke_api_key
 
 
 async def _with_engine(settings: Settings, work: Callable[..., Awaitable[None]]) -> None:
@@ -41,9 +43,31 @@ def _downgrade(settings: Settings, args: argparse.Namespace) -> None:
 def _create_api_key(settings: Settings, args: argparse.Namespace) -> None:
     async def work(engine) -> None:
         await migrate(engine, settings)
-        key = await create_api_key(make_sessionmaker(engine), args.name)
-        print(f"API key {args.name!r} created. It is shown once; store it now:")
+        key = await create_api_key(make_sessionmaker(engine), args.name, args.tenant)
+        tenant = f"tenant {args.tenant!r}" if args.tenant else "a tenant of its own"
+        print(f"API key {args.name!r} created in {tenant}. It is shown once; store it now:")
         print(key)
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _list_api_keys(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        for key in await list_api_keys(make_sessionmaker(engine)):
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            created = f"{key.created_at:%Y-%m-%d %H:%M}"
+            print(f"{key.id}  {key.name!r}  tenant {key.tenant!r}  created {created}  {state}")
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _revoke_api_key(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        if not await revoke_api_key(make_sessionmaker(engine), args.key_id):
+            sys.exit(f"no active API key {args.key_id} (see python -m app list-api-keys)")
+        print(f"API key {args.key_id} revoked: it is refused from now on")
 
     asyncio.run(_with_engine(settings, work))
 
@@ -117,7 +141,15 @@ def main(argv: list[str] | None = None) -> None:
 
     key = commands.add_parser("create-api-key", help="create an API key and print it once")
     key.add_argument("--name", required=True)
+    key.add_argument(
+        "--tenant", help="the tenant whose data the key reads and writes (default: its own)"
+    )
     key.set_defaults(run=_create_api_key)
+    keys = commands.add_parser("list-api-keys", help="list the API keys (never the keys)")
+    keys.set_defaults(run=_list_api_keys)
+    revoke = commands.add_parser("revoke-api-key", help="refuse an API key from now on")
+    revoke.add_argument("key_id", type=uuid.UUID, help="its id, from list-api-keys")
+    revoke.set_defaults(run=_revoke_api_key)
 
     retention = commands.add_parser(
         "retention", help="delete uploads older than RETENTION_RAW_DAYS, with their rows"

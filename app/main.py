@@ -81,6 +81,7 @@ def create_app(
         objects,
     ):
         app.include_router(module.router)
+    app.include_router(jobs.webhook_router)
     return app
 
 

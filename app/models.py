@@ -36,12 +36,13 @@ class Conversation(Base):
     __tablename__ = "conversations"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(String(100))
     user_id: Mapped[str] = mapped_column(String(128))
     title: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
-    __table_args__ = (Index("ix_conversations_user_updated", "user_id", "updated_at"),)
+    __table_args__ = (Index("ix_conversations_tenant_user", "tenant", "user_id", "updated_at"),)
 
 
 class Message(Base):
@@ -69,6 +70,8 @@ class ApiKey(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100))
+    # Whose data the key reads and writes: conversations, documents, images, jobs.
+    tenant: Mapped[str] = mapped_column(String(100))
     # SHA-256 of the key: keys are 256-bit random, so a fast hash is enough.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -91,7 +94,8 @@ class UploadColumns:
     """What `documents` and `images` both record about an upload."""
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    source_id: Mapped[str] = mapped_column(String(200), unique=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    source_id: Mapped[str] = mapped_column(String(200))  # unique within the tenant
     title: Mapped[str] = mapped_column(String(300))
     content_type: Mapped[str] = mapped_column(String(100))
     object_key: Mapped[str] = mapped_column(String(500))
@@ -105,7 +109,10 @@ class Document(UploadColumns, Base):
     """An uploaded document: its raw bytes in storage, its text in `chunks`."""
 
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_updated_at", "updated_at"),)
+    __table_args__ = (
+        Index("ix_documents_updated_at", "updated_at"),
+        UniqueConstraint("tenant", "source_id", name="uq_documents_tenant_source_id"),
+    )
 
 
 class Chunk(Base):
@@ -136,6 +143,7 @@ class Image(UploadColumns, Base):
 
     __table_args__ = (
         Index("ix_images_updated_at", "updated_at"),
+        UniqueConstraint("tenant", "source_id", name="uq_images_tenant_source_id"),
         hnsw_cosine_index("ix_images_embedding_hnsw"),
     )
 
@@ -148,6 +156,7 @@ class Job(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    tenant: Mapped[str] = mapped_column(String(100), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))  # queued, running, succeeded, failed
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

@@ -1,18 +1,17 @@
 """Dependencies the routes declare: settings, database, inference backend, storage, the caller's
 key."""
 
-import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
 from app.inference.base import InferenceBackend
-from app.services.api_keys import authenticate
+from app.services.api_keys import Caller, authenticate
 from app.services.jobs import JobRunner
 from app.storage import Storage
 
@@ -37,18 +36,25 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 _bearer = HTTPBearer(auto_error=False, description="An API key from `python -m app create-api-key`")
 
 
-async def current_api_key(
+async def current_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> uuid.UUID:
+) -> Caller:
+    """The caller of a request with a valid key (401 otherwise). Every `/v1` router requires
+    it (`keyed_router`), so a new route cannot forget to; FastAPI runs it once a request."""
     if credentials is None:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
     settings: Settings = request.app.state.settings
-    key_id = await authenticate(
+    caller = await authenticate(
         request.app.state.engine, credentials.credentials, settings.rate_limit_per_minute
     )
-    request.state.api_key_id = str(key_id)
-    return key_id
+    request.state.api_key_id = str(caller.key_id)
+    return caller
+
+
+def keyed_router(**kwargs: Any) -> APIRouter:
+    """A `/v1` router whose every route requires an API key."""
+    return APIRouter(prefix="/v1", dependencies=[Depends(current_caller)], **kwargs)
 
 
 # Dependencies are `async def` so FastAPI runs them inline instead of in its thread pool.
@@ -70,5 +76,5 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 BackendDep = Annotated[InferenceBackend, Depends(get_backend)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-ApiKeyDep = Annotated[uuid.UUID, Depends(current_api_key)]
+CallerDep = Annotated[Caller, Depends(current_caller)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]

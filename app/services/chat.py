@@ -22,9 +22,12 @@ from app.services.search import search
 TITLE_CHARS = 80
 
 
-async def get_conversation(session: AsyncSession, conversation_id: uuid.UUID) -> Conversation:
+async def get_conversation(
+    session: AsyncSession, conversation_id: uuid.UUID, tenant: str
+) -> Conversation:
+    """The tenant's conversation (another tenant's is not found)."""
     conversation = await session.get(Conversation, conversation_id)
-    if conversation is None:
+    if conversation is None or conversation.tenant != tenant:
         raise NotFound(f"conversation {conversation_id} not found")
     return conversation
 
@@ -42,7 +45,10 @@ def _context_query():
     return (
         select(Conversation.user_id, recent.c.role, recent.c.content)
         .outerjoin(recent, true())
-        .where(Conversation.id == bindparam("conversation_id"))
+        .where(
+            Conversation.id == bindparam("conversation_id"),
+            Conversation.tenant == bindparam("tenant"),
+        )
         .order_by(recent.c.id)
     )
 
@@ -51,15 +57,17 @@ _CONTEXT = _context_query()
 
 
 async def prompt_messages(
-    engine: AsyncEngine, request: ChatRequest, history_limit: int
+    engine: AsyncEngine, request: ChatRequest, tenant: str, history_limit: int
 ) -> list[dict[str, str]]:
     """The messages to send to the model: the history (given, or the stored recent turns)
-    followed by the new user message. Raises NotFound for an unknown conversation."""
+    followed by the new user message. Raises NotFound for a conversation that is not the
+    tenant's and its user's."""
     history = [turn.model_dump() for turn in request.history or []]
     if request.conversation_id is not None:
         limit = 0 if request.history is not None else history_limit
         async with autocommit(engine) as conn:
-            params = {"conversation_id": request.conversation_id, "limit": limit}
+            params = {"conversation_id": request.conversation_id, "tenant": tenant}
+            params["limit"] = limit
             rows = (await conn.execute(_CONTEXT, params)).all()
         if not rows or rows[0].user_id != request.user_id:
             raise NotFound(f"conversation {request.conversation_id} not found")
@@ -105,12 +113,12 @@ ORDER BY turn.ord
 RETURNING conversation_id
 """
 _NEW_CONVERSATION = text(
-    "WITH conversation AS (INSERT INTO conversations (id, user_id, title)"  # noqa: S608
-    " VALUES (:conversation_id, :user_id, :title) RETURNING id)" + _TURN_INSERT
+    "WITH conversation AS (INSERT INTO conversations (id, tenant, user_id, title)"  # noqa: S608
+    " VALUES (:conversation_id, :tenant, :user_id, :title) RETURNING id)" + _TURN_INSERT
 )
 _NEXT_TURN = text(
     "WITH conversation AS (UPDATE conversations SET updated_at = now()"  # noqa: S608
-    " WHERE id = :conversation_id RETURNING id)" + _TURN_INSERT
+    " WHERE id = :conversation_id AND tenant = :tenant RETURNING id)" + _TURN_INSERT
 )
 
 
@@ -119,6 +127,7 @@ async def save_turn(
     request: ChatRequest,
     result: dict[str, Any],
     request_id: str,
+    tenant: str,
     history: int,
     sources: list[Source] | None = None,
 ) -> ChatResponse:
@@ -134,6 +143,7 @@ async def save_turn(
     statement = _NEXT_TURN if request.conversation_id else _NEW_CONVERSATION
     params = {
         "conversation_id": conversation_id,
+        "tenant": tenant,
         "user_id": request.user_id,
         "title": request.message.strip()[:TITLE_CHARS],
         "request_id": request_id,
@@ -172,13 +182,16 @@ async def retrieve(
     engine: AsyncEngine,
     backend: InferenceBackend,
     settings: Settings,
+    tenant: str,
     question: str,
     options: RagOptions,
     request_id: str,
 ) -> list[Source]:
-    """The chunks to ground an answer in: the `k` nearest to the question scoring at least
-    `min_score`."""
-    hits = await search(engine, backend, settings, question, options.k, "text", None, request_id)
+    """The chunks of the tenant's documents to ground an answer in: the `k` nearest to the
+    question scoring at least `min_score`."""
+    hits = await search(
+        engine, backend, settings, tenant, question, options.k, "text", None, request_id
+    )
     return [
         Source(
             document_id=hit.document_id,

@@ -92,20 +92,22 @@ async def ingest(
     async with stored(storage, key, upload), engine.begin() as conn:
         row = await write_document(conn, upload.row(prepared.title, key), prepared.chunks, vectors)
     await delete_replaced(storage, row.old_key, key)
-    return await get_document(engine, row.id), row.created
+    return await get_document(engine, row.id, upload.tenant), row.created
 
 
 _DOCUMENT = (
     select(*Document.__table__.c, func.count(Chunk.id).label("chunks"))
     .outerjoin(Chunk, Chunk.document_id == Document.id)
-    .where(Document.id == bindparam("id"))
+    .where(Document.id == bindparam("id"), Document.tenant == bindparam("tenant"))
     .group_by(Document.id)
 )
 
 
-async def get_document(engine: AsyncEngine, document_id: uuid.UUID) -> DocumentOut:
+async def get_document(engine: AsyncEngine, document_id: uuid.UUID, tenant: str) -> DocumentOut:
+    """The tenant's document (another tenant's is not found)."""
     async with engine.connect() as conn:
-        row = (await conn.execute(_DOCUMENT, {"id": document_id})).one_or_none()
+        params = {"id": document_id, "tenant": tenant}
+        row = (await conn.execute(_DOCUMENT, params)).one_or_none()
     if row is None:
         raise NotFound(f"document {document_id} not found")
     return DocumentOut.model_validate(row._mapping)

@@ -70,15 +70,17 @@ async def add_image(
             columns = upload.row(upload.title or upload.source_id, key)
             row = await upsert(conn, "images", columns, embedding=vector)
     await delete_replaced(storage, row.old_key, key)
-    return await get_image(engine, row.id), row.created
+    return await get_image(engine, row.id, upload.tenant), row.created
 
 
 _COLUMNS = [column for column in Image.__table__.c if column.name != "embedding"]
 
 
-async def get_image(engine: AsyncEngine, image_id: uuid.UUID) -> UploadOut:
+async def get_image(engine: AsyncEngine, image_id: uuid.UUID, tenant: str) -> UploadOut:
+    """The tenant's image (another tenant's is not found)."""
+    query = select(*_COLUMNS).where(Image.id == image_id, Image.tenant == tenant)
     async with engine.connect() as conn:
-        row = (await conn.execute(select(*_COLUMNS).where(Image.id == image_id))).one_or_none()
+        row = (await conn.execute(query)).one_or_none()
     if row is None:
         raise NotFound(f"image {image_id} not found")
     return UploadOut.model_validate(row._mapping)

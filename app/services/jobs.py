@@ -28,6 +28,7 @@ from app.inference.base import InferenceBackend, QueuedJob
 from app.ingest.chunk import Chunk as TextChunk
 from app.models import Job, JobPart
 from app.schemas import JobOut
+from app.services.api_keys import Caller
 from app.services.documents import object_key, prepare, write_document
 from app.services.embedding import batched, checked_vectors, embed_job
 from app.services.uploads import Upload, stored
@@ -87,17 +88,18 @@ async def job_out(conn: AsyncConnection, job_id: uuid.UUID) -> JobOut | None:
     )
 
 
-async def get_job(engine: AsyncEngine, job_id: uuid.UUID, api_key_id: uuid.UUID) -> JobOut:
+async def get_job(engine: AsyncEngine, job_id: uuid.UUID, tenant: str) -> JobOut:
+    """The tenant's job (another tenant's is not found)."""
     async with engine.connect() as conn:
-        owner = await conn.scalar(select(Job.api_key_id).where(Job.id == job_id))
-        found = await job_out(conn, job_id) if owner == api_key_id else None
+        owner = await conn.scalar(select(Job.tenant).where(Job.id == job_id))
+        found = await job_out(conn, job_id) if owner == tenant else None
     if found is None:
         raise NotFound(f"job {job_id} not found")
     return found
 
 
 async def replayed(
-    engine: AsyncEngine, api_key_id: uuid.UUID, key: str | None, hashed: str
+    engine: AsyncEngine, caller: Caller, key: str | None, hashed: str
 ) -> JobOut | None:
     """The job an earlier request with this Idempotency-Key created (None if none); 422 when
     that request was a different one."""
@@ -107,7 +109,7 @@ async def replayed(
         row = (
             await conn.execute(
                 select(Job.id, Job.request_hash).where(
-                    Job.api_key_id == api_key_id, Job.idempotency_key == key
+                    Job.api_key_id == caller.key_id, Job.idempotency_key == key
                 )
             )
         ).one_or_none()
@@ -153,7 +155,7 @@ class JobRunner:
     # -- creating -------------------------------------------------------------------------
     async def create(
         self,
-        api_key_id: uuid.UUID,
+        caller: Caller,
         kind: str,
         payload: dict[str, Any],
         parts: list[tuple[str, dict[str, Any]]],
@@ -166,7 +168,8 @@ class JobRunner:
         now = datetime.now(UTC)
         values = {
             "id": job_id,
-            "api_key_id": api_key_id,
+            "api_key_id": caller.key_id,
+            "tenant": caller.tenant,
             "kind": kind,
             "status": "queued",
             "idempotency_key": idempotency_key,
@@ -186,7 +189,7 @@ class JobRunner:
                 ]
                 await conn.execute(insert(JobPart), rows)
         if created is None:  # another request with this key got there first
-            existing = await replayed(self.engine, api_key_id, idempotency_key, hashed)
+            existing = await replayed(self.engine, caller, idempotency_key, hashed)
             assert existing is not None
             return existing, False
         await self.advance(job_id)
@@ -320,7 +323,10 @@ class JobRunner:
         else:  # "document"
             payload = job.payload
             chunks = [TextChunk(heading, content) for heading, content in payload["chunks"]]
-            row = await write_document(conn, payload["row"], chunks, vectors)
+            # Jobs queued before tenants carry none in their row: the job's tenant is theirs.
+            row = await write_document(
+                conn, {"tenant": job.tenant, **payload["row"]}, chunks, vectors
+            )
             result = {"document_id": str(row.id), "chunks": len(chunks), "created": row.created}
             new_key = payload["row"]["object_key"]
             cleanup = [row.old_key] if row.old_key and row.old_key != new_key else []
@@ -385,7 +391,7 @@ class JobRunner:
 async def ingest_later(
     runner: JobRunner,
     upload: Upload,
-    api_key_id: uuid.UUID,
+    caller: Caller,
     idempotency_key: str | None,
 ) -> JobOut:
     """Store and chunk `upload` now; embed and write it in a `document` job."""
@@ -393,7 +399,7 @@ async def ingest_later(
     hashed = request_hash(
         "document", upload.source_id, upload.title or "", upload.content_type, metadata, upload.data
     )
-    if (earlier := await replayed(runner.engine, api_key_id, idempotency_key, hashed)) is not None:
+    if (earlier := await replayed(runner.engine, caller, idempotency_key, hashed)) is not None:
         return earlier
     prepared = await asyncio.to_thread(prepare, upload, runner.settings)
     batches = batched(prepared.texts, runner.settings.embed_batch_size)
@@ -406,7 +412,7 @@ async def ingest_later(
     parts = [("embed", embed_job(batch)) for batch in batches]
     async with stored(runner.storage, key, upload):
         job, created = await runner.create(
-            api_key_id, "document", payload, parts, idempotency_key, hashed
+            caller, "document", payload, parts, idempotency_key, hashed
         )
     if not created:  # an identical request made the job first: this copy is not needed
         await asyncio.to_thread(runner.storage.delete, key)

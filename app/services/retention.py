@@ -37,7 +37,7 @@ async def apply_retention(
         kind = model.__name__.lower()
         for row in rows:
             if not dry_run:
-                await delete_upload(engine, storage, model, row.id)
+                await delete_upload(engine, storage, model, row.id, None)
             lines.append(
                 f"{verb} {kind} {row.id} (source_id {row.source_id!r}, "
                 f"uploaded {row.updated_at:%Y-%m-%d %H:%M} UTC)"

@@ -115,20 +115,21 @@ async def search(
     engine: AsyncEngine,
     backend: InferenceBackend,
     settings: Settings,
+    tenant: str,
     query: str,
     k: int,
     kind: Literal["text", "image"],
     raw_filter: str | None,
     request_id: str,
 ) -> list[SearchHit]:
-    """The `k` chunks (kind text) or images (kind image, through CLIP's text tower) nearest
-    to `query`, best first."""
+    """The `k` chunks (kind text) or images (kind image, through CLIP's text tower) of
+    `tenant`'s nearest to `query`, best first."""
     if kind == "text":
-        clauses = filter_clauses(raw_filter, Document)
+        clauses = [Document.tenant == tenant, *filter_clauses(raw_filter, Document)]
         [vector] = await embed_texts(backend, settings, [query], request_id)
         statement = chunk_query(vector, k, clauses)
     else:
-        clauses = filter_clauses(raw_filter, Image)
+        clauses = [Image.tenant == tenant, *filter_clauses(raw_filter, Image)]
         vector = await embed_clip(backend, settings, "text", query, request_id)
         statement = image_query(vector, k, clauses)
     async with engine.begin() as conn:

@@ -27,10 +27,14 @@ class Upload:
     content_type: str
     data: bytes
     metadata: dict[str, Any] = field(default_factory=dict)
+    tenant: str = ""  # whose it is: the caller's, set by the route
 
     def row(self, title: str, key: str) -> dict[str, Any]:
         """The upload's columns in `documents` or `images`, stored at `key`."""
+        if not self.tenant:
+            raise ValueError("an upload belongs to a tenant")
         return {
+            "tenant": self.tenant,
             "source_id": self.source_id,
             "title": title[:300],
             "content_type": self.content_type,
@@ -72,15 +76,15 @@ async def delete_replaced(storage: Storage, old_key: str | None, key: str) -> No
 _TURN = text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
 _UPSERT = """
 INSERT INTO {table} AS t
-    (id, source_id, title, content_type, object_key, size_bytes, metadata{cols})
-VALUES (:id, :source_id, :title, :content_type, :object_key, :size_bytes,
+    (id, tenant, source_id, title, content_type, object_key, size_bytes, metadata{cols})
+VALUES (:id, :tenant, :source_id, :title, :content_type, :object_key, :size_bytes,
     CAST(:metadata AS jsonb){values})
-ON CONFLICT (source_id) DO UPDATE SET
+ON CONFLICT (tenant, source_id) DO UPDATE SET
     title = EXCLUDED.title, content_type = EXCLUDED.content_type,
     object_key = EXCLUDED.object_key, size_bytes = EXCLUDED.size_bytes,
     metadata = EXCLUDED.metadata, updated_at = now(){updates}
 RETURNING t.id, (t.xmax = 0) AS created,
-    (SELECT object_key FROM {table} WHERE source_id = :source_id) AS old_key
+    (SELECT object_key FROM {table} WHERE tenant = :tenant AND source_id = :source_id) AS old_key
 """
 UPSERT = {
     "documents": text(_UPSERT.format(table="documents", cols="", values="", updates="")),
@@ -98,18 +102,26 @@ UPSERT = {
 async def upsert(conn: AsyncConnection, table: str, row: dict[str, Any], **columns: Any) -> Row:
     """`row` (an `Upload.row`) in `table`, new or replacing its source_id's: (id, created,
     old_key)."""
-    await conn.execute(_TURN, {"name": f"{table}/{row['source_id']}"})
+    await conn.execute(_TURN, {"name": f"{table}/{row['tenant']}/{row['source_id']}"})
     params = {"id": uuid.uuid4(), **row, "metadata": json.dumps(row["metadata"]), **columns}
     return (await conn.execute(UPSERT[table], params)).one()
 
 
 async def delete_upload(
-    engine: AsyncEngine, storage: Storage, model: type[Document | Image], row_id: uuid.UUID
+    engine: AsyncEngine,
+    storage: Storage,
+    model: type[Document | Image],
+    row_id: uuid.UUID,
+    tenant: str | None,
 ) -> None:
     """Remove the stored file, then the row (with a document's chunks): in this order, so a
-    failure part-way leaves a row to retry with, never a file nothing lists."""
+    failure part-way leaves a row to retry with, never a file nothing lists. Only `tenant`'s
+    (None: anyone's, for retention)."""
+    query = select(model.object_key).where(model.id == row_id)
+    if tenant is not None:
+        query = query.where(model.tenant == tenant)
     async with engine.connect() as conn:
-        key = await conn.scalar(select(model.object_key).where(model.id == row_id))
+        key = await conn.scalar(query)
     if key is None:
         raise NotFound(f"{model.__name__.lower()} {row_id} not found")
     await asyncio.to_thread(storage.delete, key)

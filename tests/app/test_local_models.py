@@ -4,7 +4,7 @@ stand-ins built once otherwise, and the packaged MiniLM for text embeddings."""
 import numpy as np
 import pytest
 
-from app.core.errors import WorkerFailed
+from app.core.errors import InputRefused
 from app.inference.local_models import (
     TINY_CLIP,
     chat_worker,
@@ -69,6 +69,6 @@ async def test_text_embeddings_come_from_minilm(local_backend):
     assert float(a @ b) > 0.6 > 0.2 > float(a @ c)
 
 
-async def test_bad_text_embedding_input_is_the_workers_clear_error(local_backend):
-    with pytest.raises(WorkerFailed, match="input"):
+async def test_bad_text_embedding_input_is_the_workers_clear_refusal(local_backend):
+    with pytest.raises(InputRefused, match="input"):
         await local_backend.embed_text({"input": []}, "r-2")

@@ -33,9 +33,9 @@ async def uploads(api):
     api.storage.put("images/old.png", b"png bytes", "image/png")
     await execute(
         api,
-        "INSERT INTO images (id, source_id, title, content_type, object_key, size_bytes,"
-        " metadata, embedding) VALUES (:id, 'old-image', 't', 'image/png', 'images/old.png',"
-        " 9, '{}', CAST(:vector AS vector))",
+        "INSERT INTO images (id, tenant, source_id, title, content_type, object_key,"
+        " size_bytes, metadata, embedding) VALUES (:id, 'default', 'old-image', 't',"
+        " 'image/png', 'images/old.png', 9, '{}', CAST(:vector AS vector))",
         id=ids["old-image"],
         vector=str([1.0] + [0.0] * 511),
     )

@@ -4,12 +4,18 @@ import json
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.deps import ApiKeyDep, BackendDep, EngineDep, RequestIdDep, SettingsDep
+from app.api.deps import (
+    BackendDep,
+    CallerDep,
+    EngineDep,
+    RequestIdDep,
+    SettingsDep,
+    keyed_router,
+)
 from app.core.errors import ApiError, WorkerFailed, error_body
 from app.inference.base import InferenceBackend
 from app.schemas import ChatRequest, ChatResponse, Source
@@ -22,7 +28,7 @@ from app.services.chat import (
     storable,
 )
 
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = keyed_router(tags=["chat"])
 log = logging.getLogger("tandem.chat")
 
 
@@ -41,20 +47,24 @@ async def chat(
     engine: EngineDep,
     backend: BackendDep,
     request_id: RequestIdDep,
-    _key: ApiKeyDep,
+    caller: CallerDep,
 ) -> ChatResponse | StreamingResponse:
-    messages = await prompt_messages(engine, body, settings.history_messages)
+    messages = await prompt_messages(engine, body, caller.tenant, settings.history_messages)
     history = len(messages) - 1  # before the new message
     sources = None
     if body.rag is not None:
-        sources = await retrieve(engine, backend, settings, body.message, body.rag, request_id)
+        sources = await retrieve(
+            engine, backend, settings, caller.tenant, body.message, body.rag, request_id
+        )
         messages = grounded(messages, sources)
     payload = job_input(body, messages)
     if body.stream:
-        events = _stream_events(backend, engine, body, payload, request_id, history, sources)
+        events = _stream_events(
+            backend, engine, body, payload, request_id, caller.tenant, history, sources
+        )
         return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
     result = await backend.generate(payload, request_id)
-    return await save_turn(engine, body, result, request_id, history, sources)
+    return await save_turn(engine, body, result, request_id, caller.tenant, history, sources)
 
 
 async def _stream_events(
@@ -63,6 +73,7 @@ async def _stream_events(
     body: ChatRequest,
     payload: dict,
     request_id: str,
+    tenant: str,
     history: int,
     sources: list[Source] | None,
 ) -> AsyncIterator[bytes]:
@@ -76,7 +87,7 @@ async def _stream_events(
                 result = chunk
         if result is None:
             raise WorkerFailed("the worker's stream ended without a result")
-        response = await save_turn(engine, body, result, request_id, history, sources)
+        response = await save_turn(engine, body, result, request_id, tenant, history, sources)
         yield _event("done", response.model_dump(mode="json"))
     except ApiError as exc:
         yield _event("error", error_body(exc.code, exc.message, request_id))

@@ -1,24 +1,24 @@
-"""Reading stored conversations."""
+"""Reading stored conversations (the caller's tenant's only)."""
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 from sqlalchemy import select
 
-from app.api.deps import ApiKeyDep, SessionDep
+from app.api.deps import CallerDep, SessionDep, keyed_router
 from app.models import Conversation, Message
 from app.schemas import ConversationList, ConversationOut, ConversationSummary, MessageOut
 from app.services.chat import get_conversation
 
-router = APIRouter(prefix="/v1", tags=["conversations"])
+router = keyed_router(tags=["conversations"])
 
 
 @router.get("/conversations/{conversation_id}")
 async def read_conversation(
-    conversation_id: uuid.UUID, session: SessionDep, _key: ApiKeyDep
+    conversation_id: uuid.UUID, session: SessionDep, caller: CallerDep
 ) -> ConversationOut:
-    conversation = await get_conversation(session, conversation_id)
+    conversation = await get_conversation(session, conversation_id, caller.tenant)
     messages = await session.scalars(
         select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
     )
@@ -32,12 +32,12 @@ async def read_conversation(
 async def list_conversations(
     user_id: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,
-    _key: ApiKeyDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> ConversationList:
     rows = await session.scalars(
         select(Conversation)
-        .where(Conversation.user_id == user_id)
+        .where(Conversation.tenant == caller.tenant, Conversation.user_id == user_id)
         .order_by(Conversation.updated_at.desc(), Conversation.id)
         .limit(limit)
     )

@@ -4,16 +4,17 @@ searched; read and delete one."""
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from app.api.deps import (
-    ApiKeyDep,
     BackendDep,
+    CallerDep,
     EngineDep,
     JobsDep,
     RequestIdDep,
     SettingsDep,
     StorageDep,
+    keyed_router,
 )
 from app.api.routes.jobs import IdempotencyKey
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
@@ -25,7 +26,7 @@ from app.services.documents import get_document, ingest
 from app.services.jobs import ingest_later
 from app.services.uploads import Upload, check_size, delete_upload
 
-router = APIRouter(prefix="/v1", tags=["documents"])
+router = keyed_router(tags=["documents"])
 
 _BODY = upload_openapi(DocumentIn)
 
@@ -49,7 +50,7 @@ async def create_document(
     backend: BackendDep,
     jobs: JobsDep,
     request_id: RequestIdDep,
-    key_id: ApiKeyDep,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
     run_async: Annotated[bool, Query(alias="async")] = False,
 ) -> DocumentOut | JobOut:
@@ -66,22 +67,25 @@ async def create_document(
         data = body.text.encode()
         check_size(data, settings.max_upload_bytes)
         upload = Upload(body.source_id, body.title, "text/markdown", data, body.metadata)
+    upload.tenant = caller.tenant
     if run_async:
         response.status_code = 202
-        return await ingest_later(jobs, upload, key_id, idempotency_key)
+        return await ingest_later(jobs, upload, caller, idempotency_key)
     document, created = await ingest(engine, storage, backend, settings, upload, request_id)
     response.status_code = 201 if created else 200
     return document
 
 
 @router.get("/documents/{document_id}")
-async def read_document(document_id: uuid.UUID, engine: EngineDep, _key: ApiKeyDep) -> DocumentOut:
-    return await get_document(engine, document_id)
+async def read_document(
+    document_id: uuid.UUID, engine: EngineDep, caller: CallerDep
+) -> DocumentOut:
+    return await get_document(engine, document_id, caller.tenant)
 
 
 @router.delete("/documents/{document_id}", status_code=204)
 async def remove_document(
-    document_id: uuid.UUID, engine: EngineDep, storage: StorageDep, _key: ApiKeyDep
+    document_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep
 ) -> None:
     """Deletes the document, its chunks and its stored file."""
-    await delete_upload(engine, storage, Document, document_id)
+    await delete_upload(engine, storage, Document, document_id, caller.tenant)

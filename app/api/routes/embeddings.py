@@ -1,13 +1,11 @@
 """`POST /v1/embeddings`: a text or image embedding from the CLIP worker, HMAC-signed."""
 
-from fastapi import APIRouter
-
-from app.api.deps import ApiKeyDep, BackendDep, RequestIdDep, SettingsDep
+from app.api.deps import BackendDep, RequestIdDep, SettingsDep, keyed_router
 from app.core.errors import WorkerFailed
 from app.schemas import EmbeddingRequest, EmbeddingResponse
 from app.services.embedding import clip_job
 
-router = APIRouter(prefix="/v1", tags=["embeddings"])
+router = keyed_router(tags=["embeddings"])
 
 
 @router.post("/embeddings")
@@ -16,7 +14,6 @@ async def embeddings(
     settings: SettingsDep,
     backend: BackendDep,
     request_id: RequestIdDep,
-    _key: ApiKeyDep,
 ) -> EmbeddingResponse:
     field, value = (
         ("text", body.text) if body.text is not None else ("image_url", str(body.image_url))

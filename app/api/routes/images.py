@@ -3,15 +3,16 @@ found by text search; read and delete one."""
 
 import uuid
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from app.api.deps import (
-    ApiKeyDep,
     BackendDep,
+    CallerDep,
     EngineDep,
     RequestIdDep,
     SettingsDep,
     StorageDep,
+    keyed_router,
 )
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
 from app.core.errors import InvalidInput
@@ -20,7 +21,7 @@ from app.schemas import ImageIn, UploadOut
 from app.services.images import add_image, fetch_image, get_image, image_type
 from app.services.uploads import Upload, check_size, delete_upload
 
-router = APIRouter(prefix="/v1", tags=["images"])
+router = keyed_router(tags=["images"])
 
 _BODY = upload_openapi(ImageIn)
 
@@ -39,7 +40,7 @@ async def create_image(
     storage: StorageDep,
     backend: BackendDep,
     request_id: RequestIdDep,
-    _key: ApiKeyDep,
+    caller: CallerDep,
 ) -> UploadOut:
     """PNG, JPEG, GIF or WebP; the same `source_id` again replaces the image."""
     if body_kind(request, "{url, source_id, title, metadata}") == "form":
@@ -53,18 +54,19 @@ async def create_image(
         check_size(data, settings.max_upload_bytes)
         upload = Upload(body.source_id or url, body.title, "", data, body.metadata)
     upload.content_type = image_type(upload.data)[0]
+    upload.tenant = caller.tenant
     image, created = await add_image(engine, storage, backend, settings, upload, request_id)
     response.status_code = 201 if created else 200
     return image
 
 
 @router.get("/images/{image_id}")
-async def read_image(image_id: uuid.UUID, engine: EngineDep, _key: ApiKeyDep) -> UploadOut:
-    return await get_image(engine, image_id)
+async def read_image(image_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> UploadOut:
+    return await get_image(engine, image_id, caller.tenant)
 
 
 @router.delete("/images/{image_id}", status_code=204)
 async def remove_image(
-    image_id: uuid.UUID, engine: EngineDep, storage: StorageDep, _key: ApiKeyDep
+    image_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep
 ) -> None:
-    await delete_upload(engine, storage, Image, image_id)
+    await delete_upload(engine, storage, Image, image_id, caller.tenant)

@@ -7,14 +7,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 
-from app.api.deps import ApiKeyDep, EngineDep, JobsDep, SettingsDep
+from app.api.deps import CallerDep, EngineDep, JobsDep, SettingsDep, keyed_router
 from app.core.errors import InvalidInput, Unauthorized
 from app.inference.runpod import queued_job
 from app.schemas import EmbedJobIn, JobOut
 from app.services.embedding import batched, embed_job
 from app.services.jobs import get_job, replayed, request_hash, webhook_signature
 
-router = APIRouter(tags=["jobs"])
+router = keyed_router(tags=["jobs"])
+webhook_router = APIRouter(include_in_schema=False)  # RunPod's: its signature is the credential
 
 IdempotencyKey = Annotated[
     str | None,
@@ -26,32 +27,32 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("/v1/jobs", status_code=202)
+@router.post("/jobs", status_code=202)
 async def create_job(
     body: EmbedJobIn,
     settings: SettingsDep,
     engine: EngineDep,
     jobs: JobsDep,
-    key_id: ApiKeyDep,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     """Queue the job; `GET /v1/jobs/{job_id}` shows it until it succeeds or fails."""
     hashed = request_hash("embed", body.model_dump_json())
-    if (earlier := await replayed(engine, key_id, idempotency_key, hashed)) is not None:
+    if (earlier := await replayed(engine, caller, idempotency_key, hashed)) is not None:
         return earlier
     batches = batched(body.texts, settings.embed_batch_size)
     payload = {"batch_sizes": [len(batch) for batch in batches]}
     parts = [("embed", embed_job(batch)) for batch in batches]
-    job, _ = await jobs.create(key_id, "embed", payload, parts, idempotency_key, hashed)
+    job, _ = await jobs.create(caller, "embed", payload, parts, idempotency_key, hashed)
     return job
 
 
-@router.get("/v1/jobs/{job_id}")
-async def read_job(job_id: uuid.UUID, engine: EngineDep, key_id: ApiKeyDep) -> JobOut:
-    return await get_job(engine, job_id, key_id)
+@router.get("/jobs/{job_id}")
+async def read_job(job_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> JobOut:
+    return await get_job(engine, job_id, caller.tenant)
 
 
-@router.post("/internal/runpod-webhook/{job_id}", include_in_schema=False)
+@webhook_router.post("/internal/runpod-webhook/{job_id}")
 async def runpod_webhook(
     job_id: uuid.UUID,
     request: Request,

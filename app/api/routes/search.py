@@ -2,13 +2,20 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from app.api.deps import ApiKeyDep, BackendDep, EngineDep, RequestIdDep, SettingsDep
+from app.api.deps import (
+    BackendDep,
+    CallerDep,
+    EngineDep,
+    RequestIdDep,
+    SettingsDep,
+    keyed_router,
+)
 from app.schemas import SearchResponse
 from app.services.search import FILTER_FIELDS, MAX_K, search
 
-router = APIRouter(prefix="/v1", tags=["search"])
+router = keyed_router(tags=["search"])
 
 
 @router.get("/search")
@@ -18,7 +25,7 @@ async def search_route(
     engine: EngineDep,
     backend: BackendDep,
     request_id: RequestIdDep,
-    _key: ApiKeyDep,
+    caller: CallerDep,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 5,
     kind: Literal["text", "image"] = "text",
     filter: Annotated[
@@ -27,5 +34,5 @@ async def search_route(
     ] = None,
 ) -> SearchResponse:
     """`kind=text` ranks document chunks; `kind=image` ranks images by CLIP's text tower."""
-    hits = await search(engine, backend, settings, q, k, kind, filter, request_id)
+    hits = await search(engine, backend, settings, caller.tenant, q, k, kind, filter, request_id)
     return SearchResponse(hits=hits)
