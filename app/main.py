@@ -23,6 +23,7 @@ from app.core.errors import DatabaseUnavailable, install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import check_vector_dims, migrate
 from app.inference import InferenceBackend, make_backend
+from app.services.api_keys import Authenticator
 from app.services.jobs import JobRunner
 from app.storage import make_storage
 
@@ -47,6 +48,7 @@ def create_app(
             log.warning("the vector columns were not checked: the database is unavailable")
         app.state.settings = settings
         app.state.engine = engine
+        app.state.authenticator = Authenticator(engine, settings.rate_limit_per_minute)
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.storage = make_storage(settings)
         app.state.backend = backend or make_backend(settings)

@@ -8,6 +8,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -78,16 +79,17 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class RateLimitWindow(Base):
-    """Requests per API key per minute, counted in Postgres so every instance sees one count."""
+class RateBucket(Base):
+    """A key's token bucket, in Postgres so every instance draws from one: it holds up to the
+    per-minute limit and refills at that rate; a request takes a token."""
 
-    __tablename__ = "rate_limit_windows"
+    __tablename__ = "rate_buckets"
 
     api_key_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
     )
-    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    count: Mapped[int]
+    tokens: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class UploadColumns:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.core.db import async_url, make_engine  # noqa: E402
 from app.schemas import ChatRequest  # noqa: E402
-from app.services.api_keys import authenticate  # noqa: E402
+from app.services.api_keys import Authenticator  # noqa: E402
 from app.services.chat import prompt_messages, save_turn  # noqa: E402
 from gpu_worker.llm.tiny import build_tiny_llama  # noqa: E402
 from tests.vllm_cpu import cpu_settings, running_llm_worker  # noqa: E402
@@ -84,11 +84,12 @@ def database_work_ms(
         request = ChatRequest(user_id="bench", message=MESSAGE, conversation_id=conversation_id)
         result = {"raw_text": "answer", "model": "bench", "usage": {}}
         samples = []
+        authenticator = Authenticator(engine, 10**9)
         for _ in range(requests):
             started = time.perf_counter()
-            await authenticate(engine, key, 10**9)
-            await prompt_messages(engine, request, 2)
-            await save_turn(engine, request, result, "bench")
+            caller = await authenticator.caller(key)
+            history = len(await prompt_messages(engine, request, caller.tenant, 2)) - 1
+            await save_turn(engine, request, result, "bench", caller.tenant, history)
             samples.append((time.perf_counter() - started) * 1000)
         await engine.dispose()
         return samples

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
 from app.inference.base import InferenceBackend
-from app.services.api_keys import Caller, authenticate
+from app.services.api_keys import Caller
 from app.services.jobs import JobRunner
 from app.storage import Storage
 
@@ -44,10 +44,7 @@ async def current_caller(
     it (`keyed_router`), so a new route cannot forget to; FastAPI runs it once a request."""
     if credentials is None:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    settings: Settings = request.app.state.settings
-    caller = await authenticate(
-        request.app.state.engine, credentials.credentials, settings.rate_limit_per_minute
-    )
+    caller = await request.app.state.authenticator.caller(credentials.credentials)
     request.state.api_key_id = str(caller.key_id)
     return caller
 

@@ -5,6 +5,7 @@ named)."""
 import hashlib
 import math
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -12,27 +13,47 @@ from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.core.db import autocommit
-from app.core.errors import RateLimited, Unauthorized
+from app.core.errors import ApiError, RateLimited, Unauthorized
 from app.models import ApiKey
 
 KEY_PREFIX = "tdm_"
 
-# Finds the key and counts the request in the current minute's window in one autocommitted
-# round trip. The count is not worth a disk flush: `synchronous_commit` is off for this
-# statement, so a crash may forget the last few counts, never a key.
+# Finds the key and takes a token from its bucket in one autocommitted round trip: the bucket
+# refills at `rate` tokens a second up to `capacity`; an update that would go below one token
+# is not made, so a refused request writes nothing. The update reads the row it locked (the
+# latest, whatever raced it), so concurrent requests never take the same token. The last
+# column is the bucket's level before this request (for Retry-After). The write is not worth a
+# disk flush: `synchronous_commit` is off for this statement, so a crash may forget the last
+# few tokens taken, never a key.
 _AUTHENTICATE = text(
     """
     WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)),
     key AS (
         SELECT id, tenant FROM api_keys, no_flush
         WHERE key_hash = :key_hash AND revoked_at IS NULL
+    ),
+    level AS (
+        SELECT least(:capacity, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate)
+            AS tokens
+        FROM rate_buckets AS b, key WHERE b.api_key_id = key.id
+    ),
+    taken AS (
+        INSERT INTO rate_buckets AS b (api_key_id, tokens, updated_at)
+        SELECT id, :capacity - 1, now() FROM key
+        ON CONFLICT (api_key_id) DO UPDATE
+            SET tokens = least(:capacity, b.tokens + extract(epoch FROM now() - b.updated_at)
+                * :rate) - 1, updated_at = now()
+            WHERE least(:capacity, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate)
+                >= 1
+        RETURNING b.api_key_id
     )
-    INSERT INTO rate_limit_windows AS w (api_key_id, window_start, count)
-    SELECT id, date_trunc('minute', now()), 1 FROM key
-    ON CONFLICT (api_key_id, window_start) DO UPDATE SET count = w.count + 1
-    RETURNING w.api_key_id, (SELECT tenant FROM key), w.count, 60 - extract(second FROM now())
+    SELECT key.id, key.tenant, EXISTS (SELECT FROM taken) AS allowed,
+        (SELECT tokens FROM level) AS level
+    FROM key
     """
 )
+REFUSALS_KEPT = 10_000  # unknown or limited keys an instance remembers
+UNKNOWN_FOR_S = 60.0  # how long an instance refuses an unknown key without asking Postgres
 
 
 def hash_key(key: str) -> str:
@@ -78,18 +99,45 @@ async def revoke_api_key(sessionmaker: async_sessionmaker, key_id: uuid.UUID) ->
     return revoked.rowcount == 1
 
 
-async def authenticate(engine: AsyncEngine, key: str, limit_per_minute: int) -> Caller:
-    """The caller of a valid key; Unauthorized or RateLimited otherwise."""
-    if not key.startswith(KEY_PREFIX):
-        raise Unauthorized("invalid API key")
-    async with autocommit(engine) as conn:
-        row = (await conn.execute(_AUTHENTICATE, {"key_hash": hash_key(key)})).first()
-    if row is None:
-        raise Unauthorized("invalid API key")
-    key_id, tenant, count, seconds_left = row
-    if count > limit_per_minute:
-        raise RateLimited(
-            f"rate limit of {limit_per_minute} requests a minute exceeded",
-            headers={"Retry-After": str(max(1, math.ceil(seconds_left)))},
-        )
-    return Caller(key_id, tenant)
+class Authenticator:
+    """Checks keys and their rate limit. What it already knows is refused without a round
+    trip: a key Postgres did not know (for a minute: a revoked key stays refused) and a key over
+    its limit (until its Retry-After), so floods cost the database nothing."""
+
+    def __init__(self, engine: AsyncEngine, limit_per_minute: int) -> None:
+        self.engine = engine
+        self.limit = limit_per_minute
+        self._refused: dict[str, tuple[float, ApiError]] = {}  # key hash -> (until, error)
+
+    async def caller(self, key: str) -> Caller:
+        """The caller of a valid key within its limit; Unauthorized or RateLimited otherwise."""
+        if not key.startswith(KEY_PREFIX):
+            raise Unauthorized("invalid API key")
+        hashed = hash_key(key)
+        now = time.monotonic()
+        if (known := self._refused.get(hashed)) is not None:
+            until, error = known
+            if now < until:
+                if isinstance(error, RateLimited):
+                    error.headers["Retry-After"] = str(max(1, math.ceil(until - now)))
+                raise error
+            del self._refused[hashed]
+        params = {"key_hash": hashed, "capacity": self.limit, "rate": self.limit / 60}
+        async with autocommit(self.engine) as conn:
+            row = (await conn.execute(_AUTHENTICATE, params)).first()
+        if row is None:
+            raise self._remember(hashed, now + UNKNOWN_FOR_S, Unauthorized("invalid API key"))
+        if not row.allowed:
+            wait = (1 - (row.level or 0)) * 60 / self.limit
+            error = RateLimited(
+                f"rate limit of {self.limit} requests a minute exceeded",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+            raise self._remember(hashed, now + wait, error)
+        return Caller(row.id, row.tenant)
+
+    def _remember(self, hashed: str, until: float, error: ApiError) -> ApiError:
+        if len(self._refused) >= REFUSALS_KEPT:  # the oldest first
+            del self._refused[next(iter(self._refused))]
+        self._refused[hashed] = (until, error)
+        return error

@@ -23,7 +23,7 @@ TABLES = {
     "job_parts",
     "jobs",
     "messages",
-    "rate_limit_windows",
+    "rate_buckets",
 }
 
 

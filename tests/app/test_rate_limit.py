@@ -1,0 +1,97 @@
+"""The rate limit: a token bucket per key in Postgres (every instance draws from one), up to
+RATE_LIMIT_PER_MINUTE at once and refilled at that rate, whatever the calendar minute; racing
+requests never share a token; and what an instance already knows is over the limit or unknown
+is refused without touching the database."""
+
+import asyncio
+
+import pytest
+from sqlalchemy import event, text
+
+from app.core.errors import RateLimited
+from app.services.api_keys import Authenticator, hash_key
+from tests.conftest import controlled_backend, make_settings, start_api
+
+
+@pytest.fixture
+async def limited(database_url):
+    async for api in start_api(
+        make_settings(database_url, rate_limit_per_minute=5), controlled_backend()
+    ):
+        yield api
+
+
+class StatementCount:
+    """Statements the API's engine sends while counting."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.count = engine.sync_engine, 0
+
+    def __enter__(self) -> "StatementCount":
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args) -> None:
+        self.count += 1
+
+
+async def test_racing_requests_take_at_most_the_buckets_tokens(limited):
+    answers = await asyncio.gather(*(limited.get("/v1/users/u/conversations") for _ in range(20)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * 5 + [429] * 15
+
+
+async def test_over_the_limit_is_refused_without_a_round_trip(limited):
+    for _ in range(5):
+        assert (await limited.get("/v1/users/u/conversations")).status_code == 200
+    first = await limited.get("/v1/users/u/conversations")
+    assert first.status_code == 429
+    assert 1 <= int(first.headers["retry-after"]) <= 12  # a token comes back every 12 s
+    with StatementCount(limited.app.state.engine) as statements:
+        for _ in range(10):
+            again = await limited.get("/v1/users/u/conversations")
+            assert again.status_code == 429 and int(again.headers["retry-after"]) >= 1
+    assert statements.count == 0
+
+
+async def test_a_refused_request_writes_nothing(limited):
+    for _ in range(5):
+        await limited.get("/v1/users/u/conversations")
+    read = text(
+        "SELECT tokens, updated_at FROM rate_buckets JOIN api_keys ON api_keys.id = api_key_id"
+        " WHERE key_hash = :hash"
+    ).bindparams(hash=hash_key(limited.key))
+    async with limited.app.state.engine.connect() as conn:
+        before = (await conn.execute(read)).one()
+    # Another instance, which has not refused this key yet, asks Postgres.
+    other = Authenticator(limited.app.state.engine, 5)
+    with pytest.raises(RateLimited):
+        await other.caller(limited.key)
+    async with limited.app.state.engine.connect() as conn:
+        assert (await conn.execute(read)).one() == before
+
+
+async def test_the_bucket_refills_at_the_limits_rate(limited):
+    for _ in range(5):
+        await limited.get("/v1/users/u/conversations")
+    async with limited.app.state.engine.begin() as conn:  # 24 s pass: two tokens come back
+        await conn.execute(
+            text("UPDATE rate_buckets SET updated_at = updated_at - interval '24 s'")
+        )
+    other = Authenticator(limited.app.state.engine, 5)
+    await other.caller(limited.key)
+    await other.caller(limited.key)
+    with pytest.raises(RateLimited):
+        await other.caller(limited.key)
+
+
+async def test_an_unknown_key_asks_the_database_once(limited):
+    headers = {"Authorization": "Bearer tdm_not-a-key-anyone-made"}
+    with StatementCount(limited.app.state.engine) as statements:
+        for _ in range(20):
+            response = await limited.client.get("/v1/users/u/conversations", headers=headers)
+            assert response.status_code == 401
+    assert statements.count == 1
