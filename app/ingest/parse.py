@@ -57,10 +57,20 @@ def media_type(declared: str | None, filename: str | None) -> str:
     )
 
 
-def parse(data: bytes, content_type: str) -> list[Section]:
-    """The sections of a file of a type `media_type` returned; ParseError if it has no text."""
+@dataclass(frozen=True)
+class Parsed:
+    """A file's sections, and the title it gives itself: a Markdown document's first heading,
+    an HTML page's `<title>`, a PDF's metadata title (None: it gives none)."""
+
+    title: str | None
+    sections: list[Section]
+
+
+def parse(data: bytes, content_type: str) -> Parsed:
+    """A file of a type `media_type` returned, parsed; ParseError if it has no text."""
+    title = None
     if content_type == "application/pdf":
-        sections = _pdf_sections(data)
+        title, sections = _pdf_sections(data)
     else:
         try:
             text = data.decode("utf-8-sig")
@@ -68,21 +78,27 @@ def parse(data: bytes, content_type: str) -> list[Section]:
             raise ParseError(f"the file is not UTF-8 text (byte {exc.start})") from None
         if "\x00" in text:
             raise ParseError(f"the file is not text: it holds a NUL byte (at {text.index(chr(0))})")
-        if content_type == "text/html":
-            text = html_to_markdown(text)
-        sections = [Section("", text)] if content_type == "text/plain" else markdown_sections(text)
+        if content_type == "text/plain":
+            sections = [Section("", text)]
+        else:
+            if content_type == "text/html":
+                title, text = html_to_markdown(text)
+            first_heading, sections = markdown_sections(text)
+            title = title or first_heading
     sections = [s for s in sections if s.text.strip()]
     if not sections:
         raise ParseError("the document holds no text")
-    return sections
+    return Parsed(title.strip() if title and title.strip() else None, sections)
 
 
 _ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 
-def markdown_sections(text: str) -> list[Section]:
-    """Sections under each ATX heading (`#` to `######`); `#` inside code fences is text."""
+def markdown_sections(text: str) -> tuple[str | None, list[Section]]:
+    """The first heading, and the sections under each ATX heading (`#` to `######`); `#`
+    inside code fences is text."""
+    first = None
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
     lines: list[str] = []
@@ -103,25 +119,29 @@ def markdown_sections(text: str) -> list[Section]:
             level = len(heading.group(1))
             path = [(lvl, title) for lvl, title in path if lvl < level]
             path.append((level, heading.group(2).strip()))
+            first = first or heading.group(2).strip()
         else:
             lines.append(line)
     flush()
-    return sections
+    return first, sections
 
 
 class _HtmlText(HTMLParser):
     """HTML as Markdown-like text: headings as `#` lines, blocks on their own lines, no
     scripts, styles or head."""
 
-    SKIP = frozenset({"script", "style", "head", "noscript", "template", "svg"})
+    SKIP = frozenset({"script", "style", "head", "title", "noscript", "template", "svg"})
     BLOCKS = frozenset({"p", "div", "li", "tr", "br", "section", "article", "pre", "table"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
+        self.title: list[str] = []  # the <title>'s text
         self.skipping = 0
+        self.in_title = False
 
     def handle_starttag(self, tag: str, attrs) -> None:
+        self.in_title = tag == "title" or self.in_title
         if tag in self.SKIP:
             self.skipping += 1
         elif re.fullmatch(r"h[1-6]", tag):
@@ -130,25 +150,31 @@ class _HtmlText(HTMLParser):
             self.out.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
+        self.in_title = self.in_title and tag != "title"
         if tag in self.SKIP:
             self.skipping = max(0, self.skipping - 1)
         elif re.fullmatch(r"h[1-6]", tag) or tag in self.BLOCKS:
             self.out.append("\n")
 
     def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title.append(data)
         if not self.skipping:
             self.out.append(re.sub(r"\s+", " ", data) if data.strip() else " ")
 
 
-def html_to_markdown(html: str) -> str:
+def html_to_markdown(html: str) -> tuple[str | None, str]:
+    """The page's `<title>`, and its text as Markdown."""
     parser = _HtmlText()
     parser.feed(html)
     parser.close()
     lines = (line.strip() for line in "".join(parser.out).splitlines())
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    title = re.sub(r"\s+", " ", "".join(parser.title)).strip() or None
+    return title, re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def _pdf_sections(data: bytes) -> list[Section]:
+def _pdf_sections(data: bytes) -> tuple[str | None, list[Section]]:
+    """The PDF's metadata title, and a section per page."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -161,10 +187,12 @@ def _pdf_sections(data: bytes) -> list[Section]:
             if encrypted
             else [(p.extract_text() or "").replace("\x00", "") for p in reader.pages]
         )
+        title = None if encrypted else (reader.metadata or {}).get("/Title")
     except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         raise ParseError(f"the PDF could not be read: {exc}") from None
     if encrypted:
         raise ParseError("the PDF is encrypted: upload it without a password")
     if not any(page.strip() for page in pages):
         raise ParseError("the PDF holds no text (a scanned PDF needs OCR first)")
-    return [Section(f"page {n}", text) for n, text in enumerate(pages, 1)]
+    sections = [Section(f"page {n}", text) for n, text in enumerate(pages, 1)]
+    return (str(title).replace("\x00", "") if title else None), sections

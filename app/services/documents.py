@@ -40,11 +40,13 @@ class Prepared:
 def prepare(upload: Upload, settings: Settings) -> Prepared:
     """Parse and chunk `upload` (CPU work: run it off the event loop)."""
     try:
-        sections = parse(upload.data, upload.content_type)
+        parsed = parse(upload.data, upload.content_type)
     except ParseError as exc:
         raise InvalidInput(str(exc)) from None
-    chunks = chunk_sections(sections, settings.chunk_tokens, settings.chunk_overlap_tokens)
-    title = upload.title or next((s.heading for s in sections if s.heading), upload.source_id)
+    chunks = chunk_sections(parsed.sections, settings.chunk_tokens, settings.chunk_overlap_tokens)
+    # The title given, else the file's own (first heading, <title>, PDF metadata), else the
+    # source_id (a form upload's file name by default).
+    title = upload.title or parsed.title or upload.source_id
     return Prepared(title, chunks, [embedding_text(title, chunk) for chunk in chunks])
 
 

@@ -56,15 +56,34 @@ async def test_json_document_is_chunked_embedded_and_stored(api):
 
 
 @pytest.mark.parametrize(
-    ("filename", "content_type", "data", "heading"),
+    ("filename", "content_type", "data", "heading", "title"),
     [
-        ("notes.md", "text/markdown", b"# Notes\nSome notes.", "Notes"),
-        ("page.html", "text/html", b"<h1>Page</h1><p>Hello there.</p>", "Page"),
-        ("plain.txt", "text/plain", b"Just text.", ""),
-        ("report.pdf", "application/octet-stream", pdf("Quarterly report."), "page 1"),
+        ("notes.md", "text/markdown", b"# Notes\n## Today\nSome notes.", "Notes > Today", "Notes"),
+        (
+            "page.html",
+            "text/html",
+            b"<title>The Page</title><h1>Page</h1><p>Hello there.</p>",
+            "Page",
+            "The Page",
+        ),
+        ("plain.txt", "text/plain", b"Just text.", "", "plain.txt"),
+        (
+            "report.pdf",
+            "application/octet-stream",
+            pdf("Quarterly report."),
+            "page 1",
+            "report.pdf",
+        ),
+        (
+            "q3.pdf",
+            "application/pdf",
+            pdf("Quarterly report.", title="Q3 Report"),
+            "page 1",
+            "Q3 Report",
+        ),
     ],
 )
-async def test_files_of_each_type(api, filename, content_type, data, heading):
+async def test_files_of_each_type(api, filename, content_type, data, heading, title):
     files = {"file": (filename, data, content_type)}
     response = await api.post("/v1/documents", files=files, data={"metadata": '{"a": 1}'})
     assert response.status_code == 201, response.text
@@ -72,6 +91,7 @@ async def test_files_of_each_type(api, filename, content_type, data, heading):
     assert document["source_id"] == filename and document["metadata"] == {"a": 1}
     rows = await chunk_rows(api, document["id"])
     assert len(rows) == 1 and rows[0].heading == heading
+    assert document["title"] == title  # the file's own, else its name
 
 
 async def test_same_source_id_replaces_the_document_atomically(api):

@@ -11,8 +11,10 @@ from app.ingest.chunk import chunk_sections, count_tokens
 from app.ingest.parse import ParseError, Section, UnsupportedType, media_type, parse
 
 
-def pdf(*pages: str) -> bytes:
+def pdf(*pages: str, title: str | None = None) -> bytes:
     document = FPDF()
+    if title:
+        document.set_title(title)
     document.set_font("helvetica", size=12)
     for text in pages:
         document.add_page()
@@ -48,7 +50,9 @@ def test_markdown_sections_follow_the_heading_path():
         "Preface line.\n# Guide\nIntro.\n## Install\n```\n# a comment, not a heading\n```\n"
         "### Linux ###\nUse apt.\n## Usage\nRun it.\n"
     )
-    assert parse(text.encode(), "text/markdown") == [
+    parsed = parse(text.encode(), "text/markdown")
+    assert parsed.title == "Guide"  # the first heading, not a heading path
+    assert parsed.sections == [
         Section("", "Preface line."),
         Section("Guide", "Intro."),
         Section("Guide > Install", "```\n# a comment, not a heading\n```"),
@@ -63,7 +67,9 @@ def test_html_keeps_headings_and_drops_scripts_and_styles():
         "<h1>Top</h1><p>Fish &amp; chips</p><script>alert(1)</script>"
         "<h2>Sub</h2><ul><li>one</li><li>two</li></ul></body></html>"
     )
-    sections = parse(html.encode(), "text/html")
+    parsed = parse(html.encode(), "text/html")
+    assert parsed.title == "T"  # the page's <title>
+    sections = parsed.sections
     assert [s.heading for s in sections] == ["Top", "Top > Sub"]
     assert "Fish & chips" in sections[0].text
     assert sections[1].text.split() == ["one", "two"]
@@ -71,11 +77,20 @@ def test_html_keeps_headings_and_drops_scripts_and_styles():
 
 
 def test_pdf_pages_are_sections():
-    sections = parse(pdf("Alpha page text.", "Beta page text."), "application/pdf")
-    assert [(s.heading, s.text.strip()) for s in sections] == [
+    parsed = parse(pdf("Alpha page text.", "Beta page text."), "application/pdf")
+    assert [(s.heading, s.text.strip()) for s in parsed.sections] == [
         ("page 1", "Alpha page text."),
         ("page 2", "Beta page text."),
     ]
+    assert parsed.title is None  # no metadata title: the caller falls back to the file name
+    titled = parse(pdf("Text.", title="Annual Report 2026"), "application/pdf")
+    assert titled.title == "Annual Report 2026"
+
+
+def test_a_page_without_title_or_heading_gives_none():
+    assert parse(b"<p>just text</p>", "text/html").title is None
+    assert parse(b"just text", "text/markdown").title is None
+    assert parse(b"# Looks like a heading", "text/plain").title is None
 
 
 def test_bad_pdfs_are_parse_errors():
