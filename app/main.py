@@ -63,7 +63,8 @@ def create_app(
                 await app.state.backend.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)
+    # No redirect for a trailing slash: a bodiless 307 that clients drop their body on.
+    app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -212,13 +212,27 @@ class EmbedJobIn(Strict):
     )
 
 
-class JobOut(BaseModel):
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+T = TypeVar("T")
+
+
+class JobSummary(BaseModel):
     job_id: uuid.UUID
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed"]
-    result: dict[str, Any] | None
+    status: JobStatus
     error: str | None
     parts_done: int
     parts: int
     created_at: datetime
     updated_at: datetime
+
+
+class JobOut(JobSummary):
+    result: dict[str, Any] | None
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, newest first; `next_cursor` asks for the next (None: the last)."""
+
+    items: list[T]
+    next_cursor: str | None

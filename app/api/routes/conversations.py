@@ -1,10 +1,11 @@
-"""Reading stored conversations (the caller's tenant's only)."""
+"""Stored conversations (the caller's tenant's only): read, list, delete one, and erase a
+user's."""
 
 import uuid
 from typing import Annotated
 
-from fastapi import Path, Query
-from sqlalchemy import select
+from fastapi import Path, Query, Response
+from sqlalchemy import delete, select
 
 from app.api.deps import CallerDep, SessionDep, keyed_router
 from app.models import Conversation, Message
@@ -42,3 +43,29 @@ async def list_conversations(
         .limit(limit)
     )
     return ConversationList(conversations=[ConversationSummary.model_validate(c) for c in rows])
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204, response_class=Response)
+async def delete_conversation(
+    conversation_id: uuid.UUID, session: SessionDep, caller: CallerDep
+) -> None:
+    """Deletes the conversation with its messages."""
+    conversation = await get_conversation(session, conversation_id, caller.tenant)
+    await session.delete(conversation)
+    await session.commit()
+
+
+@router.delete("/users/{user_id}", status_code=204, response_class=Response)
+async def erase_user(
+    user_id: Annotated[str, Path(min_length=1, max_length=128)],
+    session: SessionDep,
+    caller: CallerDep,
+) -> None:
+    """Erases what the tenant holds of a user (a data subject's request): every conversation
+    of theirs, with its messages. Nothing to erase is not an error."""
+    await session.execute(
+        delete(Conversation).where(
+            Conversation.tenant == caller.tenant, Conversation.user_id == user_id
+        )
+    )
+    await session.commit()

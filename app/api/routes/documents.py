@@ -1,5 +1,5 @@
 """`/v1/documents`: upload a document (a file, or text as JSON) to be chunked, embedded and
-searched; read and delete one."""
+searched; list the tenant's, read and delete one."""
 
 import uuid
 from typing import Annotated
@@ -21,9 +21,10 @@ from app.api.upload_body import body_kind, form_upload, upload_openapi, validate
 from app.core.errors import UnsupportedMediaType
 from app.ingest.parse import UnsupportedType, media_type
 from app.models import Document
-from app.schemas import DocumentIn, DocumentOut, JobOut
+from app.schemas import DocumentIn, DocumentOut, JobOut, Page, UploadOut
 from app.services.documents import get_document, ingest
 from app.services.jobs import ingest_later
+from app.services.listing import list_uploads
 from app.services.uploads import Upload, check_size, delete_upload
 
 router = keyed_router(tags=["documents"])
@@ -76,6 +77,19 @@ async def create_document(
     return document
 
 
+@router.get("/documents")
+async def list_documents(
+    engine: EngineDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    source_id_prefix: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[UploadOut]:
+    """The tenant's documents, newest first, `limit` at a time (`cursor`: the last page's
+    `next_cursor`)."""
+    return await list_uploads(engine, Document, caller.tenant, limit, cursor, source_id_prefix)
+
+
 @router.get("/documents/{document_id}")
 async def read_document(
     document_id: uuid.UUID, engine: EngineDep, caller: CallerDep
@@ -83,7 +97,7 @@ async def read_document(
     return await get_document(engine, document_id, caller.tenant)
 
 
-@router.delete("/documents/{document_id}", status_code=204)
+@router.delete("/documents/{document_id}", status_code=204, response_class=Response)
 async def remove_document(
     document_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep
 ) -> None:

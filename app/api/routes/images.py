@@ -1,9 +1,10 @@
 """`/v1/images`: upload an image (a file, or a URL to fetch) to be embedded with CLIP and
-found by text search; read and delete one."""
+found by text search; list the tenant's, read and delete one."""
 
 import uuid
+from typing import Annotated
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 
 from app.api.deps import (
     BackendDep,
@@ -17,8 +18,9 @@ from app.api.deps import (
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
 from app.core.errors import InvalidInput
 from app.models import Image
-from app.schemas import ImageIn, UploadOut
+from app.schemas import ImageIn, Page, UploadOut
 from app.services.images import add_image, fetch_image, get_image, image_type
+from app.services.listing import list_uploads
 from app.services.uploads import Upload, check_size, delete_upload
 
 router = keyed_router(tags=["images"])
@@ -60,12 +62,25 @@ async def create_image(
     return image
 
 
+@router.get("/images")
+async def list_images(
+    engine: EngineDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    source_id_prefix: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[UploadOut]:
+    """The tenant's images, newest first, `limit` at a time (`cursor`: the last page's
+    `next_cursor`)."""
+    return await list_uploads(engine, Image, caller.tenant, limit, cursor, source_id_prefix)
+
+
 @router.get("/images/{image_id}")
 async def read_image(image_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> UploadOut:
     return await get_image(engine, image_id, caller.tenant)
 
 
-@router.delete("/images/{image_id}", status_code=204)
+@router.delete("/images/{image_id}", status_code=204, response_class=Response)
 async def remove_image(
     image_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep
 ) -> None:

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Header, Query, Request
 from app.api.deps import CallerDep, EngineDep, JobsDep, SettingsDep, keyed_router
 from app.core.errors import InvalidInput, Unauthorized
 from app.inference.runpod import queued_job
-from app.schemas import EmbedJobIn, JobOut
+from app.schemas import EmbedJobIn, JobOut, JobStatus, JobSummary, Page
 from app.services.embedding import batched, embed_job
 from app.services.jobs import get_job, replayed, request_hash, webhook_signature
+from app.services.listing import list_jobs
 
 router = keyed_router(tags=["jobs"])
 webhook_router = APIRouter(include_in_schema=False)  # RunPod's: its signature is the credential
@@ -45,6 +46,18 @@ async def create_job(
     parts = [("embed", embed_job(batch)) for batch in batches]
     job, _ = await jobs.create(caller, "embed", payload, parts, idempotency_key, hashed)
     return job
+
+
+@router.get("/jobs")
+async def list_jobs_route(
+    engine: EngineDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: JobStatus | None = None,
+) -> Page[JobSummary]:
+    """The tenant's jobs, newest first, without their results (`GET /v1/jobs/{job_id}`)."""
+    return await list_jobs(engine, caller.tenant, limit, cursor, status)
 
 
 @router.get("/jobs/{job_id}")
