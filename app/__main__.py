@@ -92,10 +92,13 @@ def _banner(settings: Settings, host: str, port: int) -> str:
     else:
         database = f"embedded Postgres (pgvector) in {settings.tandem_home / 'pgdata'}"
     if settings.inference_backend == "local":
+        from app.inference.local_models import TINY_CLIP, TINY_LLM, served
+
         embedder = settings.text_embedding_model or "all-MiniLM-L6-v2 (packaged)"
         inference = (
-            f"in-process: chat {settings.llm_model}, text embeddings {embedder}, "
-            f"CLIP {settings.clip_model}\n"
+            f"in-process: chat {served(settings.llm_model, TINY_LLM)},\n"
+            f"             text embeddings {embedder},\n"
+            f"             CLIP {served(settings.clip_model, TINY_CLIP)}\n"
             "             (they load in the background; /readiness answers 200 once they have)"
         )
     else:
@@ -114,7 +117,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.banner:
         print(_banner(settings, args.host, args.port), flush=True)
-    uvicorn.run("app.main:app", host=args.host, port=args.port, log_config=None, proxy_headers=True)
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,  # RequestContextMiddleware logs each request, once, as JSON
+        proxy_headers=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -53,6 +53,13 @@ def tiny_model(directory: Path, build: Callable[[Path], Path]) -> str:
     return str(directory)
 
 
+def served(name: str, tiny: str) -> str:
+    """What serves model `name`, said before it loads: the model, or the tiny stand-in."""
+    if offline_path(name) is not None:
+        return name
+    return f"{tiny} (a tiny random stand-in: {name} is not available offline)"
+
+
 def _resolve(setting: str, name: str, tiny: Path, build: Callable[[Path], Path]) -> tuple[str, str]:
     """(directory, served name) of model `name`, or of the tiny stand-in built in `tiny`."""
     path = offline_path(name)

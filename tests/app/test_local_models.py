@@ -7,9 +7,11 @@ import pytest
 from app.core.errors import InputRefused
 from app.inference.local_models import (
     TINY_CLIP,
+    TINY_LLM,
     chat_worker,
     clip_worker,
     offline_path,
+    served,
     text_embedding_worker,
     tiny_model,
 )
@@ -19,6 +21,14 @@ from tests.conftest import make_settings
 DEPLOY_A = "How do I deploy my FastAPI service to Cloud Run?"
 DEPLOY_B = "Steps to ship a FastAPI app on Google Cloud Run."
 UNRELATED = "My grandmother bakes apple pie every Sunday."
+
+
+def test_the_start_up_banner_names_what_will_really_serve(tmp_path):
+    """`make dev` says so when a configured model is not available and a stand-in serves."""
+    assert served("tandem-tests/not-cached", TINY_LLM) == (
+        f"{TINY_LLM} (a tiny random stand-in: tandem-tests/not-cached is not available offline)"
+    )
+    assert served(str(tmp_path), TINY_LLM) == str(tmp_path)  # a model directory serves itself
 
 
 def test_a_directory_or_a_cached_hub_id_is_available_offline(tmp_path):
