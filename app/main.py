@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.api.routes import (
     chat,
@@ -64,7 +65,10 @@ def create_app(
             await engine.dispose()
 
     # No redirect for a trailing slash: a bodiless 307 that clients drop their body on.
-    app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan, redirect_slashes=False)
+    # /docs works offline: Swagger UI's assets come from the fastapi-offline package.
+    app = FastAPIOffline(
+        title="Tandem API", version="0.1.0", lifespan=lifespan, redirect_slashes=False
+    )
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -236,3 +236,39 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["validation_error"], description="stable, for programs")
+    message: str = Field(examples=["message: String should have at least 1 character"])
+    request_id: str = Field(description="also in the X-Request-ID header; quote it to support")
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error."""
+
+    error: ErrorDetail
+
+
+_ERRORS = {
+    401: "No valid API key",
+    404: "Not found (another tenant's is not found either)",
+    413: "A body or an input over a limit",
+    415: "A file type that is not supported",
+    422: "Input to fix: the message names the field",
+    429: "Over the rate limit: retry after Retry-After seconds",
+    502: "A worker failed",
+    503: "The database or RunPod is unreachable, or a model is still loading",
+    504: "A worker ran past the timeout",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for `statuses`, each with the error shape."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        responses[status] = {"model": ErrorBody, "description": _ERRORS[status]}
+        if status == 429:
+            retry = {"description": "seconds to wait", "schema": {"type": "integer"}}
+            responses[status]["headers"] = {"Retry-After": retry}
+    return responses

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
 from app.inference.base import InferenceBackend
+from app.schemas import error_responses
 from app.services.api_keys import Caller
 from app.services.jobs import JobRunner
 from app.storage import Storage
@@ -50,8 +51,14 @@ async def current_caller(
 
 
 def keyed_router(**kwargs: Any) -> APIRouter:
-    """A `/v1` router whose every route requires an API key."""
-    return APIRouter(prefix="/v1", dependencies=[Depends(current_caller)], **kwargs)
+    """A `/v1` router whose every route requires an API key, and documents the errors any of
+    them can give (routes add their own)."""
+    return APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(current_caller)],
+        responses=error_responses(401, 422, 429, 503),
+        **kwargs,
+    )
 
 
 # Dependencies are `async def` so FastAPI runs them inline instead of in its thread pool.

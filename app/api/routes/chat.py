@@ -18,7 +18,7 @@ from app.api.deps import (
 )
 from app.core.errors import ApiError, WorkerFailed, error_body
 from app.inference.base import InferenceBackend
-from app.schemas import ChatRequest, ChatResponse, Source
+from app.schemas import ChatRequest, ChatResponse, Source, error_responses
 from app.services.chat import (
     grounded,
     job_input,
@@ -39,7 +39,10 @@ def _event(name: str, data: object) -> bytes:
 @router.post(
     "/chat",
     response_model=ChatResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "with stream: true"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "with stream: true"},
+        **error_responses(404, 413, 502, 504),
+    },
 )
 async def chat(
     body: ChatRequest,

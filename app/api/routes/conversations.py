@@ -9,13 +9,19 @@ from sqlalchemy import delete, select
 
 from app.api.deps import CallerDep, SessionDep, keyed_router
 from app.models import Conversation, Message
-from app.schemas import ConversationList, ConversationOut, ConversationSummary, MessageOut
+from app.schemas import (
+    ConversationList,
+    ConversationOut,
+    ConversationSummary,
+    MessageOut,
+    error_responses,
+)
 from app.services.chat import get_conversation
 
 router = keyed_router(tags=["conversations"])
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get("/conversations/{conversation_id}", responses=error_responses(404))
 async def read_conversation(
     conversation_id: uuid.UUID, session: SessionDep, caller: CallerDep
 ) -> ConversationOut:
@@ -45,7 +51,12 @@ async def list_conversations(
     return ConversationList(conversations=[ConversationSummary.model_validate(c) for c in rows])
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/conversations/{conversation_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+)
 async def delete_conversation(
     conversation_id: uuid.UUID, session: SessionDep, caller: CallerDep
 ) -> None:

@@ -21,7 +21,7 @@ from app.api.upload_body import body_kind, form_upload, upload_openapi, validate
 from app.core.errors import UnsupportedMediaType
 from app.ingest.parse import UnsupportedType, media_type
 from app.models import Document
-from app.schemas import DocumentIn, DocumentOut, JobOut, Page, UploadOut
+from app.schemas import DocumentIn, DocumentOut, JobOut, Page, UploadOut, error_responses
 from app.services.documents import get_document, ingest
 from app.services.jobs import ingest_later
 from app.services.listing import list_uploads
@@ -40,6 +40,7 @@ _BODY = upload_openapi(DocumentIn)
     responses={
         200: {"model": DocumentOut, "description": "replaced the source_id's document"},
         202: {"model": JobOut, "description": "with async=true: the job that ingests it"},
+        **error_responses(413, 415, 502, 504),
     },
 )
 async def create_document(
@@ -90,14 +91,19 @@ async def list_documents(
     return await list_uploads(engine, Document, caller.tenant, limit, cursor, source_id_prefix)
 
 
-@router.get("/documents/{document_id}")
+@router.get("/documents/{document_id}", responses=error_responses(404))
 async def read_document(
     document_id: uuid.UUID, engine: EngineDep, caller: CallerDep
 ) -> DocumentOut:
     return await get_document(engine, document_id, caller.tenant)
 
 
-@router.delete("/documents/{document_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/documents/{document_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
+)
 async def remove_document(
     document_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep
 ) -> None:

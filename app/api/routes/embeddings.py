@@ -2,13 +2,13 @@
 
 from app.api.deps import BackendDep, RequestIdDep, SettingsDep, keyed_router
 from app.core.errors import WorkerFailed
-from app.schemas import EmbeddingRequest, EmbeddingResponse
+from app.schemas import EmbeddingRequest, EmbeddingResponse, error_responses
 from app.services.embedding import clip_job
 
 router = keyed_router(tags=["embeddings"])
 
 
-@router.post("/embeddings")
+@router.post("/embeddings", responses=error_responses(413, 502, 504))
 async def embeddings(
     body: EmbeddingRequest,
     settings: SettingsDep,

@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from app.api.deps import BackendDep, EngineDep
 from app.core.errors import error_body, request_id_of
+from app.schemas import ErrorBody
 
 router = APIRouter(tags=["health"])
 READINESS_TIMEOUT_S = 3.0
@@ -19,7 +20,15 @@ async def health() -> dict[str, bool]:
     return {"ok": True}
 
 
-@router.get("/readiness")
+@router.get(
+    "/readiness",
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "Not ready: the message and `checks` name what failed",
+        }
+    },
+)
 async def readiness(request: Request, engine: EngineDep, backend: BackendDep) -> JSONResponse:
     checks = {"database": "ok", **backend.checks()}
     try:

@@ -18,7 +18,7 @@ from app.api.deps import (
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
 from app.core.errors import InvalidInput
 from app.models import Image
-from app.schemas import ImageIn, Page, UploadOut
+from app.schemas import ImageIn, Page, UploadOut, error_responses
 from app.services.images import add_image, fetch_image, get_image, image_type
 from app.services.listing import list_uploads
 from app.services.uploads import Upload, check_size, delete_upload
@@ -32,7 +32,10 @@ _BODY = upload_openapi(ImageIn)
     "/images",
     status_code=201,
     openapi_extra=_BODY,
-    responses={200: {"model": UploadOut, "description": "replaced the source_id's image"}},
+    responses={
+        200: {"model": UploadOut, "description": "replaced the source_id's image"},
+        **error_responses(413, 415, 502, 504),
+    },
 )
 async def create_image(
     request: Request,
@@ -75,12 +78,14 @@ async def list_images(
     return await list_uploads(engine, Image, caller.tenant, limit, cursor, source_id_prefix)
 
 
-@router.get("/images/{image_id}")
+@router.get("/images/{image_id}", responses=error_responses(404))
 async def read_image(image_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> UploadOut:
     return await get_image(engine, image_id, caller.tenant)
 
 
-@router.delete("/images/{image_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/images/{image_id}", status_code=204, response_class=Response, responses=error_responses(404)
+)
 async def remove_image(
     image_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep
 ) -> None:

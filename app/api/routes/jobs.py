@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from app.api.deps import CallerDep, EngineDep, JobsDep, SettingsDep, keyed_router
 from app.core.errors import InvalidInput, Unauthorized
 from app.inference.runpod import queued_job
-from app.schemas import EmbedJobIn, JobOut, JobStatus, JobSummary, Page
+from app.schemas import EmbedJobIn, JobOut, JobStatus, JobSummary, Page, error_responses
 from app.services.embedding import batched, embed_job
 from app.services.jobs import get_job, replayed, request_hash, webhook_signature
 from app.services.listing import list_jobs
@@ -60,7 +60,7 @@ async def list_jobs_route(
     return await list_jobs(engine, caller.tenant, limit, cursor, status)
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=error_responses(404))
 async def read_job(job_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> JobOut:
     return await get_job(engine, job_id, caller.tenant)
 

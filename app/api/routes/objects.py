@@ -8,12 +8,20 @@ from fastapi.responses import Response
 
 from app.api.deps import StorageDep
 from app.core.errors import Forbidden, NotFound
+from app.schemas import ErrorBody, error_responses
 from app.storage import LocalStorage, ObjectNotFound, StorageError
 
 router = APIRouter(prefix="/v1", tags=["objects"])
 
 
-@router.get("/objects/{key:path}")
+@router.get(
+    "/objects/{key:path}",
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "the object"},
+        403: {"model": ErrorBody, "description": "An invalid or expired signed URL"},
+        **error_responses(404, 422),
+    },
+)
 async def read_object(
     key: str,
     storage: StorageDep,
