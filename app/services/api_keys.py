@@ -13,7 +13,7 @@ from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.core.db import autocommit
-from app.core.errors import ApiError, RateLimited, Unauthorized
+from app.core.errors import RateLimited, Unauthorized
 from app.models import ApiKey
 
 KEY_PREFIX = "tdm_"
@@ -107,7 +107,8 @@ class Authenticator:
     def __init__(self, engine: AsyncEngine, limit_per_minute: int) -> None:
         self.engine = engine
         self.limit = limit_per_minute
-        self._refused: dict[str, tuple[float, ApiError]] = {}  # key hash -> (until, error)
+        # key hash -> until when it is refused here, and whether for its limit (else unknown)
+        self._refused: dict[str, tuple[float, bool]] = {}
 
     async def caller(self, key: str) -> Caller:
         """The caller of a valid key within its limit; Unauthorized or RateLimited otherwise."""
@@ -116,28 +117,29 @@ class Authenticator:
         hashed = hash_key(key)
         now = time.monotonic()
         if (known := self._refused.get(hashed)) is not None:
-            until, error = known
+            until, limited = known
             if now < until:
-                if isinstance(error, RateLimited):
-                    error.headers["Retry-After"] = str(max(1, math.ceil(until - now)))
-                raise error
+                raise self._limited(until - now) if limited else Unauthorized("invalid API key")
             del self._refused[hashed]
         params = {"key_hash": hashed, "capacity": self.limit, "rate": self.limit / 60}
         async with autocommit(self.engine) as conn:
             row = (await conn.execute(_AUTHENTICATE, params)).first()
         if row is None:
-            raise self._remember(hashed, now + UNKNOWN_FOR_S, Unauthorized("invalid API key"))
+            self._remember(hashed, now + UNKNOWN_FOR_S, limited=False)
+            raise Unauthorized("invalid API key")
         if not row.allowed:
             wait = (1 - (row.level or 0)) * 60 / self.limit
-            error = RateLimited(
-                f"rate limit of {self.limit} requests a minute exceeded",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-            raise self._remember(hashed, now + wait, error)
+            self._remember(hashed, now + wait, limited=True)
+            raise self._limited(wait)
         return Caller(row.id, row.tenant)
 
-    def _remember(self, hashed: str, until: float, error: ApiError) -> ApiError:
+    def _limited(self, wait_s: float) -> RateLimited:
+        return RateLimited(
+            f"rate limit of {self.limit} requests a minute exceeded",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
+
+    def _remember(self, hashed: str, until: float, limited: bool) -> None:
         if len(self._refused) >= REFUSALS_KEPT:  # the oldest first
             del self._refused[next(iter(self._refused))]
-        self._refused[hashed] = (until, error)
-        return error
+        self._refused[hashed] = (until, limited)
