@@ -185,8 +185,9 @@ class LocalBackend(InferenceBackend):
         if not task.done():
             return QueuedJob("pending")
         del self._queued[job_id]
-        if isinstance(task.exception(), ApiError):
-            return QueuedJob("failed", error=task.exception().message)
+        if (error := task.exception()) is not None:  # any failure fails the job, never the poller
+            message = error.message if isinstance(error, ApiError) else f"worker error: {error}"
+            return QueuedJob("failed", error=message)
         return QueuedJob.finished(task.result())
 
     async def aclose(self) -> None:
