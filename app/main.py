@@ -18,6 +18,7 @@ from app.api.routes import (
     objects,
     search,
 )
+from app.api.upload_body import upload_paths
 from app.core.config import Settings, get_settings
 from app.core.db import database_url, make_engine, make_sessionmaker
 from app.core.errors import DatabaseUnavailable, install_error_handlers
@@ -70,12 +71,6 @@ def create_app(
         title="Tandem API", version="0.1.0", lifespan=lifespan, redirect_slashes=False
     )
     install_error_handlers(app)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_body_bytes,
-        upload_bytes=settings.max_upload_bytes + UPLOAD_ENVELOPE_BYTES,
-    )
-    app.add_middleware(RequestContextMiddleware)  # outermost: every response gets the id
     for module in (
         health,
         chat,
@@ -89,6 +84,13 @@ def create_app(
     ):
         app.include_router(module.router)
     app.include_router(jobs.webhook_router)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes + UPLOAD_ENVELOPE_BYTES,
+        upload_paths=upload_paths(app),
+    )
+    app.add_middleware(RequestContextMiddleware)  # outermost: every response gets the id
     return app
 
 

@@ -4,8 +4,9 @@
 import json
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -84,6 +85,18 @@ async def form_upload(request: Request, max_bytes: int) -> tuple[Upload, UploadF
     return upload, file
 
 
+UPLOAD_MARK = "x-tandem-upload"  # in an upload route's OpenAPI: its body may be a file
+
+
+def upload_paths(app: FastAPI) -> set[str]:
+    """The paths of the upload routes (`upload_openapi`), which take the upload size limit."""
+    return {
+        route.path
+        for route in app.routes
+        if isinstance(route, APIRoute) and (route.openapi_extra or {}).get(UPLOAD_MARK)
+    }
+
+
 def upload_openapi(json_model: type[BaseModel]) -> dict[str, Any]:
     """The OpenAPI request body of an upload route: the form, or `json_model` as JSON."""
     form = {
@@ -97,11 +110,12 @@ def upload_openapi(json_model: type[BaseModel]) -> dict[str, Any]:
         },
     }
     return {
+        UPLOAD_MARK: True,
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": {"schema": form},
                 "application/json": {"schema": json_model.model_json_schema()},
             },
-        }
+        },
     }

@@ -90,24 +90,24 @@ class RequestContextMiddleware:
             )
 
 
-UPLOAD_PATHS = ("/v1/documents", "/v1/images")
-
-
 class BodySizeLimitMiddleware:
-    """Answers 413 for a body over `max_bytes` (`upload_bytes` on the upload routes): at once
+    """Answers 413 for a body over `max_bytes` (`upload_bytes` on `upload_paths`): at once
     when Content-Length says so, otherwise as soon as the bytes received pass the limit
     (chunked uploads)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, upload_bytes: int, upload_paths: set[str]
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.upload_bytes = upload_bytes
+        self.upload_paths = upload_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_bytes if scope["path"] in UPLOAD_PATHS else self.max_bytes
+        limit = self.upload_bytes if scope["path"] in self.upload_paths else self.max_bytes
         too_large = f"request body over the limit of {limit} bytes"
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
