@@ -11,7 +11,6 @@ MAX_ATTEMPTS times; a job past its deadline fails, saying so.
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import uuid
@@ -28,6 +27,7 @@ from app.inference.base import InferenceBackend, QueuedJob
 from app.ingest.chunk import Chunk as TextChunk
 from app.models import Job, JobPart
 from app.schemas import JobOut
+from app.services import webhook
 from app.services.api_keys import Caller
 from app.services.documents import object_key, prepare, write_document
 from app.services.embedding import batched, checked_vectors, embed_job
@@ -49,10 +49,6 @@ def request_hash(*parts: bytes | str) -> str:
         digest.update(part if isinstance(part, bytes) else part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
-
-
-def webhook_signature(secret: str, job_id: uuid.UUID | str, part: int) -> str:
-    return hmac.new(secret.encode(), f"{job_id}:{part}".encode(), hashlib.sha256).hexdigest()
 
 
 _JOBS, _PARTS = Job.__table__, JobPart.__table__
@@ -198,13 +194,9 @@ class JobRunner:
 
     # -- moving on ------------------------------------------------------------------------
     def _webhook(self, job_id: uuid.UUID, part: int) -> str | None:
-        if self.webhook_base is None:
+        if self.webhook_base is None or self.secret is None:
             return None
-        signature = webhook_signature(self.secret, job_id, part)
-        return (
-            f"{self.webhook_base}/internal/runpod-webhook/{job_id}"
-            f"?part={part}&signature={signature}"
-        )
+        return webhook.url(self.webhook_base, self.secret, job_id, part)
 
     async def advance(self, job_id: uuid.UUID, poll: bool = False) -> None:
         """Fail the job if past its deadline; submit its pending parts; with `poll`, ask the

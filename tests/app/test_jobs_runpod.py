@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from app.services.jobs import webhook_signature
+from app.services.webhook import signature as webhook_signature
 from tests.app.test_jobs import TEXTS, finished, sql
 from tests.conftest import HMAC_SECRET, free_port, runpod_settings, serve_api, start_api
 

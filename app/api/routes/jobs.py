@@ -1,18 +1,16 @@
 """`/v1/jobs`: work that runs asynchronously (text embeddings in batches; `?async=true`
 uploads), and RunPod's webhook that completes it."""
 
-import hmac
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 
 from app.api.deps import CallerDep, EngineDep, JobsDep, SettingsDep, keyed_router
-from app.core.errors import InvalidInput, Unauthorized
-from app.inference.runpod import queued_job
 from app.schemas import EmbedJobIn, JobOut, JobStatus, JobSummary, Page, error_responses
+from app.services import webhook
 from app.services.embedding import batched, embed_job
-from app.services.jobs import get_job, replayed, request_hash, webhook_signature
+from app.services.jobs import get_job, replayed, request_hash
 from app.services.listing import list_jobs
 
 router = keyed_router(tags=["jobs"])
@@ -65,7 +63,7 @@ async def read_job(job_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> J
     return await get_job(engine, job_id, caller.tenant)
 
 
-@webhook_router.post("/internal/runpod-webhook/{job_id}")
+@webhook_router.post(webhook.PATH)
 async def runpod_webhook(
     job_id: uuid.UUID,
     request: Request,
@@ -75,14 +73,10 @@ async def runpod_webhook(
 ) -> dict[str, Any]:
     """A finished RunPod job. The URL's signature is the credential; a repeated delivery
     changes nothing and is answered 200 all the same, so RunPod stops retrying."""
-    expected = webhook_signature(jobs.secret, job_id, part) if jobs.secret else ""
-    if not expected or not hmac.compare_digest(expected, signature):
-        raise Unauthorized("the webhook signature is invalid")
+    webhook.check(jobs.secret, job_id, part, signature)
     try:
         body = await request.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict) or not isinstance(body.get("status"), str):
-        raise InvalidInput("the webhook body must be a RunPod job: {id, status, output}")
-    changed = await jobs.record(job_id, part, queued_job(body))
+    changed = await jobs.record(job_id, part, webhook.delivered(body))
     return {"ok": True, "changed": changed}
