@@ -1,7 +1,7 @@
 """Asynchronous jobs: work split into parts, each one call to a worker, queued with the
 backend's `submit` (RunPod's `/run`). A part completes through RunPod's webhook
 (`POST /internal/runpod-webhook/{job_id}`) or, without one, by polling its state; when the
-last part is done, the job is finished by its kind in the same transaction.
+last part is done, the job is finished by its kind (`KINDS`) in the same transaction.
 
 Nothing stays running forever: a part the backend has lost (RunPod keeps results 30 minutes;
 the local backend forgets its jobs when the API restarts) is submitted again, up to
@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,12 +120,49 @@ async def replayed(
         return await job_out(conn, row.id)
 
 
-def _failed(job: Row, error: str) -> tuple[dict, list[str]]:
-    """A failed job's columns, and the objects to delete after commit (an upload that was
-    never written)."""
+Finished = tuple[dict[str, Any], list[str]]  # a result, and the objects to delete after commit
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a kind of job does once its parts' text embeddings are in: `finish` makes its
+    result (in the transaction that completes the job) and names the objects to delete after
+    commit; `left_by_failure` names what a failed job of the kind leaves to delete."""
+
+    finish: Callable[[AsyncConnection, Row, list[list[float]], str | None], Awaitable[Finished]]
+    left_by_failure: Callable[[Row], list[str]] = lambda _job: []
+
+
+async def _embeddings(
+    _conn: AsyncConnection, _job: Row, vectors: list[list[float]], model: str | None
+) -> Finished:
+    return {"embeddings": vectors, "dim": len(vectors[0]) if vectors else 0, "model": model}, []
+
+
+async def _document(
+    conn: AsyncConnection, job: Row, vectors: list[list[float]], _model: str | None
+) -> Finished:
+    """The uploaded document written with its chunks (`ingest_later` stored its file)."""
+    payload = job.payload
+    chunks = [TextChunk(heading, content) for heading, content in payload["chunks"]]
+    # Jobs queued before tenants carry none in their row: the job's tenant is theirs.
+    row = await write_document(conn, {"tenant": job.tenant, **payload["row"]}, chunks, vectors)
+    result = {"document_id": str(row.id), "chunks": len(chunks), "created": row.created}
+    new_key = payload["row"]["object_key"]
+    return result, [row.old_key] if row.old_key and row.old_key != new_key else []
+
+
+KINDS = {
+    "embed": Kind(_embeddings),  # POST /v1/jobs
+    # ?async=true uploads: a failed one leaves its stored file, never written into a row.
+    "document": Kind(_document, lambda job: [job.payload["row"]["object_key"]]),
+}
+
+
+def _failed(job: Row, error: str) -> Finished:
+    """A failed job's columns, and the objects to delete after commit."""
     log.warning("job %s failed: %s", job.id, error)
-    cleanup = [job.payload["row"]["object_key"]] if job.kind == "document" else []
-    return {"status": "failed", "error": error}, cleanup
+    return {"status": "failed", "error": error}, KINDS[job.kind].left_by_failure(job)
 
 
 class JobRunner:
@@ -309,19 +348,7 @@ class JobRunner:
             ]
         except ApiError as exc:
             return _failed(job, exc.message)
-        if job.kind == "embed":
-            result = {"embeddings": vectors, "dim": dim, "model": outputs[0].get("model")}
-            cleanup = []
-        else:  # "document"
-            payload = job.payload
-            chunks = [TextChunk(heading, content) for heading, content in payload["chunks"]]
-            # Jobs queued before tenants carry none in their row: the job's tenant is theirs.
-            row = await write_document(
-                conn, {"tenant": job.tenant, **payload["row"]}, chunks, vectors
-            )
-            result = {"document_id": str(row.id), "chunks": len(chunks), "created": row.created}
-            new_key = payload["row"]["object_key"]
-            cleanup = [row.old_key] if row.old_key and row.old_key != new_key else []
+        result, cleanup = await KINDS[job.kind].finish(conn, job, vectors, outputs[0].get("model"))
         # The outputs are in the result or the chunks now: do not keep them twice.
         await conn.execute(update(JobPart).where(JobPart.job_id == job.id).values(output=None))
         return {"status": "succeeded", "result": result, "error": None}, cleanup
