@@ -4,7 +4,7 @@ key."""
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -81,4 +81,8 @@ BackendDep = Annotated[InferenceBackend, Depends(get_backend)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 CallerDep = Annotated[Caller, Depends(current_caller)]
+# A list's paging: how many at a time, and where the last page ended (its `next_cursor`).
+PageLimit = Annotated[int, Query(ge=1, le=100)]
+PageCursor = Annotated[str | None, Query(max_length=200)]
+SourceIdPrefix = Annotated[str | None, Query(max_length=200)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]

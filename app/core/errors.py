@@ -142,8 +142,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 request, 503, "database_unavailable", "the database is unavailable"
             )
-        if _sqlstate(exc) in UNSTORABLE:  # a value that slipped past validation
-            log.warning("unstorable value: %s", _sqlstate(exc))
+        if (state := _sqlstate(exc)) in UNSTORABLE:  # a value that slipped past validation
+            log.warning("unstorable value: %s", state)
             return error_response(request, 422, "validation_error", UNSTORABLE_MESSAGE)
         raise exc
 

@@ -5,10 +5,11 @@ neither repeat nor go missing."""
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Row, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.errors import InvalidInput
@@ -57,7 +58,7 @@ async def list_uploads(
     async with engine.connect() as conn:
         rows = (await conn.execute(_page(statement, model, limit, cursor))).all()
     items = [UploadOut.model_validate(row._mapping) for row in rows[:limit]]
-    return Page(items=items, next_cursor=_next(items, rows, limit, lambda i: i.id))
+    return Page(items=items, next_cursor=_next(rows, limit))
 
 
 async def list_jobs(
@@ -75,10 +76,11 @@ async def list_jobs(
     async with engine.connect() as conn:
         rows = (await conn.execute(_page(statement, Job, limit, cursor))).all()
     items = [JobSummary(job_id=row.id, **row._mapping) for row in rows[:limit]]
-    return Page(items=items, next_cursor=_next(items, rows, limit, lambda i: i.job_id))
+    return Page(items=items, next_cursor=_next(rows, limit))
 
 
-def _next(items: list, rows: list, limit: int, id_of: Any) -> str | None:
+def _next(rows: Sequence[Row], limit: int) -> str | None:
+    """The cursor after a page: the last row's, when `_page`'s one row more came back."""
     if len(rows) <= limit:
         return None
-    return encode_cursor(items[-1].created_at, id_of(items[-1]))
+    return encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id)

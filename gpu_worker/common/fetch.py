@@ -19,6 +19,7 @@ from gpu_worker.common.refusal import Refused, TooLarge
 ALLOWED_TYPES = ("image/",)
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+EVERYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
 class FetchError(Refused):
@@ -59,8 +60,7 @@ def _pinned_request(
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError("image_url must be an http or https URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    everywhere = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
-    trusted = everywhere if _under(url, allowed_prefixes) else allowed
+    trusted = EVERYWHERE if _under(url, allowed_prefixes) else allowed
     address = _public_address(parts.hostname, port, trusted)
     literal = f"[{address}]" if ":" in address else address
     pinned = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))

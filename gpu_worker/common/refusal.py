@@ -10,9 +10,6 @@ error, so a refusal's text starts with its code in brackets: `[invalid_input] ..
 import re
 from typing import Any
 
-STATUS = {"invalid_input": 422, "input_too_large": 413}  # a refusal's code -> the API's status
-_CODED = re.compile(r"^\[(" + "|".join(STATUS) + r")\] (.*)$", re.DOTALL)
-
 
 class Refused(ValueError):
     """The job's input cannot be used; the message says what to fix."""
@@ -28,6 +25,9 @@ class TooLarge(Refused):
     """The job's input is over a size limit."""
 
     code = "input_too_large"
+
+
+_CODED = re.compile(rf"^\[({Refused.code}|{TooLarge.code})\] (.*)$", re.DOTALL)
 
 
 def refusal(error: str) -> tuple[str, str] | None:

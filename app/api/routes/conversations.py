@@ -4,10 +4,10 @@ user's."""
 import uuid
 from typing import Annotated
 
-from fastapi import Path, Query, Response
+from fastapi import Path, Response
 from sqlalchemy import delete, select
 
-from app.api.deps import CallerDep, SessionDep, keyed_router
+from app.api.deps import CallerDep, PageLimit, SessionDep, keyed_router
 from app.models import Conversation, Message
 from app.schemas import (
     ConversationList,
@@ -40,7 +40,7 @@ async def list_conversations(
     user_id: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    limit: PageLimit = 50,
 ) -> ConversationList:
     rows = await session.scalars(
         select(Conversation)

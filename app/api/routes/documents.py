@@ -11,8 +11,11 @@ from app.api.deps import (
     CallerDep,
     EngineDep,
     JobsDep,
+    PageCursor,
+    PageLimit,
     RequestIdDep,
     SettingsDep,
+    SourceIdPrefix,
     StorageDep,
     keyed_router,
 )
@@ -82,9 +85,9 @@ async def create_document(
 async def list_documents(
     engine: EngineDep,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    source_id_prefix: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+    source_id_prefix: SourceIdPrefix = None,
 ) -> Page[UploadOut]:
     """The tenant's documents, newest first, `limit` at a time (`cursor`: the last page's
     `next_cursor`)."""

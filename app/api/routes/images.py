@@ -2,16 +2,18 @@
 found by text search; list the tenant's, read and delete one."""
 
 import uuid
-from typing import Annotated
 
-from fastapi import Query, Request, Response
+from fastapi import Request, Response
 
 from app.api.deps import (
     BackendDep,
     CallerDep,
     EngineDep,
+    PageCursor,
+    PageLimit,
     RequestIdDep,
     SettingsDep,
+    SourceIdPrefix,
     StorageDep,
     keyed_router,
 )
@@ -69,9 +71,9 @@ async def create_image(
 async def list_images(
     engine: EngineDep,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    source_id_prefix: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+    source_id_prefix: SourceIdPrefix = None,
 ) -> Page[UploadOut]:
     """The tenant's images, newest first, `limit` at a time (`cursor`: the last page's
     `next_cursor`)."""

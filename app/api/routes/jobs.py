@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 
-from app.api.deps import CallerDep, EngineDep, JobsDep, SettingsDep, keyed_router
+from app.api.deps import (
+    CallerDep,
+    EngineDep,
+    JobsDep,
+    PageCursor,
+    PageLimit,
+    SettingsDep,
+    keyed_router,
+)
 from app.schemas import EmbedJobIn, JobOut, JobStatus, JobSummary, Page, error_responses
 from app.services import webhook
 from app.services.embedding import batched, embed_job
@@ -50,8 +58,8 @@ async def create_job(
 async def list_jobs_route(
     engine: EngineDep,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
     status: JobStatus | None = None,
 ) -> Page[JobSummary]:
     """The tenant's jobs, newest first, without their results (`GET /v1/jobs/{job_id}`)."""
