@@ -11,6 +11,7 @@ its own `LlmWorker`s, one per task, from its settings.
 """
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -76,9 +77,12 @@ def _describe(exc: ValidationError) -> str:
     )
 
 
-def _fitted(llm: LlmEngine, messages: list[dict[str, str]], wanted: int) -> list[dict[str, str]]:
+def _fitted(
+    llm: LlmEngine, messages: list[dict[str, str]], wanted: int
+) -> tuple[list[dict[str, str]], list[int]]:
     """`messages` without their oldest turns, as few as leave `wanted` tokens of the model's
-    context for the answer (all of them when they fit). System messages and the last message
+    context for the answer (all of them when they fit), and their prompt's token ids (each
+    candidate is rendered once). System messages and the last message
     always stay, in their places; what goes is whole turns, so the conversation still opens
     with a user message (chat templates that check that roles alternate accept it). When even
     the shortest prompt leaves less room, it is that prompt: the sampling limits decide."""
@@ -89,11 +93,15 @@ def _fitted(llm: LlmEngine, messages: list[dict[str, str]], wanted: int) -> list
     def kept(cut: int) -> list[dict[str, str]]:
         return [m for i, m in enumerate(messages) if i >= cut or m["role"] == "system"]
 
+    @functools.cache
+    def prompt(cut: int) -> list[int]:
+        return llm.chat_prompt(kept(cut))
+
     def fits(cut: int) -> bool:
-        return len(llm.chat_prompt(kept(cut))) + wanted <= llm.max_model_len
+        return len(prompt(cut)) + wanted <= llm.max_model_len
 
     if fits(0):
-        return messages
+        return messages, prompt(0)
     low, high = 1, len(cuts) - 1  # the first cut that fits, by bisection (prompts only shrink)
     while low < high:
         middle = (low + high) // 2
@@ -101,7 +109,7 @@ def _fitted(llm: LlmEngine, messages: list[dict[str, str]], wanted: int) -> list
             high = middle
         else:
             low = middle + 1
-    return kept(cuts[low])
+    return kept(cuts[low]), prompt(cuts[low])
 
 
 def _sampling(
@@ -187,9 +195,10 @@ class LlmWorker:
             messages = [m.model_dump() for m in request.messages]
             if request.fit_context:
                 wanted = request.max_tokens or self.settings.default_max_tokens
-                messages = _fitted(llm, messages, wanted)
+                messages, prompt_ids = _fitted(llm, messages, wanted)
                 dropped = len(request.messages) - len(messages)
-            prompt_ids = llm.chat_prompt(messages)
+            else:
+                prompt_ids = llm.chat_prompt(messages)
         else:
             prompt_ids = llm.text_prompt(request.prompt or "")
         params = _sampling(request, len(prompt_ids), llm, self.settings.default_max_tokens)
