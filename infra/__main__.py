@@ -72,16 +72,17 @@ secret_env = {
 if "supabaseServiceKey" in config.secrets:  # for the app's own Supabase calls, if it makes any
     secret_values["supabase-service-key"] = config.secrets["supabaseServiceKey"]
     secret_env["SUPABASE_SERVICE_KEY"] = "supabase-service-key"
+gpu_base = None if config.owns_gpu_endpoints else base  # the stack whose GPU endpoints serve
 secrets = Secrets(
     "secrets",
     scope,
     secret_values,
     # Shared GPU workers check the base stack's HMAC secret.
-    hmac_secret=None if config.owns_gpu_endpoints else base.require_output("hmac_secret"),
+    hmac_secret=gpu_base.require_output("hmac_secret") if gpu_base else None,
     opts=after_apis,
 )
 
-if config.owns_gpu_endpoints:
+if gpu_base is None:
     hmac_on_runpod = runpod_secret(
         config.stack, "hmac", secrets.hmac_secret, "Signs the API's requests to the GPU workers"
     )
@@ -98,7 +99,7 @@ if config.owns_gpu_endpoints:
         for name, endpoint in gpu.items()
     }
 else:
-    endpoint_ids = {name: base.require_output(f"{name}_endpoint_id") for name in gpu}
+    endpoint_ids = {name: gpu_base.require_output(f"{name}_endpoint_id") for name in gpu}
 
 api = ApiService(
     "api",
@@ -142,9 +143,11 @@ if base is None:  # review stacks share their base stack's alerting and CI ident
     )
     pulumi.export("image_repository", registry.repository)
     pulumi.export("runpod_registry_auth_id", registry.registry_auth_id)
-    pulumi.export("jobs_service_account", jobs.scheduler.email)
+    pulumi.export("jobs_service_account", jobs.scheduler_email)
     pulumi.export("hmac_secret", secrets.hmac_secret)
 if base is None and config.ci.github_repository:
+    # A stack without a base has accounts of its own; the config requires the repository's id.
+    assert api.account and jobs.scheduler and registry.puller and config.ci.github_repository_id
     ci = CiIdentity(
         "ci",
         scope,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from infra.runpod.client import spec
 from infra.workers import IMAGES
@@ -273,7 +274,7 @@ class ConfigError(ValueError):
     """A stack setting that cannot be used; the message names the key."""
 
 
-def _key(error: dict[str, Any]) -> str:
+def _key(error: ErrorDetails) -> str:
     parts = [str(p) for p in error["loc"]]
     if not parts:
         return "tandem"
@@ -384,5 +385,5 @@ def load() -> StackConfig:
     for key in ("api", "database", "storage", "images", "gpu", "monitoring", "ci"):
         if (value := tandem.get_object(key)) is not None:
             values[key] = value
-    secrets = {key: value for key in SECRET_KEYS if (value := tandem.get_secret(key)) is not None}
+    secrets = {key: secret for key in SECRET_KEYS if (secret := tandem.get_secret(key)) is not None}
     return parse(values, secrets)

@@ -36,8 +36,8 @@ class RecordingMocks(Mocks):
         self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
         return f"{args.name}-id", {**args.inputs, **_computed(args)}
 
-    def call(self, _args: MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, _args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        return {}, []
 
 
 class RecordingMonitor(MockMonitor):
@@ -153,7 +153,7 @@ def _run_program(stack: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
     monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()  # the mocks' root stack and the program share this loop
     asyncio.set_event_loop(loop)
-    pulumi.runtime.settings.set_root_resource(None)  # a fresh stack, also on a second run
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh stack, also on a second run
     pulumi.runtime.set_mocks(mocks, project="tandem", stack=stack, preview=False, monitor=monitor)
     config = pulumi_config(settings)
     secret_keys = [key for key, value in config.items() if value == STAND_IN]

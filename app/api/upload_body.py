@@ -20,7 +20,7 @@ MAX_FIELDS = 8  # of a multipart upload, its file included
 
 
 class FormFields(Strict):
-    source_id: SourceId | None = None
+    source_id: SourceId
     title: Title | None = None
     metadata: Metadata = Field(default_factory=dict)
 
@@ -66,19 +66,24 @@ async def form_upload(request: Request, max_bytes: int) -> tuple[Upload, UploadF
     file = form.get("file")
     if not isinstance(file, UploadFile):
         raise InvalidInput("send the file in a multipart field named `file`")
-    fields = {name: form[name] for name in ("source_id", "title", "metadata") if form.get(name)}
+    # Text fields only: the form holds one file (a second is over the limit above).
+    fields: dict[str, Any] = {
+        name: value
+        for name in ("source_id", "title", "metadata")
+        if isinstance(value := form.get(name), str) and value
+    }
     if "metadata" in fields:
         try:
             fields["metadata"] = json.loads(fields["metadata"])
         except ValueError:
             raise InvalidInput("metadata must be a JSON object") from None
+    if "source_id" not in fields:  # the file's name, checked as a source_id
+        if not file.filename:
+            raise InvalidInput("give a source_id (the file has no name to use)")
+        fields["source_id"] = file.filename
     checked = validated(FormFields, fields)
     data = await file.read()
     check_size(data, max_bytes)
-    if checked.source_id is None:  # the file's name, checked as a source_id
-        if not file.filename:
-            raise InvalidInput("give a source_id (the file has no name to use)")
-        checked.source_id = validated(FormFields, {"source_id": file.filename}).source_id
     upload = Upload(
         checked.source_id, checked.title, file.content_type or "", data, checked.metadata
     )

@@ -1,6 +1,7 @@
 """One error shape for every failure: `{"error": {"code", "message", "request_id"}}`."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -100,7 +101,11 @@ def error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         error_body(code, message, request_id_of(request)), status_code=status, headers=headers

@@ -187,7 +187,7 @@ def _pdf_sections(data: bytes) -> tuple[str | None, list[Section]]:
             if encrypted
             else [(p.extract_text() or "").replace("\x00", "") for p in reader.pages]
         )
-        title = None if encrypted else (reader.metadata or {}).get("/Title")
+        title = None if encrypted or reader.metadata is None else reader.metadata.title
     except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         raise ParseError(f"the PDF could not be read: {exc}") from None
     if encrypted:

@@ -65,7 +65,7 @@ def clip_job(settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
     if settings.embedding_hmac_secret is None:
         return job
     secret = settings.embedding_hmac_secret.get_secret_value()
-    return job | {"auth": signed_auth(secret, signing_payload(job))}
+    return job | {"auth": signed_auth(secret, signing_payload(job) or "")}
 
 
 async def embed_clip(

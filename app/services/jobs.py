@@ -229,7 +229,9 @@ class JobRunner:
             return existing, False
         await self.advance(job_id)
         async with self.engine.connect() as conn:
-            return await job_out(conn, job_id), True
+            job = await job_out(conn, job_id)
+        assert job is not None  # jobs are deleted only by retention, long after
+        return job, True
 
     # -- moving on ------------------------------------------------------------------------
     def _webhook(self, job_id: uuid.UUID, part: int) -> str | None:

@@ -14,7 +14,10 @@ from app.services.uploads import delete_upload
 from app.storage import Storage
 
 ORPHAN_GRACE = timedelta(hours=1)
-PREFIXES = {Document: "documents/", Image: "images/"}  # where each kind's files are kept
+PREFIXES: dict[type[Document] | type[Image], str] = {
+    Document: "documents/",
+    Image: "images/",
+}  # where each kind's files are kept
 
 
 async def apply_retention(
@@ -54,7 +57,7 @@ async def sweep_orphans(
     verb = "would delete" if dry_run else "deleted"
     lines = []
     for model, prefix in PREFIXES.items():
-        listed = await asyncio.to_thread(lambda p=prefix: list(storage.listed(p)))
+        listed = await asyncio.to_thread(list, storage.listed(prefix))
         async with engine.connect() as conn:
             named = set((await conn.scalars(select(model.object_key))).all())
         orphans = sorted(key for key, written in listed if written < cutoff and key not in named)

@@ -59,10 +59,8 @@ class ClipWorker:
         with self._lock:
             self._embedder = None
 
-    def _parse(self, job_input: Any) -> tuple[str, list[str], bool]:
+    def _parse(self, job_input: dict[str, Any]) -> tuple[str, list[str], bool]:
         """(kind, items, is_batch) for a valid input: kind is "text" or "image"."""
-        if not isinstance(job_input, dict):
-            raise Refused("input must be an object")
         given = [field for field in INPUT_FIELDS if field in job_input]
         if len(given) != 1:
             raise Refused(f"give exactly one of {', '.join(INPUT_FIELDS)}")
@@ -117,6 +115,8 @@ class ClipWorker:
             job_input.get("request_id") if isinstance(job_input, dict) else None
         ) or job.get("id")
         try:
+            if not isinstance(job_input, dict):
+                raise Refused("input must be an object")
             kind, items, is_batch = self._parse(job_input)
             secret = self.settings.embedding_hmac_secret
             if secret is not None and not verify(

@@ -39,7 +39,8 @@ class ClipEmbedder:
     def __init__(self, model_name: str, served_name: str | None = None) -> None:
         self.name = served_name or model_name
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = CLIPModel.from_pretrained(model_name).to(self.device).eval()
+        self.model = CLIPModel.from_pretrained(model_name).eval()
+        self.model.to(self.device)  # type: ignore[arg-type]  # transformers' wrapper drops self
         self.processor = CLIPImageProcessor.from_pretrained(model_name)
         self.tokenizer = AutoTokenizer.from_pretrained(model_name)
         self.dim = self.model.config.projection_dim

@@ -103,16 +103,17 @@ class ControlPlane:
         if any(secret["name"].lower() == name.lower() for secret in self.secrets.values()):
             raise ControlError(409, f"a secret named {name!r} exists")
         now = _now()
+        secret_id = _new_id(12)
         secret = {
-            "id": _new_id(12),
+            "id": secret_id,
             "name": name,
             "description": body.get("description"),
             "createdAt": now,
             "valueLastUpdatedAt": now,
             "value": value,
         }
-        self.secrets[secret["id"]] = secret
-        return self.secret(secret["id"])
+        self.secrets[secret_id] = secret
+        return self.secret(secret_id)
 
     def secret(self, secret_id: str) -> dict[str, Any]:
         """A secret as RunPod shows it: everything but its value."""

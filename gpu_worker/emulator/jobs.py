@@ -166,7 +166,7 @@ class Endpoint:
     # -- the worker side ------------------------------------------------------------------
     def take(self, worker_id: str, count: int) -> list[Job]:
         self.workers_seen[worker_id] = time.monotonic()
-        taken = []
+        taken: list[Job] = []
         while self.queue and len(taken) < count:
             job = self.jobs[self.queue.popleft()]
             job.status, job.worker_id, job.started = IN_PROGRESS, worker_id, time.monotonic()

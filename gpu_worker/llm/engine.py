@@ -1,6 +1,7 @@
 """vLLM's async engine, created once per worker process from `LlmSettings`."""
 
 from collections.abc import AsyncIterator
+from typing import cast
 
 from vllm import AsyncEngineArgs, PoolingParams, SamplingParams
 from vllm.outputs import RequestOutput
@@ -15,7 +16,7 @@ class LlmEngine:
             model=settings.model_name,
             served_model_name=settings.model_id,
             runner="pooling" if settings.task == "embed" else "generate",
-            max_model_len=settings.max_model_len,
+            max_model_len=settings.max_model_len,  # type: ignore[arg-type]  # vLLM's None: the model's
             dtype=settings.dtype,
             gpu_memory_utilization=settings.gpu_memory_utilization,
             tensor_parallel_size=settings.tensor_parallel_size,
@@ -31,9 +32,13 @@ class LlmEngine:
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of `messages` rendered with the model's chat template."""
-        return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        ids = self.tokenizer.apply_chat_template(
+            messages,  # type: ignore[arg-type]  # plain role/content dicts: OpenAI's message shape
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
         )
+        return cast(list[int], ids)  # tokenize=True: ids, not text
 
     def text_prompt(self, prompt: str) -> list[int]:
         return self.tokenizer.encode(prompt)

@@ -11,7 +11,7 @@ class LlmSettings(ModelSettings):
     model_name: str = "Qwen/Qwen2.5-1.5B-Instruct"
     task: Literal["generate", "embed"] = "generate"
     max_model_len: int | None = Field(None, ge=16)
-    dtype: str = "auto"
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)
     quantization: str | None = None

@@ -10,7 +10,6 @@ run as the API.
 """
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -19,6 +18,12 @@ from infra.components import children
 from infra.components.accounts import service_account
 from infra.components.secrets import Secrets
 from infra.config import ApiConfig, DatabaseConfig, Scope
+
+# Cloud Run's template parts, as the API service and the jobs running as it share them.
+Env = gcp.cloudrunv2.ServiceTemplateContainerEnvArgsDict
+Volume = gcp.cloudrunv2.ServiceTemplateVolumeArgsDict
+VolumeMount = gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgsDict
+VpcAccess = gcp.cloudrunv2.ServiceTemplateVpcAccessArgsDict
 
 # Project roles of the runtime service account; bucket and secret access are granted on the
 # bucket and on each secret, not project-wide.
@@ -36,27 +41,31 @@ class RunSpec:
 
     image: pulumi.Input[str]
     account_email: pulumi.Output[str]
-    envs: list[dict[str, Any]]
-    volumes: list[dict[str, Any]]
-    volume_mounts: list[dict[str, Any]]
-    vpc_access: dict[str, Any] | None
+    envs: list[Env]
+    volumes: list[Volume]
+    volume_mounts: list[VolumeMount]
+    vpc_access: VpcAccess | None
     access: list[pulumi.Resource]
 
 
-def cloudsql_volume(connection: pulumi.Input[str] | None) -> tuple[list, list]:
+def cloudsql_volume(
+    connection: pulumi.Input[str] | None,
+) -> tuple[list[Volume], list[VolumeMount]]:
     """The template volume and container mount of Cloud SQL at /cloudsql (none without it)."""
     if connection is None:
         return [], []
-    volume = {"name": "cloudsql", "cloud_sql_instance": {"instances": [connection]}}
+    volume: Volume = {"name": "cloudsql", "cloud_sql_instance": {"instances": [connection]}}
     return [volume], [{"name": "cloudsql", "mount_path": "/cloudsql"}]
 
 
-def vpc_egress(db: DatabaseConfig) -> dict[str, Any] | None:
+def vpc_egress(db: DatabaseConfig) -> VpcAccess | None:
     """Direct VPC egress to a private-IP Cloud SQL instance's network (private ranges only)."""
     if db.private_network is None:
         return None
-    interface = {"network": db.private_network, "subnetwork": db.subnetwork}
-    return {"network_interfaces": [interface], "egress": "PRIVATE_RANGES_ONLY"}
+    return {
+        "network_interfaces": [{"network": db.private_network, "subnetwork": db.subnetwork}],
+        "egress": "PRIVATE_RANGES_ONLY",
+    }
 
 
 class ApiService(pulumi.ComponentResource):
@@ -72,7 +81,7 @@ class ApiService(pulumi.ComponentResource):
         secret_env: dict[str, str],
         bucket: gcp.storage.Bucket,
         cloudsql_connection: pulumi.Input[str] | None,
-        vpc_access: dict[str, Any] | None,
+        vpc_access: VpcAccess | None,
         account_email: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -108,7 +117,7 @@ class ApiService(pulumi.ComponentResource):
         readers = [secrets.grant_access(key, member) for key in sorted(set(secret_env.values()))]
         grants += [uploads, *readers]
 
-        envs = [{"name": key, "value": value} for key, value in sorted(env.items())]
+        envs: list[Env] = [{"name": key, "value": value} for key, value in sorted(env.items())]
         envs += [
             {
                 "name": var,
@@ -132,7 +141,43 @@ class ApiService(pulumi.ComponentResource):
             access=grants,
         )
         run = self.run_spec
-        probe = {"http_get": {"path": "/health", "port": 8080}}
+        template: gcp.cloudrunv2.ServiceTemplateArgsDict = {
+            "service_account": run.account_email,
+            "max_instance_request_concurrency": api.concurrency,
+            "scaling": {
+                "min_instance_count": api.min_instances,
+                "max_instance_count": api.max_instances,
+            },
+            "labels": scope.labels,
+            "volumes": run.volumes,
+            "vpc_access": run.vpc_access,
+            "containers": [
+                {
+                    "image": run.image,
+                    "ports": {"container_port": 8080},
+                    "envs": run.envs,
+                    "resources": {
+                        "limits": {"cpu": api.cpu, "memory": api.memory},
+                        # Never throttled between requests: the API's job poller runs in the
+                        # background (an idle instance still stops, scaling to zero).
+                        "cpu_idle": False,
+                        "startup_cpu_boost": True,
+                    },
+                    "startup_probe": {
+                        "http_get": {"path": "/health", "port": 8080},
+                        "period_seconds": 2,
+                        "failure_threshold": 30,
+                        "timeout_seconds": 2,
+                    },
+                    "liveness_probe": {
+                        "http_get": {"path": "/health", "port": 8080},
+                        "period_seconds": 30,
+                        "timeout_seconds": 3,
+                    },
+                    "volume_mounts": run.volume_mounts,
+                }
+            ],
+        }
         self.service = gcp.cloudrunv2.Service(
             f"{name}-service",
             name=f"tandem-{scope.stack}-api",
@@ -142,39 +187,7 @@ class ApiService(pulumi.ComponentResource):
             deletion_protection=api.deletion_protection,
             invoker_iam_disabled=False,
             labels=scope.labels,
-            template={
-                "service_account": run.account_email,
-                "max_instance_request_concurrency": api.concurrency,
-                "scaling": {
-                    "min_instance_count": api.min_instances,
-                    "max_instance_count": api.max_instances,
-                },
-                "labels": scope.labels,
-                "volumes": run.volumes,
-                "vpc_access": run.vpc_access,
-                "containers": [
-                    {
-                        "image": run.image,
-                        "ports": {"container_port": 8080},
-                        "envs": run.envs,
-                        "resources": {
-                            "limits": {"cpu": api.cpu, "memory": api.memory},
-                            # Never throttled between requests: the API's job poller runs in the
-                            # background (an idle instance still stops, scaling to zero).
-                            "cpu_idle": False,
-                            "startup_cpu_boost": True,
-                        },
-                        "startup_probe": {
-                            **probe,
-                            "period_seconds": 2,
-                            "failure_threshold": 30,
-                            "timeout_seconds": 2,
-                        },
-                        "liveness_probe": {**probe, "period_seconds": 30, "timeout_seconds": 3},
-                        "volume_mounts": run.volume_mounts,
-                    }
-                ],
-            },
+            template=template,
             opts=children(self, opts, after=run.access),
         )
         if api.public:

@@ -22,10 +22,16 @@ class Buckets(pulumi.ComponentResource):
     ) -> None:
         """`force_destroy`: the bucket may be deleted with its objects (review stacks)."""
         super().__init__("tandem:infra:Buckets", name, None, opts)
-        rules = [{"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}}]
+        rules: list[gcp.storage.BucketLifecycleRuleArgsDict] = [
+            {"action": {"type": "Delete"}, "condition": {"age": storage.retention_days}}
+        ]
         if versioned:  # without it, what the age rule deletes lives on as noncurrent versions
-            noncurrent = {"days_since_noncurrent_time": storage.noncurrent_days}
-            rules.append({"action": {"type": "Delete"}, "condition": noncurrent})
+            rules.append(
+                {
+                    "action": {"type": "Delete"},
+                    "condition": {"days_since_noncurrent_time": storage.noncurrent_days},
+                }
+            )
         self.uploads = gcp.storage.Bucket(
             f"{name}-uploads",
             name=f"{scope.project}-tandem-{scope.stack}-uploads",

@@ -62,7 +62,7 @@ def access_conditions(repository: str, environment: str) -> tuple[str, str]:
     return deploy, read
 
 
-def grantable_only(roles: tuple[str, ...]) -> dict[str, str]:
+def grantable_only(roles: tuple[str, ...]) -> gcp.projects.IAMMemberConditionArgsDict:
     """An IAM condition letting projectIamAdmin grant and revoke only `roles`."""
     listed = ", ".join(f"'{role}'" for role in roles)
     return {
@@ -144,10 +144,10 @@ class CiIdentity(pulumi.ComponentResource):
                 f"{name}-github-{access}",
                 service_account_id=account.name,
                 role="roles/iam.workloadIdentityUser",
-                member=self.pool.name.apply(
-                    lambda pool, access=access: (
-                        f"principalSet://iam.googleapis.com/{pool}/attribute.access/{access}"
-                    )
+                member=pulumi.Output.concat(
+                    "principalSet://iam.googleapis.com/",
+                    self.pool.name,
+                    f"/attribute.access/{access}",
                 ),
                 opts=child,
             )

@@ -9,6 +9,7 @@ workers (RunPod would otherwise give it only to workers that boot later).
 """
 
 import hashlib
+from collections.abc import Mapping
 
 import pulumi
 
@@ -37,7 +38,7 @@ class GpuEndpoint(pulumi.ComponentResource):
         endpoint: GpuEndpointConfig,
         *,
         image: pulumi.Input[str],
-        env: dict[str, pulumi.Input[str]],
+        env: Mapping[str, pulumi.Input[str]],
         secret_env: dict[str, Secret],
         registry_auth_id: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,

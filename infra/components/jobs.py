@@ -2,6 +2,8 @@
 API runs (its `RunSpec`: image, account, env, Cloud SQL mount), daily, by Cloud Scheduler
 through the Cloud Run Admin API as an account that may only run this job."""
 
+from typing import cast
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -27,15 +29,12 @@ class Jobs(pulumi.ComponentResource):
         review stack's base stack's), else one of its own (`self.scheduler`)."""
         super().__init__("tandem:infra:Jobs", name, None, opts)
         child = children(self, opts)
-        days = str(storage.retention_days)
-        self.retention = gcp.cloudrunv2.Job(
-            f"{name}-retention",
-            name=f"tandem-{scope.stack}-retention",
-            project=scope.project,
-            location=scope.region,
-            deletion_protection=deletion_protection,
-            labels=scope.labels,
-            template={
+        days = {"name": "RETENTION_RAW_DAYS", "value": str(storage.retention_days)}
+        # A job's container, volumes and network are the same Cloud Run messages as a service's,
+        # which pulumi-gcp types once per resource: the service's types, cast.
+        template = cast(
+            gcp.cloudrunv2.JobTemplateArgsDict,
+            {
                 "labels": scope.labels,
                 "task_count": 1,
                 "template": {
@@ -49,13 +48,22 @@ class Jobs(pulumi.ComponentResource):
                             "image": run.image,
                             "commands": ["python"],
                             "args": ["-m", "app", "retention"],
-                            "envs": [*run.envs, {"name": "RETENTION_RAW_DAYS", "value": days}],
+                            "envs": [*run.envs, days],
                             "resources": {"limits": {"cpu": "1", "memory": "512Mi"}},
                             "volume_mounts": run.volume_mounts,
                         }
                     ],
                 },
             },
+        )
+        self.retention = gcp.cloudrunv2.Job(
+            f"{name}-retention",
+            name=f"tandem-{scope.stack}-retention",
+            project=scope.project,
+            location=scope.region,
+            deletion_protection=deletion_protection,
+            labels=scope.labels,
+            template=template,
             opts=children(self, opts, after=run.access),  # it runs as the API's account
         )
         self.scheduler: gcp.serviceaccount.Account | None = None
@@ -64,6 +72,7 @@ class Jobs(pulumi.ComponentResource):
             scheduler_email = self.scheduler.email
         else:
             member = pulumi.Output.concat("serviceAccount:", scheduler_email)
+        self.scheduler_email = pulumi.Output.from_input(scheduler_email)
         gcp.cloudrunv2.JobIamMember(
             f"{name}-scheduler-runs-retention",
             project=scope.project,

@@ -11,30 +11,33 @@ from infra.components import children
 from infra.config import MonitoringConfig, Scope
 
 HELD = "300s"  # how long a threshold must be crossed before an alert opens
-RATE = {"per_series_aligner": "ALIGN_RATE", "cross_series_reducer": "REDUCE_SUM"}
+Aggregation = gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgsDict
+RATE: Aggregation = {"per_series_aligner": "ALIGN_RATE", "cross_series_reducer": "REDUCE_SUM"}
 
 
 def _threshold(
     name: str,
     metric_filter: pulumi.Input[str],
     value: float,
-    aggregation: dict,
+    aggregation: Aggregation,
     duration: str = HELD,
-    **extra: object,
-) -> dict:
+    denominator_filter: pulumi.Input[str] | None = None,
+) -> gcp.monitoring.AlertPolicyConditionArgsDict:
     """An alert condition: `metric_filter` aggregated per minute (`aggregation`: aligner and
-    reducer), above `value` for `duration`."""
-    return {
-        "display_name": name,
-        "condition_threshold": {
-            "filter": metric_filter,
-            "comparison": "COMPARISON_GT",
-            "threshold_value": value,
-            "duration": duration,
-            "aggregations": [{"alignment_period": "60s", **aggregation}],
-            **extra,
-        },
+    reducer), above `value` for `duration`; with `denominator_filter`, the ratio of the two
+    series, aggregated alike."""
+    per_minute: Aggregation = {"alignment_period": "60s", **aggregation}
+    threshold: gcp.monitoring.AlertPolicyConditionConditionThresholdArgsDict = {
+        "filter": metric_filter,
+        "comparison": "COMPARISON_GT",
+        "threshold_value": value,
+        "duration": duration,
+        "aggregations": [per_minute],
     }
+    if denominator_filter is not None:
+        threshold["denominator_filter"] = denominator_filter
+        threshold["denominator_aggregations"] = [per_minute]
+    return {"display_name": name, "condition_threshold": threshold}
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -114,7 +117,6 @@ class Monitoring(pulumi.ComponentResource):
                 monitoring.max_5xx_ratio,
                 RATE,
                 denominator_filter=requests,
-                denominator_aggregations=[{"alignment_period": "60s", **RATE}],
             ),
             "latency": _threshold(
                 f"95th percentile latency above {monitoring.latency_p95_ms} ms",

@@ -65,6 +65,7 @@ class Registry(pulumi.ComponentResource):
             self.repository = pulumi.Output.concat(
                 host, "/", scope.project, "/", repository.repository_id
             )
+            self.puller: gcp.serviceaccount.Account | None
             self.puller, auth = self._runpod_pull(name, scope, repository, child)
             self.registry_auth_id = auth.id
         else:
@@ -80,7 +81,7 @@ class Registry(pulumi.ComponentResource):
                 f"{name}-{image}",
                 context={"location": str(REPO_ROOT)},
                 dockerfile={"location": str(REPO_ROOT / IMAGES[image])},
-                platforms=["linux/amd64"],
+                platforms=[docker_build.Platform.LINUX_AMD64],
                 tags=[pulumi.Output.concat(self.repository, f"/{image}:{scope.stack}")],
                 push=True,
                 # Previews (two on every PR push) skip the build: the GPU bases are many GB.

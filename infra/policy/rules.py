@@ -82,10 +82,11 @@ def private_images_pulled_with_a_credential(
     """A RunPod template on an Artifact Registry image names the registry credential that
     pulls it (RunPod cannot pull a private image without one)."""
     image = props.get("imageName")
-    private = isinstance(image, str) and PRIVATE_REGISTRY.match(image)
-    if private and not props.get("containerRegistryAuthId"):
-        return [f"{image.split('/')[0]} is private: set containerRegistryAuthId"]
-    return []
+    if not isinstance(image, str) or not PRIVATE_REGISTRY.match(image):
+        return []
+    if props.get("containerRegistryAuthId"):
+        return []
+    return [f"{image.split('/')[0]} is private: set containerRegistryAuthId"]
 
 
 def prod_api_is_warm_and_protected(

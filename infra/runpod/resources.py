@@ -128,6 +128,7 @@ class Secret(Resource):
     sits in a template. A new value reaches workers that boot after it is set."""
 
     name: pulumi.Output[str]
+    value: pulumi.Output[str]
 
     def __init__(
         self,
