@@ -69,6 +69,13 @@ class Source(BaseModel):
 
 
 class ChatRequest(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"user_id": "alice", "message": "What does Tandem deploy?", "max_tokens": 64}
+            ]
+        }
+    )
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"\S")]
     message: Text
     conversation_id: uuid.UUID | None = None
@@ -129,6 +136,7 @@ class ConversationList(BaseModel):
 
 
 class EmbeddingRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"text": "a photo of a cat"}]})
     text: (
         Annotated[str, StringConstraints(min_length=1, max_length=8_000, pattern=r"\S")] | None
     ) = None
@@ -159,6 +167,18 @@ Title = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=r
 class DocumentIn(Strict):
     """A document given as text (Markdown headings are kept as sections)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source_id": "handbook/deploys.md",
+                    "text": "# Deploys\n\nEvery merge to main deploys dev.",
+                    "metadata": {"team": "platform"},
+                }
+            ]
+        }
+    )
+
     source_id: SourceId
     title: Title | None = None
     text: Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
@@ -183,6 +203,12 @@ class DocumentOut(UploadOut):
 class ImageIn(Strict):
     """An image to fetch from `url` (http or https, a public address)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"url": "https://example.com/cat.png", "metadata": {"album": "pets"}}]
+        }
+    )
+
     url: HttpUrl
     source_id: SourceId | None = None  # default: the URL
     title: Title | None = None
@@ -205,6 +231,12 @@ class SearchResponse(BaseModel):
 
 class EmbedJobIn(Strict):
     """Text embeddings computed asynchronously, in batches."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"kind": "embed", "texts": ["first passage", "second passage"]}]
+        }
+    )
 
     kind: Literal["embed"]
     texts: list[Annotated[str, StringConstraints(min_length=1, max_length=8_000)]] = Field(

@@ -105,7 +105,7 @@ class LocalStorage(Storage):
 
     def verify(self, key: str, expires: int, signature: str) -> bool:
         """Whether a signed URL's `expires` and `signature` are valid for `key` now."""
-        if expires < time.time():
+        if expires < time.time() or not signature.isascii():  # a hex digest is ASCII
             return False
         return hmac.compare_digest(self._signature(key, expires), signature)
 

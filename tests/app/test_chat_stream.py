@@ -2,6 +2,7 @@
 
 import json
 
+import jsonschema
 from sqlalchemy import func, select
 
 from app.inference.local_models import TINY_LLM
@@ -15,6 +16,17 @@ def parse_events(text: str) -> list[tuple[str, dict]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         events.append((fields["event"], json.loads(fields["data"])))
     return events
+
+
+async def assert_documented(api, events: list[tuple[str, dict]]) -> None:
+    """Each event's data is valid in the schema the OpenAPI document gives for its name."""
+    spec = (await api.client.get("/openapi.json")).json()
+    chat = spec["paths"]["/v1/chat"]["post"]["responses"]["200"]["content"]
+    schemas = chat["text/event-stream"]["x-events"]
+    assert "application/json" in chat  # the answer without streaming, still documented
+    for name, data in events:
+        schema = {**schemas[name], "components": spec["components"]}
+        jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
 
 
 async def test_stream_sends_deltas_then_the_stored_turn(api):
@@ -31,6 +43,7 @@ async def test_stream_sends_deltas_then_the_stored_turn(api):
     assert done["usage"]["completion_tokens"] <= 16  # the workers' DEFAULT_MAX_TOKENS
     assert done["request_id"] == response.headers["x-request-id"]
     assert done["model_id"] == TINY_LLM
+    await assert_documented(api, events)
 
     stored = (await api.get(f"/v1/conversations/{done['conversation_id']}")).json()
     assert [m["content"] for m in stored["messages"]] == [
@@ -51,6 +64,7 @@ async def test_stream_errors_arrive_as_an_event_and_store_nothing(database_url):
         error = events[-1][1]["error"]
         assert error["code"] == "worker_failed"
         assert "GPU fell off" in error["message"]
+        await assert_documented(api, events)
         async with api.app.state.sessionmaker() as session:
             assert await session.scalar(select(func.count()).select_from(Message)) == before
 

@@ -32,15 +32,40 @@ router = keyed_router(tags=["chat"])
 log = logging.getLogger("tandem.chat")
 
 
+SSE_DESCRIPTION = (
+    "Server-Sent Events instead: `delta` events as the answer's text arrives, then one `done` "
+    "(the stored turn, as without streaming) or one `error` (the error shape; the stream then "
+    "ends). Each event's `data` is JSON, in the schema `x-events` gives for its name."
+)
+CHAT_EVENTS = {
+    "schema": {"type": "string"},
+    "x-events": {
+        "delta": {
+            "type": "object",
+            "properties": {"delta": {"type": "string", "description": "the next piece of text"}},
+            "required": ["delta"],
+        },
+        "done": {"$ref": "#/components/schemas/ChatResponse"},
+        "error": {"$ref": "#/components/schemas/ErrorBody"},
+    },
+    "example": 'event: delta\ndata: {"delta": "Hel"}\n\nevent: delta\ndata: {"delta": "lo"}\n\n'
+    'event: done\ndata: {"assistant_message": "Hello", "conversation_id": "...", ...}\n\n',
+}
+
+
 def _event(name: str, data: object) -> bytes:
     return format_sse_event(event=name, data_str=json.dumps(data, default=str))
 
 
 @router.post(
     "/chat",
+    summary="Send a chat message and get the model's answer",
     response_model=ChatResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "with stream: true"},
+        200: {
+            "description": "The stored turn; with `stream: true`, " + SSE_DESCRIPTION,
+            "content": {"text/event-stream": CHAT_EVENTS},
+        },
         **error_responses(404, 413, 502, 504),
     },
 )

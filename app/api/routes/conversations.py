@@ -21,7 +21,11 @@ from app.services.chat import get_conversation
 router = keyed_router(tags=["conversations"])
 
 
-@router.get("/conversations/{conversation_id}", responses=error_responses(404))
+@router.get(
+    "/conversations/{conversation_id}",
+    summary="Read a conversation with its messages",
+    responses=error_responses(404),
+)
 async def read_conversation(
     conversation_id: uuid.UUID, session: SessionDep, caller: CallerDep
 ) -> ConversationOut:
@@ -35,7 +39,10 @@ async def read_conversation(
     )
 
 
-@router.get("/users/{user_id}/conversations")
+@router.get(
+    "/users/{user_id}/conversations",
+    summary="List a user's conversations",
+)
 async def list_conversations(
     user_id: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,
@@ -53,6 +60,7 @@ async def list_conversations(
 
 @router.delete(
     "/conversations/{conversation_id}",
+    summary="Delete a conversation",
     status_code=204,
     response_class=Response,
     responses=error_responses(404),
@@ -66,7 +74,12 @@ async def delete_conversation(
     await session.commit()
 
 
-@router.delete("/users/{user_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/users/{user_id}",
+    summary="Erase everything held about a user",
+    status_code=204,
+    response_class=Response,
+)
 async def erase_user(
     user_id: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,

@@ -37,6 +37,7 @@ _BODY = upload_openapi(DocumentIn)
 
 @router.post(
     "/documents",
+    summary="Upload a document for search",
     status_code=201,
     openapi_extra=_BODY,
     response_model=DocumentOut | JobOut,
@@ -81,7 +82,10 @@ async def create_document(
     return document
 
 
-@router.get("/documents")
+@router.get(
+    "/documents",
+    summary="List documents",
+)
 async def list_documents(
     engine: EngineDep,
     caller: CallerDep,
@@ -94,7 +98,9 @@ async def list_documents(
     return await list_uploads(engine, Document, caller.tenant, limit, cursor, source_id_prefix)
 
 
-@router.get("/documents/{document_id}", responses=error_responses(404))
+@router.get(
+    "/documents/{document_id}", summary="Read a document's details", responses=error_responses(404)
+)
 async def read_document(
     document_id: uuid.UUID, engine: EngineDep, caller: CallerDep
 ) -> DocumentOut:
@@ -103,6 +109,7 @@ async def read_document(
 
 @router.delete(
     "/documents/{document_id}",
+    summary="Delete a document",
     status_code=204,
     response_class=Response,
     responses=error_responses(404),

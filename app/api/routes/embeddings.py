@@ -8,7 +8,9 @@ from app.services.embedding import clip_job
 router = keyed_router(tags=["embeddings"])
 
 
-@router.post("/embeddings", responses=error_responses(413, 502, 504))
+@router.post(
+    "/embeddings", summary="Embed a text or an image", responses=error_responses(413, 502, 504)
+)
 async def embeddings(
     body: EmbeddingRequest,
     settings: SettingsDep,

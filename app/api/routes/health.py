@@ -15,13 +15,17 @@ router = APIRouter(tags=["health"])
 READINESS_TIMEOUT_S = 3.0
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    summary="Is the process up (no dependencies checked)",
+)
 async def health() -> dict[str, bool]:
     return {"ok": True}
 
 
 @router.get(
     "/readiness",
+    summary="Can the API serve: database and models",
     responses={
         503: {
             "model": ErrorBody,

@@ -32,6 +32,7 @@ _BODY = upload_openapi(ImageIn)
 
 @router.post(
     "/images",
+    summary="Upload an image for search",
     status_code=201,
     openapi_extra=_BODY,
     responses={
@@ -67,7 +68,10 @@ async def create_image(
     return image
 
 
-@router.get("/images")
+@router.get(
+    "/images",
+    summary="List images",
+)
 async def list_images(
     engine: EngineDep,
     caller: CallerDep,
@@ -80,13 +84,17 @@ async def list_images(
     return await list_uploads(engine, Image, caller.tenant, limit, cursor, source_id_prefix)
 
 
-@router.get("/images/{image_id}", responses=error_responses(404))
+@router.get("/images/{image_id}", summary="Read an image's details", responses=error_responses(404))
 async def read_image(image_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> UploadOut:
     return await get_image(engine, image_id, caller.tenant)
 
 
 @router.delete(
-    "/images/{image_id}", status_code=204, response_class=Response, responses=error_responses(404)
+    "/images/{image_id}",
+    summary="Delete an image",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(404),
 )
 async def remove_image(
     image_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep

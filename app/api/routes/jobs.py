@@ -34,7 +34,9 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post("/jobs", status_code=202)
+@router.post(
+    "/jobs", summary="Start a batch embedding job", status_code=202, responses=error_responses(413)
+)
 async def create_job(
     body: EmbedJobIn,
     settings: SettingsDep,
@@ -54,7 +56,10 @@ async def create_job(
     return job
 
 
-@router.get("/jobs")
+@router.get(
+    "/jobs",
+    summary="List jobs",
+)
 async def list_jobs_route(
     engine: EngineDep,
     caller: CallerDep,
@@ -66,7 +71,7 @@ async def list_jobs_route(
     return await list_jobs(engine, caller.tenant, limit, cursor, status)
 
 
-@router.get("/jobs/{job_id}", responses=error_responses(404))
+@router.get("/jobs/{job_id}", summary="Read a job and its result", responses=error_responses(404))
 async def read_job(job_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> JobOut:
     return await get_job(engine, job_id, caller.tenant)
 

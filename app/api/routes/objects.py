@@ -16,6 +16,7 @@ router = APIRouter(prefix="/v1", tags=["objects"])
 
 @router.get(
     "/objects/{key:path}",
+    summary="Download a stored object by signed URL",
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "the object"},
         403: {"model": ErrorBody, "description": "An invalid or expired signed URL"},

@@ -18,7 +18,7 @@ from app.services.search import FILTER_FIELDS, MAX_K, search
 router = keyed_router(tags=["search"])
 
 
-@router.get("/search", responses=error_responses(502, 504))
+@router.get("/search", summary="Search documents or images", responses=error_responses(502, 504))
 async def search_route(
     q: Annotated[str, Query(min_length=1, max_length=1000, pattern=r"\S")],
     settings: SettingsDep,
