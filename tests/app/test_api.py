@@ -331,11 +331,10 @@ async def test_invalid_chat_requests_are_422_and_write_nothing(api, body, field)
     assert await message_count(api) == before
 
 
-async def test_malformed_json_is_422(api):
+@pytest.mark.parametrize("content", [b'{"user_id": "u", "message": ', b'{"user_id": "\xff"}'])
+async def test_malformed_json_is_422(api, content):
     response = await api.post(
-        "/v1/chat",
-        content=b'{"user_id": "u", "message": ',
-        headers={"Content-Type": "application/json"},
+        "/v1/chat", content=content, headers={"Content-Type": "application/json"}
     )
     assert_error(response, 422, "validation_error")
 
