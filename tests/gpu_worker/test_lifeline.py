@@ -1,5 +1,7 @@
-"""vLLM's engine processes die with the process that started them, even by SIGKILL."""
+"""vLLM's engine processes die with the process that started them, even by SIGKILL; and, as
+local mode routes them, their logs reach stdout only as JSON lines."""
 
+import json
 import os
 import signal
 import subprocess
@@ -15,10 +17,13 @@ from tests.vllm_cpu import CPU_ENV
 # Starts an LLM worker's engine on a tiny model, says so, and waits to be killed.
 HOLDER = """
 import sys, time
+from pathlib import Path
+from app.core.logging import log_vllm_as_json
 from gpu_worker.llm.handler import LlmWorker
 from tests.vllm_cpu import cpu_settings
 
 if __name__ == "__main__":
+    log_vllm_as_json(Path(sys.argv[2]))
     worker = LlmWorker(cpu_settings(sys.argv[1], max_model_len=128))
     worker.load()
     print("loaded", flush=True)
@@ -43,11 +48,19 @@ def test_the_engine_processes_die_when_their_owner_is_killed(tmp_path):
     script.write_text(HOLDER)
     env = os.environ | CPU_ENV | {"PYTHONPATH": os.getcwd()}
     holder = subprocess.Popen(
-        [sys.executable, str(script), str(model)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(script), str(model), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert holder.stdout is not None
-        assert "loaded" in (line.strip() for line in holder.stdout)  # after vLLM's own output
+        for line in holder.stdout:
+            if line.strip() == "loaded":
+                break
+            json.loads(line)  # vLLM's output while its engine starts: JSON lines only
+        else:
+            raise AssertionError("the engine did not start")
         engine = psutil.Process(holder.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in engine]
         assert any("EngineCore" in command for command in commands), commands
