@@ -125,6 +125,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,  # RequestContextMiddleware logs each request, once, as JSON
         proxy_headers=True,
+        # Idle connections outlive the clients' own idle timeouts (Google's load balancers keep
+        # theirs 600 s): else a request sent as the server closes one fails in transport.
+        timeout_keep_alive=620,
     )
 
 
