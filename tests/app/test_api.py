@@ -186,6 +186,9 @@ async def test_chat_answers_and_stores_both_turns(api, local_backend):
     user = {"role": "user", "content": "hello world"}
     assert body["usage"]["prompt_tokens"] == prompt_tokens(local_backend, [user])
     assert 1 <= body["usage"]["completion_tokens"] <= 16  # the workers' DEFAULT_MAX_TOKENS
+    name, duration = response.headers["server-timing"].split(";dur=")
+    assert name == "worker"
+    assert 0 < float(duration) < response.elapsed.total_seconds() * 1000
 
     stored = await api.get(f"/v1/conversations/{body['conversation_id']}")
     assert stored.status_code == 200

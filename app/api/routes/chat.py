@@ -2,8 +2,10 @@
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 
+from fastapi import Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -76,6 +78,7 @@ async def chat(
     backend: BackendDep,
     request_id: RequestIdDep,
     caller: CallerDep,
+    response: Response,
 ) -> ChatResponse | StreamingResponse:
     messages = await prompt_messages(engine, body, caller.tenant, settings.history_messages)
     history = len(messages) - 1  # before the new message
@@ -91,7 +94,10 @@ async def chat(
             backend, engine, body, payload, request_id, caller.tenant, history, sources
         )
         return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
+    started = time.perf_counter()
     result = await backend.generate(payload, request_id)
+    # What the model took, apart from what the API adds around it (shown in browsers' devtools).
+    response.headers["Server-Timing"] = f"worker;dur={(time.perf_counter() - started) * 1000:.3f}"
     return await save_turn(engine, body, result, request_id, caller.tenant, history, sources)
 
 
