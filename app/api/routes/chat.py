@@ -67,6 +67,12 @@ def _event(name: str, data: object) -> bytes:
         200: {
             "description": "The stored turn; with `stream: true`, " + SSE_DESCRIPTION,
             "content": {"text/event-stream": CHAT_EVENTS},
+            "headers": {
+                "Server-Timing": {
+                    "description": "`worker;dur=<ms>`: what the model took (not when streaming)",
+                    "schema": {"type": "string"},
+                }
+            },
         },
         **error_responses(404, 413, 502, 504),
     },
