@@ -37,18 +37,40 @@ log = logging.getLogger("tandem.chat")
 SSE_DESCRIPTION = (
     "Server-Sent Events instead: `delta` events as the answer's text arrives, then one `done` "
     "(the stored turn, as without streaming) or one `error` (the error shape; the stream then "
-    "ends). Each event's `data` is JSON, in the schema `x-events` gives for its name."
+    "ends). The schema describes one event: its name and its `data`, JSON in `contentSchema`."
 )
-CHAT_EVENTS = {
-    "schema": {"type": "string"},
-    "x-events": {
-        "delta": {
-            "type": "object",
-            "properties": {"delta": {"type": "string", "description": "the next piece of text"}},
-            "required": ["delta"],
+
+
+def _sse_event(name: str, data: dict) -> dict:
+    """The schema of one Server-Sent Event `name` whose data is JSON in `data`'s schema."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
         },
-        "done": {"$ref": "#/components/schemas/ChatResponse"},
-        "error": {"$ref": "#/components/schemas/ErrorBody"},
+    }
+
+
+CHAT_EVENTS = {
+    "schema": {
+        "oneOf": [
+            _sse_event(
+                "delta",
+                {
+                    "type": "object",
+                    "properties": {"delta": {"type": "string", "description": "more text"}},
+                    "required": ["delta"],
+                },
+            ),
+            _sse_event("done", {"$ref": "#/components/schemas/ChatResponse"}),
+            _sse_event("error", {"$ref": "#/components/schemas/ErrorBody"}),
+        ]
     },
     "example": 'event: delta\ndata: {"delta": "Hel"}\n\nevent: delta\ndata: {"delta": "lo"}\n\n'
     'event: done\ndata: {"assistant_message": "Hello", "conversation_id": "...", ...}\n\n',
