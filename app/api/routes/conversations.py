@@ -39,10 +39,7 @@ async def read_conversation(
     )
 
 
-@router.get(
-    "/users/{user_id}/conversations",
-    summary="List a user's conversations",
-)
+@router.get("/users/{user_id}/conversations", summary="List a user's conversations")
 async def list_conversations(
     user_id: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,

@@ -82,10 +82,7 @@ async def create_document(
     return document
 
 
-@router.get(
-    "/documents",
-    summary="List documents",
-)
+@router.get("/documents", summary="List documents")
 async def list_documents(
     engine: EngineDep,
     caller: CallerDep,

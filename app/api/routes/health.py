@@ -15,10 +15,7 @@ router = APIRouter(tags=["health"])
 READINESS_TIMEOUT_S = 3.0
 
 
-@router.get(
-    "/health",
-    summary="Is the process up (no dependencies checked)",
-)
+@router.get("/health", summary="Is the process up (no dependencies checked)")
 async def health() -> dict[str, bool]:
     return {"ok": True}
 

@@ -68,10 +68,7 @@ async def create_image(
     return image
 
 
-@router.get(
-    "/images",
-    summary="List images",
-)
+@router.get("/images", summary="List images")
 async def list_images(
     engine: EngineDep,
     caller: CallerDep,

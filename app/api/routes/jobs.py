@@ -56,10 +56,7 @@ async def create_job(
     return job
 
 
-@router.get(
-    "/jobs",
-    summary="List jobs",
-)
+@router.get("/jobs", summary="List jobs")
 async def list_jobs_route(
     engine: EngineDep,
     caller: CallerDep,
