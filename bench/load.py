@@ -10,9 +10,7 @@ the start, halfway and at the end of the run: no 5xx, and memory flat.
 import argparse
 import asyncio
 import collections
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,40 +20,13 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._served import served_api  # noqa: E402
+
 PORT = 8766
 URL = f"http://127.0.0.1:{PORT}"
 MIX = ("chat", "search", "upload", "chat", "search")  # each client's loop, round and round
-
-
-def start_api(home: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m app serve` on make dev's defaults under `home`, ready; and an API key."""
-    env = {**os.environ, "TANDEM_HOME": str(home), "RATE_LIMIT_PER_MINUTE": "10000000"}
-    key = subprocess.run(
-        [sys.executable, "-m", "app", "create-api-key", "--name", "load"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()[-1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(PORT)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit("the API exited during start-up")
-        try:
-            if httpx.get(f"{URL}/readiness", timeout=1).status_code == 200:
-                return server, key
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    sys.exit("the API did not become ready")
 
 
 async def one(client: httpx.AsyncClient, kind: str, n: int) -> httpx.Response:
@@ -136,12 +107,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
-        server, key = start_api(Path(home))
-        try:
+        # make dev's defaults, under a home of its own; a limit the clients stay under
+        env = {"TANDEM_HOME": home, "RATE_LIMIT_PER_MINUTE": "10000000"}
+        with served_api(env, PORT) as (key, server):
             asyncio.run(run(key, psutil.Process(server.pid), args.clients, args.seconds))
-        finally:
-            server.terminate()
-            server.wait(60)
 
 
 if __name__ == "__main__":
