@@ -1,34 +1,73 @@
-"""vLLM's async engine, created once per worker process from `LlmSettings`."""
+"""vLLM's async engine and its OpenAI serving, created once per worker process.
 
+The only module that imports vLLM's internals: the handler sees `LlmEngine` and `EngineDeadError`.
+"""
+
+import asyncio
+import json
+import os
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Any, cast
 
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.datastructures import State
 from vllm import AsyncEngineArgs, PoolingParams, SamplingParams
+from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
+from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
 from vllm.outputs import RequestOutput
 from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError
 
+from gpu_worker.llm.engine_args import serve_args
 from gpu_worker.llm.settings import LlmSettings
+
+__all__ = ["EngineDeadError", "LlmEngine", "openai_error"]
+
+# OpenAI's routes, as RunPod's `/openai/v1/...` passthrough names them in `openai_route`: the
+# request they take and the vLLM serving object (in init_app_state's State) that answers it.
+OPENAI_ROUTES: dict[str, tuple[Any, str]] = {
+    "/v1/chat/completions": (ChatCompletionRequest, "openai_serving_chat"),
+    "/v1/completions": (CompletionRequest, "openai_serving_completion"),
+    "/v1/embeddings": (EmbeddingRequest, "serving_embedding"),
+}
+
+
+def openai_error(message: str, status: int = 400, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body; `code` holds the HTTP status, as vLLM's do."""
+    kind = {400: "BadRequestError", 404: "NotFoundError"}.get(status, "InternalServerError")
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+def _field_names(request_type: Any) -> set[str]:
+    """Every field (and alias) of an OpenAI request model, or of each model of a union."""
+    models = getattr(request_type, "__args__", None) or (request_type,)
+    if hasattr(request_type, "__metadata__"):  # Annotated[Union[...], validator]
+        models = getattr(request_type.__origin__, "__args__", (request_type.__origin__,))
+    names = set()
+    for model in models:
+        for name, field in cast(type[BaseModel], model).model_fields.items():
+            names |= {name, field.alias or name}
+    return names
+
+
+def _invalid(exc: ValidationError) -> dict[str, Any]:
+    first = exc.errors()[0]
+    param = ".".join(str(part) for part in first["loc"]) or None
+    return openai_error(f"{param or 'request'}: {first['msg']}", param=param)
 
 
 class LlmEngine:
     def __init__(self, settings: LlmSettings) -> None:
-        args = AsyncEngineArgs(
-            model=settings.model_name,
-            served_model_name=settings.model_id,
-            runner="pooling" if settings.task == "embed" else "generate",
-            max_model_len=settings.max_model_len,  # type: ignore[arg-type]  # vLLM's None: the model's
-            dtype=settings.dtype,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
-            tensor_parallel_size=settings.tensor_parallel_size,
-            quantization=settings.quantization,
-            enforce_eager=settings.enforce_eager,
-            max_num_seqs=settings.max_concurrency,
-            disable_log_stats=False,  # keeps per-request timings (queue, first token)
-        )
-        self.engine = AsyncLLM.from_engine_args(args)
+        self.args = serve_args(settings, os.environ)
+        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs.from_cli_args(self.args))
         self.model_id = settings.model_id
         self.max_model_len = self.engine.model_config.max_model_len
         self.tokenizer = self.engine.get_tokenizer()
+        self._serving: State | None = None
+        self._serving_lock = asyncio.Lock()
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
         """Token ids of `messages` rendered with the model's chat template."""
@@ -58,6 +97,57 @@ class LlmEngine:
             final = output
         assert final is not None
         return final.outputs.data.tolist(), len(final.prompt_token_ids)
+
+    async def _openai_serving(self) -> State:
+        """vLLM's OpenAI serving objects, as `vllm serve` builds them (once, on first use: they
+        need the event loop the jobs run on)."""
+        async with self._serving_lock:
+            if self._serving is None:
+                state = State()
+                tasks = await self.engine.get_supported_tasks()
+                await init_app_state(self.engine, state, self.args, tasks)
+                self._serving = state
+        return self._serving
+
+    async def openai(self, route: str, body: Any) -> dict[str, Any] | AsyncIterator[str]:
+        """vLLM's answer to an OpenAI request on `route`: the response body (an error's is
+        `openai_error`'s shape), or for `stream` the Server-Sent Events' chunks (`data: ...`).
+        A field the request type does not have is refused, never dropped."""
+        try:
+            serving = await self._openai_serving()
+        except Exception as exc:  # e.g. TOOL_CALL_PARSER not for this model: native jobs go on
+            return openai_error(f"the worker cannot serve OpenAI routes: {exc}", 500)
+        if route == "/v1/models":
+            return (await serving.openai_serving_models.show_available_models()).model_dump()
+        if route not in OPENAI_ROUTES:
+            known = ", ".join(["/v1/models", *OPENAI_ROUTES])
+            return openai_error(f"unknown openai_route {route!r}: one of {known}", 404)
+        request_type, server_name = OPENAI_ROUTES[route]
+        server = getattr(serving, server_name, None)
+        if server is None:
+            return openai_error(f"this worker's model does not serve {route}", 404)
+        if not isinstance(body, dict):
+            return openai_error("openai_input must be a JSON object")
+        if unknown := sorted(body.keys() - _field_names(request_type)):
+            return openai_error(f"unknown field(s): {', '.join(unknown)}", param=unknown[0])
+        try:
+            request = TypeAdapter(request_type).validate_python(body)
+        except ValidationError as exc:
+            return _invalid(exc)
+        try:
+            if route == "/v1/embeddings":
+                return json.loads((await server(request, None)).body)
+            if route == "/v1/chat/completions":
+                result = await server.create_chat_completion(request, None)
+            else:
+                result = await server.create_completion(request, None)
+        except EngineDeadError:
+            raise
+        except Exception as exc:  # vLLM's errors, mapped to statuses as vLLM's server does
+            result = create_error_response(exc)
+        if isinstance(result, BaseModel):  # a response, or an ErrorResponse
+            return result.model_dump(mode="json")
+        return cast(AsyncIterator[str], result)
 
     async def abort(self, request_id: str) -> None:
         await self.engine.abort(request_id)

@@ -1,4 +1,5 @@
-"""The LLM worker's handler: chat generation (streamed or not) and text embeddings.
+"""The LLM worker's handler: chat generation (streamed or not), text embeddings, and OpenAI's
+routes.
 
 `handle` is an async generator, as the runpod SDK needs for streaming: without `stream` it
 yields one result, with `stream` it yields `{"delta": text}` chunks and then the result. Every
@@ -6,12 +7,19 @@ failure is one `{"error", "request_id"}` item and the worker goes on to the next
 the client must fix (invalid, a prompt over the context, `max_tokens` beyond what it leaves) is
 a refusal (gpu_worker.common.refusal).
 
+A job of RunPod's OpenAI passthrough (`{"openai_route": "/v1/chat/completions",
+"openai_input": {...}}`, what an endpoint's `/openai/v1/...` routes send) is answered by vLLM's
+own OpenAI serving, in this process: the response body, or with `stream` its Server-Sent Events
+(`data: {chunk}\n\n` strings, then `data: [DONE]`). An OpenAI error fails the job; its text
+is OpenAI's error body as JSON, whose `code` is the HTTP status.
+
 `handle` serves the model the environment names (LlmSettings); the API's local backend makes
 its own `LlmWorker`s, one per task, from its settings.
 """
 
 import asyncio
 import functools
+import json
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -27,10 +35,9 @@ from pydantic import (
 )
 from vllm import SamplingParams
 from vllm.sampling_params import RequestOutputKind
-from vllm.v1.engine.exceptions import EngineDeadError
 
 from gpu_worker.common.refusal import Refused, TooLarge
-from gpu_worker.llm.engine import LlmEngine
+from gpu_worker.llm.engine import EngineDeadError, LlmEngine, openai_error
 from gpu_worker.llm.settings import LlmSettings
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -161,14 +168,17 @@ class LlmWorker:
                 self._engine.shutdown()
                 self._engine = None
 
-    async def handle(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def handle(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
         """Answer one RunPod job (see the module docstring)."""
         request_id = str(job.get("id"))
         job_input = job.get("input")
         try:
             if not isinstance(job_input, dict):
                 raise Refused("input must be an object")
-            if self.settings.task == "embed":
+            if "openai_route" in job_input:
+                async for item in self._openai(job_input, request_id):
+                    yield item
+            elif self.settings.task == "embed":
                 yield await self._embed(job_input, request_id)
             else:
                 async for chunk in self._generate(job_input, request_id):
@@ -185,6 +195,23 @@ class LlmWorker:
                 "request_id": request_id,
                 "refresh_worker": True,
             }
+
+    async def _openai(
+        self, job_input: dict[str, Any], request_id: str
+    ) -> AsyncIterator[dict[str, Any] | str]:
+        route = job_input["openai_route"]
+        if not isinstance(route, str):
+            answer: Any = openai_error("openai_route must be a string such as /v1/models")
+        else:
+            answer = await self.engine.openai(route, job_input.get("openai_input", {}))
+        if isinstance(answer, dict):
+            if "error" in answer:
+                yield {"error": json.dumps(answer), "request_id": request_id}
+            else:
+                yield answer
+            return
+        async for event in answer:
+            yield event
 
     async def _generate(self, job_input: Any, request_id: str) -> AsyncIterator[dict[str, Any]]:
         started = time.perf_counter()
