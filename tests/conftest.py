@@ -202,6 +202,7 @@ class Emulator:
         self.base_url = f"http://127.0.0.1:{port}/v2"
         self.api_key = EMULATOR_API_KEY
         self.headers = {"Authorization": f"Bearer {EMULATOR_API_KEY}"}
+        self.models: dict[str, Path] = {}  # the model directories, by endpoint
 
 
 def start_emulator(
@@ -269,6 +270,16 @@ def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Setti
     )
 
 
+# vLLM arguments for tool calls and JSON answers on the tiny model: Hermes' tags, a named
+# tool's arguments held to its schema, and no free whitespace (a random model never stops it).
+OPENAI_TOOLING_ENV = {
+    "TOOL_CALL_PARSER": "hermes",
+    "ENABLE_AUTO_TOOL_CHOICE": "true",
+    "TOOL_STRICT_LEVEL": "parameter",
+    "STRUCTURED_OUTPUTS_CONFIG": '{"backend": "xgrammar", "disable_any_whitespace": true}',
+}
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """The emulator with every real worker in its own process (`llm`: a tiny random Llama,
@@ -288,7 +299,11 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         | {"ctl": "tests.workers.controlled"},
         env=WORKER_ENV,
         endpoint_env={
-            "llm": {"MODEL_NAME": str(models["llm"]), "SERVED_MODEL_NAME": "tiny-llama"},
+            "llm": {
+                "MODEL_NAME": str(models["llm"]),
+                "SERVED_MODEL_NAME": "tiny-llama",
+                **OPENAI_TOOLING_ENV,
+            },
             "embed": {
                 "MODEL_NAME": str(models["embed"]),
                 "SERVED_MODEL_NAME": "all-MiniLM-L6-v2",
@@ -298,5 +313,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         },
         timeout_s=240,
     )
+    started.models = models
     yield started
     stop_emulator(started)

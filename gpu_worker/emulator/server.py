@@ -1,6 +1,6 @@
 """The emulator's HTTP server: RunPod's control plane (REST API v1, `/v1`, and v2's account
-secrets, `/v2/account/secrets`), its public job API (`/v2/{endpoint_id}`) and the routes its
-workers poll."""
+secrets, `/v2/account/secrets`), its public job API (`/v2/{endpoint_id}`, with the OpenAI
+passthrough `/v2/{endpoint_id}/openai/v1/...`) and the routes its workers poll."""
 
 import asyncio
 import contextlib
@@ -12,10 +12,10 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from gpu_worker.emulator.control import ControlError, ControlPlane
-from gpu_worker.emulator.jobs import FINAL, Endpoint, Job
+from gpu_worker.emulator.jobs import COMPLETED, FINAL, Endpoint, Job
 from gpu_worker.emulator.workers import Pool
 
 DEFAULT_RUNSYNC_WAIT_MS = 90_000
@@ -196,6 +196,22 @@ def create_app(
     async def purge_queue(endpoint: EndpointDep) -> dict[str, Any]:
         return {"removed": endpoint.purge_queue(), "status": "completed"}
 
+    @public.api_route("/openai/v1/{route:path}", methods=["GET", "POST"])
+    async def openai(request: Request, endpoint: EndpointDep, route: str) -> Response:
+        """RunPod's OpenAI-compatible passthrough: the request becomes the job input
+        `{"openai_route": "/v1/<route>", "openai_input": <body>}`; the worker's output is the
+        answer, its string chunks the event stream when the request asks for `stream`."""
+        body = await _body(request) if request.method == "POST" else {}
+        job_input = {"openai_route": f"/v1/{route}", "openai_input": body}
+        job = endpoint.submit(job_input, "runsync", None)
+        if body.get("stream") is True:
+            return StreamingResponse(_events(endpoint, job), media_type="text/event-stream")
+        await endpoint.wait_until(lambda: job.status in FINAL, DEFAULT_RUNSYNC_WAIT_MS / 1000)
+        if job.status != COMPLETED:
+            return _openai_failure(job)
+        output = job.output  # a generator handler's items (return_aggregate_stream)
+        return JSONResponse(output[-1] if isinstance(output, list) and output else output)
+
     @public.get("/health")
     async def health(endpoint: EndpointDep) -> dict[str, Any]:
         return {"jobs": endpoint.counts_view(), "workers": state.pools[endpoint.name].health()}
@@ -264,6 +280,37 @@ def create_app(
     app.include_router(public)
     app.include_router(internal)
     return app
+
+
+async def _events(endpoint: Endpoint, job: Job) -> AsyncIterator[str]:
+    """A streamed OpenAI answer: the worker's chunks as they arrive (each holds whole
+    `data: ...` events); a failure after the start, as one last event holding the error."""
+    sent = 0
+    while True:
+        await endpoint.wait_until(
+            lambda seen=sent: job.status in FINAL or len(job.stream) > seen, 1.0
+        )
+        final = job.status in FINAL  # no chunk is added after the end
+        for chunk in job.stream[sent:]:
+            yield chunk if isinstance(chunk, str) else f"data: {json.dumps(chunk)}\n\n"
+        sent = len(job.stream)
+        if final:
+            if job.status != COMPLETED:
+                yield f"data: {bytes(_openai_failure(job).body).decode()}\n\n"
+            return
+
+
+def _openai_failure(job: Job) -> JSONResponse:
+    """A failed OpenAI job as an HTTP answer: the worker's OpenAI error (its JSON text, whose
+    `code` is the status) or, for any other failure, a 500 in OpenAI's error shape."""
+    try:
+        body = json.loads(job.error)
+        status = int(body["error"]["code"])
+    except (TypeError, ValueError, KeyError):
+        message = f"job {job.id} {job.status.lower()}: {job.error or 'no output'}"
+        body = {"error": {"message": message, "type": "InternalServerError", "code": 500}}
+        status = 500
+    return JSONResponse(body, status)
 
 
 def _error_response(request: Request, status: int, message: str) -> JSONResponse:
