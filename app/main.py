@@ -17,6 +17,7 @@ from app.api.routes import (
     images,
     jobs,
     objects,
+    openai,
     search,
 )
 from app.api.upload_body import upload_paths
@@ -90,6 +91,7 @@ def create_app(
         search,
         jobs,
         objects,
+        openai,
     ):
         app.include_router(module.router)
     app.include_router(jobs.webhook_router)

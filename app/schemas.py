@@ -273,16 +273,23 @@ class Page(BaseModel, Generic[T]):
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["validation_error"], description="stable, for programs")
     message: str = Field(examples=["message: String should have at least 1 character"])
+    type: str = Field(
+        examples=["invalid_request_error"],
+        description="OpenAI's error type: invalid_request_error, authentication_error, "
+        "permission_error, rate_limit_error or server_error",
+    )
+    param: str | None = Field(None, description="the request field at fault, when one is")
     request_id: str = Field(description="also in the X-Request-ID header; quote it to support")
 
 
 class ErrorBody(BaseModel):
-    """The one shape of every error."""
+    """The one shape of every error: OpenAI's, with the request id."""
 
     error: ErrorDetail
 
 
 _ERRORS = {
+    400: "A request the model's OpenAI serving refused: the message names the field",
     401: "No valid API key",
     404: "Not found (another tenant's is not found either)",
     413: "A body or an input over a limit",

@@ -270,10 +270,11 @@ def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Setti
     )
 
 
-# vLLM arguments for tool calls and JSON answers on the tiny model: Hermes' tags, a named
-# tool's arguments held to its schema, and no free whitespace (a random model never stops it).
+# vLLM arguments for tool calls and JSON answers on the tiny model: Python-style tool calls (a
+# parser that needs no special tokens), a named tool's arguments held to its schema, and no
+# free whitespace in JSON (a random model would pad it until max_tokens).
 OPENAI_TOOLING_ENV = {
-    "TOOL_CALL_PARSER": "hermes",
+    "TOOL_CALL_PARSER": "pythonic",
     "ENABLE_AUTO_TOOL_CHOICE": "true",
     "TOOL_STRICT_LEVEL": "parameter",
     "STRUCTURED_OUTPUTS_CONFIG": '{"backend": "xgrammar", "disable_any_whitespace": true}',

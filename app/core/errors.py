@@ -1,4 +1,5 @@
-"""One error shape for every failure: `{"error": {"code", "message", "request_id"}}`."""
+"""One error shape for every failure, OpenAI's with a request id:
+`{"error": {"code", "message", "type", "param", "request_id"}}`."""
 
 import logging
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ class ApiError(Exception):
 
     status = 400
     code = "bad_request"
+    param: str | None = None  # the request field at fault, when one is
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -64,6 +66,15 @@ class InputTooLarge(ApiError):
     status, code = 413, "input_too_large"
 
 
+class OpenAIError(ApiError):
+    """A worker's OpenAI serving refused or failed a request: its status, message and `param`."""
+
+    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.param = status, param
+        self.code = _HTTP_CODES.get(status, "invalid_input" if status < 500 else "worker_failed")
+
+
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 
@@ -96,8 +107,31 @@ def request_id_of(request: Request) -> str:
     return getattr(request.state, "request_id", "")
 
 
-def error_body(code: str, message: str, request_id: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
+# OpenAI's error types, by our codes (any other code is the client's: invalid_request_error).
+_TYPES = {
+    "unauthorized": "authentication_error",
+    "forbidden": "permission_error",
+    "rate_limited": "rate_limit_error",
+    **dict.fromkeys(
+        [
+            "internal_error",
+            "not_ready",
+            "database_unavailable",
+            "worker_failed",
+            "worker_unavailable",
+            "worker_timeout",
+        ],
+        "server_error",
+    ),
+}
+
+
+def error_body(
+    code: str, message: str, request_id: str, param: str | None = None
+) -> dict[str, Any]:
+    kind = _TYPES.get(code, "invalid_request_error")
+    detail = {"code": code, "message": message, "type": kind, "param": param}
+    return {"error": detail | {"request_id": request_id}}
 
 
 def error_response(
@@ -124,7 +158,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(request, exc.status, exc.code, exc.message, exc.headers)
+        body = error_body(exc.code, exc.message, request_id_of(request), exc.param)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,8 +4,8 @@ Workers answer RunPod jobs. The llm worker's handler is an async generator: with
 it yields one result; with `stream` it yields `{"delta": ...}` chunks and then the result.
 RunPod aggregates what a generator yielded into a list, so an output is either a dict or a
 list whose last item is the result. A dict with an `error` key is a failed job: a refusal of the
-client's input (gpu_worker.common.refusal: 422, or 413 for a size limit) or a worker failure
-(502).
+client's input (gpu_worker.common.refusal: 422, or 413 for a size limit), an OpenAI request's
+error (its JSON body, with the status in `code`), or a worker failure (502).
 """
 
 import json
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.core.errors import ApiError, InputRefused, InputTooLarge, WorkerFailed
+from app.core.errors import ApiError, InputRefused, InputTooLarge, OpenAIError, WorkerFailed
 from gpu_worker.common.refusal import refusal
 
 MAX_ERROR_CHARS = 500
@@ -36,9 +36,24 @@ def worker_error_message(error: Any) -> str:
     return str(error)[:MAX_ERROR_CHARS]
 
 
+def openai_error(body: Any) -> OpenAIError | None:
+    """The error of an OpenAI error body (`{"error": {message, param, code: status}}`), if it
+    is one."""
+    detail = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(detail, dict) or not isinstance(detail.get("code"), int):
+        return None
+    param = detail.get("param")
+    return OpenAIError(detail["code"], str(detail.get("message"))[:MAX_ERROR_CHARS], param)
+
+
 def worker_error(error: Any) -> ApiError:
-    """The API's error for a worker's: the client's (the worker refused its input) or the
-    worker's own failure."""
+    """The API's error for a worker's: the client's (the worker refused its input or its
+    OpenAI request) or the worker's own failure."""
+    try:
+        if (refused := openai_error(json.loads(error))) is not None:
+            return refused
+    except (TypeError, ValueError):
+        pass
     message = worker_error_message(error)
     match refusal(message):
         case ("input_too_large", reason):
@@ -99,6 +114,14 @@ class InferenceBackend(ABC):
     @abstractmethod
     async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         """One embedding (or a batch) from the clip worker."""
+
+    @abstractmethod
+    async def openai(
+        self, worker: str, route: str, body: dict[str, Any]
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        """An OpenAI request (`route`: "/v1/chat/completions", "/v1/completions",
+        "/v1/embeddings" or "/v1/models") answered by `worker`'s OpenAI serving: the response
+        body, or with `stream` the Server-Sent Events as text. Its errors raise OpenAIError."""
 
     @abstractmethod
     async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:

@@ -77,6 +77,12 @@ async def _chunks(handler: Any, job: dict[str, Any]) -> AsyncIterator[Any]:
         yield await handler(job)
 
 
+async def _then(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item
+
+
 class LocalBackend(InferenceBackend):
     """`makers` builds each worker ("llm", "embed", "clip"); `workers` holds the loaded ones."""
 
@@ -170,6 +176,15 @@ class LocalBackend(InferenceBackend):
 
     async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return await self._run("clip", job_input, request_id)
+
+    async def openai(
+        self, worker: str, route: str, body: dict[str, Any]
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        chunks = self._stream(worker, {"openai_route": route, "openai_input": body}, "openai")
+        if body.get("stream") is not True:
+            return final_output([chunk async for chunk in chunks])
+        first = await anext(chunks)  # an error before the stream starts is the answer's status
+        return _then(first, chunks)
 
     async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
         """Run the job in a task of this process; `webhook` is not called (nothing listens on a

@@ -17,7 +17,13 @@ import httpx
 
 from app.core.config import Settings
 from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
-from app.inference.base import InferenceBackend, QueuedJob, final_output, worker_error
+from app.inference.base import (
+    InferenceBackend,
+    QueuedJob,
+    final_output,
+    openai_error,
+    worker_error,
+)
 
 log = logging.getLogger("tandem.runpod")
 
@@ -163,6 +169,29 @@ class RunPodClient:
                 with anyio.CancelScope(shield=True):
                     await self.cancel(endpoint_id, job_id)
 
+    async def openai(
+        self, endpoint_id: str, route: str, body: dict[str, Any]
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        """An OpenAI request through the endpoint's passthrough (`/openai/v1/...`): the answer,
+        or for `stream` its events as text. Not retried: it may have started the job."""
+        method, payload = ("GET", None) if route == "/v1/models" else ("POST", body)
+        request = self._http.build_request(
+            method, f"/{endpoint_id}/openai{route}", json=payload, timeout=self.timeout_s
+        )
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise WorkerTimeout(f"no answer from the worker within {self.timeout_s:g} s") from exc
+        except httpx.TransportError as exc:
+            raise WorkerUnavailable(f"cannot reach RunPod: {type(exc).__name__}") from exc
+        if response.status_code >= 400 or body.get("stream") is not True:
+            await response.aread()
+            await response.aclose()
+            if response.status_code >= 400:
+                raise openai_error(_json(response)) or _http_error(method, route, response)
+            return response.json()
+        return _text(response)
+
     async def cancel(self, endpoint_id: str, job_id: str) -> None:
         """Cancel a job, best effort: the caller is already failing for another reason."""
         try:
@@ -174,6 +203,24 @@ class RunPodClient:
             )
         except (WorkerFailed, WorkerTimeout, WorkerUnavailable) as exc:
             log.warning("could not cancel job %s: %s", job_id, exc.message)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+async def _text(response: httpx.Response) -> AsyncIterator[str]:
+    """A streamed answer's text as it arrives; the connection is closed at its end."""
+    try:
+        async for text in response.aiter_text():
+            yield text
+    except httpx.HTTPError as exc:
+        raise WorkerFailed(f"the worker's stream broke: {type(exc).__name__}") from exc
+    finally:
+        await response.aclose()
 
 
 def _job_output(job: dict[str, Any]) -> Any:
@@ -254,6 +301,11 @@ class RunPodBackend(InferenceBackend):
 
     async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return final_output(await self.client.run_sync(self.clip_endpoint_id, job_input))
+
+    async def openai(
+        self, worker: str, route: str, body: dict[str, Any]
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        return await self.client.openai(self._endpoint(worker), route, body)
 
     def _endpoint(self, worker: str) -> str:
         return {

@@ -132,15 +132,14 @@ class LlmEngine:
             return openai_error(f"unknown field(s): {', '.join(unknown)}", param=unknown[0])
         try:
             request = TypeAdapter(request_type).validate_python(body)
-        except ValidationError as exc:
-            return _invalid(exc)
-        try:
             if route == "/v1/embeddings":
                 return json.loads((await server(request, None)).body)
             if route == "/v1/chat/completions":
                 result = await server.create_chat_completion(request, None)
             else:
                 result = await server.create_completion(request, None)
+        except ValidationError as exc:
+            return _invalid(exc)
         except EngineDeadError:
             raise
         except Exception as exc:  # vLLM's errors, mapped to statuses as vLLM's server does

@@ -8,17 +8,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-# With Hermes' tool-call tags (as Qwen's models have), so that TOOL_CALL_PARSER=hermes works.
-SPECIAL = [
-    "<unk>",
-    "<s>",
-    "</s>",
-    "<|system|>",
-    "<|user|>",
-    "<|assistant|>",
-    "<tool_call>",
-    "</tool_call>",
-]
+SPECIAL = ["<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>"
     "{{ message['content'] }}{{ eos_token }}{% endfor %}"

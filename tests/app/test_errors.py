@@ -20,5 +20,11 @@ async def test_unexpected_error_is_a_json_500_with_the_request_id(database_url):
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "req-500"
     assert response.json() == {
-        "error": {"code": "internal_error", "message": "internal error", "request_id": "req-500"}
+        "error": {
+            "code": "internal_error",
+            "message": "internal error",
+            "type": "server_error",  # OpenAI's error type
+            "param": None,
+            "request_id": "req-500",
+        }
     }

@@ -175,6 +175,7 @@ async def test_completions_and_models(worker):
         ("/v1/chat/completions", chat("Hi", temperature="hot"), 400, "temperature", "number"),
         ("/v1/chat/completions", chat("Hi") | {"model": "gpt-4o"}, 404, "model", "gpt-4o"),
         ("/v1/chat/completions", {"model": MODEL}, 400, "messages", "required"),
+        ("/v1/completions", {}, 400, "prompt", "prompt"),  # vLLM's own error, not pydantic's
         ("/v1/embeddings", {"model": MODEL, "input": "hi"}, 404, None, "does not serve"),
         ("/v1/images", {}, 404, None, "unknown openai_route"),
     ],

@@ -1,0 +1,100 @@
+"""The API's OpenAI routes with the official `openai` client, on both backends: `local` (the
+workers in the API's process) and `runpod` (the endpoint's OpenAI passthrough on the emulator,
+real worker processes under the runpod SDK)."""
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import HMAC_SECRET, make_settings, runpod_settings, start_api
+
+pytestmark = pytest.mark.vllm
+
+MESSAGES = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture(scope="module")
+async def local_api(database_url, local_backend, tmp_path_factory):
+    settings = make_settings(
+        database_url,
+        embedding_hmac_secret=HMAC_SECRET,
+        storage_dir=tmp_path_factory.mktemp("objects"),
+    )
+    async for api in start_api(settings, local_backend):
+        yield api
+
+
+@pytest.fixture(scope="module")
+async def runpod_api(database_url, emulator):
+    async for api in start_api(runpod_settings(database_url, emulator)):
+        yield api
+
+
+@pytest.fixture(params=["local_api", "runpod_api"])
+def api(request):
+    return request.getfixturevalue(request.param)
+
+
+def client(api, key: str | None = None) -> openai.AsyncOpenAI:
+    http = httpx.AsyncClient(transport=api.client._transport, timeout=60)
+    return openai.AsyncOpenAI(
+        base_url="http://api/v1", api_key=key or api.key, http_client=http, max_retries=0
+    )
+
+
+async def chat_model(api) -> str:
+    [model] = [m.id async for m in client(api).models.list()]
+    return model
+
+
+async def test_chat_completion_and_its_stream(api):
+    llm, model = client(api), await chat_model(api)
+    whole = await llm.chat.completions.create(
+        model=model,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=5,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    [choice] = whole.choices
+    assert choice.finish_reason == "length" and choice.logprobs is not None
+    assert [len(t.top_logprobs) for t in choice.logprobs.content or []] == [2] * 5
+    stream = await llm.chat.completions.create(
+        model=model,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=5,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+
+
+async def test_completion(api):
+    model = await chat_model(api)
+    completion = await client(api).completions.create(model=model, prompt="Tandem", max_tokens=3)
+    assert completion.usage is not None and completion.usage.completion_tokens == 3
+
+
+async def test_refusals_arrive_as_the_clients_errors_in_openais_shape(api):
+    llm, model = client(api), await chat_model(api)
+    with pytest.raises(openai.NotFoundError) as missing:
+        await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert missing.value.type == "invalid_request_error" and "gpt-4o" in missing.value.message
+    with pytest.raises(openai.BadRequestError) as unknown:
+        await llm.chat.completions.create(
+            model=model,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            extra_body={"temprature": 0.1},
+        )
+    assert unknown.value.param == "temprature"
+    with pytest.raises(openai.BadRequestError) as invalid:
+        await llm.chat.completions.create(model=model, messages=MESSAGES, temperature=-1)  # type: ignore[arg-type]
+    assert "temperature" in invalid.value.message
+    with pytest.raises(openai.AuthenticationError) as unauthenticated:
+        await client(api, key="tdm_not-a-key").models.list()
+    assert unauthenticated.value.type == "authentication_error"
