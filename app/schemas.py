@@ -68,6 +68,24 @@ class Source(BaseModel):
     score: float
 
 
+class JsonSchemaFormat(Strict):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field("answer", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="the JSON Schema every answer is valid in"
+    )
+    strict: bool = True
+
+
+class ResponseFormat(Strict):
+    """OpenAI's `response_format`: the model answers JSON valid in `json_schema.schema` (its
+    decoding is constrained by the schema's grammar)."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
 class ChatRequest(Strict):
     model_config = ConfigDict(
         json_schema_extra={
@@ -84,6 +102,7 @@ class ChatRequest(Strict):
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     stream: bool = False
     rag: RagOptions | None = None
+    response_format: ResponseFormat | None = None
 
 
 class Usage(BaseModel):
@@ -102,6 +121,11 @@ class ChatResponse(BaseModel):
         "outgrows the model's context, its oldest turns are left out"
     )
     sources: list[Source] | None = None  # with `rag`: what the answer was grounded in
+    parsed: Any = Field(
+        None,
+        description="With `response_format`: the answer parsed as JSON, valid in its schema "
+        "(null when `max_tokens` cut it short)",
+    )
 
 
 class MessageOut(BaseModel):

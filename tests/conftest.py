@@ -139,8 +139,18 @@ async def served_api(database_url, local_backend, tmp_path_factory) -> AsyncIter
 HMAC_SECRET = "test-hmac-secret"
 # The workers' settings in tests: a short default answer, and loopback image URLs allowed so the
 # tests' own HTTP server can serve images (the safe-fetch tests check the refusals).
+# vLLM arguments for tool calls and JSON answers on the tiny model: Python-style tool calls (a
+# parser that needs no special tokens), a named tool's arguments held to its schema, and no
+# free whitespace in JSON (a random model would pad it until max_tokens).
+OPENAI_TOOLING_ENV = {
+    "TOOL_CALL_PARSER": "pythonic",
+    "ENABLE_AUTO_TOOL_CHOICE": "true",
+    "TOOL_STRICT_LEVEL": "parameter",
+    "STRUCTURED_OUTPUTS_CONFIG": '{"backend": "xgrammar", "disable_any_whitespace": true}',
+}
 WORKER_ENV = {
     **CPU_ENV,
+    **OPENAI_TOOLING_ENV,
     "DEFAULT_MAX_TOKENS": "16",
     "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
     "FETCH_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
@@ -270,17 +280,6 @@ def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Setti
     )
 
 
-# vLLM arguments for tool calls and JSON answers on the tiny model: Python-style tool calls (a
-# parser that needs no special tokens), a named tool's arguments held to its schema, and no
-# free whitespace in JSON (a random model would pad it until max_tokens).
-OPENAI_TOOLING_ENV = {
-    "TOOL_CALL_PARSER": "pythonic",
-    "ENABLE_AUTO_TOOL_CHOICE": "true",
-    "TOOL_STRICT_LEVEL": "parameter",
-    "STRUCTURED_OUTPUTS_CONFIG": '{"backend": "xgrammar", "disable_any_whitespace": true}',
-}
-
-
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """The emulator with every real worker in its own process (`llm`: a tiny random Llama,
@@ -300,11 +299,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         | {"ctl": "tests.workers.controlled"},
         env=WORKER_ENV,
         endpoint_env={
-            "llm": {
-                "MODEL_NAME": str(models["llm"]),
-                "SERVED_MODEL_NAME": "tiny-llama",
-                **OPENAI_TOOLING_ENV,
-            },
+            "llm": {"MODEL_NAME": str(models["llm"]), "SERVED_MODEL_NAME": "tiny-llama"},
             "embed": {
                 "MODEL_NAME": str(models["embed"]),
                 "SERVED_MODEL_NAME": "all-MiniLM-L6-v2",

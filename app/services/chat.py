@@ -94,6 +94,8 @@ def job_input(request: ChatRequest, messages: list[dict[str, str]]) -> dict[str,
     }
     if request.max_tokens is not None:
         job["max_tokens"] = request.max_tokens
+    if request.response_format is not None:
+        job["response_format"] = request.response_format.model_dump(by_alias=True)
     return job
 
 
@@ -165,7 +167,16 @@ async def save_turn(
         usage=usage,
         history_used=history - int(result.get("messages_dropped") or 0),
         sources=sources,
+        parsed=_parsed(answer) if request.response_format is not None else None,
     )
+
+
+def _parsed(answer: str) -> Any:
+    """A structured answer's JSON; None when it is not whole (cut short by `max_tokens`)."""
+    try:
+        return json.loads(answer)
+    except ValueError:
+        return None
 
 
 def _dumped(sources: list[Source]) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ class Job:
     worker_id: str | None = None
     stream: list[Any] = field(default_factory=list)
     stream_sent: int = 0
+    lost_workers: int = 0  # how many workers exited while holding it
     created: float = field(default_factory=time.monotonic)
     started: float | None = None
     finished: float | None = None
@@ -196,6 +197,22 @@ class Endpoint:
         else:
             job.output = result.get("output")
             self._finish(job, COMPLETED)
+
+    def worker_lost(self, worker_id: str) -> None:
+        """A worker exited holding jobs (taken by its last poll, or running): each goes back to
+        the front of the queue once, and fails if it loses a second worker."""
+        for job in self.jobs.values():
+            if job.status != IN_PROGRESS or job.worker_id != worker_id:
+                continue
+            if job.lost_workers:
+                job.error = "the worker running the job exited, twice"
+                self._finish(job, FAILED)
+                continue
+            job.lost_workers += 1
+            job.status, job.worker_id, job.started = IN_QUEUE, None, None
+            job.stream, job.stream_sent = [], 0
+            self.queue.appendleft(job.id)
+        self._notify()
 
     def stop_signals(self, worker_id: str) -> list[str]:
         self.workers_seen[worker_id] = time.monotonic()

@@ -225,21 +225,26 @@ def create_app(
         payload = [{"id": j.id, "input": j.input} for j in jobs]
         return JSONResponse(payload if batch else payload[0])
 
-    async def take(endpoint: Endpoint, worker_id: str, count: int) -> list[Job]:
+    async def take(request: Request, endpoint: Endpoint, worker_id: str, count: int) -> list[Job]:
         await endpoint.wait_until(lambda: bool(endpoint.queue), WORKER_POLL_S)
         if worker_id not in state.pools[endpoint.name].workers:
             return []  # a worker being stopped (scaled down, or an old release) takes no job
+        if await request.is_disconnected():
+            return []  # the poll of a worker that died meanwhile: its job would be lost
         return endpoint.take(worker_id, count)
 
     @internal.get("/job-take/{worker_id}")
-    async def job_take(endpoint: EndpointDep, worker_id: str) -> Response:
-        return jobs_response(await take(endpoint, worker_id, 1), batch=False)
+    async def job_take(request: Request, endpoint: EndpointDep, worker_id: str) -> Response:
+        return jobs_response(await take(request, endpoint, worker_id, 1), batch=False)
 
     @internal.get("/job-take-batch/{worker_id}")
     async def job_take_batch(
-        endpoint: EndpointDep, worker_id: str, batch_size: Annotated[int, Query(ge=1)] = 1
+        request: Request,
+        endpoint: EndpointDep,
+        worker_id: str,
+        batch_size: Annotated[int, Query(ge=1)] = 1,
     ) -> Response:
-        return jobs_response(await take(endpoint, worker_id, batch_size), batch=True)
+        return jobs_response(await take(request, endpoint, worker_id, batch_size), batch=True)
 
     async def report(request: Request) -> dict[str, Any]:
         # The SDK posts JSON text with a form content type.

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,9 +38,12 @@ def worker_env(base_url: str, endpoint: str, worker_id: str) -> dict[str, str]:
 class WorkerProcess:
     """Keeps one worker process running (restarting it if it dies) until stopped."""
 
-    def __init__(self, module: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, module: str, env: dict[str, str], on_exit: Callable[[], None] = lambda: None
+    ) -> None:
         self.module = module
         self.env = env
+        self.on_exit = on_exit  # called when the process exits on its own, before its restart
         self.process: subprocess.Popen | None = None
         self.stopping = False
         self._supervisor: asyncio.Task | None = None
@@ -66,6 +70,7 @@ class WorkerProcess:
             if self.stopping:
                 return
             log.warning("worker %s exited with %s; restarting", self.env["RUNPOD_POD_ID"], code)
+            self.on_exit()
             await asyncio.sleep(RESTART_DELAY_S)
             self._spawn()
 
@@ -160,7 +165,9 @@ class Pool:
         worker_id = f"{self.queue.name}-worker-{self._serial}"
         self._serial += 1
         env = {**worker_env(self.base_url, self.queue.name, worker_id), **self.env}
-        worker = WorkerProcess(self.module or "", env)
+        worker = WorkerProcess(
+            self.module or "", env, on_exit=lambda: self.queue.worker_lost(worker_id)
+        )
         worker.start()
         self.workers[worker_id] = worker
 

@@ -34,7 +34,8 @@ from pydantic import (
     model_validator,
 )
 from vllm import SamplingParams
-from vllm.sampling_params import RequestOutputKind
+from vllm.exceptions import VLLMClientError
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
 from gpu_worker.common.refusal import Refused, TooLarge
 from gpu_worker.llm.engine import EngineDeadError, LlmEngine, openai_error
@@ -48,6 +49,19 @@ class ChatMessage(BaseModel):
     content: str
 
 
+class JsonSchema(BaseModel):
+    name: str = "answer"
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool = True
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`: the answer is JSON valid in `json_schema.schema`."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
 class GenerateInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -58,6 +72,7 @@ class GenerateInput(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     stop: list[str] | str | None = None
     seed: int | None = None
+    response_format: ResponseFormat | None = None
     stream: bool = False
     # Leave out the oldest turns of `messages` until the prompt leaves room for the answer
     # (`max_tokens`, else the default): never a system message, never the last message.
@@ -132,12 +147,16 @@ def _sampling(
             f"max_tokens {request.max_tokens} does not fit: the prompt is {prompt_tokens} tokens "
             f"of the model's {llm.max_model_len}, leaving {room}"
         )
+    structured = None
+    if request.response_format is not None:
+        structured = StructuredOutputsParams(json=request.response_format.json_schema.schema_)
     return SamplingParams(
         max_tokens=request.max_tokens or min(default_max_tokens, room),
         temperature=request.temperature,
         top_p=request.top_p,
         stop=request.stop,
         seed=request.seed,
+        structured_outputs=structured,
         output_kind=RequestOutputKind.DELTA if request.stream else RequestOutputKind.FINAL_ONLY,
     )
 
@@ -230,14 +249,17 @@ class LlmWorker:
             prompt_ids = llm.text_prompt(request.prompt or "")
         params = _sampling(request, len(prompt_ids), llm, self.settings.default_max_tokens)
         text, completion_tokens, finish_reason, metrics = [], 0, None, None
-        async for output in llm.generate(prompt_ids, params, request_id):
-            completion = output.outputs[0]
-            completion_tokens += len(completion.token_ids)
-            finish_reason = completion.finish_reason or finish_reason
-            metrics = output.metrics or metrics
-            text.append(completion.text)
-            if request.stream and completion.text:
-                yield {"delta": completion.text}
+        try:
+            async for output in llm.generate(prompt_ids, params, request_id):
+                completion = output.outputs[0]
+                completion_tokens += len(completion.token_ids)
+                finish_reason = completion.finish_reason or finish_reason
+                metrics = output.metrics or metrics
+                text.append(completion.text)
+                if request.stream and completion.text:
+                    yield {"delta": completion.text}
+        except VLLMClientError as exc:  # the request's fault: e.g. a schema it cannot compile
+            raise Refused(str(exc)) from exc
         total_ms = (time.perf_counter() - started) * 1000
         queue_ms = 0.0
         if metrics is not None and metrics.scheduled_ts and metrics.queued_ts:

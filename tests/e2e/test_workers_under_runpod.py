@@ -7,12 +7,15 @@ import io
 import time
 
 import httpx
+import psutil
 import pytest
 from PIL import Image
 
+from app.core.errors import WorkerFailed
 from app.inference.runpod import RunPodClient
 from gpu_worker.common.signing import signed_auth
-from tests.conftest import HMAC_SECRET
+from gpu_worker.llm.tiny import build_tiny_llama
+from tests.conftest import HMAC_SECRET, WORKER_ENV, start_emulator, stop_emulator
 
 pytestmark = pytest.mark.vllm
 
@@ -56,6 +59,42 @@ async def test_bad_input_fails_the_job_and_the_worker_goes_on(emulator):
     output = await client.run_sync("llm", chat("next", max_tokens=2))
     assert output[-1]["usage"]["completion_tokens"] == 2
     await client.aclose()
+
+
+async def test_a_worker_asking_for_a_refresh_is_replaced(emulator):
+    """As the llm worker asks when its engine died: the job fails, the runpod SDK reports it with
+    `stopPod` and ends the worker, and a fresh one takes the next job."""
+    client = RunPodClient(emulator.base_url, emulator.api_key, timeout_s=60)
+    before = (await client.run_sync("ctl", {"command": "pid:"}))[-1]["raw_text"]
+    with pytest.raises(WorkerFailed, match="engine gone"):
+        await client.run_sync("ctl", {"command": "die: engine gone"})
+    after = (await client.run_sync("ctl", {"command": "pid:"}))[-1]["raw_text"]
+    assert after != before
+    await client.aclose()
+
+
+async def test_a_dead_engine_gets_a_fresh_worker(tmp_path):
+    """The llm worker whose vLLM engine died (its engine process killed, as an out-of-memory
+    kill would) fails the job, ends, and RunPod's replacement serves the next one."""
+    model = build_tiny_llama(tmp_path / "tiny-llama")
+    emulator = start_emulator(
+        {"llm": "gpu_worker.llm"}, WORKER_ENV, {"llm": {"MODEL_NAME": str(model)}}, 240
+    )
+    client = RunPodClient(emulator.base_url, emulator.api_key, timeout_s=180)
+    try:
+        await client.run_sync("llm", chat("Hi", max_tokens=2))
+        workers = psutil.Process(emulator.process.pid).children(recursive=True)
+        [engine] = [p for p in workers if p.name() == "VLLM::EngineCore"]
+        worker = engine.parent()
+        engine.kill()
+        with pytest.raises(WorkerFailed, match="the inference engine failed"):
+            await client.run_sync("llm", chat("Hi", max_tokens=2))
+        worker.wait(60)  # the runpod SDK ended it
+        output = await client.run_sync("llm", chat("Hi again", max_tokens=2))
+        assert output[-1]["usage"]["completion_tokens"] == 2
+    finally:
+        await client.aclose()
+        stop_emulator(emulator)
 
 
 async def test_max_concurrency_jobs_run_at_once(emulator):

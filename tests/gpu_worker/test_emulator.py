@@ -2,6 +2,7 @@
 the public job API of shared/runpod/README.md, served by worker processes under the SDK."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,6 +69,18 @@ def test_cancel_stops_the_job_on_the_worker(sdk, emulator):
     assert health["jobs"]["inProgress"] == 0
     # The worker dropped the job and takes the next one at once.
     assert sdk.Endpoint("ctl").run_sync(chat("next"), timeout=10)[-1]["raw_text"] == "echo: next"
+
+
+def test_a_job_whose_worker_dies_runs_again_on_its_replacement(sdk):
+    endpoint = sdk.Endpoint("ctl")
+    pid = int(endpoint.run_sync(chat("pid:"), timeout=10)[-1]["raw_text"])
+    job = endpoint.run(chat("sleep: 1"))
+    deadline = time.monotonic() + 10
+    while job.status() != "IN_PROGRESS" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)  # as an out-of-memory kill of its container
+    assert job.output(timeout=60)[-1]["raw_text"] == "slept 1"
+    assert int(endpoint.run_sync(chat("pid:"), timeout=10)[-1]["raw_text"]) != pid
 
 
 def test_failed_job_and_retry(sdk, emulator):

@@ -1,9 +1,11 @@
 """A worker the tests steer, for the API's handling of what a real model cannot be made to do
 on demand: the command in `input.command` (or the last chat message) says what to do.
-`sleep: S` answers after S seconds, `fail: M` returns an error, `raise: M` raises, `stream: N`
-streams N deltas, `getenv: NAME` answers the worker's variable NAME (a template's env), `nul:`
-streams and answers text holding NUL characters (as a model may); anything else is echoed back
-(`echo: <message>`), so tests can check which answer was stored next to which question."""
+`sleep: S` answers after S seconds, `fail: M` returns an error, `die: M` returns an error asking
+for a fresh worker (as the llm worker does when its engine died), `pid:` answers its process id,
+`raise: M` raises, `stream: N` streams N deltas, `getenv: NAME` answers the worker's variable
+NAME (a template's env), `nul:` streams and answers text holding NUL characters (as a model
+may); anything else is echoed back (`echo: <message>`), so tests can check which answer was
+stored next to which question."""
 
 import asyncio
 import os
@@ -38,6 +40,10 @@ async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         yield _answer(f"slept {arg}")
     elif verb == "fail":
         yield {"error": arg, "request_id": job["id"]}
+    elif verb == "die":
+        yield {"error": arg, "request_id": job["id"], "refresh_worker": True}
+    elif verb == "pid":
+        yield _answer(str(os.getpid()))
     elif verb == "raise":
         raise RuntimeError(arg)
     elif verb == "getenv":
