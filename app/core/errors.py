@@ -140,10 +140,10 @@ def error_response(
     code: str,
     message: str,
     headers: Mapping[str, str] | None = None,
+    param: str | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        error_body(code, message, request_id_of(request)), status_code=status, headers=headers
-    )
+    body = error_body(code, message, request_id_of(request), param)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -158,8 +158,7 @@ def _describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        body = error_body(exc.code, exc.message, request_id_of(request), exc.param)
-        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+        return error_response(request, exc.status, exc.code, exc.message, exc.headers, exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

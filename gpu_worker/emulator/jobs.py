@@ -131,10 +131,8 @@ class Endpoint:
     def retry(self, job: Job) -> bool:
         if job.status not in RETRYABLE:
             return False
-        job.status, job.output, job.error = IN_QUEUE, None, None
-        job.stream, job.stream_sent, job.started, job.finished = [], 0, None, None
-        job.worker_id = None
-        self.queue.append(job.id)
+        job.output, job.error, job.finished = None, None, None
+        self._requeue(job, front=False)
         self.counts["retried"] += 1
         self._notify()
         return True
@@ -209,9 +207,7 @@ class Endpoint:
                 self._finish(job, FAILED)
                 continue
             job.lost_workers += 1
-            job.status, job.worker_id, job.started = IN_QUEUE, None, None
-            job.stream, job.stream_sent = [], 0
-            self.queue.appendleft(job.id)
+            self._requeue(job, front=True)
         self._notify()
 
     def stop_signals(self, worker_id: str) -> list[str]:
@@ -219,6 +215,15 @@ class Endpoint:
         return sorted(self.to_stop.pop(worker_id, set()))
 
     # -- internals ------------------------------------------------------------------------
+    def _requeue(self, job: Job, front: bool) -> None:
+        """Queue `job` again, as not yet started on any worker."""
+        job.status, job.worker_id, job.started = IN_QUEUE, None, None
+        job.stream, job.stream_sent = [], 0
+        if front:
+            self.queue.appendleft(job.id)
+        else:
+            self.queue.append(job.id)
+
     def _finish(self, job: Job, status: str) -> None:
         job.status, job.finished = status, time.monotonic()
         if status == COMPLETED:

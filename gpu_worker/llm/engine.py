@@ -6,7 +6,8 @@ The only module that imports vLLM's internals: the handler sees `LlmEngine` and 
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -26,14 +27,6 @@ from gpu_worker.llm.settings import LlmSettings
 
 __all__ = ["EngineDeadError", "LlmEngine", "openai_error"]
 
-# OpenAI's routes, as RunPod's `/openai/v1/...` passthrough names them in `openai_route`: the
-# request they take and the vLLM serving object (in init_app_state's State) that answers it.
-OPENAI_ROUTES: dict[str, tuple[Any, str]] = {
-    "/v1/chat/completions": (ChatCompletionRequest, "openai_serving_chat"),
-    "/v1/completions": (CompletionRequest, "openai_serving_completion"),
-    "/v1/embeddings": (EmbeddingRequest, "serving_embedding"),
-}
-
 
 def openai_error(message: str, status: int = 400, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error body; `code` holds the HTTP status, as vLLM's do."""
@@ -41,16 +34,51 @@ def openai_error(message: str, status: int = 400, param: str | None = None) -> d
     return {"error": {"message": message, "type": kind, "param": param, "code": status}}
 
 
-def _field_names(request_type: Any) -> set[str]:
+def _field_names(request_type: Any) -> frozenset[str]:
     """Every field (and alias) of an OpenAI request model, or of each model of a union."""
     models = getattr(request_type, "__args__", None) or (request_type,)
     if hasattr(request_type, "__metadata__"):  # Annotated[Union[...], validator]
         models = getattr(request_type.__origin__, "__args__", (request_type.__origin__,))
-    names = set()
+    names: set[str] = set()
     for model in models:
         for name, field in cast(type[BaseModel], model).model_fields.items():
             names |= {name, field.alias or name}
-    return names
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class OpenAIRoute:
+    """One of OpenAI's routes, as RunPod's `/openai/v1/...` passthrough names it in
+    `openai_route`: its request (checked once per job, fields known once per process), the
+    vLLM serving object (in init_app_state's State) that answers it, and how to ask it."""
+
+    request: TypeAdapter[Any]
+    fields: frozenset[str]
+    server: str
+    answer: Callable[[Any, Any], Awaitable[Any]]
+
+    @classmethod
+    def of(cls, request_type: Any, server: str, answer: Callable) -> "OpenAIRoute":
+        return cls(TypeAdapter(request_type), _field_names(request_type), server, answer)
+
+
+async def _embeddings(server: Any, request: Any) -> Any:
+    return json.loads((await server(request, None)).body)  # vLLM answers a Response here
+
+
+OPENAI_ROUTES = {
+    "/v1/chat/completions": OpenAIRoute.of(
+        ChatCompletionRequest,
+        "openai_serving_chat",
+        lambda server, request: server.create_chat_completion(request, None),
+    ),
+    "/v1/completions": OpenAIRoute.of(
+        CompletionRequest,
+        "openai_serving_completion",
+        lambda server, request: server.create_completion(request, None),
+    ),
+    "/v1/embeddings": OpenAIRoute.of(EmbeddingRequest, "serving_embedding", _embeddings),
+}
 
 
 def _invalid(exc: ValidationError) -> dict[str, Any]:
@@ -122,22 +150,17 @@ class LlmEngine:
         if route not in OPENAI_ROUTES:
             known = ", ".join(["/v1/models", *OPENAI_ROUTES])
             return openai_error(f"unknown openai_route {route!r}: one of {known}", 404)
-        request_type, server_name = OPENAI_ROUTES[route]
-        server = getattr(serving, server_name, None)
+        known_route = OPENAI_ROUTES[route]
+        server = getattr(serving, known_route.server, None)
         if server is None:
             return openai_error(f"this worker's model does not serve {route}", 404)
         if not isinstance(body, dict):
             return openai_error("openai_input must be a JSON object")
-        if unknown := sorted(body.keys() - _field_names(request_type)):
+        if unknown := sorted(body.keys() - known_route.fields):
             return openai_error(f"unknown field(s): {', '.join(unknown)}", param=unknown[0])
         try:
-            request = TypeAdapter(request_type).validate_python(body)
-            if route == "/v1/embeddings":
-                return json.loads((await server(request, None)).body)
-            if route == "/v1/chat/completions":
-                result = await server.create_chat_completion(request, None)
-            else:
-                result = await server.create_completion(request, None)
+            request = known_route.request.validate_python(body)
+            result = await known_route.answer(server, request)
         except ValidationError as exc:
             return _invalid(exc)
         except EngineDeadError:
@@ -146,6 +169,8 @@ class LlmEngine:
             result = create_error_response(exc)
         if isinstance(result, BaseModel):  # a response, or an ErrorResponse
             return result.model_dump(mode="json")
+        if isinstance(result, dict):  # embeddings, already a body
+            return result
         return cast(AsyncIterator[str], result)
 
     async def abort(self, request_id: str) -> None:

@@ -6,22 +6,11 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import HMAC_SECRET, make_settings, runpod_settings, start_api
+from tests.conftest import runpod_settings, start_api
 
 pytestmark = pytest.mark.vllm
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
-
-
-@pytest.fixture(scope="module")
-async def local_api(database_url, local_backend, tmp_path_factory):
-    settings = make_settings(
-        database_url,
-        embedding_hmac_secret=HMAC_SECRET,
-        storage_dir=tmp_path_factory.mktemp("objects"),
-    )
-    async for api in start_api(settings, local_backend):
-        yield api
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +19,9 @@ async def runpod_api(database_url, emulator):
         yield api
 
 
-@pytest.fixture(params=["local_api", "runpod_api"])
-def api(request):
+@pytest.fixture(params=["api", "runpod_api"])
+def either_api(request):
+    """The API on the local backend (conftest's `api`) or on the runpod one."""
     return request.getfixturevalue(request.param)
 
 
@@ -47,8 +37,8 @@ async def chat_model(api) -> str:
     return model
 
 
-async def test_chat_completion_and_its_stream(api):
-    llm, model = client(api), await chat_model(api)
+async def test_chat_completion_and_its_stream(either_api):
+    llm, model = client(either_api), await chat_model(either_api)
     whole = await llm.chat.completions.create(
         model=model,
         messages=MESSAGES,  # type: ignore[arg-type]
@@ -74,14 +64,15 @@ async def test_chat_completion_and_its_stream(api):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
 
 
-async def test_completion(api):
-    model = await chat_model(api)
-    completion = await client(api).completions.create(model=model, prompt="Tandem", max_tokens=3)
+async def test_completion(either_api):
+    model = await chat_model(either_api)
+    llm = client(either_api)
+    completion = await llm.completions.create(model=model, prompt="Tandem", max_tokens=3)
     assert completion.usage is not None and completion.usage.completion_tokens == 3
 
 
-async def test_refusals_arrive_as_the_clients_errors_in_openais_shape(api):
-    llm, model = client(api), await chat_model(api)
+async def test_refusals_arrive_as_the_clients_errors_in_openais_shape(either_api):
+    llm, model = client(either_api), await chat_model(either_api)
     with pytest.raises(openai.NotFoundError) as missing:
         await llm.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
     assert missing.value.type == "invalid_request_error" and "gpt-4o" in missing.value.message
@@ -96,5 +87,5 @@ async def test_refusals_arrive_as_the_clients_errors_in_openais_shape(api):
         await llm.chat.completions.create(model=model, messages=MESSAGES, temperature=-1)  # type: ignore[arg-type]
     assert "temperature" in invalid.value.message
     with pytest.raises(openai.AuthenticationError) as unauthenticated:
-        await client(api, key="tdm_not-a-key").models.list()
+        await client(either_api, key="tdm_not-a-key").models.list()
     assert unauthenticated.value.type == "authentication_error"
