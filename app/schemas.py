@@ -11,7 +11,6 @@ from pydantic import (
     HttpUrl,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 
 MAX_MESSAGE_CHARS = 32_000
@@ -157,29 +156,6 @@ class ConversationOut(ConversationSummary):
 
 class ConversationList(BaseModel):
     conversations: list[ConversationSummary]
-
-
-class EmbeddingRequest(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"text": "a photo of a cat"}]})
-    text: (
-        Annotated[str, StringConstraints(min_length=1, max_length=8_000, pattern=r"\S")] | None
-    ) = None
-    image_url: HttpUrl | None = None
-    normalize: bool = True
-
-    @model_validator(mode="after")
-    def _one_input(self) -> "EmbeddingRequest":
-        if (self.text is None) == (self.image_url is None):
-            raise ValueError("give exactly one of text or image_url")
-        return self
-
-
-class EmbeddingResponse(BaseModel):
-    embedding: list[float]
-    dim: int
-    model: str
-    normalized: bool
-    timings: dict[str, float]
 
 
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]

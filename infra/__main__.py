@@ -112,6 +112,8 @@ api = ApiService(
         "STORAGE_MODE": "gcs",
         "GCS_BUCKET": buckets.uploads.name,
         **{Worker.endpoint_variable(name): id_ for name, id_ in endpoint_ids.items()},
+        # The CLIP model's id: what /v1/embeddings routes to the CLIP worker.
+        **({"CLIP_MODEL": clip} if (clip := config.gpu.clip.served_model()) else {}),
     },
     secrets=secrets,
     secret_env=secret_env,

@@ -141,6 +141,11 @@ class GpuEndpointConfig(Section):
     data_center_ids: list[str] | None = Field(None, min_length=1, alias="dataCenterIds")
     allowed_cuda_versions: list[str] | None = Field(None, min_length=1, alias="allowedCudaVersions")
 
+    def served_model(self) -> str | None:
+        """The model id the worker's answers carry, when the stack sets it (else the worker's
+        default)."""
+        return self.env.get("SERVED_MODEL_NAME") or self.model
+
     @model_validator(mode="after")
     def _check(self) -> "GpuEndpointConfig":
         unknown = [gpu for gpu in self.gpu_types if gpu not in runpod_gpu_types()]

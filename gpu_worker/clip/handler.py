@@ -129,9 +129,10 @@ class ClipWorker:
                 images = await asyncio.to_thread(self._load_images, items)
                 loaded = time.perf_counter()
                 vectors = await asyncio.to_thread(model.embed_images, images, normalize)
+                tokens = 0
             else:
                 loaded = time.perf_counter()
-                vectors = await asyncio.to_thread(model.embed_texts, items, normalize)
+                vectors, tokens = await asyncio.to_thread(model.embed_texts, items, normalize)
         except Refused as exc:  # fetch and image errors included
             return exc.report(request_id)
         except Unauthenticated as exc:
@@ -143,6 +144,7 @@ class ClipWorker:
             "dim": model.dim,
             "model": model.name,
             "normalized": normalize,
+            "usage": {"prompt_tokens": tokens},
             "timings": {
                 "download_ms": round((loaded - started) * 1000, 3),
                 "inference_ms": round((done - loaded) * 1000, 3),

@@ -52,7 +52,8 @@ class ClipEmbedder:
         return self._finish(output, normalize)
 
     @torch.inference_mode()
-    def embed_texts(self, texts: list[str], normalize: bool) -> np.ndarray:
+    def embed_texts(self, texts: list[str], normalize: bool) -> tuple[np.ndarray, int]:
+        """The texts' embeddings and how many tokens they were read as."""
         max_length = self.model.config.text_config.max_position_embeddings
         tokens = self.tokenizer(
             texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
@@ -61,7 +62,7 @@ class ClipEmbedder:
             input_ids=tokens["input_ids"].to(self.device),
             attention_mask=tokens["attention_mask"].to(self.device),
         )
-        return self._finish(output, normalize)
+        return self._finish(output, normalize), int(tokens["attention_mask"].sum())
 
     @staticmethod
     def _finish(output: Any, normalize: bool) -> np.ndarray:

@@ -1,15 +1,22 @@
-"""`POST /v1/embeddings`: HMAC-signed requests to the real CLIP worker (a tiny random one,
-in-process), images fetched from a local web server, and bad input."""
+"""`POST /v1/embeddings` with the CLIP model: HMAC-signed requests to the real CLIP worker (a
+tiny random one, in-process), texts and images in one input (images from a local web server
+and as data URLs), and bad input. (The text embedding model, through the embed worker's vLLM
+serving, and the `openai` client: tests/e2e/test_openai_api.py.)"""
 
+import base64
 import functools
+import io
 import math
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import make_settings, start_api
+
+CLIP = "openai/clip-vit-base-patch32"  # the API's CLIP_MODEL (the worker is a tiny stand-in)
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -32,46 +39,63 @@ def image_url(tmp_path_factory):
     server.shutdown()
 
 
-async def test_text_embedding_is_signed_and_verified(api):
-    response = await api.post("/v1/embeddings", json={"text": "a cat on a mat"})
+def png_data_url(color: tuple[int, int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), color).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+async def embed(api, input_, **fields):
+    return await api.post("/v1/embeddings", json={"model": CLIP, "input": input_, **fields})
+
+
+def vectors(response) -> list[list[float]]:
     assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert [item["index"] for item in data] == list(range(len(data)))
+    return [item["embedding"] for item in data]
+
+
+async def test_texts_and_images_in_one_input_in_openais_shape(api, image_url):
+    items = ["a cat on a mat", image_url, png_data_url((0, 90, 200)), "a red car"]
+    response = await embed(api, items)
     body = response.json()
-    assert (
-        body["dim"] == len(body["embedding"]) == 512
-    )  # the tiny CLIP projects to CLIP-B/32's size
-    assert body["model"] == "tandem-tiny-random-clip-512d"
-    assert body["normalized"] is True
-    assert math.isclose(math.sqrt(sum(v * v for v in body["embedding"])), 1.0, rel_tol=1e-5)
-    assert set(body["timings"]) == {"download_ms", "inference_ms", "total_ms"}
+    assert body["object"] == "list" and body["model"] == "tandem-tiny-random-clip-512d"
+    found = vectors(response)
+    assert [len(v) for v in found] == [512] * 4  # the tiny CLIP projects to CLIP-B/32's size
+    assert all(math.isclose(np.linalg.norm(v), 1.0, rel_tol=1e-5) for v in found)
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 0
+    # Each item's vector is the one it gets alone: the order survives the split by kind.
+    for item, vector in zip(items, found, strict=True):
+        [alone] = vectors(await embed(api, item))
+        assert np.allclose(alone, vector, atol=1e-5)
 
 
-async def test_image_url_and_unnormalized(api, image_url):
-    response = await api.post("/v1/embeddings", json={"image_url": image_url, "normalize": False})
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["normalized"] is False
-    assert body["dim"] == len(body["embedding"]) == 512
-    assert not math.isclose(math.sqrt(sum(v * v for v in body["embedding"])), 1.0, rel_tol=1e-3)
+async def test_an_image_has_no_tokens_and_same_input_same_embedding(api):
+    image = png_data_url((10, 200, 10))
+    first, second = await embed(api, image), await embed(api, [image])
+    assert first.json()["usage"]["prompt_tokens"] == 0
+    assert vectors(first) == vectors(second) != vectors(await embed(api, "a blue sky"))
 
 
-async def test_same_input_same_embedding(api):
-    first = (await api.post("/v1/embeddings", json={"text": "a red car"})).json()
-    second = (await api.post("/v1/embeddings", json={"text": "a red car"})).json()
-    other = (await api.post("/v1/embeddings", json={"text": "a blue sky"})).json()
-    assert first["embedding"] == second["embedding"] != other["embedding"]
+async def test_base64_is_little_endian_float32(api):
+    [floats] = vectors(await embed(api, "a red car"))
+    [encoded] = vectors(await embed(api, "a red car", encoding_format="base64"))
+    decoded = np.frombuffer(base64.b64decode(encoded), dtype="<f4")
+    assert np.allclose(decoded, floats, atol=1e-6)
 
 
 async def test_worker_with_another_secret_refuses(database_url, local_backend):
     settings = make_settings(database_url, embedding_hmac_secret="not-the-workers-secret")
     async for api in start_api(settings, local_backend):
-        response = await api.post("/v1/embeddings", json={"text": "x"})
+        response = await embed(api, "x")
         assert response.status_code == 502
         assert "Authentication failed" in response.json()["error"]["message"]
 
 
 async def test_unsigned_request_is_refused_by_a_signing_worker(database_url, local_backend):
     async for api in start_api(make_settings(database_url), local_backend):  # no secret: unsigned
-        response = await api.post("/v1/embeddings", json={"text": "x"})
+        response = await embed(api, "x")
         assert response.status_code == 502
         assert "Authentication failed" in response.json()["error"]["message"]
 
@@ -88,26 +112,36 @@ async def test_an_image_the_worker_refuses_is_the_clients_to_fix(
     api, image_url, name, status, code, words
 ):
     """A refusal of the client's input is no outage: 422 (413 over a limit), never a 502."""
-    url = image_url.replace("red.png", name)
-    response = await api.post("/v1/embeddings", json={"image_url": url})
+    response = await embed(api, ["a text", image_url.replace("red.png", name)])
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert words in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
-    ("body", "words"),
+    ("fields", "param", "words"),
     [
-        ({}, "exactly one"),
-        ({"text": "x", "image_url": "https://example.com/a.png"}, "exactly one"),
-        ({"text": ""}, "text"),
-        ({"image_url": "ftp://example.com/a.png"}, "image_url"),
-        ({"image_url": "file:///etc/passwd"}, "image_url"),
-        ({"image_url": "not a url"}, "image_url"),
-        ({"text": "x", "normalize": "sometimes"}, "normalize"),
+        ({"input": ""}, "input", "non-empty string"),
+        ({"input": []}, "input", "non-empty string"),
+        ({"input": [[1, 2, 3]]}, "input", "non-empty string"),
+        ({"input": ["x", ""]}, "input", "non-empty string"),
+        ({"input": "data:text/plain;base64,eA=="}, "input", "data:image/<type>;base64"),
+        ({"input": "data:image/png;base64,"}, "input", "data:image/<type>;base64"),
+        ({"input": "x", "encoding_format": "int8"}, "encoding_format", "'float' or 'base64'"),
+        ({"input": "x", "dimensions": 64}, "dimensions", "have 512 dimensions"),
+        ({"input": "x", "normalize": False}, "normalize", "Extra inputs"),
+        ({}, "input", "non-empty string"),
     ],
 )
-async def test_bad_embedding_requests_are_422(api, body, words):
-    response = await api.post("/v1/embeddings", json=body)
-    assert response.status_code == 422
-    assert words in response.json()["error"]["message"]
+async def test_bad_clip_requests_are_400_naming_the_field(api, fields, param, words):
+    response = await api.post("/v1/embeddings", json={"model": CLIP, **fields})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["param"], error["type"]) == (param, "invalid_request_error")
+    assert words in error["message"]
+
+
+async def test_too_many_items_is_413(api):
+    response = await embed(api, ["x"] * 33)  # the worker's MAX_BATCH is 32
+    assert response.status_code == 413, response.text
+    assert "the limit is 32" in response.json()["error"]["message"]

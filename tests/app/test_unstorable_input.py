@@ -44,7 +44,6 @@ NUL = "\x00"
         ("/v1/documents", {"source_id": "d", "text": f"a{NUL}b"}, "text"),
         ("/v1/documents", {"source_id": "d", "title": f"T{NUL}", "text": "a"}, "title"),
         ("/v1/documents", {"source_id": "d", "text": "a", "metadata": {"k": NUL}}, "metadata"),
-        ("/v1/embeddings", {"text": f"x{NUL}"}, "text"),
         ("/v1/jobs", {"kind": "embed", "texts": ["ok", f"bad{NUL}"]}, "texts"),
     ],
 )

@@ -7,6 +7,8 @@ import pytest
 
 from tests.conftest import HMAC_SECRET, runpod_settings, start_api
 
+CLIP = "openai/clip-vit-base-patch32"  # the API's CLIP_MODEL (the worker serves "tiny-clip")
+
 
 @pytest.fixture(scope="module")
 async def deployed(database_url, emulator):
@@ -53,15 +55,16 @@ async def test_answer_longer_than_the_context_is_the_clients_to_fix(deployed):
 
 
 async def test_signed_embedding_through_runpod(deployed):
-    response = await deployed.post("/v1/embeddings", json={"text": "signed"})
+    response = await deployed.post("/v1/embeddings", json={"model": CLIP, "input": "signed"})
     assert response.status_code == 200, response.text
-    assert (response.json()["model"], response.json()["dim"]) == ("tiny-clip", 512)
+    [item] = response.json()["data"]
+    assert (response.json()["model"], len(item["embedding"])) == ("tiny-clip", 512)
 
 
 async def test_worker_rejects_a_wrong_signature(database_url, emulator):
     async for api in start_api(
         runpod_settings(database_url, emulator, embedding_hmac_secret="wrong-secret")
     ):
-        response = await api.post("/v1/embeddings", json={"text": "forged"})
+        response = await api.post("/v1/embeddings", json={"model": CLIP, "input": "forged"})
         assert response.status_code == 502
         assert "Authentication failed" in response.json()["error"]["message"]

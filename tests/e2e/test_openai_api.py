@@ -3,10 +3,12 @@ workers in the API's process) and `runpod` (the endpoint's OpenAI passthrough on
 real worker processes under the runpod SDK)."""
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
-from tests.conftest import runpod_settings, start_api
+from tests.app.test_embeddings import CLIP, png_data_url
+from tests.conftest import HMAC_SECRET, runpod_settings, start_api
 
 pytestmark = pytest.mark.vllm
 
@@ -15,7 +17,8 @@ MESSAGES = [{"role": "user", "content": "Hello"}]
 
 @pytest.fixture(scope="module")
 async def runpod_api(database_url, emulator):
-    async for api in start_api(runpod_settings(database_url, emulator)):
+    settings = runpod_settings(database_url, emulator, embedding_hmac_secret=HMAC_SECRET)
+    async for api in start_api(settings):
         yield api
 
 
@@ -33,8 +36,10 @@ def client(api, key: str | None = None) -> openai.AsyncOpenAI:
 
 
 async def chat_model(api) -> str:
-    [model] = [m.id async for m in client(api).models.list()]
-    return model
+    """The chat model's id: the first listed (the text embedding model and CLIP follow)."""
+    [chat, text_embedding, clip] = [m.id async for m in client(api).models.list()]
+    assert text_embedding == "all-MiniLM-L6-v2" and clip == CLIP
+    return chat
 
 
 async def test_chat_completion_and_its_stream(either_api):
@@ -89,3 +94,25 @@ async def test_refusals_arrive_as_the_clients_errors_in_openais_shape(either_api
     with pytest.raises(openai.AuthenticationError) as unauthenticated:
         await client(either_api, key="tdm_not-a-key").models.list()
     assert unauthenticated.value.type == "authentication_error"
+
+
+async def test_text_and_clip_embeddings(either_api):
+    """The SDK asks for base64 unless told otherwise: both encodings decode to the same
+    unit-length vectors."""
+    embeddings = client(either_api).embeddings
+    text = await embeddings.create(model="all-MiniLM-L6-v2", input=["a cat", "a dog"])
+    assert [len(item.embedding) for item in text.data] == [384, 384]
+    floats = await embeddings.create(
+        model="all-MiniLM-L6-v2", input=["a cat", "a dog"], encoding_format="float"
+    )
+    assert np.allclose([i.embedding for i in text.data], [i.embedding for i in floats.data])
+    assert text.usage.prompt_tokens > 0
+    mixed = await embeddings.create(model=CLIP, input=["a cat", png_data_url((200, 0, 0))])
+    assert [len(item.embedding) for item in mixed.data] == [512, 512]
+    assert all(np.isclose(np.linalg.norm(item.embedding), 1.0) for item in mixed.data)
+    with pytest.raises(openai.NotFoundError) as missing:
+        await embeddings.create(model="text-embedding-3-small", input="x")
+    assert "text-embedding-3-small" in missing.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        await embeddings.create(model=CLIP, input="x", dimensions=8)
+    assert bad.value.param == "dimensions"

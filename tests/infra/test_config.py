@@ -134,6 +134,20 @@ def test_supabase_with_its_secret_is_fine():
     assert config.database.provider == "supabase"
 
 
+@pytest.mark.parametrize(
+    ("clip", "served"),
+    [
+        (GPU, None),  # the worker's default, which is the API's
+        ({**GPU, "model": "org/clip"}, "org/clip"),
+        ({**GPU, "model": "org/clip", "env": {"SERVED_MODEL_NAME": "clip"}}, "clip"),
+    ],
+)
+def test_the_api_learns_the_clip_models_id(clip, served):
+    """What the CLIP worker's answers carry, for the API's CLIP_MODEL (/v1/embeddings)."""
+    config = parse(valid(gpu={"llm": GPU, "clip": clip}), SECRETS)
+    assert config.gpu.clip.served_model() == served
+
+
 def test_a_review_stack_is_dev_with_the_review_overrides():
     review = stack_file("pr-12", stand_in_secrets=("runpodApiKey",))
     dev = stack_file("dev", stand_in_secrets=("runpodApiKey",))
