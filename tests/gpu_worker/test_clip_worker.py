@@ -146,6 +146,10 @@ async def test_batches_match_single_calls(worker, site):
     assert np.allclose(batch["embeddings"][1], single["embedding"], atol=1e-4)
     images = await embed({"images": [f"{site}/cat.png", base64.b64encode(CAT).decode()]})
     assert np.allclose(images["embeddings"][0], images["embeddings"][1], atol=1e-5)
+    # The tokens read, padding not counted (each text is its words plus start and end).
+    tokenizer = clip.worker.embedder.tokenizer
+    assert batch["usage"]["prompt_tokens"] == sum(len(tokenizer(t)["input_ids"]) for t in texts)
+    assert images["usage"]["prompt_tokens"] == 0
 
 
 @pytest.mark.parametrize(
