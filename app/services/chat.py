@@ -132,16 +132,19 @@ async def save_turn(
     tenant: str,
     history: int,
     sources: list[Source] | None = None,
+    new_id: uuid.UUID | None = None,
 ) -> ChatResponse:
     """Store the user turn and the model's answer (with the sources it was given) together,
-    after the model has answered; `history`: how many earlier messages were sent."""
+    after the model has answered; `history`: how many earlier messages were sent; `new_id`:
+    the id of the conversation this turn starts, when the request names none (else a new
+    one)."""
     answer = result.get("raw_text")
     if not isinstance(answer, str):
         raise WorkerFailed("worker result has no raw_text")
     answer = storable(answer)
     usage = Usage.model_validate(result.get("usage") or {})
     model_id = str(result.get("model", "unknown"))
-    conversation_id = request.conversation_id or uuid.uuid4()
+    conversation_id = request.conversation_id or new_id or uuid.uuid4()
     statement = _NEXT_TURN if request.conversation_id else _NEW_CONVERSATION
     params = {
         "conversation_id": conversation_id,

@@ -116,3 +116,100 @@ async def test_text_and_clip_embeddings(either_api):
     with pytest.raises(openai.BadRequestError) as bad:
         await embeddings.create(model=CLIP, input="x", dimensions=8)
     assert bad.value.param == "dimensions"
+
+
+async def stored_messages(api, conversation_id: str) -> list[tuple[str, str]]:
+    response = await api.get(f"/v1/conversations/{conversation_id}")
+    assert response.status_code == 200, response.text
+    return [(m["role"], m["content"]) for m in response.json()["messages"]]
+
+
+async def test_a_named_conversation_stores_each_turn(either_api):
+    """`new` starts a conversation (its id comes back in the header); its id adds turns; the
+    stored answer is what the client got, whole or streamed."""
+    llm, model = client(either_api), await chat_model(either_api)
+    created = await llm.chat.completions.with_raw_response.create(
+        model=model,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=4,
+        user="ada",
+        extra_headers={"X-Conversation-Id": "new"},
+    )
+    conversation_id = created.headers["X-Conversation-Id"]
+    first = created.parse().choices[0].message.content
+    stream = await llm.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "And then?"}]}],
+        max_tokens=4,
+        user="ada",
+        stream=True,
+        extra_headers={"X-Conversation-Id": conversation_id},
+    )
+    second = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert await stored_messages(either_api, conversation_id) == [
+        ("user", "Hello"),
+        ("assistant", first),
+        ("user", "And then?"),
+        ("assistant", second),
+    ]
+    listed = (await either_api.get("/v1/users/ada/conversations")).json()["conversations"]
+    assert [c["id"] for c in listed] == [conversation_id]
+
+
+async def test_without_the_header_nothing_is_stored(api):
+    llm, model = client(api), await chat_model(api)
+    await llm.chat.completions.create(model=model, messages=MESSAGES, max_tokens=2, user="bo")  # type: ignore[arg-type]
+    assert (await api.get("/v1/users/bo/conversations")).json()["conversations"] == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "header", "param"),
+    [
+        ({}, "new", "user"),
+        ({"user": "cy", "messages": [{"role": "assistant", "content": "hi"}]}, "new", "messages"),
+        ({"user": "cy", "messages": [{"role": "user", "content": "x\u0000"}]}, "new", "messages"),
+        ({"user": "cy"}, "not-an-id", "X-Conversation-Id"),
+    ],
+)
+async def test_what_cannot_be_stored_is_a_400_before_the_model_runs(api, fields, header, param):
+    body = {"model": "any", "messages": MESSAGES, "max_tokens": 2} | fields
+    response = await api.post(
+        "/v1/chat/completions", json=body, headers={"X-Conversation-Id": header}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+    assert (await api.get("/v1/users/cy/conversations")).json()["conversations"] == []
+
+
+async def test_another_users_or_an_unknown_conversation_is_404(api):
+    llm, model = client(api), await chat_model(api)
+    created = await llm.chat.completions.with_raw_response.create(
+        model=model,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=2,
+        user="dee",
+        extra_headers={"X-Conversation-Id": "new"},
+    )
+    for user, conversation_id in [
+        ("eve", created.headers["X-Conversation-Id"]),
+        ("dee", "6f1c1e32-9f0b-4d5e-8a43-1b2f3c4d5e6f"),
+    ]:
+        with pytest.raises(openai.NotFoundError):
+            await llm.chat.completions.create(
+                model=model,
+                messages=MESSAGES,  # type: ignore[arg-type]
+                user=user,
+                extra_headers={"X-Conversation-Id": conversation_id},
+            )
+    assert len(await stored_messages(api, created.headers["X-Conversation-Id"])) == 2
+
+
+async def test_a_refused_request_stores_nothing(api):
+    with pytest.raises(openai.NotFoundError):
+        await client(api).chat.completions.create(
+            model="gpt-4o",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            user="fay",
+            extra_headers={"X-Conversation-Id": "new"},
+        )
+    assert (await api.get("/v1/users/fay/conversations")).json()["conversations"] == []

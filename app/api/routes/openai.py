@@ -4,21 +4,43 @@ behind the API key and the rate limit. Chat and completions are answered by the 
 own OpenAI serving (vLLM's), text embeddings by the embed worker's, through the inference
 backend; the request is the worker's to check (every field vLLM takes; an unknown one is
 refused). Embeddings whose `model` is the CLIP model (CLIP_MODEL) go to the CLIP worker.
-Nothing is stored."""
+A chat completion is stored as a turn only when it names a conversation (app.services.
+openai_turns)."""
 
 import asyncio
+import functools
+import json
+import logging
 import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Body
+from fastapi import Body, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.api.deps import BackendDep, RequestIdDep, SettingsDep, keyed_router
+from app.api.deps import (
+    BackendDep,
+    CallerDep,
+    EngineDep,
+    RequestIdDep,
+    SettingsDep,
+    keyed_router,
+)
+from app.core.errors import ApiError, error_body
 from app.inference.base import InferenceBackend
 from app.schemas import error_responses
+from app.services.chat import prompt_messages, save_turn
 from app.services.openai_embeddings import clip_embeddings
+from app.services.openai_turns import (
+    CONVERSATION_HEADER,
+    StreamedAnswer,
+    answer_result,
+    turn_request,
+)
 
 router = keyed_router(tags=["openai"])
+log = logging.getLogger("tandem.openai")
 
 CHAT_EXAMPLE = {
     "model": "Qwen/Qwen2.5-0.5B-Instruct",
@@ -40,25 +62,82 @@ OpenAIRequest = dict[str, Any]
 
 
 async def _answer(
-    backend: InferenceBackend, route: str, body: OpenAIRequest, worker: str = "llm"
+    backend: InferenceBackend,
+    route: str,
+    body: OpenAIRequest,
+    request_id: str,
+    worker: str = "llm",
+    store: Callable[..., Awaitable[Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse | StreamingResponse:
+    """The worker's answer; `store(result=...)` is given the answer to store as a turn."""
     answer = await backend.openai(worker, route, body)
     if isinstance(answer, dict):
-        return JSONResponse(answer)
-    headers = {"Cache-Control": "no-cache"}
-    return StreamingResponse(answer, media_type="text/event-stream", headers=headers)
+        if store is not None:
+            await store(result=answer_result(answer))
+        return JSONResponse(answer, headers=headers)
+    events = _events(answer, request_id, store)
+    headers = {**(headers or {}), "Cache-Control": "no-cache"}
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+
+
+async def _events(
+    text: AsyncIterator[str], request_id: str, store: Callable[..., Awaitable[Any]] | None
+) -> AsyncIterator[str]:
+    """OpenAI's events as they arrive, the turn stored before the last (`[DONE]`) unless the
+    stream carried an error. An error after the 200 is an error event (the OpenAI SDKs raise
+    it), and the stream ends."""
+    answer = StreamedAnswer()
+    try:
+        async for piece in text:
+            for event in answer.events(piece):
+                if event == "data: [DONE]" and store is not None and not answer.failed:
+                    await store(result=answer.result())
+                yield event + "\n\n"
+    except ApiError as exc:
+        yield f"data: {json.dumps(error_body(exc.code, exc.message, request_id))}\n\n"
+    except Exception:
+        log.exception("chat completion stream failed")
+        body = error_body("internal_error", "internal error", request_id)
+        yield f"data: {json.dumps(body)}\n\n"
 
 
 @router.post(
     "/chat/completions",
     summary="Create a chat completion, as OpenAI's API does",
+    description="With `user` and the `X-Conversation-Id` header (`new`, or the id of the "
+    "user's conversation), the request's last message (the user's) and the first choice's "
+    "answer are stored as a turn of that conversation (as by POST /v1/chat; the header comes "
+    "back with the conversation's id). Without the header nothing is stored.",
     response_model=None,
     responses={200: OPENAI_ANSWER, **error_responses(400, 404, 413, 502, 504)},
 )
 async def chat_completions(
-    body: Annotated[OpenAIRequest, Body(examples=[CHAT_EXAMPLE])], backend: BackendDep
+    body: Annotated[OpenAIRequest, Body(examples=[CHAT_EXAMPLE])],
+    backend: BackendDep,
+    engine: EngineDep,
+    caller: CallerDep,
+    request_id: RequestIdDep,
+    conversation: Annotated[str | None, Header(alias=CONVERSATION_HEADER)] = None,
 ) -> JSONResponse | StreamingResponse:
-    return await _answer(backend, "/v1/chat/completions", body)
+    turn = turn_request(body, conversation)
+    if turn is None:
+        return await _answer(backend, "/v1/chat/completions", body, request_id)
+    await prompt_messages(engine, turn, caller.tenant, 0)  # 404 unless the user's conversation
+    conversation_id = turn.conversation_id or uuid.uuid4()
+    headers = {CONVERSATION_HEADER: str(conversation_id)}
+    store = functools.partial(
+        save_turn,
+        engine,
+        turn,
+        request_id=request_id,
+        tenant=caller.tenant,
+        history=len(body["messages"]) - 1,
+        new_id=conversation_id,
+    )
+    return await _answer(
+        backend, "/v1/chat/completions", body, request_id, store=store, headers=headers
+    )
 
 
 @router.post(
@@ -68,9 +147,11 @@ async def chat_completions(
     responses={200: OPENAI_ANSWER, **error_responses(400, 404, 413, 502, 504)},
 )
 async def completions(
-    body: Annotated[OpenAIRequest, Body(examples=[COMPLETION_EXAMPLE])], backend: BackendDep
+    body: Annotated[OpenAIRequest, Body(examples=[COMPLETION_EXAMPLE])],
+    backend: BackendDep,
+    request_id: RequestIdDep,
 ) -> JSONResponse | StreamingResponse:
-    return await _answer(backend, "/v1/completions", body)
+    return await _answer(backend, "/v1/completions", body, request_id)
 
 
 @router.post(
@@ -92,7 +173,7 @@ async def embeddings(
 ) -> JSONResponse | StreamingResponse:
     if body.get("model") == settings.clip_model:
         return JSONResponse(await clip_embeddings(backend, settings, body, request_id))
-    return await _answer(backend, "/v1/embeddings", body, worker="embed")
+    return await _answer(backend, "/v1/embeddings", body, request_id, worker="embed")
 
 
 @router.get(
