@@ -8,7 +8,13 @@ import openai
 import pytest
 
 from tests.app.test_embeddings import CLIP, png_data_url
-from tests.conftest import HMAC_SECRET, runpod_settings, start_api
+from tests.conftest import (
+    HMAC_SECRET,
+    controlled_backend,
+    make_settings,
+    runpod_settings,
+    start_api,
+)
 
 pytestmark = pytest.mark.vllm
 
@@ -213,3 +219,21 @@ async def test_a_refused_request_stores_nothing(api):
             extra_headers={"X-Conversation-Id": "new"},
         )
     assert (await api.get("/v1/users/fay/conversations")).json()["conversations"] == []
+
+
+async def test_a_stream_that_breaks_ends_with_an_error_event_and_stores_nothing(database_url):
+    """The SDK raises the error event; the chunks before it were the client's, not a turn."""
+    async for api in start_api(make_settings(database_url), controlled_backend()):
+        stream = await client(api).chat.completions.create(
+            model="controlled",
+            messages=[{"role": "user", "content": "break: 3"}],
+            user="gus",
+            stream=True,
+            extra_headers={"X-Conversation-Id": "new"},
+        )
+        received = []
+        with pytest.raises(openai.APIError, match="the engine broke"):
+            async for chunk in stream:
+                received.append(chunk.choices[0].delta.content)
+        assert received == ["t0 ", "t1 ", "t2 "]
+        assert (await api.get("/v1/users/gus/conversations")).json()["conversations"] == []

@@ -4,10 +4,12 @@ on demand: the command in `input.command` (or the last chat message) says what t
 for a fresh worker (as the llm worker does when its engine died), `pid:` answers its process id,
 `raise: M` raises, `stream: N` streams N deltas, `getenv: NAME` answers the worker's variable
 NAME (a template's env), `nul:` streams and answers text holding NUL characters (as a model
-may); anything else is echoed back (`echo: <message>`), so tests can check which answer was
+may); `break: N`, for an OpenAI job, streams N chunks as OpenAI's events and then fails; anything
+else is echoed back (`echo: <message>`), so tests can check which answer was
 stored next to which question."""
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +18,7 @@ MODEL = "controlled"
 
 
 def _command(job_input: dict[str, Any]) -> str:
+    job_input = job_input.get("openai_input", job_input)
     text = job_input.get("command")
     if text is None and job_input.get("messages"):
         text = job_input["messages"][-1].get("content", "")
@@ -31,7 +34,7 @@ def _answer(text: str) -> dict[str, Any]:
     }
 
 
-async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
     text = _command(job["input"])
     verb, _, arg = text.partition(":")
     verb, arg = verb.strip(), arg.strip()
@@ -51,6 +54,11 @@ async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     elif verb == "nul":
         yield {"delta": "before\x00"}
         yield _answer("before\x00after\x00")
+    elif verb == "break":
+        for i in range(int(arg)):
+            chunk = {"model": MODEL, "choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield {"error": "the engine broke", "request_id": job["id"]}
     elif verb == "stream":
         for i in range(int(arg)):
             yield {"delta": f"t{i} "}
