@@ -5,7 +5,8 @@ routes.
 yields one result, with `stream` it yields `{"delta": text}` chunks and then the result. Every
 failure is one `{"error", "request_id"}` item and the worker goes on to the next job; an input
 the client must fix (invalid, a prompt over the context, `max_tokens` beyond what it leaves) is
-a refusal (gpu_worker.common.refusal).
+a refusal (gpu_worker.common.refusal), as is a field the native input does not know (for `n`,
+`logprobs`, `tools` and the rest of OpenAI's fields, send an OpenAI job).
 
 A job of RunPod's OpenAI passthrough (`{"openai_route": "/v1/chat/completions",
 "openai_input": {...}}`, what an endpoint's `/openai/v1/...` routes send) is answered by vLLM's
@@ -63,13 +64,19 @@ class ResponseFormat(BaseModel):
 
 
 class GenerateInput(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     messages: list[ChatMessage] | None = Field(None, min_length=1)
     prompt: NonEmpty | None = None
     max_tokens: int | None = Field(None, ge=1)
+    min_tokens: int = Field(0, ge=0)
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=-1)  # 0 or -1: every token
+    min_p: float = Field(0.0, ge=0, le=1)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    repetition_penalty: float = Field(1.0, gt=0, le=2)
     stop: list[str] | str | None = None
     seed: int | None = None
     response_format: ResponseFormat | None = None
@@ -86,17 +93,20 @@ class GenerateInput(BaseModel):
 
 
 class EmbedInput(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     input: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1)]
     normalize: bool = True
 
 
 def _describe(exc: ValidationError) -> str:
-    return "; ".join(
+    described = "; ".join(
         f"{'.'.join(str(p) for p in error['loc']) or 'input'}: {error['msg']}"
         for error in exc.errors()[:5]
     )
+    if any(error["type"] == "extra_forbidden" for error in exc.errors()):
+        described += " (for OpenAI's other fields, send an OpenAI job: openai_route)"
+    return described
 
 
 def _fitted(
@@ -152,8 +162,14 @@ def _sampling(
         structured = StructuredOutputsParams(json=request.response_format.json_schema.schema_)
     return SamplingParams(
         max_tokens=request.max_tokens or min(default_max_tokens, room),
+        min_tokens=request.min_tokens,
         temperature=request.temperature,
         top_p=request.top_p,
+        top_k=request.top_k,
+        min_p=request.min_p,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        repetition_penalty=request.repetition_penalty,
         stop=request.stop,
         seed=request.seed,
         structured_outputs=structured,

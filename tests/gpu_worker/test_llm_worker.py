@@ -72,6 +72,19 @@ async def test_stream_deltas_add_up_to_the_answer(tiny_llama_worker):
     assert whole[0]["raw_text"] == result["raw_text"]
 
 
+async def test_sampling_parameters_take_effect(tiny_llama_worker):
+    """top_k 1 and min_p 1 each leave only the likeliest token: greedy decoding at any
+    temperature (a field that were dropped would sample instead)."""
+    [greedy] = await run(tiny_llama_worker, chat("Pulumi", max_tokens=12, temperature=0))
+    for field in ({"top_k": 1}, {"min_p": 1.0}):
+        [narrowed] = await run(
+            tiny_llama_worker, chat("Pulumi", max_tokens=12, temperature=2.0, seed=1, **field)
+        )
+        assert narrowed["raw_text"] == greedy["raw_text"], field
+    [sampled] = await run(tiny_llama_worker, chat("Pulumi", max_tokens=12, temperature=2.0, seed=1))
+    assert sampled["raw_text"] != greedy["raw_text"]
+
+
 def test_default_max_tokens_is_not_vllms_16(tiny_llama_worker):
     request = llm.GenerateInput.model_validate(chat("Hello"))
     # DEFAULT_MAX_TOKENS (512), clamped to what the 256-token context leaves after the prompt.
@@ -91,6 +104,9 @@ def test_default_max_tokens_is_not_vllms_16(tiny_llama_worker):
         (chat("x", max_tokens=0), "max_tokens"),
         (chat("x", max_tokens=1000), "does not fit"),
         (chat("x", temperature=5), "temperature"),
+        (chat("x", top_k=-2), "top_k"),
+        (chat("x", n=2), "n: Extra inputs are not permitted (for OpenAI's other fields, send an"),
+        (chat("x", temprature=0.1), "temprature: Extra inputs are not permitted"),
         (chat("word " * 400), "the model's context is 256"),
     ],
 )
