@@ -6,12 +6,10 @@ fixed length. Rounds alternate the order. Tokens/s unstreamed, time to first tok
     .venv/bin/python bench/llm_worker.py [--rounds 6] [--model DIR]
 """
 
-import argparse
 import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -107,19 +105,7 @@ async def run(model: Path, rounds: int) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--model", type=Path, help="a model directory (default: a tiny Llama)")
-    args = parser.parse_args()
-    if args.model:
-        asyncio.run(run(args.model, args.rounds))
-        return
-    from gpu_worker.llm.tiny import build_tiny_llama
-
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(run(build_tiny_llama(Path(tmp)), args.rounds))
-
-
 if __name__ == "__main__":
-    main()
+    from bench._tiny_llama import main
+
+    main(__doc__.splitlines()[0], run)
