@@ -15,6 +15,7 @@ from tests.conftest import (
     runpod_settings,
     start_api,
 )
+from tests.e2e.test_openai_through_runpod import json_schema_answer_and_tool_call_round_trip
 
 pytestmark = pytest.mark.vllm
 
@@ -73,6 +74,14 @@ async def test_chat_completion_and_its_stream(either_api):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+
+
+async def test_json_schema_answer_and_tool_call_round_trip(either_api, local_backend):
+    # Both backends' tiny Llamas are built alike: the local one's tokenizer is theirs.
+    tokenizer = local_backend.workers["llm"].engine.tokenizer
+    await json_schema_answer_and_tool_call_round_trip(
+        client(either_api), await chat_model(either_api), tokenizer
+    )
 
 
 async def test_completion(either_api):

@@ -49,10 +49,13 @@ async def test_chat_completion_and_its_stream(emulator):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
 
 
-async def test_json_schema_answer_and_tool_call_round_trip(emulator):
-    llm = client(emulator, "llm")
+async def json_schema_answer_and_tool_call_round_trip(
+    llm: openai.AsyncOpenAI, model: str, tokenizer
+) -> None:
+    """A JSON-schema answer that parses and validates, then a named tool's call (arguments
+    valid in its schema) answered by the tool's result."""
     answer = await llm.chat.completions.create(
-        model="tiny-llama",
+        model=model,
         messages=MESSAGES,  # type: ignore[arg-type]
         max_tokens=40,
         response_format={
@@ -62,11 +65,11 @@ async def test_json_schema_answer_and_tool_call_round_trip(emulator):
     )
     jsonschema.validate(json.loads(answer.choices[0].message.content or ""), STAGE_SCHEMA)
     asked = await llm.chat.completions.create(
-        model="tiny-llama",
+        model=model,
         messages=MESSAGES,  # type: ignore[arg-type]
         max_tokens=150,
         seed=1,
-        logit_bias=no_whitespace(AutoTokenizer.from_pretrained(emulator.models["llm"])),
+        logit_bias=no_whitespace(tokenizer),
         tools=[WEATHER_TOOL],  # type: ignore[list-item]
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
     )
@@ -74,7 +77,7 @@ async def test_json_schema_answer_and_tool_call_round_trip(emulator):
     assert call.function.name == "get_weather"  # type: ignore[union-attr]
     jsonschema.validate(json.loads(call.function.arguments), WEATHER_TOOL["function"]["parameters"])  # type: ignore[union-attr]
     follow_up = await llm.chat.completions.create(
-        model="tiny-llama",
+        model=model,
         messages=[
             *MESSAGES,
             asked.choices[0].message.model_dump(exclude_none=True),
@@ -83,6 +86,13 @@ async def test_json_schema_answer_and_tool_call_round_trip(emulator):
         max_tokens=3,
     )
     assert follow_up.choices[0].message.content is not None
+
+
+async def test_json_schema_answer_and_tool_call_round_trip(emulator):
+    tokenizer = AutoTokenizer.from_pretrained(emulator.models["llm"])
+    await json_schema_answer_and_tool_call_round_trip(
+        client(emulator, "llm"), "tiny-llama", tokenizer
+    )
 
 
 async def test_models_completions_and_embeddings(emulator):
