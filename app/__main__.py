@@ -1,5 +1,5 @@
 """Command line: `python -m app serve|dev|migrate|downgrade|create-api-key|list-api-keys|
-revoke-api-key|retention`.
+revoke-api-key|retention|import-chroma`.
 
 With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME, the same one
 `make dev` serves from, so they work beside a running `make dev`.
@@ -10,6 +10,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine, make_sessionmaker, open_database
@@ -85,6 +86,67 @@ def _retention(settings: Settings, args: argparse.Namespace) -> None:
             print(line)
 
     asyncio.run(_with_engine(settings, work))
+
+
+def _import_chroma(settings: Settings, args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from app.services.chroma_import import (
+        ImportRefused,
+        import_collection,
+        keeps_embeddings,
+        read_collection,
+    )
+    from app.storage import make_storage
+
+    try:
+        collection = read_collection(args.path, args.collection, args.source_field)
+    except ImportRefused as exc:
+        sys.exit(str(exc))
+    keep = keeps_embeddings(collection, settings, args.embedding_model)
+    model = args.embedding_model or collection.model or "an unnamed model"
+    sizes = ", ".join(str(dim) for dim in sorted(collection.dims))
+    how = "kept" if keep else "embedded again by the embed worker (Chroma's are not ours)"
+    print(
+        f"{collection.name!r}: {len(collection.documents)} documents, {collection.chunks} chunks; "
+        f"embeddings of {model} ({sizes} dimensions) {how}"
+    )
+
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        backend = _embedding_backend(settings)
+        try:
+            with tqdm(total=collection.chunks, unit="chunk") as bar:
+                summary = await import_collection(
+                    engine,
+                    make_storage(settings),
+                    backend,
+                    settings,
+                    collection,
+                    args.tenant,
+                    keep,
+                    args.dry_run,
+                    bar.update,
+                )
+        finally:
+            await backend.aclose()
+        for line in summary.lines(args.dry_run):
+            print(line)
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _embedding_backend(settings: Settings):
+    """The backend that embeds texts: RunPod's, or only the embed worker in this process."""
+    from app.inference import make_backend
+
+    if settings.inference_backend == "runpod":
+        return make_backend(settings)
+    from app.inference.local import LocalBackend
+    from app.inference.local_models import local_workers
+
+    embed = local_workers(settings)["embed"]
+    return LocalBackend({"embed": embed}, settings.runpod_timeout_seconds)
 
 
 def _banner(settings: Settings, host: str, port: int) -> str:
@@ -170,6 +232,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     retention.add_argument("--dry-run", action="store_true", help="only list what would go")
     retention.set_defaults(run=_retention)
+
+    chroma = commands.add_parser(
+        "import-chroma",
+        help="import a Chroma directory's collection as a tenant's documents (idempotent)",
+    )
+    chroma.add_argument("path", type=Path, help="the directory a chromadb.PersistentClient used")
+    chroma.add_argument("--tenant", required=True, help="whose documents they become")
+    chroma.add_argument("--collection", help="its name (default: the directory's only one)")
+    chroma.add_argument(
+        "--source-field",
+        default="source",
+        help="the metadata field naming each chunk's document (default: source)",
+    )
+    chroma.add_argument(
+        "--embedding-model",
+        help="the model that made Chroma's embeddings, when its collection does not say",
+    )
+    chroma.add_argument("--dry-run", action="store_true", help="only say what would change")
+    chroma.set_defaults(run=_import_chroma)
 
     args = parser.parse_args(argv)
     try:
