@@ -155,7 +155,7 @@ _STORED = (
     select(
         Document.source_id,
         Document.title,
-        Document.metadata_,
+        Document.metadata_.label("meta"),
         func.array_agg(Chunk.content).label("chunks"),
     )
     .join(Chunk, Chunk.document_id == Document.id)
@@ -169,7 +169,7 @@ async def _unchanged(engine: AsyncEngine, tenant: str, documents: list[ChromaDoc
     params = {"tenant": tenant, "ids": [d.source_id for d in documents]}
     async with engine.connect() as conn:
         rows = (await conn.execute(_STORED, params)).all()
-    stored = {row.source_id: (row.title, row.metadata_, sorted(row.chunks)) for row in rows}
+    stored = {row.source_id: (row.title, row.meta, sorted(row.chunks)) for row in rows}
     return {
         d.source_id
         for d in documents
