@@ -89,7 +89,11 @@ def _retention(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _import_chroma(settings: Settings, args: argparse.Namespace) -> None:
-    from tqdm import tqdm
+    try:
+        import chromadb  # noqa: F401
+        from tqdm import tqdm
+    except ImportError:
+        sys.exit("import-chroma needs the chroma extra: pip install -e '.[chroma]'")
 
     from app.services.chroma_import import (
         ImportRefused,
