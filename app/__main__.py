@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from app.core.config import Settings, get_settings
-from app.core.db import make_engine, make_sessionmaker, open_database
+from app.core.db import connect_args, make_engine, make_sessionmaker, open_database
 from app.core.errors import ApiError
 from app.core.logging import configure_logging
 from app.core.migrations import migrate
@@ -22,7 +22,7 @@ from app.services.api_keys import create_api_key, list_api_keys, revoke_api_key
 
 async def _with_engine(settings: Settings, work: Callable[..., Awaitable[None]]) -> None:
     url, _ = open_database(settings)
-    engine = make_engine(url, pool_size=1)
+    engine = make_engine(url, 1, connect_args(settings))
     try:
         await work(engine)
     finally:

@@ -21,7 +21,7 @@ from app.api.routes import (
 )
 from app.api.upload_body import upload_paths
 from app.core.config import Settings, get_settings
-from app.core.db import make_engine, make_sessionmaker, open_database
+from app.core.db import connect_args, make_engine, make_sessionmaker, open_database
 from app.core.errors import DatabaseUnavailable, install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import check_vector_dims, migrate
@@ -43,7 +43,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url, local_postgres = open_database(settings)
-        engine = make_engine(url, settings.db_pool_size)
+        engine = make_engine(url, settings.db_pool_size, connect_args(settings))
         if settings.migrate_on_start:
             await migrate(engine, settings)
         try:

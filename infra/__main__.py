@@ -69,6 +69,9 @@ secret_env = {
     "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
     "RUNPOD_API_KEY": "runpod-api-key",
 }
+if config.database.provider == "supabase":  # TLS verified against Supabase's CA
+    secret_values["database-ca-cert"] = config.secrets["supabaseCaCert"]
+    secret_env["DATABASE_CA_CERT"] = "database-ca-cert"
 if "supabaseServiceKey" in config.secrets:  # for the app's own Supabase calls, if it makes any
     secret_values["supabase-service-key"] = config.secrets["supabaseServiceKey"]
     secret_env["SUPABASE_SERVICE_KEY"] = "supabase-service-key"
@@ -112,6 +115,11 @@ api = ApiService(
         "STORAGE_MODE": "gcs",
         "GCS_BUCKET": buckets.uploads.name,
         **{Worker.endpoint_variable(name): id_ for name, id_ in endpoint_ids.items()},
+        **(
+            {"DATABASE_POOL_MODE": config.database.pool_mode}
+            if config.database.provider == "supabase"
+            else {}
+        ),
         # The CLIP model's id: what /v1/embeddings routes to the CLIP worker.
         **({"CLIP_MODEL": clip} if (clip := config.gpu.clip.served_model()) else {}),
     },

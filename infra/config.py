@@ -20,7 +20,7 @@ from infra.runpod.client import spec
 from infra.workers import IMAGES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SECRET_KEYS = ("runpodApiKey", "supabaseDatabaseUrl", "supabaseServiceKey")
+SECRET_KEYS = ("runpodApiKey", "supabaseDatabaseUrl", "supabaseCaCert", "supabaseServiceKey")
 
 
 @cache
@@ -57,6 +57,9 @@ class ApiConfig(Section):
 
 class DatabaseConfig(Section):
     provider: Literal["cloudsql", "supabase"] = "cloudsql"
+    # Supabase's pooler mode, as its connection string's port says: session (5432, prepared
+    # statements kept: the default for a server) or transaction (6543, none kept).
+    pool_mode: Literal["session", "transaction"] = Field("session", alias="poolMode")
     tier: str = "db-f1-micro"
     high_availability: bool = Field(False, alias="highAvailability")
     point_in_time_recovery: bool = Field(False, alias="pointInTimeRecovery")
@@ -267,11 +270,16 @@ class StackConfig(Section):
             raise ValueError("baseStack is set on review stacks, and only there")
         if self.own_gpu_endpoints and self.environment != "review":
             raise ValueError("ownGpuEndpoints is a review stack setting (others always own theirs)")
-        if self.database.provider == "supabase" and "supabaseDatabaseUrl" not in self.secrets:
-            raise ValueError(
-                "database.provider supabase needs the secret tandem:supabaseDatabaseUrl "
-                "(pulumi config set --secret supabaseDatabaseUrl postgresql://...)"
-            )
+        if self.database.provider == "supabase":
+            for key, value in (
+                ("supabaseDatabaseUrl", "postgresql://..."),
+                ("supabaseCaCert", "-- < prod-ca-2021.crt"),
+            ):
+                if key not in self.secrets:
+                    raise ValueError(
+                        f"database.provider supabase needs the secret tandem:{key} "
+                        f"(pulumi config set --secret {key} {value})"
+                    )
         return self
 
 

@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     tandem_home: Path = REPO_ROOT / ".tandem"
     # Empty means: the embedded Postgres under TANDEM_HOME (local mode).
     database_url: SecretStr | None = None
+    # A managed Postgres (Supabase): its CA certificate in PEM, to verify the server's
+    # certificate and host name (libpq's verify-full); and its pooler's mode: "transaction"
+    # (Supavisor on port 6543) keeps no prepared statements, so asyncpg's cache is turned off.
+    database_ca_cert: SecretStr | None = None
+    database_pool_mode: Literal["session", "transaction"] = "session"
     db_pool_size: int = Field(10, ge=1, le=200)
     migrate_on_start: bool = True
 

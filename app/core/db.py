@@ -1,8 +1,11 @@
 """Database URLs, the async engine and session factory."""
 
 import logging
+import ssl
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -36,8 +39,33 @@ def open_database(settings: Settings) -> tuple[str, LocalPostgres | None]:
     return async_url(local.start()), local
 
 
-def make_engine(url: str, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """How asyncpg connects to DATABASE_URL: TLS verified against DATABASE_CA_CERT (the
+    server's certificate and its host name), and no prepared statements behind a pooler in
+    transaction mode (each statement may run on another server connection)."""
+    args: dict[str, Any] = {}
+    if settings.database_ca_cert is not None:
+        try:
+            args["ssl"] = ssl.create_default_context(
+                cadata=settings.database_ca_cert.get_secret_value()
+            )
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError("DATABASE_CA_CERT is not a PEM certificate") from exc
+    if settings.database_pool_mode == "transaction":
+        args |= {
+            "statement_cache_size": 0,  # asyncpg's own cache
+            "prepared_statement_cache_size": 0,  # SQLAlchemy's
+            # The unnamed statements asyncpg still prepares, named apart across connections.
+            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+        }
+    return args
+
+
+def make_engine(url: str, pool_size: int, args: dict[str, Any] | None = None) -> AsyncEngine:
+    """The engine for `url`; `args`: `connect_args(settings)` for DATABASE_URL."""
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, connect_args=args or {}
+    )
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _connect(dialect, _record, cargs, cparams):

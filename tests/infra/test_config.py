@@ -92,6 +92,10 @@ def test_gpu_types_come_from_runpods_spec():
         ),
         ({"database": {"provider": "supabase"}}, "needs the secret tandem:supabaseDatabaseUrl"),
         (
+            {"database": {"provider": "supabase", "poolMode": "statement"}},
+            "tandem:database.poolMode",
+        ),
+        (
             {"environment": "staging"},
             "tandem:environment: Input should be 'dev', 'prod' or 'review'",
         ),
@@ -128,8 +132,13 @@ def test_the_runpod_key_is_required():
         parse(valid(), {})
 
 
+def test_supabase_needs_its_ca_certificate():
+    with pytest.raises(ConfigError, match="needs the secret tandem:supabaseCaCert"):
+        parse(valid(database={"provider": "supabase"}), {**SECRETS, "supabaseDatabaseUrl": "x"})
+
+
 def test_supabase_with_its_secret_is_fine():
-    secrets = {**SECRETS, "supabaseDatabaseUrl": "postgresql://..."}
+    secrets = {**SECRETS, "supabaseDatabaseUrl": "postgresql://...", "supabaseCaCert": "PEM"}
     config = parse(valid(database={"provider": "supabase"}), secrets)
     assert config.database.provider == "supabase"
 

@@ -298,6 +298,7 @@ def test_alert_thresholds_are_settings():
         "tandem:monitoring": {"max5xxRatio": 0.2, "latencyP95Ms": 500},
         "tandem:database": {"provider": "supabase"},
         "tandem:supabaseDatabaseUrl": {"secure": "v1:encrypted"},
+        "tandem:supabaseCaCert": {"secure": "v1:encrypted"},
     }
     names = {
         p["displayName"] for p in of_type(run_program("dev", settings), "alertPolicy:AlertPolicy")
@@ -486,6 +487,7 @@ def test_a_supabase_stack_has_no_cloud_sql_and_keeps_its_url_secret():
     settings = stack_settings("dev") | {
         "tandem:database": {"provider": "supabase"},
         "tandem:supabaseDatabaseUrl": {"secure": "v1:encrypted"},
+        "tandem:supabaseCaCert": {"secure": "v1:encrypted"},
     }
     resources = run_program("dev", settings)
     assert of_type(resources, "databaseInstance:DatabaseInstance") == []
@@ -501,12 +503,17 @@ def test_a_supabase_stack_has_no_cloud_sql_and_keeps_its_url_secret():
     assert service["template"]["volumes"] == []  # no Cloud SQL socket to mount
     env = {e["name"]: e for e in service["template"]["containers"][0]["envs"]}
     assert "SUPABASE_SERVICE_KEY" not in env  # only when the stack sets the key
+    # TLS verified against Supabase's CA (a secret, by reference); the pooler's mode said.
+    assert env["DATABASE_CA_CERT"]["valueSource"]["secretKeyRef"]["version"] == "1"
+    assert "value" not in env["DATABASE_CA_CERT"]
+    assert env["DATABASE_POOL_MODE"]["value"] == "session"
 
 
 def test_a_supabase_service_key_is_a_secret_only_the_api_reads():
     settings = stack_settings("dev") | {
         "tandem:database": {"provider": "supabase"},
         "tandem:supabaseDatabaseUrl": {"secure": "v1:encrypted"},
+        "tandem:supabaseCaCert": {"secure": "v1:encrypted"},
         "tandem:supabaseServiceKey": {"secure": "v1:encrypted"},
     }
     resources = run_program("dev", settings)
@@ -515,7 +522,7 @@ def test_a_supabase_service_key_is_a_secret_only_the_api_reads():
     reference = env["SUPABASE_SERVICE_KEY"]["valueSource"]["secretKeyRef"]
     assert "value" not in env["SUPABASE_SERVICE_KEY"] and reference["version"] == "1"
     accessors = of_type(resources, "secretIamMember:SecretIamMember")
-    assert len(accessors) == 4 and len({a["member"] for a in accessors}) == 1
+    assert len(accessors) == 5 and len({a["member"] for a in accessors}) == 1
 
 
 def test_network_volumes_and_another_registry_credential_reach_runpod():

@@ -63,7 +63,7 @@ def test_review_up_creates_the_stack_and_prints_the_comment(capsys, tmp_path):
         "up",
         "pr-42",
         stack_settings("pr-42"),  # dev's settings with the review overrides, 72 h to live
-        ("runpodApiKey", "supabaseDatabaseUrl", "supabaseServiceKey"),
+        ("runpodApiKey", "supabaseDatabaseUrl", "supabaseCaCert", "supabaseServiceKey"),
         "review stack for PR #42 at 0123456789abcdef",
     )
     out = capsys.readouterr().out
