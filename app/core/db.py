@@ -73,8 +73,11 @@ def make_engine(url: str, pool_size: int, args: dict[str, Any] | None = None) ->
         try:
             return dialect.connect(*cargs, **cparams)
         except Exception as exc:
-            log.warning("cannot connect to the database: %s", type(exc).__name__)
-            raise DatabaseUnavailable("the database is unavailable") from exc
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            if password := cparams.get("password"):
+                detail = detail.replace(str(password), "***")
+            log.warning("cannot connect to the database: %s", detail)
+            raise DatabaseUnavailable("the database is unavailable", detail) from exc
 
     return engine
 

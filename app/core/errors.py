@@ -88,7 +88,14 @@ class WorkerUnavailable(ApiError):
 
 
 class DatabaseUnavailable(ApiError):
+    """`detail`: the database's own reason, without the password, for operators (readiness);
+    clients get the message alone."""
+
     status, code = 503, "database_unavailable"
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class WorkerTimeout(ApiError):

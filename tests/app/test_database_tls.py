@@ -8,6 +8,7 @@ import datetime
 import ssl
 import struct
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,6 +18,7 @@ from sqlalchemy import text
 
 from app.core.db import connect_args, make_engine
 from app.core.errors import DatabaseUnavailable
+from app.main import create_app
 from tests.conftest import controlled_backend, make_settings, start_api
 
 
@@ -157,3 +159,19 @@ async def test_transaction_mode_serves_the_api_without_a_statement_cache(databas
             assert chat.status_code == 200, chat.text
         listed = await api.get("/v1/users/pooled/conversations")
         assert len(listed.json()["conversations"]) == 3
+
+
+async def test_readiness_says_why_the_certificate_was_refused(tls_postgres):
+    port, _, _ = tls_postgres
+    url = f"postgresql+asyncpg://postgres:s3cret@localhost:{port}/postgres"
+    ca = pem(make_ca("Someone else's CA")[0])
+    settings = make_settings(url, database_ca_cert=ca, migrate_on_start=False)
+    app = create_app(settings, controlled_backend())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.get("/readiness")
+        assert response.status_code == 503
+        reason = response.json()["checks"]["database"]
+        assert reason.startswith("failed: SSLCertVerificationError: ") and "s3cret" not in reason
+        assert "certificate verify failed" in reason

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.api.deps import BackendDep, EngineDep
-from app.core.errors import error_body, request_id_of
+from app.core.errors import DatabaseUnavailable, error_body, request_id_of
 from app.schemas import ErrorBody
 
 router = APIRouter(tags=["health"])
@@ -36,6 +36,8 @@ async def readiness(request: Request, engine: EngineDep, backend: BackendDep) ->
         async with asyncio.timeout(READINESS_TIMEOUT_S):
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+    except DatabaseUnavailable as exc:  # the database's reason (e.g. Supabase's), no password
+        checks["database"] = f"failed: {exc.detail or exc.message}"
     except Exception as exc:  # any failure means not ready; the check's name says which
         checks["database"] = f"failed: {type(exc).__name__}"
     failing = {name: state for name, state in checks.items() if state not in ("ok", "ready")}
