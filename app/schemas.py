@@ -158,7 +158,8 @@ class ConversationList(BaseModel):
     conversations: list[ConversationSummary]
 
 
-MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+METADATA_KEY = r"^[A-Za-z0-9_-]{1,64}$"
+MetadataKey = Annotated[str, StringConstraints(pattern=METADATA_KEY)]
 Metadata = Annotated[dict[MetadataKey, str | int | float | bool], Field(max_length=32)]
 SourceId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=300, pattern=r"\S")]

@@ -10,6 +10,7 @@ text/plain object, replacing its source id's); one whose chunks, title and metad
 already stored is left alone, so a second run changes nothing.
 """
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,12 +25,14 @@ from app.core.config import Settings
 from app.inference.base import InferenceBackend
 from app.ingest.chunk import Chunk as TextChunk
 from app.models import Chunk, Document
+from app.schemas import METADATA_KEY
 from app.services.documents import embedding_text, write_document
 from app.services.embedding import embed_texts
 from app.services.uploads import Upload, delete_replaced, stored
 from app.storage import Storage
 
 PAGE = 1000  # records read from Chroma at a time
+CHECKED_AT_ONCE = 100  # documents compared with what is stored, in one query
 METADATA_KEYS = 32
 # Chroma's embedding functions that run all-MiniLM-L6-v2 (its default, in ONNX).
 MINILM_FUNCTIONS = {"default", "onnx_mini_lm_l6_v2"}
@@ -61,13 +64,11 @@ class ChromaDocument:
         valid = {
             k: v
             for k, v in sorted(shared.items())
-            if k != "title" and isinstance(v, str | int | float | bool) and _valid_key(k)
+            if k != "title"
+            and isinstance(v, str | int | float | bool)
+            and re.match(METADATA_KEY, k)
         }
         return dict(list(valid.items())[:METADATA_KEYS])
-
-
-def _valid_key(key: str) -> bool:
-    return 0 < len(key) <= 64 and all(c.isalnum() or c in "_-" for c in key) and key.isascii()
 
 
 @dataclass
@@ -205,9 +206,8 @@ async def import_collection(
 ) -> ImportSummary:
     """Store the collection's changed documents as the tenant's (nothing when `dry_run`)."""
     summary = ImportSummary()
-    batch = max(1, PAGE // 10)
-    for start in range(0, len(collection.documents), batch):
-        documents = collection.documents[start : start + batch]
+    for start in range(0, len(collection.documents), CHECKED_AT_ONCE):
+        documents = collection.documents[start : start + CHECKED_AT_ONCE]
         unchanged = await _unchanged(engine, tenant, documents)
         summary.unchanged += len(unchanged)
         for document in documents:
