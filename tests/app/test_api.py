@@ -11,7 +11,7 @@ from app.inference.local import LocalBackend
 from app.inference.local_models import TINY_LLM
 from app.models import Message
 from app.services.api_keys import create_api_key
-from tests.conftest import controlled_backend, make_settings, start_api
+from tests.conftest import app_client, controlled_backend, make_settings, start_api
 from tests.workers.controlled import ControlledWorker
 
 
@@ -103,23 +103,18 @@ async def test_readiness_names_the_failing_check(tmp_path):
     settings = make_settings(broken, migrate_on_start=False)
     from app.main import create_app
 
-    app = create_app(settings, controlled_backend())
-    import httpx
-
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            response = await client.get("/readiness")
-            assert response.status_code == 503
-            reason = response.json()["checks"]["database"]  # asyncpg's own words
-            assert reason == "failed: FileNotFoundError: [Errno 2] No such file or directory"
-            assert "database" in response.json()["error"]["message"]
-            chat = await client.post(
-                "/v1/chat",
-                json={"user_id": "u", "message": "hi"},
-                headers={"Authorization": "Bearer tdm_whatever"},
-            )
-            assert_error(chat, 503, "database_unavailable")
+    async with app_client(create_app(settings, controlled_backend())) as client:
+        response = await client.get("/readiness")
+        assert response.status_code == 503
+        reason = response.json()["checks"]["database"]  # asyncpg's own words
+        assert reason == "failed: FileNotFoundError: [Errno 2] No such file or directory"
+        assert "database" in response.json()["error"]["message"]
+        chat = await client.post(
+            "/v1/chat",
+            json={"user_id": "u", "message": "hi"},
+            headers={"Authorization": "Bearer tdm_whatever"},
+        )
+        assert_error(chat, 503, "database_unavailable")
 
 
 async def test_request_id_is_echoed_or_made(api):

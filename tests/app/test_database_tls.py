@@ -8,7 +8,6 @@ import datetime
 import ssl
 import struct
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,7 +18,7 @@ from sqlalchemy import text
 from app.core.db import connect_args, make_engine
 from app.core.errors import DatabaseUnavailable
 from app.main import create_app
-from tests.conftest import controlled_backend, make_settings, start_api
+from tests.conftest import app_client, controlled_backend, make_settings, start_api
 
 
 def certificate(name: str, key, issuer_name: str, issuer_key, ca: bool) -> x509.Certificate:
@@ -166,11 +165,8 @@ async def test_readiness_says_why_the_certificate_was_refused(tls_postgres):
     url = f"postgresql+asyncpg://postgres:s3cret@localhost:{port}/postgres"
     ca = pem(make_ca("Someone else's CA")[0])
     settings = make_settings(url, database_ca_cert=ca, migrate_on_start=False)
-    app = create_app(settings, controlled_backend())
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            response = await client.get("/readiness")
+    async with app_client(create_app(settings, controlled_backend())) as client:
+        response = await client.get("/readiness")
         assert response.status_code == 503
         reason = response.json()["checks"]["database"]
         assert reason.startswith("failed: SSLCertVerificationError: ") and "s3cret" not in reason

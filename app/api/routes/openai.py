@@ -84,14 +84,18 @@ async def _answer(
 async def _events(
     text: AsyncIterator[str], request_id: str, store: Callable[..., Awaitable[Any]] | None
 ) -> AsyncIterator[str]:
-    """OpenAI's events as they arrive, the turn stored before the last (`[DONE]`) unless the
-    stream carried an error. An error after the 200 is an error event (the OpenAI SDKs raise
-    it), and the stream ends."""
+    """OpenAI's events as they arrive: passed through as they come, or, with `store`, read
+    whole so that the turn is stored before the last (`[DONE]`) unless the stream carried an
+    error. An error after the 200 is an error event (the OpenAI SDKs raise it), and the
+    stream ends."""
     answer = StreamedAnswer()
     try:
         async for piece in text:
+            if store is None:  # nothing to read: no event parsed on the way
+                yield piece
+                continue
             for event in answer.events(piece):
-                if event == "data: [DONE]" and store is not None and not answer.failed:
+                if event == "data: [DONE]" and not answer.failed:
                     await store(result=answer.result())
                 yield event + "\n\n"
     except ApiError as exc:
