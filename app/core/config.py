@@ -48,11 +48,15 @@ class Settings(BaseSettings):
     text_embedding_dim: int = Field(384, ge=1, le=2000)
     image_embedding_dim: int = Field(512, ge=1, le=2000)
 
-    # Uploads: a directory (default TANDEM_HOME/objects) or a GCS bucket.
-    storage_mode: Literal["local", "gcs"] = "local"
+    # Uploads: a directory (default TANDEM_HOME/objects), a GCS bucket or a Supabase Storage
+    # bucket (its project URL and secret key); in a bucket, every object is under STORAGE_PREFIX.
+    storage_mode: Literal["local", "gcs", "supabase"] = "local"
     storage_dir: Path | None = None
     gcs_bucket: str | None = None
-    gcs_prefix: str = ""
+    supabase_url: str | None = Field(None, pattern=r"^https?://")
+    supabase_service_key: SecretStr | None = None
+    supabase_bucket: str = "uploads"
+    storage_prefix: str = ""
     # Where the API is reached (local signed URLs point here).
     public_url: str = "http://127.0.0.1:8000"
     # Asynchronous jobs: RunPod's webhooks reach the API at WEBHOOK_BASE_URL (its public

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 
+from app.storage.base import StorageUnavailable
+
 log = logging.getLogger("tandem.errors")
 
 
@@ -124,6 +126,7 @@ _TYPES = {
             "internal_error",
             "not_ready",
             "database_unavailable",
+            "storage_unavailable",
             "worker_failed",
             "worker_unavailable",
             "worker_timeout",
@@ -184,6 +187,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(request, 503, "database_unavailable", "the database is unavailable")
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage_down(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        log.warning("object storage unavailable: %s", exc)
+        message = f"object storage is unavailable: {exc}"
+        return error_response(request, 503, "storage_unavailable", message)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:

@@ -45,9 +45,10 @@ async def test_health_needs_no_key(api):
     assert response.json() == {"ok": True}
 
 
-async def test_readiness_checks_the_database_and_the_models(api):
+async def test_readiness_checks_the_database_storage_and_the_models(api):
     response = await api.client.get("/readiness")
-    checks = {"database": "ok", "llm_model": "ready", "embed_model": "ready", "clip_model": "ready"}
+    models = {"llm_model": "ready", "embed_model": "ready", "clip_model": "ready"}
+    checks = {"database": "ok", "storage": "ok", **models}
     assert response.json() == {"ok": True, "checks": checks}
 
 
@@ -91,7 +92,7 @@ async def test_a_model_that_failed_to_load_says_why(database_url):
         response = await api.client.get("/readiness")
         assert (response.status_code, response.json()["checks"]) == (
             503,
-            {"database": "ok", "llm_model": "failed"},
+            {"database": "ok", "storage": "ok", "llm_model": "failed"},
         )
         chat = await api.post("/v1/chat", json={"user_id": "u", "message": "hi"})
         error = assert_error(chat, 503, "worker_unavailable")

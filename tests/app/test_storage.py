@@ -1,5 +1,5 @@
-"""Upload storage: the local directory and GCS (against gcp-storage-emulator), behind one
-interface, with signed URLs for the workers."""
+"""Upload storage: the local directory, GCS (against gcp-storage-emulator) and Supabase Storage
+(against tests/supabase_storage.py), behind one interface, with signed URLs for the workers."""
 
 import json
 import os
@@ -13,8 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.storage import GcsStorage, LocalStorage, ObjectNotFound, StorageError
+from app.storage import LocalStorage, ObjectNotFound, StorageError, StorageUnavailable
+from app.storage.gcs import GcsStorage
+from app.storage.supabase import SupabaseStorage
 from tests.conftest import free_port
+from tests.supabase_storage import FakeSupabaseStorage, service_key
 
 
 @pytest.fixture
@@ -72,7 +75,19 @@ def gcs(gcs_emulator):
     )
 
 
-@pytest.fixture(params=["local", "gcs"])
+@pytest.fixture(scope="module")
+def supabase_server():
+    with FakeSupabaseStorage(buckets=("uploads", "other")) as server:
+        yield server
+        assert server.violations == []
+
+
+@pytest.fixture
+def supabase(supabase_server):
+    return SupabaseStorage(supabase_server.url, service_key(), "uploads", "dev/raw")
+
+
+@pytest.fixture(params=["local", "gcs", "supabase"])
 def store(request):
     return request.getfixturevalue(request.param)
 
@@ -137,3 +152,82 @@ def test_local_signed_url_verifies_only_while_valid_and_untampered(local):
     assert not local.verify("img/dog.png", expires, signature)  # another object
     assert not local.verify("img/cat.png", expires + 1, signature)  # tampered expiry
     assert not local.verify("img/cat.png", int(time.time()) - 1, signature)  # expired
+
+
+# -- Supabase Storage ------------------------------------------------------------------------
+def test_supabase_keeps_objects_under_the_prefix(supabase, supabase_server):
+    supabase.put("img/cat.png", b"\x89PNG", "image/png")
+    assert "dev/raw/img/cat.png" in supabase_server.names()
+    assert supabase_server.buckets["uploads"]["dev/raw/img/cat.png"].content_type == "image/png"
+
+
+def test_supabase_signed_url_serves_the_object_for_its_ttl_only(supabase, supabase_server):
+    import jwt
+
+    supabase.put("img/cat.png", b"\x89PNG-bytes", "image/png")
+    url = supabase.signed_url("img/cat.png", ttl_s=300)
+    parts = urlsplit(url)
+    assert parts.path == "/storage/v1/object/sign/uploads/dev/raw/img/cat.png"
+    response = httpx.get(url)  # no key: the token is the authorization
+    assert (response.status_code, response.content) == (200, b"\x89PNG-bytes")
+    token = parse_qs(parts.query)["token"][0]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 300
+    other = url.replace("img/cat.png", "img/dog.png")  # the token is for one object
+    assert httpx.get(other).json()["message"] == "The url do not match the signature"
+    with pytest.raises(ObjectNotFound):
+        supabase.signed_url("img/none.png", ttl_s=60)
+
+
+def test_supabase_lists_folder_by_folder_and_page_by_page(supabase, monkeypatch):
+    import app.storage.supabase
+
+    monkeypatch.setattr(app.storage.supabase, "PAGE", 2)
+    keys = [f"paged/{n}.txt" for n in range(5)] + ["paged/deep/er/x.txt"]
+    for key in keys:
+        supabase.put(key, b"x", "text/plain")
+    assert sorted(dict(supabase.listed("paged/"))) == sorted(keys)
+    for key in keys:
+        supabase.delete(key)
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda url: SupabaseStorage(url, service_key(), "missing"), "Bucket not found"),
+        (
+            lambda url: SupabaseStorage(url, service_key("another-projects-secret" * 2), "uploads"),
+            "Signature verification failed",
+        ),
+        (
+            lambda url: SupabaseStorage("http://127.0.0.1:9", service_key(), "uploads"),
+            "ConnectError",
+        ),
+    ],
+)
+def test_supabase_refusals_say_why_without_the_key(supabase_server, make, words):
+    storage = make(supabase_server.url)
+    for call in (storage.check, lambda: storage.put("a.txt", b"a", "text/plain")):
+        with pytest.raises(StorageUnavailable, match=words) as refused:
+            call()
+        assert service_key() not in str(refused.value)
+
+
+def test_every_store_checks_it_can_take_objects(store):
+    store.check()
+
+
+def test_unusable_stores_fail_their_check(tmp_path, gcs_emulator):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    (tmp_path / "file").write_text("not a directory")
+    local = LocalStorage(tmp_path / "file" / "objects", "http://api.test", b"s")
+    with pytest.raises(StorageUnavailable, match="cannot create"):
+        local.check()
+    client = storage.Client(credentials=AnonymousCredentials(), project="project")
+    gcs = GcsStorage("no-such-bucket", credentials=service_account_credentials(), client=client)
+    with pytest.raises(StorageUnavailable, match="GCS refused"):
+        gcs.check()
+    with pytest.raises(StorageUnavailable, match="GCS refused"):
+        gcs.put("a.txt", b"a", "text/plain")

@@ -1,15 +1,17 @@
-"""Liveness (`/health`, no dependencies) and readiness (`/readiness`: Postgres answers and the
-models the local backend runs have loaded)."""
+"""Liveness (`/health`, no dependencies) and readiness (`/readiness`: Postgres answers, object
+storage takes objects, and the models the local backend runs have loaded)."""
 
 import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.deps import BackendDep, EngineDep
+from app.api.deps import BackendDep, EngineDep, StorageDep
 from app.core.errors import DatabaseUnavailable, error_body, request_id_of
 from app.schemas import ErrorBody
+from app.storage import Storage, StorageUnavailable
 
 router = APIRouter(tags=["health"])
 READINESS_TIMEOUT_S = 3.0
@@ -22,7 +24,7 @@ async def health() -> dict[str, bool]:
 
 @router.get(
     "/readiness",
-    summary="Can the API serve: database and models",
+    summary="Can the API serve: database, object storage and models",
     responses={
         503: {
             "model": ErrorBody,
@@ -30,19 +32,40 @@ async def health() -> dict[str, bool]:
         }
     },
 )
-async def readiness(request: Request, engine: EngineDep, backend: BackendDep) -> JSONResponse:
-    checks = {"database": "ok", **backend.checks()}
-    try:
-        async with asyncio.timeout(READINESS_TIMEOUT_S):
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-    except DatabaseUnavailable as exc:  # the database's reason (e.g. Supabase's), no password
-        checks["database"] = f"failed: {exc.detail or exc.message}"
-    except Exception as exc:  # any failure means not ready; the check's name says which
-        checks["database"] = f"failed: {type(exc).__name__}"
+async def readiness(
+    request: Request, engine: EngineDep, storage: StorageDep, backend: BackendDep
+) -> JSONResponse:
+    checks = {
+        "database": await _database(engine),
+        "storage": await _storage(storage),
+        **backend.checks(),
+    }
     failing = {name: state for name, state in checks.items() if state not in ("ok", "ready")}
     if failing:
         problems = ", ".join(f"{name} {state}" for name, state in failing.items())
         body = error_body("not_ready", f"not ready: {problems}", request_id_of(request))
         return JSONResponse({**body, "checks": checks}, status_code=503)
     return JSONResponse({"ok": True, "checks": checks})
+
+
+async def _database(engine: AsyncEngine) -> str:
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT_S):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except DatabaseUnavailable as exc:  # the database's reason (e.g. Supabase's), no password
+        return f"failed: {exc.detail or exc.message}"
+    except Exception as exc:  # any failure means not ready; the check's name says which
+        return f"failed: {type(exc).__name__}"
+    return "ok"
+
+
+async def _storage(storage: Storage) -> str:
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT_S):
+            await asyncio.to_thread(storage.check)
+    except StorageUnavailable as exc:  # the store's reason (e.g. Supabase's), no key
+        return f"failed: {exc}"
+    except TimeoutError:
+        return "failed: no answer within 3 s"
+    return "ok"
