@@ -5,7 +5,7 @@ outputs and declares none of its own."""
 import pulumi
 
 from infra.components.api_service import ApiService, vpc_egress
-from infra.components.buckets import Buckets
+from infra.components.buckets import Buckets, storage_env
 from infra.components.ci_identity import CiIdentity
 from infra.components.database import Database
 from infra.components.gpu_endpoint import GpuEndpoint, runpod_secret
@@ -39,13 +39,18 @@ registry = Registry(
     else None,
     opts=after_apis,
 )
-buckets = Buckets(
-    "buckets",
-    scope,
-    config.storage,
-    versioned=config.environment == "prod",
-    force_destroy=config.environment == "review",
-    opts=after_apis,
+# Uploads: a GCS bucket of the stack's own, or the Supabase project's bucket (no GCS bucket).
+buckets = (
+    Buckets(
+        "buckets",
+        scope,
+        config.storage,
+        versioned=config.environment == "prod",
+        force_destroy=config.environment == "review",
+        opts=after_apis,
+    )
+    if config.storage.provider == "gcs"
+    else None
 )
 database = Database(
     "database",
@@ -72,7 +77,7 @@ secret_env = {
 if config.database.provider == "supabase":  # TLS verified against Supabase's CA
     secret_values["database-ca-cert"] = config.secrets["supabaseCaCert"]
     secret_env["DATABASE_CA_CERT"] = "database-ca-cert"
-if "supabaseServiceKey" in config.secrets:  # for the app's own Supabase calls, if it makes any
+if "supabaseServiceKey" in config.secrets:  # Supabase Storage's writer (storage.provider)
     secret_values["supabase-service-key"] = config.secrets["supabaseServiceKey"]
     secret_env["SUPABASE_SERVICE_KEY"] = "supabase-service-key"
 gpu_base = None if config.owns_gpu_endpoints else base  # the stack whose GPU endpoints serve
@@ -112,8 +117,7 @@ api = ApiService(
     env={
         "ENVIRONMENT": "prod" if config.environment == "prod" else "dev",
         "INFERENCE_BACKEND": "runpod",
-        "STORAGE_MODE": "gcs",
-        "GCS_BUCKET": buckets.uploads.name,
+        **storage_env(config, buckets.uploads.name if buckets else None),
         **{Worker.endpoint_variable(name): id_ for name, id_ in endpoint_ids.items()},
         **(
             {"DATABASE_POOL_MODE": config.database.pool_mode}
@@ -125,7 +129,7 @@ api = ApiService(
     },
     secrets=secrets,
     secret_env=secret_env,
-    bucket=buckets.uploads,
+    bucket=buckets.uploads if buckets else None,
     cloudsql_connection=database.connection_name,
     vpc_access=vpc_egress(config.database),
     account_email=base.require_output("runtime_service_account") if base else None,
@@ -179,7 +183,8 @@ if base is None and config.ci.github_repository:
 pulumi.export("api_url", api.url)
 for name, endpoint_id in endpoint_ids.items():
     pulumi.export(f"{name}_endpoint_id", endpoint_id)
-pulumi.export("uploads_bucket", buckets.uploads.name)
+if buckets:
+    pulumi.export("uploads_bucket", buckets.uploads.name)
 pulumi.export("database_instance", database.instance_name)
 pulumi.export("database_connection_name", database.connection_name)
 pulumi.export("runtime_service_account", api.run_spec.account_email)

@@ -92,15 +92,30 @@ class DatabaseConfig(Section):
 
 
 class StorageConfig(Section):
+    # Where uploads live: a GCS bucket the stack creates, or a bucket of a Supabase project
+    # (made in its dashboard; the secret supabaseServiceKey writes to it), each stack's objects
+    # under a folder named after the stack.
+    provider: Literal["gcs", "supabase"] = "gcs"
+    supabase_url: str | None = Field(
+        None, alias="supabaseUrl", pattern=r"^https://[a-z0-9-]+(\.[a-z0-9-]+)+/?$"
+    )
+    supabase_bucket: str = Field("uploads", alias="supabaseBucket", pattern=r"^[A-Za-z0-9_.-]+$")
     # Uploads (objects and their rows) older than this are deleted by the daily retention job.
     retention_days: int = Field(30, ge=1, le=3650, alias="retentionDays")
     # When it runs: cron in UTC (minute hour day-of-month month day-of-week).
     retention_schedule: str = Field(
         "17 3 * * *", alias="retentionSchedule", pattern=r"^\S+( \S+){4}$"
     )
+    # GCS only: browser origins allowed to PUT and GET, and (prod) how many days a deleted or
+    # overwritten upload stays recoverable as a noncurrent version.
     cors_origins: list[str] = Field(default_factory=list, alias="corsOrigins")
-    # Prod keeps versions: a deleted or overwritten upload is recoverable this many days.
     noncurrent_days: int = Field(7, ge=1, le=365, alias="noncurrentDays")
+
+    @model_validator(mode="after")
+    def _supabase_needs_its_url(self) -> "StorageConfig":
+        if (self.provider == "supabase") != (self.supabase_url is not None):
+            raise ValueError("supabaseUrl is set with provider supabase, and only then")
+        return self
 
 
 class ImagesConfig(Section):
@@ -270,14 +285,22 @@ class StackConfig(Section):
             raise ValueError("baseStack is set on review stacks, and only there")
         if self.own_gpu_endpoints and self.environment != "review":
             raise ValueError("ownGpuEndpoints is a review stack setting (others always own theirs)")
-        if self.database.provider == "supabase":
-            for key, value in (
-                ("supabaseDatabaseUrl", "postgresql://..."),
-                ("supabaseCaCert", "-- < prod-ca-2021.crt"),
-            ):
+        needed = {
+            "database.provider": {
+                "supabaseDatabaseUrl": "postgresql://...",
+                "supabaseCaCert": "-- < prod-ca-2021.crt",
+            }
+            if self.database.provider == "supabase"
+            else {},
+            "storage.provider": {"supabaseServiceKey": "sb_secret_..."}
+            if self.storage.provider == "supabase"
+            else {},
+        }
+        for setting, secrets in needed.items():
+            for key, value in secrets.items():
                 if key not in self.secrets:
                     raise ValueError(
-                        f"database.provider supabase needs the secret tandem:{key} "
+                        f"{setting} supabase needs the secret tandem:{key} "
                         f"(pulumi config set --secret {key} {value})"
                     )
         return self

@@ -79,14 +79,14 @@ class ApiService(pulumi.ComponentResource):
         env: dict[str, pulumi.Input[str]],
         secrets: Secrets,
         secret_env: dict[str, str],
-        bucket: gcp.storage.Bucket,
+        bucket: gcp.storage.Bucket | None,
         cloudsql_connection: pulumi.Input[str] | None,
         vpc_access: VpcAccess | None,
         account_email: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`secret_env`: env variable -> key in `secrets` (e.g. DATABASE_URL -> database-url);
-        `vpc_access`: the template's network (`vpc_egress`), if any; `account_email`: an
+        `bucket`: the GCS uploads bucket it may write (None: uploads are elsewhere); `vpc_access`: the template's network (`vpc_egress`), if any; `account_email`: an
         existing account to run as (a review stack runs as its base stack's, which holds the
         project roles and may sign as itself), else one of its own (`self.account`)."""
         super().__init__("tandem:infra:ApiService", name, None, opts)
@@ -107,15 +107,16 @@ class ApiService(pulumi.ComponentResource):
             grants += [*roles, sign]
         else:
             member = pulumi.Output.concat("serviceAccount:", account_email)
-        uploads = gcp.storage.BucketIAMMember(
-            f"{name}-uploads-access",
-            bucket=bucket.name,
-            role="roles/storage.objectAdmin",
-            member=member,
-            opts=child,
-        )
-        readers = [secrets.grant_access(key, member) for key in sorted(set(secret_env.values()))]
-        grants += [uploads, *readers]
+        if bucket is not None:
+            uploads = gcp.storage.BucketIAMMember(
+                f"{name}-uploads-access",
+                bucket=bucket.name,
+                role="roles/storage.objectAdmin",
+                member=member,
+                opts=child,
+            )
+            grants.append(uploads)
+        grants += [secrets.grant_access(key, member) for key in sorted(set(secret_env.values()))]
 
         envs: list[Env] = [{"name": key, "value": value} for key, value in sorted(env.items())]
         envs += [

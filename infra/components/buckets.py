@@ -1,12 +1,26 @@
 """The uploads bucket: uniform access, public access prevention enforced, objects deleted
 after the retention days, versioned in prod (a deleted or overwritten upload stays recoverable
-for `storage.noncurrentDays`, then its old version is deleted too), optional CORS."""
+for `storage.noncurrentDays`, then its old version is deleted too), optional CORS. With
+`storage.provider: supabase`, uploads go to the Supabase project's bucket instead."""
 
 import pulumi
 import pulumi_gcp as gcp
 
 from infra.components import children
-from infra.config import Scope, StorageConfig
+from infra.config import Scope, StackConfig, StorageConfig
+
+
+def storage_env(config: StackConfig, gcs_bucket: pulumi.Input[str] | None) -> dict:
+    """The API's settings for where uploads live: the stack's GCS bucket, or the Supabase
+    bucket with the stack's objects in a folder of its own (stacks may share the bucket)."""
+    if config.storage.provider == "gcs":
+        return {"STORAGE_MODE": "gcs", "GCS_BUCKET": gcs_bucket}
+    return {
+        "STORAGE_MODE": "supabase",
+        "SUPABASE_URL": config.storage.supabase_url,
+        "SUPABASE_BUCKET": config.storage.supabase_bucket,
+        "STORAGE_PREFIX": config.stack,
+    }
 
 
 class Buckets(pulumi.ComponentResource):

@@ -592,3 +592,52 @@ def test_a_bad_network_setting_fails_before_anything_is_made(database, words):
     settings = settings | {"tandem:database": settings["tandem:database"] | database}
     with pytest.raises(ConfigError, match=words):
         run_program("dev", settings)
+
+
+def test_supabase_storage_creates_no_bucket_and_gives_the_api_its_key_by_reference():
+    settings = stack_settings("dev") | {
+        "tandem:storage": {"provider": "supabase", "supabaseUrl": "https://abcd.supabase.co"},
+        "tandem:supabaseServiceKey": {"secure": "v1:encrypted"},
+    }
+    resources = run_program("dev", settings)
+    assert of_type(resources, "storage/bucket:Bucket") == []
+    assert of_type(resources, "storage/bucketIAMMember:BucketIAMMember") == []
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    env = {e["name"]: e for e in service["template"]["containers"][0]["envs"]}
+    values = {name: env[name].get("value") for name in env if "value" in env[name]}
+    assert {
+        "STORAGE_MODE": "supabase",
+        "SUPABASE_URL": "https://abcd.supabase.co",
+        "SUPABASE_BUCKET": "uploads",
+        "STORAGE_PREFIX": "dev",  # stacks sharing the bucket keep to their own folder
+    }.items() <= values.items()
+    assert "GCS_BUCKET" not in env
+    assert env["SUPABASE_SERVICE_KEY"]["valueSource"]["secretKeyRef"]["version"] == "1"
+    [job] = of_type(resources, "cloudrunv2/job:Job")  # retention sweeps the same bucket
+    job_env = {
+        e["name"]: e.get("value") for e in job["template"]["template"]["containers"][0]["envs"]
+    }
+    assert job_env["STORAGE_MODE"] == "supabase"
+
+
+@pytest.mark.parametrize(
+    ("storage", "secrets", "words"),
+    [
+        ({"provider": "supabase"}, {}, "supabaseUrl is set with provider supabase"),
+        ({"supabaseUrl": "https://abcd.supabase.co"}, {}, "supabaseUrl is set with provider"),
+        (
+            {"provider": "supabase", "supabaseUrl": "https://abcd.supabase.co"},
+            {},
+            "storage.provider supabase needs the secret tandem:supabaseServiceKey",
+        ),
+        (
+            {"provider": "supabase", "supabaseUrl": "http://abcd.supabase.co"},
+            {"tandem:supabaseServiceKey": {"secure": "v1:x"}},
+            "tandem:storage.supabaseUrl",
+        ),
+    ],
+)
+def test_supabase_storage_settings_are_checked(storage, secrets, words):
+    settings = stack_settings("dev") | {"tandem:storage": storage} | secrets
+    with pytest.raises(ConfigError, match=words):
+        run_program("dev", settings)
