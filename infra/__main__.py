@@ -4,7 +4,7 @@ outputs and declares none of its own."""
 
 import pulumi
 
-from infra.components.api_service import ApiService, vpc_egress
+from infra.components.api_service import ApiService
 from infra.components.buckets import Buckets, storage_env
 from infra.components.ci_identity import CiIdentity
 from infra.components.database import Database
@@ -13,6 +13,7 @@ from infra.components.jobs import Jobs
 from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
+from infra.components.run_spec import vpc_egress
 from infra.components.secrets import HMAC_SECRET, Secrets
 from infra.config import load
 from infra.workers import GPU_IMAGES, WORKERS, Worker

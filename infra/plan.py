@@ -47,11 +47,13 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
         self.explicit: dict[str, set[str]] = {}
+        self.carried: dict[str, set[str]] = {}
         self.children: dict[str, set[str]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method, by its name
         carried = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
         self.explicit[request.name] = {_name(u) for u in set(request.dependencies) - carried}
+        self.carried[request.name] = {_name(u) for u in carried}
         if request.parent:
             self.children.setdefault(_name(request.parent), set()).add(request.name)
         return super().RegisterResource(request)
@@ -170,6 +172,7 @@ def _run_program(stack: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
         loop.close()
     for resource in mocks.resources:
         resource["after"] = monitor.after(resource["name"])
+        resource["inputs_from"] = sorted(monitor.carried.get(resource["name"], ()))
     return sorted(mocks.resources, key=lambda r: (r["type"], r["name"]))
 
 
@@ -187,6 +190,7 @@ KEY_PROPERTIES = {
         "deletionProtection",
     ),
     "gcp:cloudrunv2/job:Job": ("template.template.containers.0.args", "deletionProtection"),
+    "command:local:Command": ("create",),
     "gcp:cloudscheduler/job:Job": ("schedule", "httpTarget.uri"),
     "gcp:storage/bucket:Bucket": ("lifecycleRules.0.condition.age", "versioning.enabled"),
     "gcp:projects/iAMMember:IAMMember": ("role",),

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     database_ca_cert: SecretStr | None = None
     database_pool_mode: Literal["session", "transaction"] = "session"
     db_pool_size: int = Field(10, ge=1, le=200)
-    migrate_on_start: bool = True
+    # Unset: local and test runs migrate the database on start-up; a deployed API (dev, prod)
+    # leaves it to the deploy's migration job, so no instance migrates under a serving one.
+    migrate_on_start: bool | None = None
 
     inference_backend: Literal["runpod", "local"] = "local"
     runpod_api_base: str = "https://api.runpod.ai/v2"
@@ -81,6 +83,12 @@ class Settings(BaseSettings):
     def _check_chunking(self) -> "Settings":
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
+        return self
+
+    @model_validator(mode="after")
+    def _default_migrate_on_start(self) -> "Settings":
+        if self.migrate_on_start is None:
+            self.migrate_on_start = self.environment in ("local", "test")
         return self
 
     @model_validator(mode="after")

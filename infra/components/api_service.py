@@ -5,25 +5,20 @@ Plain settings go in as env values; secrets only as Secret Manager references
 each readable by this service account alone. Cloud SQL is mounted at /cloudsql (through Direct
 VPC egress when the instance has a private IP). The public invoker binding exists only when
 `api.public` is true. The service waits for every grant of its account: Cloud Run checks secret
-access when a revision deploys. `run_spec` is how the API's containers run, for the jobs that
-run as the API.
+access when a revision deploys, and for the database migrations of its image (`Migrations`),
+run by the deploy before the revision rolls out. `run_spec` is how the API's containers run,
+for the jobs that run as the API.
 """
-
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
 
 from infra.components import children
 from infra.components.accounts import service_account
+from infra.components.migrations import Migrations
+from infra.components.run_spec import Env, RunSpec, VpcAccess, cloudsql_volume
 from infra.components.secrets import Secrets
-from infra.config import ApiConfig, DatabaseConfig, Scope
-
-# Cloud Run's template parts, as the API service and the jobs running as it share them.
-Env = gcp.cloudrunv2.ServiceTemplateContainerEnvArgsDict
-Volume = gcp.cloudrunv2.ServiceTemplateVolumeArgsDict
-VolumeMount = gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgsDict
-VpcAccess = gcp.cloudrunv2.ServiceTemplateVpcAccessArgsDict
+from infra.config import ApiConfig, Scope
 
 # Project roles of the runtime service account; bucket and secret access are granted on the
 # bucket and on each secret, not project-wide.
@@ -32,40 +27,6 @@ RUNTIME_ROLES = (
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
 )
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """How the API's containers run: image, service account, env, Cloud SQL mount and network,
-    and the grants to wait for before anything runs as that account."""
-
-    image: pulumi.Input[str]
-    account_email: pulumi.Output[str]
-    envs: list[Env]
-    volumes: list[Volume]
-    volume_mounts: list[VolumeMount]
-    vpc_access: VpcAccess | None
-    access: list[pulumi.Resource]
-
-
-def cloudsql_volume(
-    connection: pulumi.Input[str] | None,
-) -> tuple[list[Volume], list[VolumeMount]]:
-    """The template volume and container mount of Cloud SQL at /cloudsql (none without it)."""
-    if connection is None:
-        return [], []
-    volume: Volume = {"name": "cloudsql", "cloud_sql_instance": {"instances": [connection]}}
-    return [volume], [{"name": "cloudsql", "mount_path": "/cloudsql"}]
-
-
-def vpc_egress(db: DatabaseConfig) -> VpcAccess | None:
-    """Direct VPC egress to a private-IP Cloud SQL instance's network (private ranges only)."""
-    if db.private_network is None:
-        return None
-    return {
-        "network_interfaces": [{"network": db.private_network, "subnetwork": db.subnetwork}],
-        "egress": "PRIVATE_RANGES_ONLY",
-    }
 
 
 class ApiService(pulumi.ComponentResource):
@@ -86,7 +47,8 @@ class ApiService(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`secret_env`: env variable -> key in `secrets` (e.g. DATABASE_URL -> database-url);
-        `bucket`: the GCS uploads bucket it may write (None: uploads are elsewhere); `vpc_access`: the template's network (`vpc_egress`), if any; `account_email`: an
+        `bucket`: the GCS uploads bucket it may write (None: uploads are elsewhere);
+        `vpc_access`: the template's network (`vpc_egress`), if any; `account_email`: an
         existing account to run as (a review stack runs as its base stack's, which holds the
         project roles and may sign as itself), else one of its own (`self.account`)."""
         super().__init__("tandem:infra:ApiService", name, None, opts)
@@ -142,6 +104,13 @@ class ApiService(pulumi.ComponentResource):
             access=grants,
         )
         run = self.run_spec
+        self.migrations = Migrations(
+            f"{name}-migrations",
+            scope,
+            run=run,
+            deletion_protection=api.deletion_protection,
+            opts=child,
+        )
         template: gcp.cloudrunv2.ServiceTemplateArgsDict = {
             "service_account": run.account_email,
             "max_instance_request_concurrency": api.concurrency,
@@ -189,7 +158,8 @@ class ApiService(pulumi.ComponentResource):
             invoker_iam_disabled=False,
             labels=scope.labels,
             template=template,
-            opts=children(self, opts, after=run.access),
+            # A new revision only once its image's migrations have run.
+            opts=children(self, opts, after=[*run.access, self.migrations.applied]),
         )
         if api.public:
             gcp.cloudrunv2.ServiceIamMember(

@@ -2,14 +2,12 @@
 API runs (its `RunSpec`: image, account, env, Cloud SQL mount), daily, by Cloud Scheduler
 through the Cloud Run Admin API as an account that may only run this job."""
 
-from typing import cast
-
 import pulumi
 import pulumi_gcp as gcp
 
 from infra.components import children
 from infra.components.accounts import service_account
-from infra.components.api_service import RunSpec
+from infra.components.run_spec import Env, RunSpec, job_template
 from infra.config import Scope, StorageConfig
 
 
@@ -29,32 +27,9 @@ class Jobs(pulumi.ComponentResource):
         review stack's base stack's), else one of its own (`self.scheduler`)."""
         super().__init__("tandem:infra:Jobs", name, None, opts)
         child = children(self, opts)
-        days = {"name": "RETENTION_RAW_DAYS", "value": str(storage.retention_days)}
-        # A job's container, volumes and network are the same Cloud Run messages as a service's,
-        # which pulumi-gcp types once per resource: the service's types, cast.
-        template = cast(
-            gcp.cloudrunv2.JobTemplateArgsDict,
-            {
-                "labels": scope.labels,
-                "task_count": 1,
-                "template": {
-                    "service_account": run.account_email,
-                    "max_retries": 1,
-                    "timeout": "1800s",
-                    "volumes": run.volumes,
-                    "vpc_access": run.vpc_access,
-                    "containers": [
-                        {
-                            "image": run.image,
-                            "commands": ["python"],
-                            "args": ["-m", "app", "retention"],
-                            "envs": [*run.envs, days],
-                            "resources": {"limits": {"cpu": "1", "memory": "512Mi"}},
-                            "volume_mounts": run.volume_mounts,
-                        }
-                    ],
-                },
-            },
+        days: Env = {"name": "RETENTION_RAW_DAYS", "value": str(storage.retention_days)}
+        template = job_template(
+            scope, run, ["retention"], timeout_s=1800, max_retries=1, env=[days]
         )
         self.retention = gcp.cloudrunv2.Job(
             f"{name}-retention",

@@ -1,4 +1,5 @@
-"""Alembic migrations: up, down, up again, concurrent runs, and the model matching the schema."""
+"""Alembic migrations: up, down, up again, concurrent runs, the model matching the schema, and
+who migrates: local and test runs on start-up, a deployed API's deploy (its migration job)."""
 
 import asyncio
 
@@ -8,9 +9,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from app.core.db import make_engine
-from app.core.migrations import check_vector_dims, migrate
+from app.core.migrations import check_vector_dims, head_revision, migrate
+from app.main import create_app
 from app.models import Base
-from tests.conftest import make_settings
+from tests.app.test_cli import run_cli
+from tests.conftest import app_client, controlled_backend, make_settings
 
 SETTINGS = make_settings(None)
 TABLES = {
@@ -65,3 +68,44 @@ async def test_start_up_refuses_tables_made_for_another_model(database_url):
     with pytest.raises(RuntimeError, match=r"chunks.embedding holds 384-dim.*TEXT_EMBEDDING_DIM"):
         await check_vector_dims(engine, bigger)
     await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("environment", "given", "migrates"),
+    [
+        ("local", None, True),
+        ("test", None, True),
+        ("dev", None, False),
+        ("prod", None, False),
+        ("prod", True, True),
+        ("test", False, False),
+    ],
+)
+def test_only_local_and_test_runs_migrate_on_start_up_by_default(environment, given, migrates):
+    overrides = {"environment": environment, "embedding_hmac_secret": "s"}
+    if given is not None:
+        overrides["migrate_on_start"] = given
+    assert make_settings("postgresql://db/x", **overrides).migrate_on_start is migrates
+
+
+async def test_a_deployed_api_waits_for_the_deploys_migration_job(database_url):
+    """An API in dev does not migrate on start-up: against an older schema its readiness says
+    what to run; the migration job's command (`python -m app migrate`, with the API's env) then
+    brings the database to this release's revision."""
+    engine = make_engine(database_url, pool_size=1)
+    await migrate(engine, SETTINGS)
+    await migrate(engine, SETTINGS, "0004", "downgrade")  # the previous release's schema
+    await engine.dispose()
+    env = {"DATABASE_URL": database_url, "EMBEDDING_HMAC_SECRET": "s", "INFERENCE_BACKEND": "local"}
+    settings = make_settings(database_url, environment="dev", embedding_hmac_secret="s")
+    async with app_client(create_app(settings, controlled_backend())) as client:
+        response = await client.get("/readiness")
+        assert response.status_code == 503
+        assert response.json()["checks"]["database"] == (
+            f"failed: the database is at revision 0004 and this release needs {head_revision()}: "
+            "run `python -m app migrate` (the deploy's migration job)"
+        )
+        job = run_cli("migrate", ENVIRONMENT="dev", **env)  # as the Cloud Run job runs it
+        assert job.returncode == 0, job.stderr
+        assert "database migrated to head" in job.stdout
+        assert (await client.get("/readiness")).json()["checks"]["database"] == "ok"

@@ -21,6 +21,12 @@ def of_type(resources, suffix: str) -> list[dict]:
     return [r["inputs"] for r in resources if r["type"].endswith(suffix)]
 
 
+def job(resources, purpose: str) -> dict:
+    """The Cloud Run job `tandem-<stack>-<purpose>` (retention, migrate)."""
+    [found] = [j for j in of_type(resources, "cloudrunv2/job:Job") if j["name"].endswith(purpose)]
+    return found
+
+
 def test_every_secret_reaches_cloud_run_by_reference_only(stack):
     _, resources = stack
     [service] = of_type(resources, "cloudrunv2/service:Service")
@@ -55,9 +61,9 @@ def test_the_runtime_account_has_exactly_its_roles(stack):
 
 def test_retention_runs_daily_as_the_api_with_only_a_run_grant(stack):
     name, resources = stack
-    [job] = of_type(resources, "cloudrunv2/job:Job")
+    retention = job(resources, "retention")
     [service] = of_type(resources, "cloudrunv2/service:Service")
-    task = job["template"]["template"]
+    task = retention["template"]["template"]
     [container] = task["containers"]
     assert container["commands"] + container["args"] == ["python", "-m", "app", "retention"]
     assert task["serviceAccount"] == service["template"]["serviceAccount"]
@@ -68,7 +74,7 @@ def test_retention_runs_daily_as_the_api_with_only_a_run_grant(stack):
     }
     assert container["envs"] == [*api_env, days]  # secrets by reference, as the API's
     assert task["volumes"] == service["template"]["volumes"]
-    assert job["labels"]["env"] and job["deletionProtection"] == (name == "prod")
+    assert retention["labels"]["env"] and retention["deletionProtection"] == (name == "prod")
 
     [schedule] = of_type(resources, "cloudscheduler/job:Job")
     assert schedule["schedule"] == "17 3 * * *" and schedule["timeZone"] == "Etc/UTC"
@@ -556,8 +562,9 @@ def test_a_private_ip_database_is_reached_through_its_network():
         "egress": "PRIVATE_RANGES_ONLY",
     }
     [service] = of_type(resources, "cloudrunv2/service:Service")
-    [job] = of_type(resources, "cloudrunv2/job:Job")
-    assert service["template"]["vpcAccess"] == egress == job["template"]["template"]["vpcAccess"]
+    for purpose in ("retention", "migrate"):
+        assert job(resources, purpose)["template"]["template"]["vpcAccess"] == egress
+    assert service["template"]["vpcAccess"] == egress
 
 
 def test_a_public_ip_database_has_no_network_settings():
@@ -613,11 +620,8 @@ def test_supabase_storage_creates_no_bucket_and_gives_the_api_its_key_by_referen
     }.items() <= values.items()
     assert "GCS_BUCKET" not in env
     assert env["SUPABASE_SERVICE_KEY"]["valueSource"]["secretKeyRef"]["version"] == "1"
-    [job] = of_type(resources, "cloudrunv2/job:Job")  # retention sweeps the same bucket
-    job_env = {
-        e["name"]: e.get("value") for e in job["template"]["template"]["containers"][0]["envs"]
-    }
-    assert job_env["STORAGE_MODE"] == "supabase"
+    [container] = job(resources, "retention")["template"]["template"]["containers"]
+    assert {"name": "STORAGE_MODE", "value": "supabase"} in container["envs"]  # same bucket
 
 
 @pytest.mark.parametrize(
@@ -641,3 +645,32 @@ def test_supabase_storage_settings_are_checked(storage, secrets, words):
     settings = stack_settings("dev") | {"tandem:storage": storage} | secrets
     with pytest.raises(ConfigError, match=words):
         run_program("dev", settings)
+
+
+def test_migrations_run_as_a_deploy_step_before_the_new_revision(stack):
+    """The migrate job runs as the API (image, account, env with secrets by reference, Cloud
+    SQL mount); the deploy executes it once per image, waiting for it, and the service waits
+    for that: a failed migration fails `pulumi up` before the service changes."""
+    name, resources = stack
+    migrate = job(resources, "migrate")
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    task, api = migrate["template"]["template"], service["template"]
+    [container], [api_container] = task["containers"], api["containers"]
+    assert container["commands"] + container["args"] == ["python", "-m", "app", "migrate"]
+    assert container["image"] == api_container["image"]
+    assert container["envs"] == api_container["envs"]
+    assert (task["serviceAccount"], task["volumes"]) == (api["serviceAccount"], api["volumes"])
+    assert task["maxRetries"] == 0 and migrate["deletionProtection"] == (name == "prod")
+
+    [applied] = of_type(resources, "local:Command")
+    assert applied["create"] == (
+        f"gcloud run jobs execute tandem-{name}-migrate --project={migrate['project']} "
+        "--region=europe-west1 --wait --quiet"
+    )
+    assert applied["triggers"] == [api_container["image"]]  # once per image
+    items = {i["name"]: i for i in inventory(resources)}
+    assert "api-migrations-applied" in items["api-service"]["after"]
+    [command] = [r for r in resources if r["name"] == "api-migrations-applied"]
+    assert "api-migrations-job" in command["inputs_from"]  # the job, with this image, first
+    grants = {n for n in items if n.endswith("-accessor")}  # it reads the API's secrets
+    assert grants <= set(items["api-migrations-job"]["after"])

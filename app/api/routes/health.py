@@ -1,15 +1,16 @@
-"""Liveness (`/health`, no dependencies) and readiness (`/readiness`: Postgres answers, object
-storage takes objects, and the models the local backend runs have loaded)."""
+"""Liveness (`/health`, no dependencies) and readiness (`/readiness`: Postgres answers at this
+release's schema revision, object storage takes objects, and the models the local backend runs
+have loaded)."""
 
 import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.deps import BackendDep, EngineDep, StorageDep
 from app.core.errors import DatabaseUnavailable, error_body, request_id_of
+from app.core.migrations import pending_migrations
 from app.schemas import ErrorBody
 from app.storage import Storage, StorageUnavailable
 
@@ -52,12 +53,12 @@ async def _database(engine: AsyncEngine) -> str:
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_S):
             async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                pending = await pending_migrations(conn)
     except DatabaseUnavailable as exc:  # the database's reason (e.g. Supabase's), no password
         return f"failed: {exc.detail or exc.message}"
     except Exception as exc:  # any failure means not ready; the check's name says which
         return f"failed: {type(exc).__name__}"
-    return "ok"
+    return f"failed: {pending}" if pending else "ok"
 
 
 async def _storage(storage: Storage) -> str:
