@@ -4,11 +4,15 @@ the vector columns fit the embedding models."""
 
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # Any constant shared by every instance; "tandem" in ASCII.
@@ -17,7 +21,7 @@ ADVISORY_LOCK_KEY = 0x74616E64656D
 VECTOR_COLUMNS = {"chunks": "TEXT_EMBEDDING_DIM", "images": "IMAGE_EMBEDDING_DIM"}
 
 
-def _config():  # -> alembic.config.Config
+def _config() -> "Config":
     # Imported here: alembic is only needed when migrating or checking, not on every cold start.
     from alembic.config import Config
 

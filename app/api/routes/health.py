@@ -68,5 +68,7 @@ async def _storage(storage: Storage) -> str:
     except StorageUnavailable as exc:  # the store's reason (e.g. Supabase's), no key
         return f"failed: {exc}"
     except TimeoutError:
-        return "failed: no answer within 3 s"
+        return f"failed: no answer within {READINESS_TIMEOUT_S:g} s"
+    except Exception as exc:  # any other failure: not ready, without its details
+        return f"failed: {type(exc).__name__}"
     return "ok"
