@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from app.api.routes import (
     chat,
     conversations,
+    deployments,
     documents,
     health,
     images,
@@ -27,6 +28,7 @@ from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddlewar
 from app.core.migrations import check_vector_dims, migrate
 from app.inference import InferenceBackend, make_backend
 from app.services.api_keys import Authenticator
+from app.services.deployment_runner import DeploymentRunner
 from app.services.jobs import JobRunner
 from app.storage import make_storage
 
@@ -59,6 +61,8 @@ def create_app(
         await app.state.backend.start()
         app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
         app.state.jobs.start()
+        app.state.deployments = DeploymentRunner(engine, settings)
+        app.state.deployments.start()
         keeper = (
             asyncio.create_task(local_postgres.keep_running(engine.dispose))
             if local_postgres
@@ -69,6 +73,7 @@ def create_app(
         finally:
             if keeper:
                 keeper.cancel()
+            await app.state.deployments.stop()
             await app.state.jobs.stop()
             if backend is None:
                 await app.state.backend.aclose()
@@ -84,6 +89,7 @@ def create_app(
         health,
         chat,
         conversations,
+        deployments,
         documents,
         images,
         search,
@@ -93,6 +99,7 @@ def create_app(
     ):
         app.include_router(module.router)
     app.include_router(jobs.webhook_router)
+    app.include_router(deployments.callback_router)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

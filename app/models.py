@@ -193,3 +193,88 @@ class JobPart(Base):
     runpod_id: Mapped[str | None] = mapped_column(String(200))
     output: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Deployment(Base):
+    """A model a tenant deployed at run time (`POST /v1/deployments`): its own RunPod template
+    and endpoint, made and tracked by the API (not a Pulumi resource)."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(100))  # unique among the tenant's live ones
+    model: Mapped[str] = mapped_column(String(300))
+    task: Mapped[str] = mapped_column(String(16))  # generate, embed
+    gpu: Mapped[str | None] = mapped_column(String(100))  # asked for: a GPU type or a tier
+    gpu_type: Mapped[str | None] = mapped_column(String(100))  # chosen
+    workers_min: Mapped[int] = mapped_column(Integer)
+    workers_max: Mapped[int] = mapped_column(Integer)
+    idle_timeout: Mapped[int] = mapped_column(Integer)
+    env: Mapped[dict[str, str]] = mapped_column(JSONB)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    # Held only until the template carries it (HF_TOKEN in its env).
+    hf_token: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(24))
+    error: Mapped[str | None] = mapped_column(Text)
+    template_id: Mapped[str | None] = mapped_column(String(100))
+    endpoint_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Not ready by then: failed. When the orchestrator looks at it next (None: nothing to do).
+    deadline_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    check_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        Index(
+            "uq_deployments_tenant_name",
+            "tenant",
+            "name",
+            unique=True,
+            postgresql_where=text("status <> 'deleted'"),
+        ),
+        Index("ix_deployments_tenant_created", "tenant", "created_at"),
+        Index("ix_deployments_due", "check_at", postgresql_where=text("check_at IS NOT NULL")),
+    )
+
+
+class DeploymentEvent(Base):
+    """A deployment's change of status, with when and why."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """One attempt at notifying a deployment's webhook."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    deployment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(24))  # the status notified: ready, failed
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookSecret(Base):
+    """The secret a tenant's webhook notifications are signed with (shown once, when made)."""
+
+    __tablename__ = "webhook_secrets"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

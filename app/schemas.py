@@ -271,6 +271,119 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
+DeploymentTask = Literal["generate", "embed"]
+DeploymentStatus = Literal[
+    "validating",
+    "selecting_gpu",
+    "creating_endpoint",
+    "downloading_model",
+    "loading_model",
+    "ready",
+    "failed",
+    "webhook_failed",
+    "deleting",
+    "deleted",
+]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")]
+
+
+class DeploymentIn(Strict):
+    """A model to deploy as a RunPod endpoint of its own."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "Qwen/Qwen2.5-0.5B-Instruct",
+                    "task": "generate",
+                    "gpu": "24gb",
+                    "workers_max": 1,
+                    "webhook_url": "https://example.com/hooks/tandem",
+                }
+            ]
+        }
+    )
+    model: str = Field(
+        min_length=1,
+        max_length=300,
+        pattern=r"^(/\S+|[\w.-]+/[\w.-]+)$",
+        description="a Hugging Face model id (`org/name`), or in local mode a model directory",
+        examples=["Qwen/Qwen2.5-0.5B-Instruct"],
+    )
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="what requests name as `model` (default: from the model id); unique",
+    )
+    task: DeploymentTask
+    gpu: str | None = Field(
+        None, description="a GPU type of the allowed list, or a tier such as `24gb`"
+    )
+    workers_min: int = Field(0, ge=0, le=100)
+    workers_max: int = Field(1, ge=1, le=100)
+    idle_timeout: int = Field(
+        5, ge=1, le=3600, description="seconds a worker idles before it stops"
+    )
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=32
+    )
+    webhook_url: HttpUrl | None = Field(None, description="notified when ready or failed")
+    hf_token: str | None = Field(
+        None, min_length=1, max_length=200, description="for gated models; never shown again"
+    )
+
+
+class DeploymentCreated(BaseModel):
+    deployment_id: uuid.UUID
+    name: str
+    status: DeploymentStatus
+    model: str
+    estimated_ready_seconds: int
+    created_at: datetime
+    webhook_secret: str | None = Field(
+        None,
+        description="signs the webhook's notifications: shown once, on the tenant's first "
+        "deployment with a webhook_url",
+    )
+
+
+class DeploymentEventOut(BaseModel):
+    status: DeploymentStatus
+    detail: str | None
+    at: datetime
+
+
+class WebhookDeliveryOut(BaseModel):
+    event: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    at: datetime
+
+
+class DeploymentSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    model: str
+    task: DeploymentTask
+    status: DeploymentStatus
+    endpoint_id: str | None
+    created_at: datetime
+
+
+class DeploymentOut(DeploymentSummary):
+    gpu: str | None
+    gpu_type: str | None
+    workers_min: int
+    workers_max: int
+    idle_timeout: int
+    webhook_url: str | None
+    error: str | None
+    updated_at: datetime
+    events: list[DeploymentEventOut]
+    deliveries: list[WebhookDeliveryOut]
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["validation_error"], description="stable, for programs")
     message: str = Field(examples=["message: String should have at least 1 character"])
@@ -294,6 +407,7 @@ _ERRORS = {
     401: "No valid API key",
     404: "Not found (another tenant's is not found either)",
     413: "A body or an input over a limit",
+    409: "A conflict: the name is taken, or the deployment is not ready (its status says)",
     415: "A file type that is not supported",
     422: "Input to fix: the message names the field",
     429: "Over the rate limit: retry after Retry-After seconds",

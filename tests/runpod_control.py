@@ -118,13 +118,15 @@ async def _respond(send: Any, status: int, payload: Any) -> None:
 class ControlPlane:
     """The emulator in a thread of its own: `url` is its REST API v1, `jobs_url` its job API."""
 
-    def __init__(self, api_key: str) -> None:
+    def __init__(self, api_key: str, images: dict[str, str] | None = None) -> None:
+        """`images`: more image names to worker modules, beside IMAGES."""
         self.port = free_port()
         base = f"http://127.0.0.1:{self.port}"
         self.url, self.jobs_url = f"{base}/v1", f"{base}/v2"
         self.v2_url = f"{base}/v2"  # REST API v2 (account secrets) beside the job API
         registries = {PRIVATE_HOST: PRIVATE_REGISTRY}
-        app = create_app({}, base, api_key=api_key, images=IMAGES, registries=registries)
+        images = IMAGES | (images or {})
+        app = create_app({}, base, api_key=api_key, images=images, registries=registries)
         self.emulator = app.state.emulator
         self.check = SpecCheck(app, base)
         self.api_key = api_key

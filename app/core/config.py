@@ -75,6 +75,27 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, le=256)
     retention_raw_days: int = Field(30, ge=1)
 
+    # Deployments (`/v1/deployments`): RunPod endpoints made at run time for tenants' models,
+    # on the stack's llm worker image, through RunPod's REST API; models are checked on the
+    # Hugging Face Hub (HF_ENDPOINT: another Hub, e.g. a mirror).
+    runpod_rest_api: str = "https://rest.runpod.io/v1"
+    deployment_image: str | None = None
+    deployment_registry_auth_id: str | None = None  # RunPod's credential for a private image
+    deployment_gpu_types: list[str] = Field(
+        default_factory=lambda: [
+            "NVIDIA RTX A5000",
+            "NVIDIA GeForce RTX 4090",
+            "NVIDIA A40",
+            "NVIDIA A100 80GB PCIe",
+        ],
+        min_length=1,
+    )
+    max_live_deployments: int = Field(5, ge=0, le=1000)
+    max_deployment_workers: int = Field(3, ge=1, le=100)
+    deployment_ready_seconds: int = Field(1800, ge=10)
+    deployment_webhook_retry_seconds: float = Field(5.0, gt=0, le=3600)
+    hf_endpoint: str | None = None
+
     rate_limit_per_minute: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     history_messages: int = Field(20, ge=0, le=1000)

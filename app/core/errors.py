@@ -127,6 +127,7 @@ _TYPES = {
             "not_ready",
             "database_unavailable",
             "storage_unavailable",
+            "not_configured",
             "worker_failed",
             "worker_unavailable",
             "worker_timeout",

@@ -1,4 +1,5 @@
-"""The readiness callback: tells the deploy flow that a worker has loaded its model."""
+"""The readiness callback: tells whoever made the endpoint (a deploy, or the API's deployments)
+that a worker has loaded its model, or why it could not."""
 
 import json
 import logging
@@ -10,16 +11,19 @@ from gpu_worker.common.settings import WorkerSettings
 from gpu_worker.common.signing import sign
 
 log = logging.getLogger("tandem.worker")
+MAX_ERROR_CHARS = 500
 
 
-def announce_ready(settings: WorkerSettings, model: str) -> bool:
-    """POST `{endpoint_id, model, status: "ready"}` to READY_WEBHOOK_URL, HMAC-signed over the
-    body (`X-Tandem-Timestamp`, `X-Tandem-Signature`). Best effort: a failure is logged."""
+def announce(settings: WorkerSettings, model: str, error: str | None = None) -> bool:
+    """POST `{endpoint_id, model, status: "ready"}` (or `status: "failed"` with the `error`) to
+    READY_WEBHOOK_URL, HMAC-signed over the body (`X-Tandem-Timestamp`, `X-Tandem-Signature`).
+    Best effort: a failure is logged."""
     if not settings.ready_webhook_url:
         return False
-    body = json.dumps(
-        {"endpoint_id": settings.runpod_endpoint_id, "model": model, "status": "ready"}
-    )
+    message = {"endpoint_id": settings.runpod_endpoint_id, "model": model, "status": "ready"}
+    if error is not None:
+        message |= {"status": "failed", "error": error[:MAX_ERROR_CHARS]}
+    body = json.dumps(message)
     ts = int(time.time())
     headers = {"Content-Type": "application/json", "X-Tandem-Timestamp": str(ts)}
     if settings.embedding_hmac_secret is not None:

@@ -30,6 +30,10 @@ async def fuzzed_api(database_url, local_backend, tmp_path_factory) -> AsyncIter
         storage_dir=tmp_path_factory.mktemp("objects"),
         public_url=f"http://127.0.0.1:{free_port()}",
         rate_limit_per_minute=1_000_000,  # the fuzzer reaches past the limiter (tested apart)
+        # Deployments accepted, their Hub a closed port: they stay validating, nothing is made.
+        deployment_image="tandem/llm:fuzz",
+        hf_endpoint=f"http://127.0.0.1:{free_port()}",
+        max_live_deployments=1_000,
     )
     async for api in serve_api(settings, local_backend):
         yield api

@@ -21,12 +21,16 @@ TABLES = {
     "api_keys",
     "chunks",
     "conversations",
+    "deployment_events",
+    "deployments",
     "documents",
     "images",
     "job_parts",
     "jobs",
     "messages",
     "rate_buckets",
+    "webhook_deliveries",
+    "webhook_secrets",
 }
 
 

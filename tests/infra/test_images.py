@@ -40,10 +40,17 @@ def test_every_file_a_dockerfile_copies_is_in_its_context(image):
         assert source in files or any(f.startswith(f"{source}/") for f in files), source
 
 
+def test_the_api_image_takes_only_the_runpod_client_from_infra():
+    """Deployments call RunPod's REST API with the Pulumi providers' client; nothing else."""
+    runpod = {"__init__.py", "client.py", "rest-v1-openapi.json", "rest-v2-secrets-openapi.json"}
+    expected = {"infra/__init__.py"} | {f"infra/runpod/{name}" for name in runpod}
+    assert {f for f in context("api") if f.startswith("infra/")} == expected
+
+
 @pytest.mark.parametrize(
     ("image", "outside"),
     [
-        ("api", ("gpu_worker/llm/", "gpu_worker/clip/", "infra/", "tests/", "bench/", "stacks/")),
+        ("api", ("gpu_worker/llm/", "gpu_worker/clip/", "tests/", "bench/", "stacks/")),
         ("llm", ("app/", "gpu_worker/clip/", "infra/", "tests/", "gpu_worker/emulator/")),
         ("clip", ("app/", "gpu_worker/llm/", "infra/", "tests/", "gpu_worker/emulator/")),
     ],

@@ -1,0 +1,111 @@
+"""`/v1/deployments`: models deployed at run time as RunPod endpoints (202 at once; the runner
+validates and creates them after), read, listed and deleted per tenant; and the workers'
+signed ready callback."""
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+
+from app.api.deps import CallerDep, EngineDep, PageCursor, PageLimit, SettingsDep, keyed_router
+from app.core.errors import Forbidden, InvalidInput, WorkerFailed
+from app.schemas import (
+    DeploymentCreated,
+    DeploymentIn,
+    DeploymentOut,
+    DeploymentSummary,
+    Page,
+    error_responses,
+)
+from app.services import deployments
+from app.services.deployment_runner import READY_PATH, DeploymentRunner
+from gpu_worker.common.signing import verify
+from infra.runpod.client import RunPodApiError
+
+router = keyed_router(tags=["deployments"])
+callback_router = APIRouter(include_in_schema=False)  # the workers': the signature is the key
+
+
+def runner_of(request: Request) -> DeploymentRunner:
+    return request.app.state.deployments
+
+
+@router.post(
+    "/deployments",
+    summary="Deploy a model as a RunPod endpoint",
+    status_code=202,
+    responses=error_responses(409, 413),
+)
+async def create_deployment(
+    body: DeploymentIn,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+) -> DeploymentCreated:
+    """Answered at once, in `validating`; `GET /v1/deployments/{id}` follows it to `ready` (or
+    `failed`, with the reason), and `webhook_url`, if given, is notified."""
+    created = await deployments.create(engine, settings, caller.tenant, body)
+    runner_of(request).wake()
+    return created
+
+
+@router.get("/deployments", summary="List deployments")
+async def list_deployments(
+    engine: EngineDep, caller: CallerDep, limit: PageLimit = 50, cursor: PageCursor = None
+) -> Page[DeploymentSummary]:
+    return await deployments.listed(engine, caller.tenant, limit, cursor)
+
+
+@router.get(
+    "/deployments/{deployment_id}",
+    summary="Read a deployment, its history and webhook deliveries",
+    responses=error_responses(404),
+)
+async def read_deployment(
+    deployment_id: uuid.UUID, engine: EngineDep, caller: CallerDep
+) -> DeploymentOut:
+    return await deployments.get(engine, deployment_id, caller.tenant)
+
+
+@router.delete(
+    "/deployments/{deployment_id}",
+    summary="Delete a deployment: its endpoint and template at RunPod too",
+    status_code=204,
+    responses=error_responses(404, 502),
+)
+async def delete_deployment(
+    deployment_id: uuid.UUID, request: Request, engine: EngineDep, caller: CallerDep
+) -> Response:
+    """Idempotent: deleting a deleted deployment is a 204 as well. If RunPod cannot be
+    reached, a 502 says so and the deletion is retried in the background."""
+    if await deployments.request_deletion(engine, deployment_id, caller.tenant):
+        try:
+            await runner_of(request).tear_down(deployment_id)
+        except RunPodApiError as exc:
+            raise WorkerFailed(f"{exc}; the deletion is retried in the background") from None
+    return Response(status_code=204)
+
+
+@callback_router.post(READY_PATH)
+async def worker_ready(
+    request: Request,
+    timestamp: Annotated[int, Header(alias="X-Tandem-Timestamp")],
+    signature: Annotated[str, Header(alias="X-Tandem-Signature", max_length=64)],
+) -> dict[str, Any]:
+    """A deployment's worker loaded its model (gpu_worker/common/ready.py), signed with the
+    HMAC secret the deployment's template carries."""
+    runner = runner_of(request)
+    body = (await request.body()).decode(errors="replace")
+    if runner.secret is None or not verify(
+        runner.secret, body, {"ts": timestamp, "sig": signature}
+    ):
+        raise Forbidden("the callback's signature does not check out")
+    try:
+        message = json.loads(body)
+        endpoint_id, status = str(message["endpoint_id"]), message["status"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput("body: expected {endpoint_id, model, status}") from None
+    error = str(message.get("error") or "no reason given") if status == "failed" else None
+    return {"ok": True, "changed": await runner.callback(endpoint_id, error)}

@@ -1,0 +1,284 @@
+"""The work between a deployment's states, done by every API instance's background loop on
+the deployments that are due (`check_at`), each claimed by one instance at a time: state
+lives in Postgres only, so a restarted instance picks up where another left off.
+
+validating → selecting_gpu: the model exists, may be read and runs on the worker (the Hub or
+its directory). selecting_gpu → creating_endpoint: the smallest allowed GPU that holds it.
+creating_endpoint → downloading_model: a RunPod template on the stack's llm worker image (the
+model, the task, the signed ready callback) and an endpoint on it; a refusal halfway removes
+the template again. The worker's callback moves it to `ready`; past its deadline it fails and
+its endpoint is torn down. `deleting` tears down and ends `deleted`. Webhooks are the
+notifier's (app/services/deployment_webhooks.py)."""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.config import Settings
+from app.models import Deployment
+from app.services import deployment_webhooks
+from app.services.deployments import transition
+from app.services.model_check import (
+    HubUnreachable,
+    ModelRefused,
+    check_architecture,
+    choose_gpu,
+    model_facts,
+)
+from infra.runpod.client import RunPodApiError, RunPodNotFound, RunPodRest
+
+log = logging.getLogger("tandem.deployments")
+
+NAME_PREFIX = "tandem-deploy"  # on every template and endpoint a deployment makes
+LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
+HUB_RETRY_S = 30
+READY_PATH = "/v1/deployments/ready"
+
+_CLAIM = text(
+    """
+    UPDATE deployments SET check_at = now() + make_interval(secs => :lease)
+    WHERE id IN (
+        SELECT id FROM deployments WHERE check_at <= now()
+        ORDER BY check_at LIMIT :batch FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id
+    """
+)
+
+
+class DeploymentRunner:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        secret = settings.embedding_hmac_secret
+        self.secret = secret.get_secret_value() if secret else None
+        key = settings.runpod_api_key
+        self.api_key = key.get_secret_value() if key else None
+        self.every_s = settings.job_poll_seconds
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+
+    # -- the loop -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        """Look at due deployments now (a new one, a callback), not at the next tick."""
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:  # the loop outlives a bad turn: the rows stay due
+                log.exception("deployment runner turn failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.every_s)
+            self._wake.clear()
+
+    async def run_due(self, batch: int = 10) -> None:
+        async with self.engine.begin() as conn:
+            ids = (await conn.scalars(_CLAIM, {"lease": LEASE_S, "batch": batch})).all()
+        await asyncio.gather(*(self.step(deployment_id) for deployment_id in ids))
+
+    # -- one step -------------------------------------------------------------------------
+    async def step(self, deployment_id: uuid.UUID) -> None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(Deployment).where(Deployment.id == deployment_id))
+            ).one_or_none()
+        if row is None:
+            return
+        handler = getattr(self, f"_{row.status}", None)
+        if handler is None:  # ready, failed, ...: only their webhook may be due
+            await deployment_webhooks.deliver(
+                self.engine, row, self.settings.deployment_webhook_retry_seconds
+            )
+            return
+        await handler(row)
+
+    async def _validating(self, row: Row) -> None:
+        try:
+            facts = await asyncio.to_thread(
+                model_facts, row.model, row.hf_token, self.settings.hf_endpoint
+            )
+            check_architecture(facts, row.task, row.model)
+            gpu = choose_gpu(facts, self.settings.deployment_gpu_types, row.gpu)
+        except ModelRefused as exc:
+            await self._fail(row, str(exc))
+            return
+        except HubUnreachable as exc:  # tried again until the deadline
+            if row.deadline_at <= datetime.now(UTC):
+                await self._fail(row, str(exc))
+            else:
+                await _due_in(self.engine, row.id, HUB_RETRY_S)
+            return
+        size = f"{facts.weight_bytes / 1e9:.2f} GB of weights"
+        await self._move(row, "selecting_gpu", f"{', '.join(facts.architectures)}, {size}")
+        await self._move(row, "creating_endpoint", f"chose {gpu}", gpu_type=gpu)
+
+    async def _creating_endpoint(self, row: Row) -> None:
+        try:
+            template_id, endpoint_id = await asyncio.to_thread(self._create_at_runpod, row)
+        except RunPodApiError as exc:
+            await self._fail(row, f"RunPod refused the endpoint: {exc}")
+            return
+        async with self.engine.begin() as conn:
+            moved = await transition(
+                conn,
+                row.id,
+                "downloading_model",
+                f"endpoint {endpoint_id} on {row.gpu_type}",
+                template_id=template_id,
+                endpoint_id=endpoint_id,
+                hf_token=None,
+                check_at=row.deadline_at,
+            )
+        if not moved:  # deleted meanwhile: what was just made goes too
+            await asyncio.to_thread(self._remove_at_runpod, template_id, endpoint_id)
+
+    async def _downloading_model(self, row: Row) -> None:
+        """Due only at the deadline: not ready by then."""
+        if row.deadline_at <= datetime.now(UTC):
+            seconds = self.settings.deployment_ready_seconds
+            await self._fail(row, f"the worker did not report ready within {seconds} s")
+
+    _loading_model = _downloading_model
+
+    async def _deleting(self, row: Row) -> None:
+        await self.tear_down(row.id)
+
+    async def tear_down(self, deployment_id: uuid.UUID) -> None:
+        """Remove a deployment's endpoint and template at RunPod, then mark it `deleted`."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Deployment.template_id, Deployment.endpoint_id).where(
+                        Deployment.id == deployment_id
+                    )
+                )
+            ).one()
+        await asyncio.to_thread(self._remove_at_runpod, row.template_id, row.endpoint_id)
+        async with self.engine.begin() as conn:
+            await transition(conn, deployment_id, "deleted", check_at=None)
+
+    # -- moving on ------------------------------------------------------------------------
+    async def _move(self, row: Row, to: str, detail: str, **values: Any) -> None:
+        async with self.engine.begin() as conn:
+            await transition(conn, row.id, to, detail, check_at=func.now(), **values)
+
+    async def _fail(self, row: Row, reason: str) -> bool:
+        """`failed` with the reason (no secret: RunPod's messages come masked); anything made
+        at RunPod is removed, and the webhook is due. False when it could not fail (deleted,
+        or already ready or failed)."""
+        log.info("deployment %s failed: %s", row.id, reason)
+        async with self.engine.begin() as conn:
+            moved = await transition(
+                conn, row.id, "failed", reason, error=reason, hf_token=None, check_at=func.now()
+            )
+        if moved and (row.template_id or row.endpoint_id):
+            try:
+                await asyncio.to_thread(self._remove_at_runpod, row.template_id, row.endpoint_id)
+            except RunPodApiError as exc:
+                log.warning("deployment %s: its endpoint was not removed: %s", row.id, exc)
+        self.wake()
+        return moved
+
+    async def callback(self, endpoint_id: str, error: str | None) -> bool:
+        """The worker of `endpoint_id` loaded its model (`ready`) or could not (`failed`, with
+        the worker's reason); either way its webhook is due. False: nothing changed."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(Deployment).where(Deployment.endpoint_id == endpoint_id))
+            ).one_or_none()
+        if row is None:
+            return False
+        if error is not None:
+            return await self._fail(row, f"the worker could not load the model: {error}")
+        async with self.engine.begin() as conn:
+            moved = await transition(
+                conn, row.id, "ready", "the worker loaded the model", check_at=func.now()
+            )
+        self.wake()
+        return moved
+
+    # -- RunPod ---------------------------------------------------------------------------
+    def _rest(self) -> RunPodRest:
+        if self.api_key is None:
+            raise RunPodApiError("POST", "/templates", 0, "RUNPOD_API_KEY is unset")
+        return RunPodRest(self.api_key, self.settings.runpod_rest_api, backoff_s=0.5)
+
+    def _create_at_runpod(self, row: Row) -> tuple[str, str]:
+        """A template and an endpoint for the deployment; the template again removed if the
+        endpoint is refused, so a failure leaves nothing behind."""
+        name = f"{NAME_PREFIX}-{row.id.hex[:12]}"
+        env = {
+            **row.env,
+            "MODEL_NAME": row.model,
+            "SERVED_MODEL_NAME": row.name,
+            "TASK": row.task,
+            "READY_WEBHOOK_URL": self.settings.public_url.rstrip("/") + READY_PATH,
+        }
+        if self.secret is not None:
+            env["EMBEDDING_HMAC_SECRET"] = self.secret
+        if row.hf_token:
+            env["HF_TOKEN"] = row.hf_token
+        template_body = {
+            "name": name,
+            "imageName": self.settings.deployment_image,
+            "isServerless": True,
+            "containerDiskInGb": 30,
+            "env": env,
+            "readme": f"Deployment {row.id} of tenant {row.tenant}, made by the API.",
+        }
+        if self.settings.deployment_registry_auth_id:
+            template_body["containerRegistryAuthId"] = self.settings.deployment_registry_auth_id
+        with self._rest() as rest:
+            template = rest.create_template(template_body)
+            try:
+                endpoint = rest.create_endpoint(
+                    {
+                        "name": name,
+                        "templateId": template["id"],
+                        "gpuTypeIds": [row.gpu_type],
+                        "workersMin": row.workers_min,
+                        "workersMax": row.workers_max,
+                        "idleTimeout": row.idle_timeout,
+                    }
+                )
+            except RunPodApiError:
+                with contextlib.suppress(RunPodApiError):
+                    rest.delete_template(template["id"])
+                raise
+        return template["id"], endpoint["id"]
+
+    def _remove_at_runpod(self, template_id: str | None, endpoint_id: str | None) -> None:
+        with self._rest() as rest:
+            if endpoint_id:
+                with contextlib.suppress(RunPodNotFound):
+                    rest.delete_endpoint(endpoint_id)
+            if template_id:
+                with contextlib.suppress(RunPodNotFound):
+                    rest.delete_template(template_id)
+
+
+async def _due_in(engine: AsyncEngine, deployment_id: uuid.UUID, seconds: float) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Deployment)
+            .where(Deployment.id == deployment_id)
+            .values(check_at=datetime.now(UTC) + timedelta(seconds=seconds))
+        )

@@ -1,0 +1,98 @@
+"""A deployment's notification to its `webhook_url` once it is `ready` or `failed`: a JSON body
+signed with the tenant's webhook secret, `X-Tandem-Signature: t=<unix time>,v1=<hex HMAC-SHA256
+of "<t>.<body>">`, retried with backoff; after the last failed attempt the deployment is
+`webhook_failed`. Every attempt is stored (GET /v1/deployments/{id} shows them)."""
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.models import Deployment, WebhookDelivery, WebhookSecret
+from app.services.deployments import transition
+
+ATTEMPTS = 3
+TIMEOUT_S = 10.0
+
+
+def signature(secret: str, body: bytes, ts: int) -> str:
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+def payload(row: Row) -> bytes:
+    return json.dumps(
+        {
+            "deployment_id": str(row.id),
+            "name": row.name,
+            "model": row.model,
+            "status": row.status,
+            "endpoint_id": row.endpoint_id,
+            "error": row.error,
+        }
+    ).encode()
+
+
+async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float) -> None:
+    """One attempt at notifying `row`'s webhook of its status (ready or failed); the next is
+    due after `retry_base_s * 4**attempt`, and none after the last."""
+    if row.webhook_url is None or row.status not in ("ready", "failed"):
+        await _due(engine, row, None)
+        return
+    async with engine.connect() as conn:
+        done = await conn.scalar(
+            select(func.count()).where(
+                WebhookDelivery.deployment_id == row.id, WebhookDelivery.event == row.status
+            )
+        )
+        secret = await conn.scalar(
+            select(WebhookSecret.secret).where(WebhookSecret.tenant == row.tenant)
+        )
+    body = payload(row)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Tandem-Signature": signature(secret or "", body, int(time.time())),
+    }
+    status_code, error = None, None
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+            response = await client.post(row.webhook_url, content=body, headers=headers)
+        status_code = response.status_code
+        if response.is_error:
+            error = f"answered {status_code}"
+    except httpx.HTTPError as exc:
+        error = f"unreachable: {type(exc).__name__}"
+    attempt = (done or 0) + 1
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(WebhookDelivery).values(
+                deployment_id=row.id,
+                event=row.status,
+                attempt=attempt,
+                status_code=status_code,
+                error=error,
+            )
+        )
+        if error is None:
+            await _due(engine, row, None, conn)
+        elif attempt < ATTEMPTS:
+            later = datetime.now(UTC) + timedelta(seconds=retry_base_s * 4 ** (attempt - 1))
+            await _due(engine, row, later, conn)
+        else:
+            detail = f"{ATTEMPTS} attempts failed, the last: {error}"
+            await transition(conn, row.id, "webhook_failed", detail, check_at=None)
+
+
+async def _due(engine: AsyncEngine, row: Row, at: datetime | None, conn=None) -> None:
+    statement = update(Deployment).where(Deployment.id == row.id).values(check_at=at)
+    if conn is not None:
+        await conn.execute(statement)
+        return
+    async with engine.begin() as fresh:
+        await fresh.execute(statement)

@@ -1,0 +1,288 @@
+"""Deployments in Postgres: created in `validating`, moved on only along the lifecycle's edges
+(a `ready` after `failed` is refused) with every change stored as an event with its time;
+read and listed per tenant. The work between the states is the runner's
+(app/services/deployment_runner.py)."""
+
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.core.config import Settings
+from app.core.errors import ApiError, InvalidInput, NotFound
+from app.models import Deployment, DeploymentEvent, WebhookDelivery, WebhookSecret
+from app.schemas import (
+    DeploymentCreated,
+    DeploymentIn,
+    DeploymentOut,
+    DeploymentSummary,
+    Page,
+)
+from app.services.listing import decode_cursor, encode_cursor
+from app.services.model_check import TIERS_GB
+
+# Where each status may go next.
+NEXT: dict[str, set[str]] = {
+    "validating": {"selecting_gpu", "failed", "deleting"},
+    "selecting_gpu": {"creating_endpoint", "failed", "deleting"},
+    "creating_endpoint": {"downloading_model", "failed", "deleting"},
+    "downloading_model": {"loading_model", "ready", "failed", "deleting"},
+    "loading_model": {"ready", "failed", "deleting"},
+    "ready": {"webhook_failed", "deleting"},
+    "failed": {"webhook_failed", "deleting"},
+    "webhook_failed": {"deleting"},
+    "deleting": {"deleted"},
+    "deleted": set(),
+}
+# What the worker itself sets: env a request may not give.
+RESERVED_ENV = frozenset(
+    {"MODEL_NAME", "SERVED_MODEL_NAME", "TASK", "READY_WEBHOOK_URL", "EMBEDDING_HMAC_SECRET"}
+    | {"HF_TOKEN"}
+)
+# A rough time to ready for the estimate: endpoint and worker start, then weights at ~200 MB/s.
+START_SECONDS = 90
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class NotSetUp(ApiError):
+    status, code = 503, "not_configured"
+
+
+def sources_of(status: str) -> list[str]:
+    return [source for source, targets in NEXT.items() if status in targets]
+
+
+async def transition(
+    conn: AsyncConnection,
+    deployment_id: uuid.UUID,
+    to: str,
+    detail: str | None = None,
+    **values: Any,
+) -> bool:
+    """Move the deployment to `to` (with `values`) if its status may go there; record it."""
+    moved = await conn.scalar(
+        update(Deployment)
+        .where(Deployment.id == deployment_id, Deployment.status.in_(sources_of(to)))
+        .values(status=to, updated_at=func.now(), **values)
+        .returning(Deployment.id)
+    )
+    if moved is None:
+        return False
+    await conn.execute(
+        insert(DeploymentEvent).values(deployment_id=deployment_id, status=to, detail=detail)
+    )
+    return True
+
+
+def check_request(body: DeploymentIn, settings: Settings) -> None:
+    """Refuse what no deployment could be made of, before anything is stored."""
+    if body.gpu is not None:
+        allowed = settings.deployment_gpu_types
+        if body.gpu not in allowed and body.gpu.lower() not in TIERS_GB:
+            raise InvalidInput(
+                f"gpu: {body.gpu!r} is not allowed: give one of {', '.join(allowed)} or a tier "
+                f"({', '.join(TIERS_GB)})"
+            )
+    if body.workers_max > settings.max_deployment_workers:
+        raise InvalidInput(
+            f"workers_max: {body.workers_max} is over this API's cap of "
+            f"{settings.max_deployment_workers} (MAX_DEPLOYMENT_WORKERS)"
+        )
+    if body.workers_min > body.workers_max:
+        raise InvalidInput("workers_min: must not be more than workers_max")
+    if reserved := sorted(RESERVED_ENV.intersection(body.env)):
+        raise InvalidInput(f"env: {', '.join(reserved)} is set by Tandem, not by a request")
+    model_is_directory = body.model.startswith("/")
+    if model_is_directory and settings.environment not in ("local", "test"):
+        raise InvalidInput("model: a model directory is for local mode; give a Hub id (org/name)")
+    local = settings.environment in ("local", "test")
+    if body.webhook_url is not None and not local and body.webhook_url.scheme != "https":
+        raise InvalidInput("webhook_url: must be https")
+    if settings.deployment_image is None:
+        raise NotSetUp("deployments are not set up here: DEPLOYMENT_IMAGE is unset")
+
+
+def default_name(model: str, deployment_id: uuid.UUID) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "-", model.rstrip("/").rsplit("/", 1)[-1].lower()).strip("-")
+    return f"{stem[:50] or 'model'}-{deployment_id.hex[:6]}"
+
+
+def estimate_seconds(model: str) -> int:
+    return START_SECONDS  # the weights' size is only known once validated
+
+
+async def create(
+    engine: AsyncEngine, settings: Settings, tenant: str, body: DeploymentIn
+) -> DeploymentCreated:
+    """Store a new deployment in `validating`, due at once for the runner."""
+    check_request(body, settings)
+    deployment_id = uuid.uuid4()
+    name = body.name or default_name(body.model, deployment_id)
+    now = datetime.now(UTC)
+    values = {
+        "id": deployment_id,
+        "tenant": tenant,
+        "name": name,
+        "model": body.model,
+        "task": body.task,
+        "gpu": body.gpu,
+        "workers_min": body.workers_min,
+        "workers_max": body.workers_max,
+        "idle_timeout": body.idle_timeout,
+        "env": body.env,
+        "webhook_url": str(body.webhook_url) if body.webhook_url else None,
+        "hf_token": body.hf_token,
+        "status": "validating",
+        "deadline_at": now + timedelta(seconds=settings.deployment_ready_seconds),
+        "check_at": now,
+    }
+    webhook_secret = None
+    try:
+        async with engine.begin() as conn:
+            # One tenant's creations take turns, so the cap on live ones holds under races.
+            await conn.execute(
+                select(func.pg_advisory_xact_lock(func.hashtextextended(f"deploy:{tenant}", 0)))
+            )
+            live = await conn.scalar(select(func.count()).where(*_live(tenant))) or 0
+            if live >= settings.max_live_deployments:
+                raise Conflict(
+                    f"the tenant has {live} live deployments, the most allowed "
+                    f"(MAX_LIVE_DEPLOYMENTS); delete one first"
+                )
+            created_at = await conn.scalar(
+                insert(Deployment).values(values).returning(Deployment.created_at)
+            )
+            await conn.execute(
+                insert(DeploymentEvent).values(deployment_id=deployment_id, status="validating")
+            )
+            if body.webhook_url is not None:
+                webhook_secret = await _new_webhook_secret(conn, tenant)
+    except IntegrityError:
+        raise Conflict(f"name: the tenant already has a deployment named {name!r}") from None
+    return DeploymentCreated(
+        deployment_id=deployment_id,
+        name=name,
+        status="validating",
+        model=body.model,
+        estimated_ready_seconds=estimate_seconds(body.model),
+        created_at=created_at,
+        webhook_secret=webhook_secret,
+    )
+
+
+def _live(tenant: str) -> list[Any]:
+    return [
+        Deployment.tenant == tenant,
+        Deployment.status.not_in(("failed", "deleted")),
+        Deployment.error.is_(None),
+    ]
+
+
+async def _new_webhook_secret(conn: AsyncConnection, tenant: str) -> str | None:
+    """The tenant's webhook secret if this call made it (shown once), else None."""
+    secret = f"whsec_{secrets.token_urlsafe(32)}"
+    made = await conn.scalar(
+        pg_insert(WebhookSecret)
+        .values(tenant=tenant, secret=secret)
+        .on_conflict_do_nothing()
+        .returning(WebhookSecret.tenant)
+    )
+    return secret if made else None
+
+
+async def get(engine: AsyncEngine, deployment_id: uuid.UUID, tenant: str) -> DeploymentOut:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(Deployment).where(
+                    Deployment.id == deployment_id,
+                    Deployment.tenant == tenant,
+                    Deployment.status != "deleted",
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"deployment {deployment_id} not found")
+        events = (
+            await conn.execute(
+                select(DeploymentEvent.status, DeploymentEvent.detail, DeploymentEvent.at)
+                .where(DeploymentEvent.deployment_id == deployment_id)
+                .order_by(DeploymentEvent.id)
+            )
+        ).all()
+        deliveries = (
+            await conn.execute(
+                select(
+                    WebhookDelivery.event,
+                    WebhookDelivery.attempt,
+                    WebhookDelivery.status_code,
+                    WebhookDelivery.error,
+                    WebhookDelivery.at,
+                )
+                .where(WebhookDelivery.deployment_id == deployment_id)
+                .order_by(WebhookDelivery.id)
+            )
+        ).all()
+    return DeploymentOut.model_validate(
+        {
+            **row._mapping,
+            "events": [e._mapping for e in events],
+            "deliveries": [d._mapping for d in deliveries],
+        }
+    )
+
+
+async def listed(
+    engine: AsyncEngine, tenant: str, limit: int, cursor: str | None
+) -> Page[DeploymentSummary]:
+    statement = select(
+        Deployment.id,
+        Deployment.name,
+        Deployment.model,
+        Deployment.task,
+        Deployment.status,
+        Deployment.endpoint_id,
+        Deployment.created_at,
+    ).where(Deployment.tenant == tenant, Deployment.status != "deleted")
+    if cursor is not None:
+        created_at, row_id = decode_cursor(cursor)
+        statement = statement.where(
+            (Deployment.created_at < created_at)
+            | and_(Deployment.created_at == created_at, Deployment.id < row_id)
+        )
+    statement = statement.order_by(Deployment.created_at.desc(), Deployment.id.desc())
+    async with engine.connect() as conn:
+        rows = (await conn.execute(statement.limit(limit + 1))).all()
+    items = [DeploymentSummary.model_validate(row._mapping) for row in rows[:limit]]
+    more = len(rows) > limit
+    return Page(
+        items=items,
+        next_cursor=encode_cursor(items[-1].created_at, items[-1].id) if more else None,
+    )
+
+
+async def request_deletion(engine: AsyncEngine, deployment_id: uuid.UUID, tenant: str) -> bool:
+    """Mark the deployment `deleting`, due at once; False when it is already deleted.
+    NotFound for one that is not the tenant's."""
+    async with engine.begin() as conn:
+        status = await conn.scalar(
+            select(Deployment.status).where(
+                Deployment.id == deployment_id, Deployment.tenant == tenant
+            )
+        )
+        if status is None:
+            raise NotFound(f"deployment {deployment_id} not found")
+        if status == "deleted":
+            return False
+        if status != "deleting":
+            await transition(conn, deployment_id, "deleting", check_at=func.now())
+    return True

@@ -1,0 +1,137 @@
+"""What a deployment checks before it makes anything at RunPod: the model exists and may be read
+(gated models need a token), the llm worker can serve its architecture for the task, and which
+of the allowed GPU types is the smallest that holds it. Hub models are read through
+`huggingface_hub` (HF_ENDPOINT in tests: a fake Hub); a local model directory is read as is."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from huggingface_hub import HfApi
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+# Memory of the GPU types deployments may choose from, in GB (the vendors' datasheets), and the
+# tiers a request may name instead of a type.
+GPU_MEMORY_GB = {
+    "NVIDIA RTX A4000": 16,
+    "NVIDIA RTX 4000 Ada Generation": 20,
+    "NVIDIA L4": 24,
+    "NVIDIA RTX A5000": 24,
+    "NVIDIA GeForce RTX 4090": 24,
+    "NVIDIA GeForce RTX 5090": 32,
+    "NVIDIA A40": 48,
+    "NVIDIA RTX A6000": 48,
+    "NVIDIA L40S": 48,
+    "NVIDIA RTX 6000 Ada Generation": 48,
+    "NVIDIA A100 80GB PCIe": 80,
+    "NVIDIA A100-SXM4-80GB": 80,
+    "NVIDIA H100 80GB HBM3": 80,
+    "NVIDIA H100 PCIe": 80,
+    "NVIDIA H200": 141,
+}
+TIERS_GB = {"16gb": 16, "24gb": 24, "32gb": 32, "48gb": 48, "80gb": 80, "141gb": 141}
+# Architectures the llm worker (vLLM) serves, per task (tests check them against vLLM's own
+# registry, so none is listed that vLLM lacks).
+ARCHITECTURES = {
+    "generate": frozenset(
+        {
+            "LlamaForCausalLM",
+            "MistralForCausalLM",
+            "MixtralForCausalLM",
+            "Qwen2ForCausalLM",
+            "Qwen3ForCausalLM",
+            "GemmaForCausalLM",
+            "Gemma2ForCausalLM",
+            "Phi3ForCausalLM",
+        }
+    ),
+    "embed": frozenset({"BertModel", "XLMRobertaModel", "RobertaModel", "NomicBertModel"}),
+}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+# Room beyond the weights: activations, the CUDA context and a KV cache worth having.
+OVERHEAD = 1.2
+HEADROOM_GB = 2.0
+
+
+class ModelRefused(Exception):
+    """The model cannot be deployed; the message says why and what to do."""
+
+
+class HubUnreachable(Exception):
+    """The Hub did not answer (a network failure): worth another try."""
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    architectures: tuple[str, ...]
+    weight_bytes: int
+
+
+def model_facts(model: str, token: str | None, hub_endpoint: str | None) -> ModelFacts:
+    """The model's architectures and the size of its weights, from its directory or the Hub."""
+    directory = Path(model)
+    if directory.is_absolute():
+        return _directory_facts(directory)
+    api = HfApi(endpoint=hub_endpoint, token=token or False)
+    try:
+        info = api.model_info(model, files_metadata=True)
+        if info.gated and not token:
+            raise ModelRefused(f"{model} is gated on the Hugging Face Hub: give an hf_token")
+        if info.gated:
+            api.auth_check(model)
+    except GatedRepoError:  # before its base class, RepositoryNotFoundError
+        raise ModelRefused(
+            f"the hf_token given may not read {model}: accept its terms on the Hub first"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelRefused(f"no model {model!r} on the Hugging Face Hub") from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code
+        if status >= 500:
+            raise HubUnreachable(f"the Hugging Face Hub answered {status}") from None
+        raise ModelRefused(f"the Hugging Face Hub refused {model}: {status}") from None
+    except httpx.TransportError as exc:
+        raise HubUnreachable(f"the Hugging Face Hub cannot be reached: {exc!r}") from None
+    architectures = tuple((info.config or {}).get("architectures") or ())
+    sizes = [s.size or 0 for s in info.siblings or () if s.rfilename.endswith(WEIGHT_SUFFIXES)]
+    return ModelFacts(architectures, sum(sizes))
+
+
+def _directory_facts(directory: Path) -> ModelFacts:
+    config = directory / "config.json"
+    if not config.is_file():
+        raise ModelRefused(f"{directory} is not a model directory: it has no config.json")
+    architectures = tuple(json.loads(config.read_text()).get("architectures") or ())
+    weights = [p.stat().st_size for p in directory.rglob("*") if p.name.endswith(WEIGHT_SUFFIXES)]
+    return ModelFacts(architectures, sum(weights))
+
+
+def check_architecture(facts: ModelFacts, task: str, model: str) -> None:
+    served = ARCHITECTURES[task]
+    if not served.intersection(facts.architectures):
+        found = ", ".join(facts.architectures) or "none"
+        raise ModelRefused(
+            f"{model} has architecture {found}; the worker serves {task} with "
+            f"{', '.join(sorted(served))}"
+        )
+
+
+def choose_gpu(facts: ModelFacts, allowed: list[str], asked: str | None) -> str:
+    """The smallest allowed GPU type that holds the model: the type asked for, or one with
+    the memory of the tier asked for (`24gb`), or any."""
+    need_gb = facts.weight_bytes * OVERHEAD / 1e9 + HEADROOM_GB
+    if asked in GPU_MEMORY_GB:
+        candidates = [asked]
+    elif asked is not None:
+        candidates = [g for g in allowed if GPU_MEMORY_GB[g] == TIERS_GB[asked.lower()]]
+    else:
+        candidates = list(allowed)
+    fitting = sorted((GPU_MEMORY_GB[g], allowed.index(g), g) for g in candidates if g in allowed)
+    fitting = [entry for entry in fitting if entry[0] >= need_gb]
+    if not fitting:
+        raise ModelRefused(
+            f"the model needs about {need_gb:.0f} GB of GPU memory and no allowed GPU "
+            f"{'of ' + asked + ' ' if asked else ''}has it (allowed: {', '.join(allowed)})"
+        )
+    return fitting[0][2]

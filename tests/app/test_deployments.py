@@ -1,0 +1,282 @@
+"""`/v1/deployments` against the emulator's RunPod control plane (its REST v1 held to RunPod's
+spec) with the real llm worker in its own process: a model directory (the tiny Llama built
+here) goes from 202 to `ready` through the worker's signed callback, answers a chat
+completion at its endpoint, notifies a webhook and is deleted; a model the worker cannot load
+fails with the worker's reason; models the Hub refuses (a fake of its API) fail before anything
+is made at RunPod; a webhook that keeps failing ends `webhook_failed`; and bad requests."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import openai
+import pytest
+
+from gpu_worker.llm.tiny import build_tiny_llama
+from tests.app.test_api import assert_error
+from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
+from tests.hf_hub import FakeHub
+from tests.net import free_port
+from tests.runpod_control import ControlPlane
+
+pytestmark = pytest.mark.vllm
+KEY = "rp-deployments-key"
+IMAGE = "tandem/llm:test"  # the stack's llm worker image
+HUB_MODELS = {
+    "acme/gated-chat": {
+        "config": {"architectures": ["LlamaForCausalLM"]},
+        "files": {"model.safetensors": 1_000_000},
+        "gated": "manual",
+    },
+}
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A user's webhook on loopback: records what it gets, answers `status`."""
+
+    received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012 - per-server, reset below
+    status = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def receiver(status: int) -> tuple[ThreadingHTTPServer, type[Receiver]]:
+    handler = type("Handler", (Receiver,), {"received": [], "status": status})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, handler
+
+
+@pytest.fixture(scope="module")
+def control():
+    with pytest.MonkeyPatch.context() as env:  # the workers it starts inherit these
+        for key, value in WORKER_ENV.items():
+            env.setenv(key, value)
+        with ControlPlane(KEY, images={IMAGE: "gpu_worker.llm"}) as plane:
+            yield plane
+    assert plane.violations == []
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_llama(tmp_path_factory.mktemp("deployed-llama"))
+
+
+@pytest.fixture(scope="module")
+async def api(database_url, control):
+    with FakeHub(HUB_MODELS) as hub:
+        settings = make_settings(
+            database_url,
+            runpod_api_key=KEY,
+            runpod_rest_api=control.url,
+            deployment_image=IMAGE,
+            embedding_hmac_secret=HMAC_SECRET,
+            public_url=f"http://127.0.0.1:{free_port()}",
+            hf_endpoint=hub.url,
+            job_poll_seconds=0.2,
+            deployment_webhook_retry_seconds=0.1,
+            deployment_ready_seconds=300,
+            max_live_deployments=3,
+            max_deployment_workers=2,
+            rate_limit_per_minute=100_000,  # the tests poll
+        )
+        async for served in serve_api(settings, controlled_backend()):
+            yield served
+
+
+async def settled(api, deployment_id: str, timeout_s: float = 90) -> dict:
+    """The deployment once its status stops moving (ready, failed, webhook_failed...)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = await api.get(f"/v1/deployments/{deployment_id}")
+        assert response.status_code == 200, response.text
+        deployment = response.json()
+        busy = deployment["status"] in (
+            "validating",
+            "selecting_gpu",
+            "creating_endpoint",
+            "downloading_model",
+            "loading_model",
+        )
+        pending_webhook = deployment["webhook_url"] and not deployment["deliveries"]
+        if not busy and not pending_webhook and deployment["status"] != "deleting":
+            return deployment
+        assert time.monotonic() < deadline, json.dumps(deployment)
+        await asyncio.sleep(0.3)
+
+
+def statuses(deployment: dict) -> list[str]:
+    return [event["status"] for event in deployment["events"]]
+
+
+def signed_by(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    parts = dict(item.split("=", 1) for item in headers["X-Tandem-Signature"].split(","))
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
+    return hmac.compare_digest(expected.hexdigest(), parts["v1"])
+
+
+async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_deleted(
+    api, control, tiny
+):
+    server, hook = receiver(200)
+    body = {
+        "model": str(tiny),
+        "name": "tiny-chat",
+        "task": "generate",
+        "workers_min": 1,
+        "workers_max": 1,
+        "webhook_url": f"http://127.0.0.1:{server.server_address[1]}/hook",
+    }
+    started = time.monotonic()
+    created = await api.post("/v1/deployments", json=body)
+    assert created.status_code == 202, created.text
+    answer = created.json()
+    assert answer["status"] == "validating" and answer["name"] == "tiny-chat"
+    secret = answer["webhook_secret"]
+    assert secret.startswith("whsec_")
+
+    deployment = await settled(api, answer["deployment_id"])
+    ready_s = time.monotonic() - started
+    assert deployment["status"] == "ready", deployment
+    assert statuses(deployment) == [
+        "validating",
+        "selecting_gpu",
+        "creating_endpoint",
+        "downloading_model",
+        "ready",
+    ]
+    assert deployment["gpu_type"] == "NVIDIA RTX A5000" and deployment["error"] is None
+    endpoint_id = deployment["endpoint_id"]
+    endpoint = control.rest("GET", f"/endpoints/{endpoint_id}").json()
+    assert endpoint["name"].startswith("tandem-deploy-")  # says which API made it
+    template = control.rest("GET", f"/templates/{endpoint['templateId']}").json()
+    assert template["imageName"] == IMAGE
+    assert template["env"]["MODEL_NAME"] == str(tiny) and template["env"]["TASK"] == "generate"
+
+    chat = openai.AsyncOpenAI(
+        base_url=f"{control.jobs_url}/{endpoint_id}/openai/v1", api_key=KEY, max_retries=0
+    )
+    completion = await chat.chat.completions.create(
+        model="tiny-chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
+    assert completion.choices[0].finish_reason == "length"
+
+    [(headers, sent)] = hook.received
+    assert signed_by(secret, headers, sent)
+    assert json.loads(sent) | {"status": "ready"} == json.loads(sent)
+    assert [d["status_code"] for d in deployment["deliveries"]] == [200]
+
+    assert (await api.delete(f"/v1/deployments/{answer['deployment_id']}")).status_code == 204
+    assert (await api.get(f"/v1/deployments/{answer['deployment_id']}")).status_code == 404
+    assert control.rest("GET", f"/endpoints/{endpoint_id}").status_code == 404
+    assert control.rest("GET", f"/templates/{endpoint['templateId']}").status_code == 404
+    assert (await api.delete(f"/v1/deployments/{answer['deployment_id']}")).status_code == 204
+    server.shutdown()
+    print(f"202 to ready: {ready_s:.1f} s")
+
+
+async def test_a_model_the_worker_cannot_load_fails_with_the_workers_reason(api, control, tiny):
+    broken = tiny.parent / "broken-llama"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    created = await api.post(
+        "/v1/deployments", json={"model": str(broken), "task": "generate", "workers_min": 1}
+    )
+    deployment = await settled(api, created.json()["deployment_id"])
+    assert deployment["status"] == "failed", deployment
+    assert deployment["error"].startswith("the worker could not load the model: ")
+    assert control.rest("GET", f"/endpoints/{deployment['endpoint_id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("model", "reason"),
+    [
+        ("acme/none", "no model 'acme/none' on the Hugging Face Hub"),
+        ("acme/gated-chat", "acme/gated-chat is gated on the Hugging Face Hub: give an hf_token"),
+    ],
+)
+async def test_models_the_hub_refuses_fail_before_anything_is_made(api, control, model, reason):
+    before = control.rest("GET", "/templates").json()
+    created = await api.post("/v1/deployments", json={"model": model, "task": "generate"})
+    deployment = await settled(api, created.json()["deployment_id"])
+    assert (deployment["status"], deployment["error"]) == ("failed", reason)
+    assert statuses(deployment) == ["validating", "failed"]
+    assert control.rest("GET", "/templates").json() == before
+
+
+async def test_a_webhook_that_keeps_failing_ends_webhook_failed(api):
+    server, hook = receiver(500)
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    created = await api.post(
+        "/v1/deployments", json={"model": "acme/none", "task": "generate", "webhook_url": url}
+    )
+    deployment_id = created.json()["deployment_id"]
+    deadline = time.monotonic() + 30
+    while (deployment := (await api.get(f"/v1/deployments/{deployment_id}")).json())[
+        "status"
+    ] != "webhook_failed":
+        assert time.monotonic() < deadline, json.dumps(deployment)
+        await asyncio.sleep(0.2)
+    assert [(d["attempt"], d["status_code"]) for d in deployment["deliveries"]] == [
+        (1, 500),
+        (2, 500),
+        (3, 500),
+    ]
+    assert len(hook.received) == 3 and statuses(deployment)[-1] == "webhook_failed"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"gpu": "NVIDIA H200"}, "gpu: 'NVIDIA H200' is not allowed"),
+        ({"workers_max": 3}, "workers_max: 3 is over this API's cap of 2"),
+        ({"workers_min": 2, "workers_max": 1}, "workers_min: must not be more than workers_max"),
+        ({"env": {"MODEL_NAME": "x"}}, "env: MODEL_NAME is set by Tandem"),
+        ({"task": "paint"}, "task"),
+        ({"model": "not a model id"}, "model"),
+        ({"webhook_url": "ftp://example.com"}, "webhook_url"),
+    ],
+)
+async def test_bad_requests_are_refused_and_make_nothing(api, body, words):
+    response = await api.post(
+        "/v1/deployments", json={"model": "acme/x", "task": "generate"} | body
+    )
+    error = assert_error(response, 422, "validation_error")
+    assert words in error["message"]
+
+
+async def test_names_are_unique_and_other_tenants_see_nothing(api, database_url):
+    first = await api.post(
+        "/v1/deployments", json={"model": "acme/none", "task": "embed", "name": "mine"}
+    )
+    assert first.status_code == 202
+    again = await api.post(
+        "/v1/deployments", json={"model": "acme/none", "task": "embed", "name": "mine"}
+    )
+    assert_error(again, 409, "conflict")
+    from app.services.api_keys import create_api_key
+
+    other = await create_api_key(api.app.state.sessionmaker, "other", tenant="someone-else")
+    headers = {"Authorization": f"Bearer {other}"}
+    deployment_id = first.json()["deployment_id"]
+    response = await api.client.get(f"/v1/deployments/{deployment_id}", headers=headers)
+    assert_error(response, 404, "not_found")
+    assert (await api.client.get("/v1/deployments", headers=headers)).json()["items"] == []
+    assert (
+        await api.client.delete(f"/v1/deployments/{deployment_id}", headers=headers)
+    ).status_code == 404
+    listed = (await api.get("/v1/deployments", params={"limit": 1})).json()
+    assert len(listed["items"]) == 1 and listed["next_cursor"]

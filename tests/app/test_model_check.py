@@ -1,0 +1,116 @@
+"""A deployment's model checks: on the Hub (a local fake of its API, tests/hf_hub.py) and in a
+directory; the smallest allowed GPU that holds the model; and the refusals, each saying why."""
+
+import pytest
+
+from app.services.model_check import (
+    ARCHITECTURES,
+    ModelFacts,
+    ModelRefused,
+    check_architecture,
+    choose_gpu,
+    model_facts,
+)
+from gpu_worker.llm.tiny import build_tiny_llama
+from tests.hf_hub import FakeHub
+
+LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
+MODELS = {
+    "acme/small-chat": {
+        "config": LLAMA,
+        "files": {"config.json": 700, "model.safetensors": 2_000_000_000, "README.md": 5000},
+    },
+    "acme/huge-chat": {
+        "config": LLAMA,
+        "files": {f"model-0000{n}-of-00002.safetensors": 40_000_000_000 for n in (1, 2)},
+    },
+    "acme/gated-chat": {
+        "config": LLAMA,
+        "files": {"model.safetensors": 1_000_000_000},
+        "gated": "manual",
+    },
+    "acme/vision": {"config": {"architectures": ["CLIPModel"]}, "files": {"model.bin": 600}},
+}
+ALLOWED = ["NVIDIA RTX A5000", "NVIDIA GeForce RTX 4090", "NVIDIA A40", "NVIDIA A100 80GB PCIe"]
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with FakeHub(MODELS, access={"hf_granted"}) as server:
+        yield server
+
+
+def test_a_hub_models_architecture_and_weights(hub):
+    facts = model_facts("acme/small-chat", None, hub.url)
+    assert facts == ModelFacts(("LlamaForCausalLM",), 2_000_000_000)  # weights only
+    assert "/api/models/acme/small-chat?blobs=true" in hub.requests
+
+
+def test_a_model_directory_is_read_in_place(tmp_path):
+    directory = build_tiny_llama(tmp_path / "tiny")
+    facts = model_facts(str(directory), None, None)
+    weights = sum(p.stat().st_size for p in directory.glob("*.safetensors"))
+    assert facts == ModelFacts(("LlamaForCausalLM",), weights)
+    with pytest.raises(ModelRefused, match=r"has no config\.json"):
+        model_facts(str(tmp_path), None, None)
+
+
+@pytest.mark.parametrize(
+    ("model", "token", "words"),
+    [
+        ("acme/none", None, "no model 'acme/none' on the Hugging Face Hub"),
+        (
+            "acme/gated-chat",
+            None,
+            "acme/gated-chat is gated on the Hugging Face Hub: give an hf_token",
+        ),
+        ("acme/gated-chat", "hf_other", "the hf_token given may not read acme/gated-chat"),
+    ],
+)
+def test_models_that_cannot_be_read_are_refused(hub, model, token, words):
+    with pytest.raises(ModelRefused, match=words):
+        model_facts(model, token, hub.url)
+
+
+def test_a_gated_model_with_a_token_that_may_read_it(hub):
+    assert model_facts("acme/gated-chat", "hf_granted", hub.url).weight_bytes == 1_000_000_000
+
+
+def test_the_worker_must_serve_the_architecture_for_the_task(hub):
+    facts = model_facts("acme/vision", None, hub.url)
+    with pytest.raises(ModelRefused, match="has architecture CLIPModel; the worker serves"):
+        check_architecture(facts, "generate", "acme/vision")
+    chat = model_facts("acme/small-chat", None, hub.url)
+    check_architecture(chat, "generate", "acme/small-chat")
+    with pytest.raises(ModelRefused, match="serves embed with BertModel"):
+        check_architecture(chat, "embed", "acme/small-chat")
+
+
+def test_the_served_architectures_are_vllms():
+    from vllm import ModelRegistry
+
+    supported = set(ModelRegistry.get_supported_archs())
+    assert set().union(*ARCHITECTURES.values()) <= supported
+
+
+@pytest.mark.parametrize(
+    ("weights", "asked", "chosen"),
+    [
+        (2e9, None, "NVIDIA RTX A5000"),  # fits the smallest: the first of the 24 GB ones
+        (2e9, "NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
+        (2e9, "48gb", "NVIDIA A40"),
+        (30e9, None, "NVIDIA A40"),  # 38 GB with room for the cache
+        (60e9, None, "NVIDIA A100 80GB PCIe"),
+    ],
+)
+def test_the_smallest_allowed_gpu_that_holds_the_model(weights, asked, chosen):
+    facts = ModelFacts(("LlamaForCausalLM",), int(weights))
+    assert choose_gpu(facts, ALLOWED, asked) == chosen
+
+
+def test_a_model_no_allowed_gpu_holds_is_refused():
+    facts = ModelFacts(("LlamaForCausalLM",), 80_000_000_000)
+    with pytest.raises(ModelRefused, match=r"needs about 98 GB .* no allowed GPU has it"):
+        choose_gpu(facts, ALLOWED, None)
+    with pytest.raises(ModelRefused, match="no allowed GPU of 24gb has it"):
+        choose_gpu(ModelFacts((), 30_000_000_000), ALLOWED, "24gb")
