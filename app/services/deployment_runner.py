@@ -22,6 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
+from app.inference.runpod import RunPodClient
 from app.models import Deployment
 from app.services import deployment_webhooks
 from app.services.deployments import transition
@@ -62,6 +63,12 @@ class DeploymentRunner:
         key = settings.runpod_api_key
         self.api_key = key.get_secret_value() if key else None
         self.every_s = settings.job_poll_seconds
+        # The deployments' endpoints answer through RunPod's job API, as the stack's do.
+        self.jobs = RunPodClient(
+            settings.runpod_api_base,
+            key.get_secret_value() if key else None,
+            settings.runpod_timeout_seconds,
+        )
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
@@ -74,6 +81,7 @@ class DeploymentRunner:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.jobs.aclose()
 
     def wake(self) -> None:
         """Look at due deployments now (a new one, a callback), not at the next tick."""

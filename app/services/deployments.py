@@ -3,6 +3,7 @@
 read and listed per tenant. The work between the states is the runner's
 (app/services/deployment_runner.py)."""
 
+import contextlib
 import re
 import secrets
 import uuid
@@ -268,6 +269,58 @@ async def listed(
         items=items,
         next_cursor=encode_cursor(items[-1].created_at, items[-1].id) if more else None,
     )
+
+
+SERVING = ("ready", "webhook_failed")  # webhook_failed: ready, only its notification failed
+
+
+async def endpoint_of(engine: AsyncEngine, tenant: str, model: Any) -> str | None:
+    """The endpoint serving the tenant's deployment named (or with the id) `model`; None when
+    no deployment is; Conflict when it is not ready."""
+    if not isinstance(model, str):
+        return None
+    named = Deployment.name == model
+    with contextlib.suppress(ValueError):
+        named |= Deployment.id == uuid.UUID(model)
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(Deployment.status, Deployment.endpoint_id, Deployment.error).where(
+                    Deployment.tenant == tenant, Deployment.status != "deleted", named
+                )
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.status not in SERVING or row.error is not None:
+        raise Conflict(f"deployment {model} is {row.status}: it serves once ready")
+    return row.endpoint_id
+
+
+async def ready_cards(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's serving deployments as OpenAI model cards (/v1/models)."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(Deployment.name, Deployment.model, Deployment.created_at)
+                .where(
+                    Deployment.tenant == tenant,
+                    Deployment.status.in_(SERVING),
+                    Deployment.error.is_(None),
+                )
+                .order_by(Deployment.created_at)
+            )
+        ).all()
+    return [
+        {
+            "id": row.name,
+            "object": "model",
+            "created": int(row.created_at.timestamp()),
+            "owned_by": tenant,
+            "root": row.model,
+        }
+        for row in rows
+    ]
 
 
 async def request_deletion(engine: AsyncEngine, deployment_id: uuid.UUID, tenant: str) -> bool:

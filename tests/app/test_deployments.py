@@ -80,6 +80,7 @@ async def api(database_url, control):
             database_url,
             runpod_api_key=KEY,
             runpod_rest_api=control.url,
+            runpod_api_base=control.jobs_url,
             deployment_image=IMAGE,
             embedding_hmac_secret=HMAC_SECRET,
             public_url=f"http://127.0.0.1:{free_port()}",
@@ -164,13 +165,16 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert template["imageName"] == IMAGE
     assert template["env"]["MODEL_NAME"] == str(tiny) and template["env"]["TASK"] == "generate"
 
-    chat = openai.AsyncOpenAI(
-        base_url=f"{control.jobs_url}/{endpoint_id}/openai/v1", api_key=KEY, max_retries=0
+    # Served through the API as the stack's models are, by the official client.
+    client = openai.AsyncOpenAI(
+        base_url=f"{api.client.base_url}/v1", api_key=api.key, max_retries=0
     )
-    completion = await chat.chat.completions.create(
+    completion = await client.chat.completions.create(
         model="tiny-chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )
     assert completion.choices[0].finish_reason == "length"
+    assert completion.model == "tiny-chat"
+    assert "tiny-chat" in [card.id async for card in client.models.list()]
 
     [(headers, sent)] = hook.received
     assert signed_by(secret, headers, sent)
@@ -214,6 +218,10 @@ async def test_models_the_hub_refuses_fail_before_anything_is_made(api, control,
     assert (deployment["status"], deployment["error"]) == ("failed", reason)
     assert statuses(deployment) == ["validating", "failed"]
     assert control.rest("GET", "/templates").json() == before
+    chat = {"model": deployment["name"], "messages": [{"role": "user", "content": "Hi"}]}
+    refused = await api.post("/v1/chat/completions", json=chat)
+    error = assert_error(refused, 409, "conflict")
+    assert error["message"] == f"deployment {deployment['name']} is failed: it serves once ready"
 
 
 async def test_a_webhook_that_keeps_failing_ends_webhook_failed(api):

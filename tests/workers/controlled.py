@@ -6,7 +6,7 @@ for a fresh worker (as the llm worker does when its engine died), `pid:` answers
 NAME (a template's env), `nul:` streams and answers text holding NUL characters (as a model
 may); `break: N`, for an OpenAI job, streams N chunks as OpenAI's events and then fails; anything
 else is echoed back (`echo: <message>`), so tests can check which answer was
-stored next to which question."""
+stored next to which question. OpenAI's `/v1/models` lists the one model, `controlled`."""
 
 import asyncio
 import json
@@ -35,6 +35,9 @@ def _answer(text: str) -> dict[str, Any]:
 
 
 async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
+    if job["input"].get("openai_route") == "/v1/models":
+        yield {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "tests"}]}
+        return
     text = _command(job["input"])
     verb, _, arg = text.partition(":")
     verb, arg = verb.strip(), arg.strip()

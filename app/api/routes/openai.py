@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Body, Header
+from fastapi import Body, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.api.deps import (
@@ -28,9 +28,9 @@ from app.api.deps import (
     keyed_router,
 )
 from app.core.errors import ApiError, error_body
-from app.inference.base import InferenceBackend
 from app.schemas import error_responses
 from app.services.chat import prompt_messages, save_turn
+from app.services.deployments import endpoint_of, ready_cards
 from app.services.openai_embeddings import clip_embeddings
 from app.services.openai_turns import (
     CONVERSATION_HEADER,
@@ -61,8 +61,28 @@ OPENAI_ANSWER = {
 OpenAIRequest = dict[str, Any]
 
 
+class Serving:
+    """Who answers an OpenAI request: the tenant's deployment its `model` names (409 while it
+    is not ready), else the stack's worker."""
+
+    def __init__(self, request: Request, backend: BackendDep, engine: EngineDep, caller: CallerDep):
+        self.backend, self.engine, self.tenant = backend, engine, caller.tenant
+        self.runner = request.app.state.deployments
+
+    async def openai(
+        self, worker: str, route: str, body: OpenAIRequest
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        endpoint_id = await endpoint_of(self.engine, self.tenant, body.get("model"))
+        if endpoint_id is not None:
+            return await self.runner.jobs.openai(endpoint_id, route, body)
+        return await self.backend.openai(worker, route, body)
+
+
+ServingDep = Annotated[Serving, Depends()]
+
+
 async def _answer(
-    backend: InferenceBackend,
+    serving: Serving,
     route: str,
     body: OpenAIRequest,
     request_id: str,
@@ -70,8 +90,8 @@ async def _answer(
     store: Callable[..., Awaitable[Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse | StreamingResponse:
-    """The worker's answer; `store(result=...)` is given the answer to store as a turn."""
-    answer = await backend.openai(worker, route, body)
+    """The answer; `store(result=...)` is given the answer to store as a turn."""
+    answer = await serving.openai(worker, route, body)
     if isinstance(answer, dict):
         if store is not None:
             await store(result=answer_result(answer))
@@ -118,7 +138,7 @@ async def _events(
 )
 async def chat_completions(
     body: Annotated[OpenAIRequest, Body(examples=[CHAT_EXAMPLE])],
-    backend: BackendDep,
+    serving: ServingDep,
     engine: EngineDep,
     caller: CallerDep,
     request_id: RequestIdDep,
@@ -126,7 +146,7 @@ async def chat_completions(
 ) -> JSONResponse | StreamingResponse:
     turn = turn_request(body, conversation)
     if turn is None:
-        return await _answer(backend, "/v1/chat/completions", body, request_id)
+        return await _answer(serving, "/v1/chat/completions", body, request_id)
     await prompt_messages(engine, turn, caller.tenant, 0)  # 404 unless the user's conversation
     conversation_id = turn.conversation_id or uuid.uuid4()
     headers = {CONVERSATION_HEADER: str(conversation_id)}
@@ -140,7 +160,7 @@ async def chat_completions(
         new_id=conversation_id,
     )
     return await _answer(
-        backend, "/v1/chat/completions", body, request_id, store=store, headers=headers
+        serving, "/v1/chat/completions", body, request_id, store=store, headers=headers
     )
 
 
@@ -152,10 +172,10 @@ async def chat_completions(
 )
 async def completions(
     body: Annotated[OpenAIRequest, Body(examples=[COMPLETION_EXAMPLE])],
-    backend: BackendDep,
+    serving: ServingDep,
     request_id: RequestIdDep,
 ) -> JSONResponse | StreamingResponse:
-    return await _answer(backend, "/v1/completions", body, request_id)
+    return await _answer(serving, "/v1/completions", body, request_id)
 
 
 @router.post(
@@ -171,26 +191,29 @@ async def completions(
 )
 async def embeddings(
     body: Annotated[OpenAIRequest, Body(examples=[EMBEDDING_EXAMPLE])],
-    backend: BackendDep,
+    serving: ServingDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
 ) -> JSONResponse | StreamingResponse:
     if body.get("model") == settings.clip_model:
-        return JSONResponse(await clip_embeddings(backend, settings, body, request_id))
-    return await _answer(backend, "/v1/embeddings", body, request_id, worker="embed")
+        return JSONResponse(await clip_embeddings(serving.backend, settings, body, request_id))
+    return await _answer(serving, "/v1/embeddings", body, request_id, worker="embed")
 
 
 @router.get(
     "/models",
     summary="List the models, as OpenAI's API does",
-    description="The chat model (and its LoRA adapters), the text embedding model and the CLIP "
-    "model.",
+    description="The chat model (and its LoRA adapters), the text embedding model, the CLIP "
+    "model and the tenant's deployments that are ready.",
     responses={200: {"description": "OpenAI's model list"}, **error_responses(502, 504)},
 )
-async def models(backend: BackendDep, settings: SettingsDep) -> JSONResponse:
+async def models(
+    backend: BackendDep, settings: SettingsDep, engine: EngineDep, caller: CallerDep
+) -> JSONResponse:
     served = await asyncio.gather(
         *(backend.openai(worker, "/v1/models", {}) for worker in ("llm", "embed"))
     )
     clip = {"id": settings.clip_model, "object": "model", "created": STARTED, "owned_by": "tandem"}
     cards = [card for answer in served for card in answer["data"]]  # type: ignore[index]
-    return JSONResponse({"object": "list", "data": [*cards, clip]})
+    deployed = await ready_cards(engine, caller.tenant)
+    return JSONResponse({"object": "list", "data": [*cards, clip, *deployed]})
