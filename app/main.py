@@ -73,7 +73,7 @@ def create_app(
         finally:
             if keeper:
                 keeper.cancel()
-            await app.state.deployments.stop()
+            await app.state.deployments.aclose()
             await app.state.jobs.stop()
             if backend is None:
                 await app.state.backend.aclose()

@@ -77,10 +77,15 @@ class DeploymentRunner:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
+        """Stop the loop (a deployment it was on stays due: another turn finishes it)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+
+    async def aclose(self) -> None:
+        await self.stop()
         await self.jobs.aclose()
 
     def wake(self) -> None:

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import openai
 import pytest
 
+from app.services.deployment_runner import DeploymentRunner
 from gpu_worker.llm.tiny import build_tiny_llama
 from tests.app.test_api import assert_error
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
@@ -288,3 +289,22 @@ async def test_names_are_unique_and_other_tenants_see_nothing(api, database_url)
     ).status_code == 404
     listed = (await api.get("/v1/deployments", params={"limit": 1})).json()
     assert len(listed["items"]) == 1 and listed["next_cursor"]
+
+
+async def test_another_instance_picks_up_what_a_stopped_one_left(api):
+    """The work lives in Postgres: with this instance's loop stopped, a deployment stays in
+    `validating`; a runner of another instance (a fresh one on the same database) moves it on."""
+    runner = api.app.state.deployments
+    await runner.stop()
+    try:
+        created = await api.post("/v1/deployments", json={"model": "acme/none", "task": "embed"})
+        deployment_id = created.json()["deployment_id"]
+        await asyncio.sleep(1)
+        assert (await api.get(f"/v1/deployments/{deployment_id}")).json()["status"] == "validating"
+        other = DeploymentRunner(api.app.state.engine, api.app.state.settings)
+        await other.run_due()
+        deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
+        assert statuses(deployment) == ["validating", "failed"]
+        await other.aclose()
+    finally:
+        runner.start()

