@@ -127,6 +127,15 @@ api = ApiService(
         ),
         # The CLIP model's id: what /v1/embeddings routes to the CLIP worker.
         **({"CLIP_MODEL": clip} if (clip := config.gpu.clip.served_model()) else {}),
+        # Deployments (/v1/deployments) run the stack's llm worker image, pulled as its own are.
+        **(
+            {
+                "DEPLOYMENT_IMAGE": registry.images[WORKERS["llm"].image],
+                "DEPLOYMENT_REGISTRY_AUTH_ID": registry.registry_auth_id,
+            }
+            if WORKERS["llm"].image in registry.images
+            else {}
+        ),
     },
     secrets=secrets,
     secret_env=secret_env,

@@ -62,6 +62,8 @@ class DeploymentRunner:
         self.secret = secret.get_secret_value() if secret else None
         key = settings.runpod_api_key
         self.api_key = key.get_secret_value() if key else None
+        # Where the workers' ready callbacks reach this API: its public address.
+        self.public_base = (settings.webhook_base_url or settings.public_url).rstrip("/")
         self.every_s = settings.job_poll_seconds
         # The deployments' endpoints answer through RunPod's job API, as the stack's do.
         self.jobs = RunPodClient(
@@ -243,7 +245,7 @@ class DeploymentRunner:
             "MODEL_NAME": row.model,
             "SERVED_MODEL_NAME": row.name,
             "TASK": row.task,
-            "READY_WEBHOOK_URL": self.settings.public_url.rstrip("/") + READY_PATH,
+            "READY_WEBHOOK_URL": self.public_base + READY_PATH,
         }
         if self.secret is not None:
             env["EMBEDDING_HMAC_SECRET"] = self.secret

@@ -674,3 +674,13 @@ def test_migrations_run_as_a_deploy_step_before_the_new_revision(stack):
     assert "api-migrations-job" in command["inputs_from"]  # the job, with this image, first
     grants = {n for n in items if n.endswith("-accessor")}  # it reads the API's secrets
     assert grants <= set(items["api-migrations-job"]["after"])
+
+
+def test_deployments_run_the_stacks_llm_worker_image(stack):
+    _, resources = stack
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    env = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["envs"]}
+    templates = {r["name"]: r for r in resources if r["type"].endswith("dynamic:Resource")}
+    llm = templates[f"tandem-{stack[0]}-llm-template"]["inputs"]
+    assert env["DEPLOYMENT_IMAGE"] == llm["imageName"]
+    assert env["DEPLOYMENT_REGISTRY_AUTH_ID"] == llm["containerRegistryAuthId"]
