@@ -3,6 +3,7 @@
 read and listed per tenant. The work between the states is the runner's
 (app/services/deployment_runner.py)."""
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -10,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import HttpUrl
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +29,7 @@ from app.schemas import (
 )
 from app.services.listing import decode_cursor, encode_cursor
 from app.services.model_check import TIERS_GB
+from gpu_worker.common.fetch import FetchError, public_address
 
 # Where each status may go next.
 NEXT: dict[str, set[str]] = {
@@ -105,11 +108,18 @@ def check_request(body: DeploymentIn, settings: Settings) -> None:
     model_is_directory = body.model.startswith("/")
     if model_is_directory and settings.environment not in ("local", "test"):
         raise InvalidInput("model: a model directory is for local mode; give a Hub id (org/name)")
-    local = settings.environment in ("local", "test")
-    if body.webhook_url is not None and not local and body.webhook_url.scheme != "https":
-        raise InvalidInput("webhook_url: must be https")
     if settings.deployment_image is None:
         raise NotSetUp("deployments are not set up here: DEPLOYMENT_IMAGE is unset")
+
+
+def check_webhook_url(url: HttpUrl) -> None:
+    """Outside local mode a webhook is https and on a public address (never this network)."""
+    if url.scheme != "https":
+        raise InvalidInput("webhook_url: must be https")
+    try:
+        public_address(url.host or "", url.port or 443)
+    except FetchError as exc:
+        raise InvalidInput(f"webhook_url: {exc}") from None
 
 
 def default_name(model: str, deployment_id: uuid.UUID) -> str:
@@ -126,6 +136,8 @@ async def create(
 ) -> DeploymentCreated:
     """Store a new deployment in `validating`, due at once for the runner."""
     check_request(body, settings)
+    if body.webhook_url is not None and settings.environment not in ("local", "test"):
+        await asyncio.to_thread(check_webhook_url, body.webhook_url)  # resolves its host
     deployment_id = uuid.uuid4()
     name = body.name or default_name(body.model, deployment_id)
     now = datetime.now(UTC)

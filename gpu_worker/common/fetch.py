@@ -30,8 +30,9 @@ class FetchTooLarge(FetchError, TooLarge):
     """The image is over the size limit."""
 
 
-def _public_address(host: str, port: int, allowed: Sequence[Network]) -> str:
-    """The address to connect to for `host`, once every address it resolves to is checked."""
+def public_address(host: str, port: int, allowed: Sequence[Network] = ()) -> str:
+    """The address to connect to for `host`, once every address it resolves to is checked
+    (public, or in `allowed`); FetchError otherwise."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -41,7 +42,7 @@ def _public_address(host: str, port: int, allowed: Sequence[Network]) -> str:
         if any(address in network for network in allowed):
             continue
         if not address.is_global:  # loopback, private, link-local (metadata), reserved...
-            raise FetchError(f"image URL host {host!r} resolves to a non-public address")
+            raise FetchError(f"host {host!r} resolves to a non-public address")
     return str(infos[0][4][0])
 
 
@@ -61,7 +62,7 @@ def _pinned_request(
         raise FetchError("image_url must be an http or https URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     trusted = EVERYWHERE if _under(url, allowed_prefixes) else allowed
-    address = _public_address(parts.hostname, port, trusted)
+    address = public_address(parts.hostname, port, trusted)
     literal = f"[{address}]" if ":" in address else address
     pinned = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
     host = parts.netloc.rsplit("@", 1)[-1]

@@ -11,12 +11,20 @@ import hmac
 import json
 import threading
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
+from pydantic import HttpUrl
+from sqlalchemy import insert, select
 
+from app.core.errors import InvalidInput
+from app.models import ApiKey, Deployment
+from app.services.api_keys import hash_key
 from app.services.deployment_runner import DeploymentRunner
+from app.services.deployments import check_webhook_url
 from gpu_worker.llm.tiny import build_tiny_llama
 from tests.app.test_api import assert_error
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
@@ -308,3 +316,49 @@ async def test_another_instance_picks_up_what_a_stopped_one_left(api):
         await other.aclose()
     finally:
         runner.start()
+
+
+async def test_an_endpoint_runpod_refuses_leaves_no_template_behind(api, control):
+    """RunPod refuses the endpoint after the template was made (here: workers the emulator
+    refuses, written past the API's own check): the template is removed, the reason kept."""
+    before = control.rest("GET", "/templates").json()
+    deployment_id = uuid.uuid4()
+    async with api.app.state.engine.begin() as conn:
+        tenant = await conn.scalar(
+            select(ApiKey.tenant).where(ApiKey.key_hash == hash_key(api.key))
+        )
+        await conn.execute(
+            insert(Deployment).values(
+                id=deployment_id,
+                tenant=tenant,
+                name="refused",
+                model="acme/none",
+                task="generate",
+                gpu_type="NVIDIA RTX A5000",
+                workers_min=2,
+                workers_max=1,
+                idle_timeout=5,
+                env={},
+                status="creating_endpoint",
+                deadline_at=datetime.now(UTC) + timedelta(minutes=5),
+            )
+        )
+    api.app.state.deployments.wake()
+    deployment = await settled(api, str(deployment_id))
+    assert deployment["status"] == "failed"
+    assert deployment["error"].startswith("RunPod refused the endpoint: RunPod answered 400")
+    assert "workersMin (2) must not exceed workersMax (1)" in deployment["error"]
+    assert control.rest("GET", "/templates").json() == before
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://example.com/hook", "webhook_url: must be https"),
+        ("https://127.0.0.1/hook", "webhook_url: host '127.0.0.1' resolves to a non-public"),
+        ("https://10.1.2.3:8443/hook", "webhook_url: host '10.1.2.3' resolves to a non-public"),
+    ],
+)
+def test_outside_local_mode_a_webhook_is_https_on_a_public_address(url, words):
+    with pytest.raises(InvalidInput, match=words):
+        check_webhook_url(HttpUrl(url))
