@@ -46,11 +46,12 @@ NEXT: dict[str, set[str]] = {
 }
 # What the worker itself sets: env a request may not give.
 RESERVED_ENV = frozenset(
-    {"MODEL_NAME", "SERVED_MODEL_NAME", "TASK", "READY_WEBHOOK_URL", "EMBEDDING_HMAC_SECRET"}
-    | {"HF_TOKEN"}
+    ("MODEL_NAME", "SERVED_MODEL_NAME", "TASK", "READY_WEBHOOK_URL", "EMBEDDING_HMAC_SECRET")
+    + ("HF_TOKEN",)
 )
-# A rough time to ready for the estimate: endpoint and worker start, then weights at ~200 MB/s.
-START_SECONDS = 90
+# The 202's estimate, before the model's size is known: a worker's start, a small model's
+# download and load on a GPU. GET /v1/deployments/{id} shows where it really is.
+ESTIMATED_READY_SECONDS = 180
 
 
 class Conflict(ApiError):
@@ -127,10 +128,6 @@ def default_name(model: str, deployment_id: uuid.UUID) -> str:
     return f"{stem[:50] or 'model'}-{deployment_id.hex[:6]}"
 
 
-def estimate_seconds(model: str) -> int:
-    return START_SECONDS  # the weights' size is only known once validated
-
-
 async def create(
     engine: AsyncEngine, settings: Settings, tenant: str, body: DeploymentIn
 ) -> DeploymentCreated:
@@ -186,7 +183,7 @@ async def create(
         name=name,
         status="validating",
         model=body.model,
-        estimated_ready_seconds=estimate_seconds(body.model),
+        estimated_ready_seconds=ESTIMATED_READY_SECONDS,
         created_at=created_at,
         webhook_secret=webhook_secret,
     )

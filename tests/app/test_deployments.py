@@ -362,3 +362,22 @@ async def test_an_endpoint_runpod_refuses_leaves_no_template_behind(api, control
 def test_outside_local_mode_a_webhook_is_https_on_a_public_address(url, words):
     with pytest.raises(InvalidInput, match=words):
         check_webhook_url(HttpUrl(url))
+
+
+async def test_a_tenant_has_at_most_its_cap_of_live_deployments(api):
+    runner = api.app.state.deployments
+    await runner.stop()  # they stay validating: live
+    try:
+        made = []
+        for n in range(3):  # MAX_LIVE_DEPLOYMENTS in these settings
+            body = {"model": "acme/none", "task": "generate", "name": f"live-{n}"}
+            made.append((await api.post("/v1/deployments", json=body)).json()["deployment_id"])
+        over = await api.post("/v1/deployments", json={"model": "acme/none", "task": "embed"})
+        error = assert_error(over, 409, "conflict")
+        assert error["message"].startswith("the tenant has 3 live deployments, the most allowed")
+        for deployment_id in made:
+            assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
+        again = await api.post("/v1/deployments", json={"model": "acme/none", "task": "embed"})
+        assert again.status_code == 202
+    finally:
+        runner.start()
