@@ -67,9 +67,7 @@ class DeploymentRunner:
         self.every_s = settings.job_poll_seconds
         # The deployments' endpoints answer through RunPod's job API, as the stack's do.
         self.jobs = RunPodClient(
-            settings.runpod_api_base,
-            key.get_secret_value() if key else None,
-            settings.runpod_timeout_seconds,
+            settings.runpod_api_base, self.api_key, settings.runpod_timeout_seconds
         )
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -144,6 +142,8 @@ class DeploymentRunner:
         size = f"{facts.weight_bytes / 1e9:.2f} GB of weights"
         await self._move(row, "selecting_gpu", f"{', '.join(facts.architectures)}, {size}")
         await self._move(row, "creating_endpoint", f"chose {gpu}", gpu_type=gpu)
+
+    _selecting_gpu = _validating  # an instance stopped between the two: checked again
 
     async def _creating_endpoint(self, row: Row) -> None:
         try:

@@ -46,9 +46,8 @@ NEXT: dict[str, set[str]] = {
 }
 # What the worker itself sets: env a request may not give.
 RESERVED_ENV = frozenset(
-    ("MODEL_NAME", "SERVED_MODEL_NAME", "TASK", "READY_WEBHOOK_URL", "EMBEDDING_HMAC_SECRET")
-    + ("HF_TOKEN",)
-)
+    {"MODEL_NAME", "SERVED_MODEL_NAME", "TASK", "READY_WEBHOOK_URL", "EMBEDDING_HMAC_SECRET"}
+) | {"HF_TOKEN"}
 # The 202's estimate, before the model's size is known: a worker's start, a small model's
 # download and load on a GPU. GET /v1/deployments/{id} shows where it really is.
 ESTIMATED_READY_SECONDS = 180
