@@ -102,6 +102,12 @@ class ChatRequest(Strict):
     stream: bool = False
     rag: RagOptions | None = None
     response_format: ResponseFormat | None = None
+    model: str | None = Field(
+        None,
+        max_length=300,
+        description="the name or id of one of the tenant's deployments; default: the stack's "
+        "chat model",
+    )
 
 
 class Usage(BaseModel):

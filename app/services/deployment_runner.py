@@ -22,10 +22,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
-from app.inference.runpod import RunPodClient
+from app.core.errors import ApiError
+from app.inference.runpod import RunPodBackend, RunPodClient
 from app.models import Deployment
 from app.services import deployment_webhooks
-from app.services.deployments import transition
+from app.services.deployments import endpoint_of, sources_of, transition
 from app.services.model_check import (
     HubUnreachable,
     ModelRefused,
@@ -40,7 +41,8 @@ log = logging.getLogger("tandem.deployments")
 NAME_PREFIX = "tandem-deploy"  # on every template and endpoint a deployment makes
 LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
 HUB_RETRY_S = 30
-READY_PATH = "/v1/deployments/ready"
+WARM_UP = {"openai_route": "/v1/models", "openai_input": {}}
+READY_PATH = "/internal/deployment-ready"  # the workers' callback, beside RunPod's job webhook
 
 _CLAIM = text(
     """
@@ -164,6 +166,16 @@ class DeploymentRunner:
             )
         if not moved:  # deleted meanwhile: what was just made goes too
             await asyncio.to_thread(self._remove_at_runpod, template_id, endpoint_id)
+        elif row.workers_min == 0:
+            await self._warm_up(row.id, endpoint_id)
+
+    async def _warm_up(self, deployment_id: uuid.UUID, endpoint_id: str) -> None:
+        """An endpoint without a minimum of workers starts one only for a request: a light
+        one (the worker's model list) makes it load the model and call back."""
+        try:
+            await self.jobs.run(endpoint_id, WARM_UP)
+        except ApiError as exc:  # the deadline fails the deployment if no worker ever starts
+            log.warning("deployment %s: the warm-up request failed: %s", deployment_id, exc)
 
     async def _downloading_model(self, row: Row) -> None:
         """Due only at the deadline: not ready by then."""
@@ -196,19 +208,21 @@ class DeploymentRunner:
             await transition(conn, row.id, to, detail, check_at=func.now(), **values)
 
     async def _fail(self, row: Row, reason: str) -> bool:
-        """`failed` with the reason (no secret: RunPod's messages come masked); anything made
-        at RunPod is removed, and the webhook is due. False when it could not fail (deleted,
-        or already ready or failed)."""
+        """`failed` with the reason (no secret: RunPod's messages come masked), once anything
+        made at RunPod is removed; the webhook is then due. False when it could not fail
+        (deleted, or already ready or failed)."""
+        if row.status not in sources_of("failed"):
+            return False
         log.info("deployment %s failed: %s", row.id, reason)
-        async with self.engine.begin() as conn:
-            moved = await transition(
-                conn, row.id, "failed", reason, error=reason, hf_token=None, check_at=func.now()
-            )
-        if moved and (row.template_id or row.endpoint_id):
+        if row.template_id or row.endpoint_id:
             try:
                 await asyncio.to_thread(self._remove_at_runpod, row.template_id, row.endpoint_id)
             except RunPodApiError as exc:
                 log.warning("deployment %s: its endpoint was not removed: %s", row.id, exc)
+        async with self.engine.begin() as conn:
+            moved = await transition(
+                conn, row.id, "failed", reason, error=reason, hf_token=None, check_at=func.now()
+            )
         self.wake()
         return moved
 
@@ -229,6 +243,14 @@ class DeploymentRunner:
             )
         self.wake()
         return moved
+
+    async def backend_for(self, tenant: str, model: str) -> RunPodBackend | None:
+        """The inference backend of the tenant's deployment `model` (None: no such deployment;
+        Conflict while it is not ready)."""
+        endpoint_id = await endpoint_of(self.engine, tenant, model)
+        if endpoint_id is None:
+            return None
+        return RunPodBackend(self.jobs, endpoint_id, endpoint_id, endpoint_id)
 
     # -- RunPod ---------------------------------------------------------------------------
     def _rest(self) -> RunPodRest:

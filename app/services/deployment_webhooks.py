@@ -7,10 +7,11 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Update, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,7 +44,8 @@ async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float) -> None:
     """One attempt at notifying `row`'s webhook of its status (ready or failed); the next is
     due after `retry_base_s * 4**attempt`, and none after the last."""
     if row.webhook_url is None or row.status not in ("ready", "failed"):
-        await _due(engine, row, None)
+        async with engine.begin() as conn:
+            await conn.execute(_due(row.id, None))
         return
     async with engine.connect() as conn:
         done = await conn.scalar(
@@ -80,19 +82,16 @@ async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float) -> None:
             )
         )
         if error is None:
-            await _due(engine, row, None, conn)
+            await conn.execute(_due(row.id, None))
         elif attempt < ATTEMPTS:
             later = datetime.now(UTC) + timedelta(seconds=retry_base_s * 4 ** (attempt - 1))
-            await _due(engine, row, later, conn)
+            await conn.execute(_due(row.id, later))
         else:
             detail = f"{ATTEMPTS} attempts failed, the last: {error}"
             await transition(conn, row.id, "webhook_failed", detail, check_at=None)
 
 
-async def _due(engine: AsyncEngine, row: Row, at: datetime | None, conn=None) -> None:
-    statement = update(Deployment).where(Deployment.id == row.id).values(check_at=at)
-    if conn is not None:
-        await conn.execute(statement)
-        return
-    async with engine.begin() as fresh:
-        await fresh.execute(statement)
+def _due(deployment_id: uuid.UUID, at: datetime | None) -> Update:
+    """When the runner looks at the deployment next (None: only a change of status brings it
+    back)."""
+    return update(Deployment).where(Deployment.id == deployment_id).values(check_at=at)

@@ -184,6 +184,10 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert completion.choices[0].finish_reason == "length"
     assert completion.model == "tiny-chat"
     assert "tiny-chat" in [card.id async for card in client.models.list()]
+    turn = {"user_id": "u1", "message": "Hi", "max_tokens": 4, "model": "tiny-chat"}
+    chat = await api.post("/v1/chat", json=turn)  # the native chat, stored as a turn
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["model_id"] == "tiny-chat"
 
     [(headers, sent)] = hook.received
     assert signed_by(secret, headers, sent)
@@ -204,9 +208,8 @@ async def test_a_model_the_worker_cannot_load_fails_with_the_workers_reason(api,
     broken.mkdir()
     (broken / "config.json").write_text((tiny / "config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"not weights")
-    created = await api.post(
-        "/v1/deployments", json={"model": str(broken), "task": "generate", "workers_min": 1}
-    )
+    # No minimum of workers: the runner's warm-up request is what starts one.
+    created = await api.post("/v1/deployments", json={"model": str(broken), "task": "generate"})
     deployment = await settled(api, created.json()["deployment_id"])
     assert deployment["status"] == "failed", deployment
     assert deployment["error"].startswith("the worker could not load the model: ")
@@ -273,6 +276,12 @@ async def test_bad_requests_are_refused_and_make_nothing(api, body, words):
     )
     error = assert_error(response, 422, "validation_error")
     assert words in error["message"]
+
+
+async def test_a_chat_naming_no_deployment_is_refused(api):
+    turn = {"user_id": "u1", "message": "Hi", "model": "no-such-deployment"}
+    error = assert_error(await api.post("/v1/chat", json=turn), 422, "validation_error")
+    assert error["message"].startswith("model: the tenant has no deployment 'no-such-deployment'")
 
 
 async def test_names_are_unique_and_other_tenants_see_nothing(api, database_url):

@@ -5,7 +5,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import Response
+from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,7 +18,7 @@ from app.api.deps import (
     SettingsDep,
     keyed_router,
 )
-from app.core.errors import ApiError, WorkerFailed, error_body
+from app.core.errors import ApiError, InvalidInput, WorkerFailed, error_body
 from app.inference.base import InferenceBackend
 from app.schemas import ChatRequest, ChatResponse, Source, error_responses
 from app.services.chat import (
@@ -107,7 +107,17 @@ async def chat(
     request_id: RequestIdDep,
     caller: CallerDep,
     response: Response,
+    request: Request,
 ) -> ChatResponse | StreamingResponse:
+    generator = backend
+    if body.model is not None:  # one of the tenant's deployments
+        deployed = await request.app.state.deployments.backend_for(caller.tenant, body.model)
+        if deployed is None:
+            raise InvalidInput(
+                f"model: the tenant has no deployment {body.model!r} (leave model out for the "
+                "stack's chat model)"
+            )
+        generator = deployed
     messages = await prompt_messages(engine, body, caller.tenant, settings.history_messages)
     history = len(messages) - 1  # before the new message
     sources = None
@@ -119,11 +129,11 @@ async def chat(
     payload = job_input(body, messages)
     if body.stream:
         events = _stream_events(
-            backend, engine, body, payload, request_id, caller.tenant, history, sources
+            generator, engine, body, payload, request_id, caller.tenant, history, sources
         )
         return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
     started = time.perf_counter()
-    result = await backend.generate(payload, request_id)
+    result = await generator.generate(payload, request_id)
     # What the model took, apart from what the API adds around it (shown in browsers' devtools).
     response.headers["Server-Timing"] = f"worker;dur={(time.perf_counter() - started) * 1000:.3f}"
     return await save_turn(engine, body, result, request_id, caller.tenant, history, sources)
