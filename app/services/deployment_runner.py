@@ -6,9 +6,11 @@ validating → selecting_gpu: the model exists, may be read and runs on the work
 its directory). selecting_gpu → creating_endpoint: the smallest allowed GPU that holds it.
 creating_endpoint → downloading_model: a RunPod template on the stack's llm worker image (the
 model, the task, the signed ready callback) and an endpoint on it; a refusal halfway removes
-the template again. The worker's callback moves it to `ready`; past its deadline it fails and
-its endpoint is torn down. `deleting` tears down and ends `deleted`. Webhooks are the
-notifier's (app/services/deployment_webhooks.py)."""
+the template again; an endpoint without a minimum of workers gets a warm-up request, so that a
+worker starts. The worker's callback moves it to `ready` (or `failed`, with its reason); past
+its deadline it fails. A failed deployment's endpoint and template are removed; `deleting`
+tears down and ends `deleted`. Webhooks are the notifier's (app/services/deployment_webhooks.py).
+"""
 
 import asyncio
 import contextlib
@@ -57,6 +59,9 @@ _CLAIM = text(
 
 
 class DeploymentRunner:
+    """One instance's share of the deployments' work, and the client their endpoints answer
+    through (`jobs`)."""
+
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
