@@ -264,8 +264,9 @@ class DeploymentRunner:
         return RunPodRest(self.api_key, self.settings.runpod_rest_api, backoff_s=0.5)
 
     def _create_at_runpod(self, row: Row) -> tuple[str, str]:
-        """A template and an endpoint for the deployment; the template again removed if the
-        endpoint is refused, so a failure leaves nothing behind."""
+        """A template and an endpoint for the deployment, or those of its name already there
+        (made by an instance that stopped before it could note them); the template again
+        removed if the endpoint is refused, so a failure leaves nothing behind."""
         name = f"{NAME_PREFIX}-{row.id.hex[:12]}"
         env = {
             **row.env,
@@ -289,7 +290,9 @@ class DeploymentRunner:
         if self.settings.deployment_registry_auth_id:
             template_body["containerRegistryAuthId"] = self.settings.deployment_registry_auth_id
         with self._rest() as rest:
-            template = rest.create_template(template_body)
+            template = _named(rest.list_templates(), name) or rest.create_template(template_body)
+            if endpoint := _named(rest.list_endpoints(), name):
+                return template["id"], endpoint["id"]
             try:
                 endpoint = rest.create_endpoint(
                     {
@@ -315,6 +318,10 @@ class DeploymentRunner:
             if template_id:
                 with contextlib.suppress(RunPodNotFound):
                     rest.delete_template(template_id)
+
+
+def _named(items: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    return next((item for item in items if item.get("name") == name), None)
 
 
 async def _due_in(engine: AsyncEngine, deployment_id: uuid.UUID, seconds: float) -> None:

@@ -151,6 +151,10 @@ class RunPodRest:
     def get_template(self, template_id: str) -> dict[str, Any]:
         return self._call("GET", f"/templates/{template_id}")
 
+    def list_templates(self) -> list[dict[str, Any]]:
+        """The account's own templates, those bound to an endpoint included."""
+        return self._call("GET", "/templates?includeEndpointBoundTemplates=true")
+
     def update_template(self, template_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("PATCH", f"/templates/{template_id}", typed("TemplateUpdateInput", body))
 
@@ -162,6 +166,9 @@ class RunPodRest:
 
     def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
         return self._call("GET", f"/endpoints/{endpoint_id}")
+
+    def list_endpoints(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/endpoints")
 
     def update_endpoint(self, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("PATCH", f"/endpoints/{endpoint_id}", typed("EndpointUpdateInput", body))

@@ -390,3 +390,46 @@ async def test_a_tenant_has_at_most_its_cap_of_live_deployments(api):
         assert again.status_code == 202
     finally:
         runner.start()
+
+
+async def test_what_a_stopped_instance_made_at_runpod_is_taken_not_made_again(api, control):
+    """An instance made the template, then stopped before noting it: the next one finds it by
+    its name and makes only the endpoint."""
+    deployment_id = uuid.uuid4()
+    name = f"tandem-deploy-{deployment_id.hex[:12]}"
+    made = control.rest(
+        "POST", "/templates", json={"name": name, "imageName": "tandem/none:0", "env": {}}
+    ).json()
+    async with api.app.state.engine.begin() as conn:
+        tenant = await conn.scalar(
+            select(ApiKey.tenant).where(ApiKey.key_hash == hash_key(api.key))
+        )
+        await conn.execute(
+            insert(Deployment).values(
+                id=deployment_id,
+                tenant=tenant,
+                name="half-made",
+                model="acme/none",
+                task="generate",
+                gpu_type="NVIDIA RTX A5000",
+                workers_min=1,
+                workers_max=1,
+                idle_timeout=5,
+                env={},
+                status="creating_endpoint",
+                deadline_at=datetime.now(UTC) + timedelta(minutes=5),
+            )
+        )
+    api.app.state.deployments.wake()
+    deadline = time.monotonic() + 30
+    while (deployment := (await api.get(f"/v1/deployments/{deployment_id}")).json())[
+        "status"
+    ] == "creating_endpoint":
+        assert time.monotonic() < deadline, deployment
+        await asyncio.sleep(0.2)
+    endpoint = control.rest("GET", f"/endpoints/{deployment['endpoint_id']}").json()
+    assert endpoint["templateId"] == made["id"]
+    named = [t for t in control.rest("GET", "/templates").json() if t["name"] == name]
+    assert len(named) == 1
+    assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
+    assert control.rest("GET", f"/templates/{made['id']}").status_code == 404
