@@ -327,32 +327,39 @@ async def test_another_instance_picks_up_what_a_stopped_one_left(api):
         runner.start()
 
 
-async def test_an_endpoint_runpod_refuses_leaves_no_template_behind(api, control):
-    """RunPod refuses the endpoint after the template was made (here: workers the emulator
-    refuses, written past the API's own check): the template is removed, the reason kept."""
-    before = control.rest("GET", "/templates").json()
-    deployment_id = uuid.uuid4()
+async def creating_endpoint(
+    api, name: str, deployment_id: uuid.UUID | None = None, **values
+) -> uuid.UUID:
+    """A deployment of the key's tenant written straight into `creating_endpoint`, as a
+    validated one is, with `values` that the API's checks would not let through; due now."""
+    deployment_id = deployment_id or uuid.uuid4()
+    row = {
+        "model": "acme/none",
+        "task": "generate",
+        "gpu_type": "NVIDIA RTX A5000",
+        "workers_min": 1,
+        "workers_max": 1,
+        "idle_timeout": 5,
+        "env": {},
+        "status": "creating_endpoint",
+        "deadline_at": datetime.now(UTC) + timedelta(minutes=5),
+    }
     async with api.app.state.engine.begin() as conn:
         tenant = await conn.scalar(
             select(ApiKey.tenant).where(ApiKey.key_hash == hash_key(api.key))
         )
         await conn.execute(
-            insert(Deployment).values(
-                id=deployment_id,
-                tenant=tenant,
-                name="refused",
-                model="acme/none",
-                task="generate",
-                gpu_type="NVIDIA RTX A5000",
-                workers_min=2,
-                workers_max=1,
-                idle_timeout=5,
-                env={},
-                status="creating_endpoint",
-                deadline_at=datetime.now(UTC) + timedelta(minutes=5),
-            )
+            insert(Deployment).values(id=deployment_id, tenant=tenant, name=name, **row | values)
         )
     api.app.state.deployments.wake()
+    return deployment_id
+
+
+async def test_an_endpoint_runpod_refuses_leaves_no_template_behind(api, control):
+    """RunPod refuses the endpoint after the template was made (here: workers the emulator
+    refuses, written past the API's own check): the template is removed, the reason kept."""
+    before = control.rest("GET", "/templates").json()
+    deployment_id = await creating_endpoint(api, "refused", workers_min=2, workers_max=1)
     deployment = await settled(api, str(deployment_id))
     assert deployment["status"] == "failed"
     assert deployment["error"].startswith("RunPod refused the endpoint: RunPod answered 400")
@@ -400,27 +407,7 @@ async def test_what_a_stopped_instance_made_at_runpod_is_taken_not_made_again(ap
     made = control.rest(
         "POST", "/templates", json={"name": name, "imageName": "tandem/none:0", "env": {}}
     ).json()
-    async with api.app.state.engine.begin() as conn:
-        tenant = await conn.scalar(
-            select(ApiKey.tenant).where(ApiKey.key_hash == hash_key(api.key))
-        )
-        await conn.execute(
-            insert(Deployment).values(
-                id=deployment_id,
-                tenant=tenant,
-                name="half-made",
-                model="acme/none",
-                task="generate",
-                gpu_type="NVIDIA RTX A5000",
-                workers_min=1,
-                workers_max=1,
-                idle_timeout=5,
-                env={},
-                status="creating_endpoint",
-                deadline_at=datetime.now(UTC) + timedelta(minutes=5),
-            )
-        )
-    api.app.state.deployments.wake()
+    await creating_endpoint(api, "half-made", deployment_id)
     deadline = time.monotonic() + 30
     while (deployment := (await api.get(f"/v1/deployments/{deployment_id}")).json())[
         "status"
