@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import HttpUrl
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -24,10 +24,7 @@ from app.schemas import (
     DeploymentCreated,
     DeploymentIn,
     DeploymentOut,
-    DeploymentSummary,
-    Page,
 )
-from app.services.listing import decode_cursor, encode_cursor
 from app.services.model_check import TIERS_GB
 from gpu_worker.common.fetch import FetchError, public_address
 
@@ -247,35 +244,6 @@ async def get(engine: AsyncEngine, deployment_id: uuid.UUID, tenant: str) -> Dep
             "events": [e._mapping for e in events],
             "deliveries": [d._mapping for d in deliveries],
         }
-    )
-
-
-async def listed(
-    engine: AsyncEngine, tenant: str, limit: int, cursor: str | None
-) -> Page[DeploymentSummary]:
-    statement = select(
-        Deployment.id,
-        Deployment.name,
-        Deployment.model,
-        Deployment.task,
-        Deployment.status,
-        Deployment.endpoint_id,
-        Deployment.created_at,
-    ).where(Deployment.tenant == tenant, Deployment.status != "deleted")
-    if cursor is not None:
-        created_at, row_id = decode_cursor(cursor)
-        statement = statement.where(
-            (Deployment.created_at < created_at)
-            | and_(Deployment.created_at == created_at, Deployment.id < row_id)
-        )
-    statement = statement.order_by(Deployment.created_at.desc(), Deployment.id.desc())
-    async with engine.connect() as conn:
-        rows = (await conn.execute(statement.limit(limit + 1))).all()
-    items = [DeploymentSummary.model_validate(row._mapping) for row in rows[:limit]]
-    more = len(rows) > limit
-    return Page(
-        items=items,
-        next_cursor=encode_cursor(items[-1].created_at, items[-1].id) if more else None,
     )
 
 

@@ -1,6 +1,6 @@
-"""Lists of a tenant's documents, images and jobs, newest first, a page at a time: the cursor
-is where the last page ended (its creation time and id), so rows added or replaced meanwhile
-neither repeat nor go missing."""
+"""Lists of a tenant's documents, images, jobs and deployments, newest first, a page at a
+time: the cursor is where the last page ended (its creation time and id), so rows added or
+replaced meanwhile neither repeat nor go missing."""
 
 import base64
 import binascii
@@ -13,8 +13,8 @@ from sqlalchemy import Row, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.errors import InvalidInput
-from app.models import Document, Image, Job, JobPart
-from app.schemas import JobSummary, Page, UploadOut
+from app.models import Deployment, Document, Image, Job, JobPart
+from app.schemas import DeploymentSummary, JobSummary, Page, UploadOut
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -76,6 +76,17 @@ async def list_jobs(
     async with engine.connect() as conn:
         rows = (await conn.execute(_page(statement, Job, limit, cursor))).all()
     items = [JobSummary(job_id=row.id, **row._mapping) for row in rows[:limit]]
+    return Page(items=items, next_cursor=_next(rows, limit))
+
+
+async def list_deployments(
+    engine: AsyncEngine, tenant: str, limit: int, cursor: str | None
+) -> Page[DeploymentSummary]:
+    columns = [getattr(Deployment, name) for name in DeploymentSummary.model_fields]
+    statement = select(*columns).where(Deployment.tenant == tenant, Deployment.status != "deleted")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_page(statement, Deployment, limit, cursor))).all()
+    items = [DeploymentSummary.model_validate(row._mapping) for row in rows[:limit]]
     return Page(items=items, next_cursor=_next(rows, limit))
 
 

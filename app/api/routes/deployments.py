@@ -20,6 +20,7 @@ from app.schemas import (
 )
 from app.services import deployments
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
+from app.services.listing import list_deployments
 from gpu_worker.common.signing import verify
 from infra.runpod.client import RunPodApiError
 
@@ -52,10 +53,10 @@ async def create_deployment(
 
 
 @router.get("/deployments", summary="List deployments")
-async def list_deployments(
+async def list_deployments_route(
     engine: EngineDep, caller: CallerDep, limit: PageLimit = 50, cursor: PageCursor = None
 ) -> Page[DeploymentSummary]:
-    return await deployments.listed(engine, caller.tenant, limit, cursor)
+    return await list_deployments(engine, caller.tenant, limit, cursor)
 
 
 @router.get(
