@@ -19,7 +19,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,7 +28,7 @@ from app.core.errors import ApiError
 from app.inference.runpod import RunPodBackend, RunPodClient
 from app.models import Deployment
 from app.services import deployment_webhooks
-from app.services.deployments import endpoint_of, sources_of, transition
+from app.services.deployments import due, endpoint_of, sources_of, transition
 from app.services.model_check import (
     HubUnreachable,
     ModelRefused,
@@ -144,7 +144,9 @@ class DeploymentRunner:
             if row.deadline_at <= datetime.now(UTC):
                 await self._fail(row, str(exc))
             else:
-                await _due_in(self.engine, row.id, HUB_RETRY_S)
+                later = datetime.now(UTC) + timedelta(seconds=HUB_RETRY_S)
+                async with self.engine.begin() as conn:
+                    await conn.execute(due(row.id, later))
             return
         size = f"{facts.weight_bytes / 1e9:.2f} GB of weights"
         await self._move(row, "selecting_gpu", f"{', '.join(facts.architectures)}, {size}")
@@ -249,7 +251,7 @@ class DeploymentRunner:
         self.wake()
         return moved
 
-    async def backend_for(self, tenant: str, model: str) -> RunPodBackend | None:
+    async def backend_for(self, tenant: str, model: Any) -> RunPodBackend | None:
         """The inference backend of the tenant's deployment `model` (None: no such deployment;
         Conflict while it is not ready)."""
         endpoint_id = await endpoint_of(self.engine, tenant, model)
@@ -322,12 +324,3 @@ class DeploymentRunner:
 
 def _named(items: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return next((item for item in items if item.get("name") == name), None)
-
-
-async def _due_in(engine: AsyncEngine, deployment_id: uuid.UUID, seconds: float) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(Deployment)
-            .where(Deployment.id == deployment_id)
-            .values(check_at=datetime.now(UTC) + timedelta(seconds=seconds))
-        )

@@ -7,16 +7,15 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import Update, func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import Deployment, WebhookDelivery, WebhookSecret
-from app.services.deployments import transition
+from app.models import WebhookDelivery, WebhookSecret
+from app.services.deployments import due, transition
 
 ATTEMPTS = 3
 TIMEOUT_S = 10.0
@@ -45,7 +44,7 @@ async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float) -> None:
     due after `retry_base_s * 4**attempt`, and none after the last."""
     if row.webhook_url is None or row.status not in ("ready", "failed"):
         async with engine.begin() as conn:
-            await conn.execute(_due(row.id, None))
+            await conn.execute(due(row.id, None))
         return
     async with engine.connect() as conn:
         done = await conn.scalar(
@@ -82,16 +81,10 @@ async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float) -> None:
             )
         )
         if error is None:
-            await conn.execute(_due(row.id, None))
+            await conn.execute(due(row.id, None))
         elif attempt < ATTEMPTS:
             later = datetime.now(UTC) + timedelta(seconds=retry_base_s * 4 ** (attempt - 1))
-            await conn.execute(_due(row.id, later))
+            await conn.execute(due(row.id, later))
         else:
             detail = f"{ATTEMPTS} attempts failed, the last: {error}"
             await transition(conn, row.id, "webhook_failed", detail, check_at=None)
-
-
-def _due(deployment_id: uuid.UUID, at: datetime | None) -> Update:
-    """When the runner looks at the deployment next (None: only a change of status brings it
-    back)."""
-    return update(Deployment).where(Deployment.id == deployment_id).values(check_at=at)

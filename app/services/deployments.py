@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import HttpUrl
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Update, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,6 +82,12 @@ async def transition(
         insert(DeploymentEvent).values(deployment_id=deployment_id, status=to, detail=detail)
     )
     return True
+
+
+def due(deployment_id: uuid.UUID, at: datetime | None) -> Update:
+    """When the runner looks at the deployment next (None: only a change of status brings it
+    back)."""
+    return update(Deployment).where(Deployment.id == deployment_id).values(check_at=at)
 
 
 def check_request(body: DeploymentIn, settings: Settings) -> None:

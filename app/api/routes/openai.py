@@ -30,7 +30,7 @@ from app.api.deps import (
 from app.core.errors import ApiError, error_body
 from app.schemas import error_responses
 from app.services.chat import prompt_messages, save_turn
-from app.services.deployments import endpoint_of, ready_cards
+from app.services.deployments import ready_cards
 from app.services.openai_embeddings import clip_embeddings
 from app.services.openai_turns import (
     CONVERSATION_HEADER,
@@ -65,17 +65,15 @@ class Serving:
     """Who answers an OpenAI request: the tenant's deployment its `model` names (409 while it
     is not ready), else the stack's worker."""
 
-    def __init__(self, request: Request, backend: BackendDep, engine: EngineDep, caller: CallerDep):
-        self.backend, self.engine, self.tenant = backend, engine, caller.tenant
+    def __init__(self, request: Request, backend: BackendDep, caller: CallerDep):
+        self.backend, self.tenant = backend, caller.tenant
         self.runner = request.app.state.deployments
 
     async def openai(
         self, worker: str, route: str, body: OpenAIRequest
     ) -> dict[str, Any] | AsyncIterator[str]:
-        endpoint_id = await endpoint_of(self.engine, self.tenant, body.get("model"))
-        if endpoint_id is not None:
-            return await self.runner.jobs.openai(endpoint_id, route, body)
-        return await self.backend.openai(worker, route, body)
+        deployed = await self.runner.backend_for(self.tenant, body.get("model"))
+        return await (deployed or self.backend).openai(worker, route, body)
 
 
 ServingDep = Annotated[Serving, Depends()]
