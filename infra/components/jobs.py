@@ -7,7 +7,7 @@ import pulumi_gcp as gcp
 
 from infra.components import children
 from infra.components.accounts import service_account
-from infra.components.run_spec import Env, RunSpec, job_template
+from infra.components.run_spec import Env, RunSpec, api_job
 from infra.config import Scope, StorageConfig
 
 
@@ -28,18 +28,17 @@ class Jobs(pulumi.ComponentResource):
         super().__init__("tandem:infra:Jobs", name, None, opts)
         child = children(self, opts)
         days: Env = {"name": "RETENTION_RAW_DAYS", "value": str(storage.retention_days)}
-        template = job_template(
-            scope, run, ["retention"], timeout_s=1800, max_retries=1, env=[days]
-        )
-        self.retention = gcp.cloudrunv2.Job(
+        self.retention = api_job(
             f"{name}-retention",
-            name=f"tandem-{scope.stack}-retention",
-            project=scope.project,
-            location=scope.region,
+            self,
+            opts,
+            scope,
+            run,
+            "retention",
             deletion_protection=deletion_protection,
-            labels=scope.labels,
-            template=template,
-            opts=children(self, opts, after=run.access),  # it runs as the API's account
+            timeout_s=1800,
+            max_retries=1,
+            env=[days],
         )
         self.scheduler: gcp.serviceaccount.Account | None = None
         if scheduler_email is None:

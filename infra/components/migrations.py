@@ -6,10 +6,9 @@ touched, and the old revision keeps serving."""
 
 import pulumi
 import pulumi_command as command
-import pulumi_gcp as gcp
 
 from infra.components import children
-from infra.components.run_spec import RunSpec, job_template
+from infra.components.run_spec import RunSpec, api_job
 from infra.config import Scope
 
 TIMEOUT_S = 600  # one attempt at the migrations; a failure is the deploy's, not retried
@@ -26,15 +25,16 @@ class Migrations(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tandem:infra:Migrations", name, None, opts)
-        self.job = gcp.cloudrunv2.Job(
+        self.job = api_job(
             f"{name}-job",
-            name=f"tandem-{scope.stack}-migrate",
-            project=scope.project,
-            location=scope.region,
+            self,
+            opts,
+            scope,
+            run,
+            "migrate",
             deletion_protection=deletion_protection,
-            labels=scope.labels,
-            template=job_template(scope, run, ["migrate"], timeout_s=TIMEOUT_S, max_retries=0),
-            opts=children(self, opts, after=run.access),  # it runs as the API's account
+            timeout_s=TIMEOUT_S,
+            max_retries=0,
         )
         # Run once per image (the migrations ship in it), after the job holds that image.
         self.applied = command.local.Command(

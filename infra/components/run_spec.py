@@ -7,6 +7,7 @@ from typing import cast
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components import children
 from infra.config import DatabaseConfig, Scope
 
 # Cloud Run's template parts, as the API service and the jobs running as it share them.
@@ -50,20 +51,25 @@ def vpc_egress(db: DatabaseConfig) -> VpcAccess | None:
     }
 
 
-def job_template(
+def api_job(
+    resource_name: str,
+    parent: pulumi.ComponentResource,
+    opts: pulumi.ResourceOptions | None,
     scope: Scope,
     run: RunSpec,
-    args: list[str],
+    command: str,
     *,
+    deletion_protection: bool,
     timeout_s: int,
     max_retries: int,
     env: list[Env] | None = None,
-) -> gcp.cloudrunv2.JobTemplateArgsDict:
-    """A Cloud Run job's template: one task running `python -m app <args>` as the API runs
-    (`run`), with `env` beside the API's."""
+) -> gcp.cloudrunv2.Job:
+    """The Cloud Run job `tandem-<stack>-<command>`, a child of `parent`: one task running
+    `python -m app <command>` as the API runs (`run`), with `env` beside the API's, made once
+    the API's account holds its grants."""
     # A job's container, volumes and network are the same Cloud Run messages as a service's,
     # which pulumi-gcp types once per resource: the service's types, cast.
-    return cast(
+    template = cast(
         gcp.cloudrunv2.JobTemplateArgsDict,
         {
             "labels": scope.labels,
@@ -78,7 +84,7 @@ def job_template(
                     {
                         "image": run.image,
                         "commands": ["python"],
-                        "args": ["-m", "app", *args],
+                        "args": ["-m", "app", command],
                         "envs": [*run.envs, *(env or [])],
                         "resources": {"limits": {"cpu": "1", "memory": "512Mi"}},
                         "volume_mounts": run.volume_mounts,
@@ -86,4 +92,14 @@ def job_template(
                 ],
             },
         },
+    )
+    return gcp.cloudrunv2.Job(
+        resource_name,
+        name=f"tandem-{scope.stack}-{command}",
+        project=scope.project,
+        location=scope.region,
+        deletion_protection=deletion_protection,
+        labels=scope.labels,
+        template=template,
+        opts=children(parent, opts, after=run.access),
     )
