@@ -4,8 +4,9 @@ calls, with the answers the Hub documents (huggingface.co/docs/hub/api: `GET /ap
 `gated` (false, "auto" or "manual"), `private`, `config` with `architectures`, `siblings` of
 `{rfilename, size, blobId}`), and its errors as `huggingface_hub` reads them (the
 `X-Error-Code` header: `RepoNotFound`, `GatedRepo`; the `auth-check` route answers 403 GatedRepo
-to a token without access). A model is `{config, files: {name: size}, gated}`; tokens in
-`access` may read the gated ones."""
+to a token without access). A model is `{config, files: {name: size}, gated}`, or
+`{unavailable: True}` for one the Hub answers 503 for (an outage); tokens in `access` may read
+the gated ones."""
 
 import hashlib
 import json
@@ -51,6 +52,8 @@ class FakeHub:
         model = self.models.get(repo_id)
         if model is None:  # the Hub answers 401 (not 404) without a token: no hint it exists
             response = _error(401, "RepoNotFound", "Repository not found")
+        elif model.get("unavailable"):
+            response = Response("Service Unavailable", 503)
         elif endpoint == "auth_check":
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             if model.get("gated") and token not in self.access:

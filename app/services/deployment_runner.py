@@ -7,9 +7,10 @@ its directory). selecting_gpu → creating_endpoint: the smallest allowed GPU th
 creating_endpoint → downloading_model: a RunPod template on the stack's llm worker image (the
 model, the task, the signed ready callback) and an endpoint on it; a refusal halfway removes
 the template again; an endpoint without a minimum of workers gets a warm-up request, so that a
-worker starts. The worker's callback moves it to `ready` (or `failed`, with its reason); past
-its deadline it fails. A failed deployment's endpoint and template are removed; `deleting`
-tears down and ends `deleted`. Webhooks are the notifier's (app/services/deployment_webhooks.py).
+worker starts. The worker's callbacks move it to `loading_model` once it has the weights, then
+to `ready` (or `failed`, with its reason); past its deadline it fails. A failed deployment's
+endpoint and template are removed; `deleting` tears down and ends `deleted`. Webhooks are
+the notifier's (app/services/deployment_webhooks.py).
 """
 
 import asyncio
@@ -29,13 +30,7 @@ from app.inference.runpod import RunPodBackend, RunPodClient
 from app.models import Deployment
 from app.services import deployment_webhooks
 from app.services.deployments import due, endpoint_of, sources_of, transition
-from app.services.model_check import (
-    HubUnreachable,
-    ModelRefused,
-    check_architecture,
-    choose_gpu,
-    model_facts,
-)
+from app.services.model_check import HubUnreachable, ModelRefused, check_model
 from infra.runpod.client import RunPodApiError, RunPodNotFound, RunPodRest
 
 log = logging.getLogger("tandem.deployments")
@@ -132,11 +127,15 @@ class DeploymentRunner:
 
     async def _validating(self, row: Row) -> None:
         try:
-            facts = await asyncio.to_thread(
-                model_facts, row.model, row.hf_token, self.settings.hf_endpoint
+            facts, gpu = await asyncio.to_thread(
+                check_model,
+                row.model,
+                row.task,
+                row.hf_token,
+                self.settings.hf_endpoint,
+                self.settings.deployment_gpu_types,
+                row.gpu,
             )
-            check_architecture(facts, row.task, row.model)
-            gpu = choose_gpu(facts, self.settings.deployment_gpu_types, row.gpu)
         except ModelRefused as exc:
             await self._fail(row, str(exc))
             return
@@ -233,18 +232,23 @@ class DeploymentRunner:
         self.wake()
         return moved
 
-    async def callback(self, endpoint_id: str, error: str | None) -> bool:
-        """The worker of `endpoint_id` loaded its model (`ready`) or could not (`failed`, with
-        the worker's reason); either way its webhook is due. False: nothing changed."""
+    async def callback(self, endpoint_id: str, stage: str, error: str | None) -> bool:
+        """The worker of `endpoint_id` fetched the weights and is loading them
+        (`loading_model`), loaded them (`ready`, its webhook due) or could not (`failed`, with
+        the worker's reason). False: nothing changed."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(select(Deployment).where(Deployment.endpoint_id == endpoint_id))
             ).one_or_none()
         if row is None:
             return False
-        if error is not None:
+        if stage == "failed":
             return await self._fail(row, f"the worker could not load the model: {error}")
         async with self.engine.begin() as conn:
+            if stage == "loading":
+                return await transition(
+                    conn, row.id, "loading_model", "the worker fetched the weights"
+                )
             moved = await transition(
                 conn, row.id, "ready", "the worker loaded the model", check_at=func.now()
             )

@@ -25,7 +25,7 @@ from app.schemas import (
     DeploymentIn,
     DeploymentOut,
 )
-from app.services.model_check import TIERS_GB
+from app.services.model_check import TIERS_GB, HubUnreachable, ModelRefused, check_model
 from gpu_worker.common.fetch import FetchError, public_address
 
 # Where each status may go next.
@@ -48,6 +48,8 @@ RESERVED_ENV = frozenset(
 # The 202's estimate, before the model's size is known: a worker's start, a small model's
 # download and load on a GPU. GET /v1/deployments/{id} shows where it really is.
 ESTIMATED_READY_SECONDS = 180
+# How long a request waits for the Hub to say whether the model can be deployed (one request).
+REQUEST_HUB_TIMEOUT_S = 3.0
 
 
 class Conflict(ApiError):
@@ -133,8 +135,24 @@ def default_name(model: str, deployment_id: uuid.UUID) -> str:
 async def create(
     engine: AsyncEngine, settings: Settings, tenant: str, body: DeploymentIn
 ) -> DeploymentCreated:
-    """Store a new deployment in `validating`, due at once for the runner."""
+    """Store a new deployment in `validating`, due at once for the runner (which checks the
+    model again: the Hub may change, or not have answered here)."""
     check_request(body, settings)
+    try:
+        await asyncio.to_thread(
+            check_model,
+            body.model,
+            body.task,
+            body.hf_token,
+            settings.hf_endpoint,
+            settings.deployment_gpu_types,
+            body.gpu,
+            REQUEST_HUB_TIMEOUT_S,
+        )
+    except ModelRefused as exc:
+        raise InvalidInput(f"model: {exc}") from None
+    except HubUnreachable:
+        pass  # accepted: the runner checks it once the Hub answers
     if body.webhook_url is not None and settings.environment not in ("local", "test"):
         await asyncio.to_thread(check_webhook_url, body.webhook_url)  # resolves its host
     deployment_id = uuid.uuid4()

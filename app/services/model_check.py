@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2  # huggingface_hub's HTTP client (its own fork of httpx)
 from huggingface_hub import HfApi
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
@@ -52,6 +52,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 # Room beyond the weights: activations, the CUDA context and a KV cache worth having.
 OVERHEAD = 1.2
 HEADROOM_GB = 2.0
+HUB_TIMEOUT_S = 10.0
 
 
 class ModelRefused(Exception):
@@ -68,14 +69,32 @@ class ModelFacts:
     weight_bytes: int
 
 
-def model_facts(model: str, token: str | None, hub_endpoint: str | None) -> ModelFacts:
+def check_model(
+    model: str,
+    task: str,
+    token: str | None,
+    hub_endpoint: str | None,
+    allowed: list[str],
+    asked: str | None,
+    timeout_s: float = HUB_TIMEOUT_S,
+) -> tuple[ModelFacts, str]:
+    """The model's facts and the GPU type it is to run on (one Hub request); ModelRefused
+    says why it cannot be deployed."""
+    facts = model_facts(model, token, hub_endpoint, timeout_s)
+    check_architecture(facts, task, model)
+    return facts, choose_gpu(facts, allowed, asked)
+
+
+def model_facts(
+    model: str, token: str | None, hub_endpoint: str | None, timeout_s: float = HUB_TIMEOUT_S
+) -> ModelFacts:
     """The model's architectures and the size of its weights, from its directory or the Hub."""
     directory = Path(model)
     if directory.is_absolute():
         return _directory_facts(directory)
     api = HfApi(endpoint=hub_endpoint, token=token or False)
     try:
-        info = api.model_info(model, files_metadata=True)
+        info = api.model_info(model, files_metadata=True, timeout=timeout_s)
         if info.gated and not token:
             raise ModelRefused(f"{model} is gated on the Hugging Face Hub: give an hf_token")
         if info.gated:
@@ -91,7 +110,7 @@ def model_facts(model: str, token: str | None, hub_endpoint: str | None) -> Mode
         if status >= 500:
             raise HubUnreachable(f"the Hugging Face Hub answered {status}") from None
         raise ModelRefused(f"the Hugging Face Hub refused {model}: {status}") from None
-    except httpx.TransportError as exc:
+    except httpx2.TransportError as exc:
         raise HubUnreachable(f"the Hugging Face Hub cannot be reached: {exc!r}") from None
     architectures = tuple((info.config or {}).get("architectures") or ())
     sizes = [s.size or 0 for s in info.siblings or () if s.rfilename.endswith(WEIGHT_SUFFIXES)]

@@ -1,9 +1,10 @@
-"""The readiness callback: tells whoever made the endpoint (a deploy, or the API's deployments)
-that a worker has loaded its model, or why it could not."""
+"""The readiness callback: tells whoever made the endpoint (the API's deployments) that a
+worker is loading its model (its weights are fetched), has loaded it, or why it could not."""
 
 import json
 import logging
 import time
+from typing import Literal
 
 import httpx
 
@@ -14,15 +15,20 @@ log = logging.getLogger("tandem.worker")
 MAX_ERROR_CHARS = 500
 
 
-def announce(settings: WorkerSettings, model: str, error: str | None = None) -> bool:
-    """POST `{endpoint_id, model, status: "ready"}` (or `status: "failed"` with the `error`) to
+Stage = Literal["loading", "ready", "failed"]
+
+
+def announce(
+    settings: WorkerSettings, model: str, stage: Stage = "ready", error: str | None = None
+) -> bool:
+    """POST `{endpoint_id, model, status}` (`status: "failed"` with the `error`) to
     READY_WEBHOOK_URL, HMAC-signed over the body (`X-Tandem-Timestamp`, `X-Tandem-Signature`).
     Best effort: a failure is logged."""
     if not settings.ready_webhook_url:
         return False
-    message = {"endpoint_id": settings.runpod_endpoint_id, "model": model, "status": "ready"}
+    message = {"endpoint_id": settings.runpod_endpoint_id, "model": model, "status": stage}
     if error is not None:
-        message |= {"status": "failed", "error": error[:MAX_ERROR_CHARS]}
+        message["error"] = error[:MAX_ERROR_CHARS]
     body = json.dumps(message)
     ts = int(time.time())
     headers = {"Content-Type": "application/json", "X-Tandem-Timestamp": str(ts)}

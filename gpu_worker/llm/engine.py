@@ -18,6 +18,7 @@ from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionReque
 from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 from vllm.entrypoints.pooling.embed.protocol import EmbeddingRequest
 from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
+from vllm.model_executor.model_loader import get_model_loader
 from vllm.outputs import RequestOutput
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
@@ -88,9 +89,21 @@ def _invalid(exc: ValidationError) -> dict[str, Any]:
 
 
 class LlmEngine:
-    def __init__(self, settings: LlmSettings) -> None:
+    def __init__(
+        self, settings: LlmSettings, downloaded: Callable[[], None] = lambda: None
+    ) -> None:
+        """Fetch the model's weights (from the Hub, as vLLM's loader picks them; a directory has
+        nothing to fetch), call `downloaded`, then load them into the engine."""
         self.args = serve_args(settings, os.environ)
-        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs.from_cli_args(self.args))
+        engine_args = AsyncEngineArgs.from_cli_args(self.args)
+        config = engine_args.create_engine_config()
+        get_model_loader(config.load_config).download_model(config.model_config)
+        downloaded()
+        self.engine = AsyncLLM.from_vllm_config(
+            config,
+            enable_log_requests=engine_args.enable_log_requests,
+            disable_log_stats=engine_args.disable_log_stats,
+        )
         self.model_id = settings.model_id
         self.max_model_len = self.engine.model_config.max_model_len
         self.tokenizer = self.engine.get_tokenizer()

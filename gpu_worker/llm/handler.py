@@ -23,7 +23,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -188,14 +188,15 @@ class LlmWorker:
     @property
     def engine(self) -> LlmEngine:
         """The engine, started on first use (the worker's __main__ starts it before serving)."""
+        return self.load()
+
+    def load(self, downloaded: Callable[[], None] = lambda: None) -> LlmEngine:
+        """The engine, started now if it is not yet (`downloaded`: called once the weights are
+        fetched, before they load)."""
         with self._lock:
             if self._engine is None:
-                self._engine = LlmEngine(self.settings)
+                self._engine = LlmEngine(self.settings, downloaded)
             return self._engine
-
-    def load(self) -> None:
-        """Start the engine now rather than on the first job."""
-        self.engine  # noqa: B018
 
     def shutdown(self) -> None:
         with self._lock:

@@ -6,12 +6,14 @@ fails with the worker's reason; models the Hub refuses (a fake of its API) fail 
 is made at RunPod; a webhook that keeps failing ends `webhook_failed`; and bad requests."""
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,8 +25,9 @@ from sqlalchemy import insert, select
 from app.core.errors import InvalidInput
 from app.models import ApiKey, Deployment
 from app.services.api_keys import hash_key
-from app.services.deployment_runner import DeploymentRunner
+from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.deployments import check_webhook_url
+from gpu_worker.common.signing import sign
 from gpu_worker.llm.tiny import build_tiny_llama
 from tests.app.test_api import assert_error
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
@@ -35,12 +38,17 @@ from tests.runpod_control import ControlPlane
 pytestmark = pytest.mark.vllm
 KEY = "rp-deployments-key"
 IMAGE = "tandem/llm:test"  # the stack's llm worker image
+LLAMA = {"architectures": ["LlamaForCausalLM"]}
 HUB_MODELS = {
+    "acme/chat": {"config": LLAMA, "files": {"model.safetensors": 1_000_000}},
     "acme/gated-chat": {
-        "config": {"architectures": ["LlamaForCausalLM"]},
+        "config": LLAMA,
         "files": {"model.safetensors": 1_000_000},
         "gated": "manual",
     },
+    "acme/vision": {"config": {"architectures": ["CLIPModel"]}, "files": {"model.bin": 600}},
+    "acme/huge-chat": {"config": LLAMA, "files": {"model.safetensors": 90_000_000_000}},
+    "acme/in-an-outage": {"unavailable": True},
 }
 
 
@@ -83,26 +91,31 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-async def api(database_url, control):
-    with FakeHub(HUB_MODELS) as hub:
-        settings = make_settings(
-            database_url,
-            runpod_api_key=KEY,
-            runpod_rest_api=control.url,
-            runpod_api_base=control.jobs_url,
-            deployment_image=IMAGE,
-            embedding_hmac_secret=HMAC_SECRET,
-            public_url=f"http://127.0.0.1:{free_port()}",
-            hf_endpoint=hub.url,
-            job_poll_seconds=0.2,
-            deployment_webhook_retry_seconds=0.1,
-            deployment_ready_seconds=300,
-            max_live_deployments=3,
-            max_deployment_workers=2,
-            rate_limit_per_minute=100_000,  # the tests poll
-        )
-        async for served in serve_api(settings, controlled_backend()):
-            yield served
+def hub():
+    with FakeHub(HUB_MODELS) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def api(database_url, control, hub):
+    settings = make_settings(
+        database_url,
+        runpod_api_key=KEY,
+        runpod_rest_api=control.url,
+        runpod_api_base=control.jobs_url,
+        deployment_image=IMAGE,
+        embedding_hmac_secret=HMAC_SECRET,
+        public_url=f"http://127.0.0.1:{free_port()}",
+        hf_endpoint=hub.url,
+        job_poll_seconds=0.2,
+        deployment_webhook_retry_seconds=0.1,
+        deployment_ready_seconds=300,
+        max_live_deployments=3,
+        max_deployment_workers=2,
+        rate_limit_per_minute=100_000,  # the tests poll
+    )
+    async for served in serve_api(settings, controlled_backend()):
+        yield served
 
 
 async def settled(api, deployment_id: str, timeout_s: float = 90) -> dict:
@@ -164,6 +177,7 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
         "selecting_gpu",
         "creating_endpoint",
         "downloading_model",
+        "loading_model",
         "ready",
     ]
     assert deployment["gpu_type"] == "NVIDIA RTX A5000" and deployment["error"] is None
@@ -221,28 +235,43 @@ async def test_a_model_the_worker_cannot_load_fails_with_the_workers_reason(api,
     [
         ("acme/none", "no model 'acme/none' on the Hugging Face Hub"),
         ("acme/gated-chat", "acme/gated-chat is gated on the Hugging Face Hub: give an hf_token"),
+        ("acme/vision", "acme/vision has architecture CLIPModel; the worker serves generate"),
+        ("acme/huge-chat", "the model needs about 110 GB of GPU memory and no allowed GPU"),
+        ("/no/such/model", "/no/such/model is not a model directory: it has no config.json"),
     ],
 )
-async def test_models_the_hub_refuses_fail_before_anything_is_made(api, control, model, reason):
+async def test_models_that_cannot_be_deployed_are_refused_before_anything_is_made(
+    api, control, model, reason
+):
     before = control.rest("GET", "/templates").json()
-    created = await api.post("/v1/deployments", json={"model": model, "task": "generate"})
-    deployment = await settled(api, created.json()["deployment_id"])
-    assert (deployment["status"], deployment["error"]) == ("failed", reason)
-    assert statuses(deployment) == ["validating", "failed"]
+    response = await api.post("/v1/deployments", json={"model": model, "task": "generate"})
+    error = assert_error(response, 422, "validation_error")
+    assert error["message"].startswith(f"model: {reason}")
     assert control.rest("GET", "/templates").json() == before
-    chat = {"model": deployment["name"], "messages": [{"role": "user", "content": "Hi"}]}
-    refused = await api.post("/v1/chat/completions", json=chat)
-    error = assert_error(refused, 409, "conflict")
-    assert error["message"] == f"deployment {deployment['name']} is failed: it serves once ready"
+    listed = (await api.get("/v1/deployments")).json()["items"]
+    assert model not in [item["model"] for item in listed]
+
+
+async def test_a_model_the_hub_cannot_answer_for_is_accepted_and_checked_later(api, control):
+    """A Hub outage does not refuse the request: the runner checks the model again later."""
+    created = await api.post(
+        "/v1/deployments", json={"model": "acme/in-an-outage", "task": "generate"}
+    )
+    assert created.status_code == 202, created.text
+    deployment_id = created.json()["deployment_id"]
+    await api.app.state.deployments.run_due()
+    deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
+    assert statuses(deployment) == ["validating"] and deployment["error"] is None
+    assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
 
 
 async def test_a_webhook_that_keeps_failing_ends_webhook_failed(api):
     server, hook = receiver(500)
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    created = await api.post(
-        "/v1/deployments", json={"model": "acme/none", "task": "generate", "webhook_url": url}
+    # A deployment RunPod refuses (workers written past the API's own check): failed at once.
+    deployment_id = await creating_endpoint(
+        api, "hooked", workers_min=2, workers_max=1, webhook_url=url
     )
-    deployment_id = created.json()["deployment_id"]
     deadline = time.monotonic() + 30
     while (deployment := (await api.get(f"/v1/deployments/{deployment_id}")).json())[
         "status"
@@ -254,7 +283,7 @@ async def test_a_webhook_that_keeps_failing_ends_webhook_failed(api):
         (2, 500),
         (3, 500),
     ]
-    assert len(hook.received) == 3 and statuses(deployment)[-1] == "webhook_failed"
+    assert len(hook.received) == 3 and statuses(deployment)[-2:] == ["failed", "webhook_failed"]
     server.shutdown()
 
 
@@ -272,7 +301,7 @@ async def test_a_webhook_that_keeps_failing_ends_webhook_failed(api):
 )
 async def test_bad_requests_are_refused_and_make_nothing(api, body, words):
     response = await api.post(
-        "/v1/deployments", json={"model": "acme/x", "task": "generate"} | body
+        "/v1/deployments", json={"model": "acme/chat", "task": "generate"} | body
     )
     error = assert_error(response, 422, "validation_error")
     assert words in error["message"]
@@ -284,47 +313,58 @@ async def test_a_chat_naming_no_deployment_is_refused(api):
     assert error["message"].startswith("model: the tenant has no deployment 'no-such-deployment'")
 
 
-async def test_names_are_unique_and_other_tenants_see_nothing(api, database_url):
-    first = await api.post(
-        "/v1/deployments", json={"model": "acme/none", "task": "embed", "name": "mine"}
-    )
-    assert first.status_code == 202
-    again = await api.post(
-        "/v1/deployments", json={"model": "acme/none", "task": "embed", "name": "mine"}
-    )
-    assert_error(again, 409, "conflict")
-    from app.services.api_keys import create_api_key
-
-    other = await create_api_key(api.app.state.sessionmaker, "other", tenant="someone-else")
-    headers = {"Authorization": f"Bearer {other}"}
-    deployment_id = first.json()["deployment_id"]
-    response = await api.client.get(f"/v1/deployments/{deployment_id}", headers=headers)
-    assert_error(response, 404, "not_found")
-    assert (await api.client.get("/v1/deployments", headers=headers)).json()["items"] == []
-    assert (
-        await api.client.delete(f"/v1/deployments/{deployment_id}", headers=headers)
-    ).status_code == 404
-    listed = (await api.get("/v1/deployments", params={"limit": 1})).json()
-    assert len(listed["items"]) == 1 and listed["next_cursor"]
-
-
-async def test_another_instance_picks_up_what_a_stopped_one_left(api):
-    """The work lives in Postgres: with this instance's loop stopped, a deployment stays in
-    `validating`; a runner of another instance (a fresh one on the same database) moves it on."""
+@contextlib.asynccontextmanager
+async def runner_paused(api) -> AsyncIterator[None]:
+    """This instance's runner stopped: what is created meanwhile stays in `validating`."""
     runner = api.app.state.deployments
     await runner.stop()
     try:
-        created = await api.post("/v1/deployments", json={"model": "acme/none", "task": "embed"})
+        yield
+    finally:
+        runner.start()
+
+
+async def test_names_are_unique_and_other_tenants_see_nothing(api, database_url):
+    body = {"model": "acme/chat", "task": "generate", "name": "mine"}
+    async with runner_paused(api):
+        first = await api.post("/v1/deployments", json=body)
+        assert first.status_code == 202
+        assert_error(await api.post("/v1/deployments", json=body), 409, "conflict")
+        from app.services.api_keys import create_api_key
+
+        other = await create_api_key(api.app.state.sessionmaker, "other", tenant="someone-else")
+        headers = {"Authorization": f"Bearer {other}"}
+        deployment_id = first.json()["deployment_id"]
+        response = await api.client.get(f"/v1/deployments/{deployment_id}", headers=headers)
+        assert_error(response, 404, "not_found")
+        assert (await api.client.get("/v1/deployments", headers=headers)).json()["items"] == []
+        assert (
+            await api.client.delete(f"/v1/deployments/{deployment_id}", headers=headers)
+        ).status_code == 404
+        listed = (await api.get("/v1/deployments", params={"limit": 1})).json()
+        assert len(listed["items"]) == 1 and listed["next_cursor"]
+        assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
+
+
+async def test_another_instance_picks_up_what_a_stopped_one_left(api, hub):
+    """The work lives in Postgres: with this instance's loop stopped, a deployment stays in
+    `validating`; a runner of another instance (a fresh one on the same database) moves it on,
+    checking the model again (here gone from the Hub since the request)."""
+    hub.models["acme/fleeting"] = HUB_MODELS["acme/chat"]
+    async with runner_paused(api):
+        created = await api.post(
+            "/v1/deployments", json={"model": "acme/fleeting", "task": "generate"}
+        )
         deployment_id = created.json()["deployment_id"]
+        del hub.models["acme/fleeting"]
         await asyncio.sleep(1)
         assert (await api.get(f"/v1/deployments/{deployment_id}")).json()["status"] == "validating"
         other = DeploymentRunner(api.app.state.engine, api.app.state.settings)
         await other.run_due()
-        deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
-        assert statuses(deployment) == ["validating", "failed"]
         await other.aclose()
-    finally:
-        runner.start()
+    deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
+    assert statuses(deployment) == ["validating", "failed"]
+    assert deployment["error"] == "no model 'acme/fleeting' on the Hugging Face Hub"
 
 
 async def creating_endpoint(
@@ -381,22 +421,20 @@ def test_outside_local_mode_a_webhook_is_https_on_a_public_address(url, words):
 
 
 async def test_a_tenant_has_at_most_its_cap_of_live_deployments(api):
-    runner = api.app.state.deployments
-    await runner.stop()  # they stay validating: live
-    try:
+    async with runner_paused(api):  # they stay validating: live
         made = []
         for n in range(3):  # MAX_LIVE_DEPLOYMENTS in these settings
-            body = {"model": "acme/none", "task": "generate", "name": f"live-{n}"}
+            body = {"model": "acme/chat", "task": "generate", "name": f"live-{n}"}
             made.append((await api.post("/v1/deployments", json=body)).json()["deployment_id"])
-        over = await api.post("/v1/deployments", json={"model": "acme/none", "task": "embed"})
+        over = await api.post("/v1/deployments", json={"model": "acme/chat", "task": "generate"})
         error = assert_error(over, 409, "conflict")
         assert error["message"].startswith("the tenant has 3 live deployments, the most allowed")
         for deployment_id in made:
             assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
-        again = await api.post("/v1/deployments", json={"model": "acme/none", "task": "embed"})
+        again = await api.post("/v1/deployments", json={"model": "acme/chat", "task": "generate"})
         assert again.status_code == 202
-    finally:
-        runner.start()
+        deployment_id = again.json()["deployment_id"]
+        assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
 
 
 async def test_what_a_stopped_instance_made_at_runpod_is_taken_not_made_again(api, control):
@@ -420,3 +458,26 @@ async def test_what_a_stopped_instance_made_at_runpod_is_taken_not_made_again(ap
     assert len(named) == 1
     assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
     assert control.rest("GET", f"/templates/{made['id']}").status_code == 404
+
+
+def signed(message: dict, secret: str = HMAC_SECRET) -> dict:
+    """A callback as a deployment's worker sends one (gpu_worker/common/ready.py)."""
+    body, ts = json.dumps(message), int(time.time())
+    headers = {"X-Tandem-Timestamp": str(ts), "X-Tandem-Signature": sign(secret, body, ts)}
+    return {"content": body, "headers": headers}
+
+
+async def test_the_workers_callback_takes_only_signed_known_stages(api):
+    message = {"endpoint_id": "no-such-endpoint", "model": "m", "status": "ready"}
+    taken = await api.client.post(READY_PATH, **signed(message))
+    assert taken.json() == {"ok": True, "changed": False}  # no deployment has that endpoint
+    forged = await api.client.post(READY_PATH, **signed(message, "not-the-secret"))
+    assert_error(forged, 403, "forbidden")
+    unsigned = await api.client.post(READY_PATH, content=json.dumps(message))
+    assert_error(unsigned, 422, "validation_error")
+    shapeless = await api.client.post(READY_PATH, **signed({"status": "ready"}))
+    error = assert_error(shapeless, 422, "validation_error")
+    assert error["message"] == "body: expected {endpoint_id, model, status}"
+    unknown = await api.client.post(READY_PATH, **signed(message | {"status": "warm"}))
+    error = assert_error(unknown, 422, "validation_error")
+    assert error["message"] == "status: expected one of loading, ready, failed"

@@ -5,6 +5,7 @@ import pytest
 
 from app.services.model_check import (
     ARCHITECTURES,
+    HubUnreachable,
     ModelFacts,
     ModelRefused,
     check_architecture,
@@ -13,6 +14,7 @@ from app.services.model_check import (
 )
 from gpu_worker.llm.tiny import build_tiny_llama
 from tests.hf_hub import FakeHub
+from tests.net import free_port
 
 LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
 MODELS = {
@@ -30,6 +32,7 @@ MODELS = {
         "gated": "manual",
     },
     "acme/vision": {"config": {"architectures": ["CLIPModel"]}, "files": {"model.bin": 600}},
+    "acme/in-an-outage": {"unavailable": True},
 }
 ALLOWED = ["NVIDIA RTX A5000", "NVIDIA GeForce RTX 4090", "NVIDIA A40", "NVIDIA A100 80GB PCIe"]
 
@@ -70,6 +73,13 @@ def test_a_model_directory_is_read_in_place(tmp_path):
 def test_models_that_cannot_be_read_are_refused(hub, model, token, words):
     with pytest.raises(ModelRefused, match=words):
         model_facts(model, token, hub.url)
+
+
+def test_a_hub_that_cannot_answer_is_worth_another_try(hub):
+    with pytest.raises(HubUnreachable, match="the Hugging Face Hub answered 503"):
+        model_facts("acme/in-an-outage", None, hub.url)
+    with pytest.raises(HubUnreachable, match="the Hugging Face Hub cannot be reached"):
+        model_facts("acme/small-chat", None, f"http://127.0.0.1:{free_port()}")
 
 
 def test_a_gated_model_with_a_token_that_may_read_it(hub):

@@ -4,7 +4,7 @@ signed ready callback."""
 
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Header, Request, Response
 
@@ -21,11 +21,13 @@ from app.schemas import (
 from app.services import deployments
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.listing import list_deployments
+from gpu_worker.common.ready import Stage
 from gpu_worker.common.signing import verify
 from infra.runpod.client import RunPodApiError
 
 router = keyed_router(tags=["deployments"])
 callback_router = APIRouter(include_in_schema=False)  # the workers': the signature is the key
+STAGES = get_args(Stage)
 
 
 def runner_of(request: Request) -> DeploymentRunner:
@@ -95,8 +97,9 @@ async def worker_ready(
     timestamp: Annotated[int, Header(alias="X-Tandem-Timestamp")],
     signature: Annotated[str, Header(alias="X-Tandem-Signature", max_length=64)],
 ) -> dict[str, Any]:
-    """A deployment's worker loaded its model (gpu_worker/common/ready.py), signed with the
-    HMAC secret the deployment's template carries."""
+    """A deployment's worker is loading its model, loaded it or could not
+    (gpu_worker/common/ready.py), signed with the HMAC secret the deployment's template
+    carries."""
     runner = runner_of(request)
     body = (await request.body()).decode(errors="replace")
     if runner.secret is None or not verify(
@@ -105,8 +108,10 @@ async def worker_ready(
         raise Forbidden("the callback's signature does not check out")
     try:
         message = json.loads(body)
-        endpoint_id, status = str(message["endpoint_id"]), message["status"]
+        endpoint_id, stage = str(message["endpoint_id"]), message["status"]
     except (ValueError, KeyError, TypeError):
         raise InvalidInput("body: expected {endpoint_id, model, status}") from None
-    error = str(message.get("error") or "no reason given") if status == "failed" else None
-    return {"ok": True, "changed": await runner.callback(endpoint_id, error)}
+    if stage not in STAGES:
+        raise InvalidInput(f"status: expected one of {', '.join(STAGES)}")
+    error = str(message.get("error") or "no reason given") if stage == "failed" else None
+    return {"ok": True, "changed": await runner.callback(endpoint_id, stage, error)}
