@@ -90,7 +90,7 @@ def _invalid(exc: ValidationError) -> dict[str, Any]:
 
 class LlmEngine:
     def __init__(
-        self, settings: LlmSettings, downloaded: Callable[[], None] = lambda: None
+        self, settings: LlmSettings, downloaded: Callable[[], object] = lambda: None
     ) -> None:
         """Fetch the model's weights (from the Hub, as vLLM's loader picks them; a directory has
         nothing to fetch), call `downloaded`, then load them into the engine."""

@@ -190,7 +190,7 @@ class LlmWorker:
         """The engine, started on first use (the worker's __main__ starts it before serving)."""
         return self.load()
 
-    def load(self, downloaded: Callable[[], None] = lambda: None) -> LlmEngine:
+    def load(self, downloaded: Callable[[], object] = lambda: None) -> LlmEngine:
         """The engine, started now if it is not yet (`downloaded`: called once the weights are
         fetched, before they load)."""
         with self._lock:
