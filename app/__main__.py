@@ -7,6 +7,7 @@ With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME,
 
 import argparse
 import asyncio
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from app.core.errors import ApiError
 from app.core.logging import configure_logging
 from app.core.migrations import migrate
 from app.services.api_keys import create_api_key, list_api_keys, revoke_api_key
+from app.services.local_runpod import serves_deployments
 
 
 async def _with_engine(settings: Settings, work: Callable[..., Awaitable[None]]) -> None:
@@ -170,10 +172,16 @@ def _banner(settings: Settings, host: str, port: int) -> str:
         )
     else:
         inference = f"RunPod at {settings.runpod_api_base}"
+    if serves_deployments(settings):
+        deployments = "model directories, on a local RunPod whose workers run here"
+    else:
+        image = settings.deployment_image
+        deployments = f"{image} on {settings.runpod_rest_api}" if image else "off (no image)"
     return (
         f"Tandem API on http://{host}:{port}  (docs: http://{host}:{port}/docs)\n"
         f"  database:  {database}\n"
         f"  inference: {inference}\n"
+        f"  deployments: {deployments}\n"
         "  API key:   .venv/bin/python -m app create-api-key --name me\n"
         "Ctrl-C stops everything."
     )
@@ -182,6 +190,11 @@ def _banner(settings: Settings, host: str, port: int) -> str:
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
+    if args.banner and "public_url" not in settings.model_fields_set:
+        # make dev on another port: signed URLs and workers' callbacks come here.
+        os.environ["PUBLIC_URL"] = f"http://{args.host}:{args.port}"
+        get_settings.cache_clear()
+        settings = get_settings()
     if args.banner:
         print(_banner(settings, args.host, args.port), flush=True)
     uvicorn.run(

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -30,10 +30,50 @@ from app.inference import InferenceBackend, make_backend
 from app.services.api_keys import Authenticator
 from app.services.deployment_runner import DeploymentRunner
 from app.services.jobs import JobRunner
+from app.services.local_runpod import forget_earlier_runs, local_runpod, serves_deployments
 from app.storage import make_storage
 
 log = logging.getLogger("tandem.app")
 UPLOAD_ENVELOPE_BYTES = 64 * 1024  # multipart boundaries and fields around an uploaded file
+
+
+@asynccontextmanager
+async def _serving(
+    app: FastAPI, settings: Settings, backend: InferenceBackend | None
+) -> AsyncIterator[None]:
+    """The app's state for `settings`: database, storage, inference and the background runners."""
+    url, local_postgres = open_database(settings)
+    engine = make_engine(url, settings.db_pool_size, connect_args(settings))
+    if settings.migrate_on_start:
+        await migrate(engine, settings)
+    try:
+        await check_vector_dims(engine, settings)
+    except DatabaseUnavailable:  # /readiness says so; the check runs on the next start
+        log.warning("the vector columns were not checked: the database is unavailable")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.authenticator = Authenticator(engine, settings.rate_limit_per_minute)
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.storage = make_storage(settings)
+    app.state.backend = backend or make_backend(settings)
+    await app.state.backend.start()
+    app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
+    app.state.jobs.start()
+    app.state.deployments = DeploymentRunner(engine, settings)
+    app.state.deployments.start()
+    keeper = (
+        asyncio.create_task(local_postgres.keep_running(engine.dispose)) if local_postgres else None
+    )
+    try:
+        yield
+    finally:
+        if keeper:
+            keeper.cancel()
+        await app.state.deployments.aclose()
+        await app.state.jobs.stop()
+        if backend is None:
+            await app.state.backend.aclose()
+        await engine.dispose()
 
 
 def create_app(
@@ -44,40 +84,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url, local_postgres = open_database(settings)
-        engine = make_engine(url, settings.db_pool_size, connect_args(settings))
-        if settings.migrate_on_start:
-            await migrate(engine, settings)
-        try:
-            await check_vector_dims(engine, settings)
-        except DatabaseUnavailable:  # /readiness says so; the check runs on the next start
-            log.warning("the vector columns were not checked: the database is unavailable")
-        app.state.settings = settings
-        app.state.engine = engine
-        app.state.authenticator = Authenticator(engine, settings.rate_limit_per_minute)
-        app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.storage = make_storage(settings)
-        app.state.backend = backend or make_backend(settings)
-        await app.state.backend.start()
-        app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
-        app.state.jobs.start()
-        app.state.deployments = DeploymentRunner(engine, settings)
-        app.state.deployments.start()
-        keeper = (
-            asyncio.create_task(local_postgres.keep_running(engine.dispose))
-            if local_postgres
-            else None
-        )
-        try:
+        async with AsyncExitStack() as stack:
+            running = settings
+            if serves_deployments(settings):  # local mode: deployments on a local RunPod
+                running = await stack.enter_async_context(local_runpod(settings))
+            await stack.enter_async_context(_serving(app, running, backend))
+            if running is not settings:
+                await forget_earlier_runs(app.state.engine)
             yield
-        finally:
-            if keeper:
-                keeper.cancel()
-            await app.state.deployments.aclose()
-            await app.state.jobs.stop()
-            if backend is None:
-                await app.state.backend.aclose()
-            await engine.dispose()
 
     # No redirect for a trailing slash: a bodiless 307 that clients drop their body on.
     # /docs works offline: Swagger UI's assets come from the fastapi-offline package.

@@ -22,10 +22,10 @@ from app.core.config import Settings
 from app.core.db import async_url
 from app.inference import InferenceBackend
 from app.inference.local import LocalBackend
+from app.inference.local_models import CPU_ENV
 from app.main import create_app
 from app.services.api_keys import create_api_key
 from tests.net import free_port
-from tests.vllm_cpu import CPU_ENV
 from tests.workers.controlled import ControlledWorker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,13 +8,6 @@ from pathlib import Path
 from gpu_worker.llm.handler import LlmWorker
 from gpu_worker.llm.settings import LlmSettings
 
-CPU_ENV = {
-    "DTYPE": "float32",
-    "ENFORCE_EAGER": "true",
-    "GPU_MEMORY_UTILIZATION": "0.1",
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-}
-
 
 def cpu_settings(model: Path | str, **overrides) -> LlmSettings:
     values = {

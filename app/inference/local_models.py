@@ -28,6 +28,14 @@ log = logging.getLogger("tandem.local")
 TINY_LLM = "tandem-tiny-random-llama"
 TINY_CLIP = "tandem-tiny-random-clip-512d"
 MINILM = "all-MiniLM-L6-v2"
+# vLLM on the CPU (shared/ENVIRONMENT.md) in the llm worker's variables: float32, eager mode, a
+# small memory fraction and a KV cache of 1 GiB.
+CPU_ENV = {
+    "DTYPE": "float32",
+    "ENFORCE_EAGER": "true",
+    "GPU_MEMORY_UTILIZATION": "0.1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+}
 
 
 def offline_path(name: str) -> str | None:
@@ -74,14 +82,23 @@ def _resolve(setting: str, name: str, tiny: Path, build: Callable[[Path], Path])
     return tiny_model(tiny, build), tiny.name
 
 
-def _cpu_options() -> dict:
-    """vLLM on the CPU (see shared/ENVIRONMENT.md); nothing to change on a GPU."""
+def _on_cpu() -> bool:
     import torch
 
-    if torch.cuda.is_available():
+    return not torch.cuda.is_available()
+
+
+def _cpu_options() -> dict:
+    """vLLM on the CPU (see shared/ENVIRONMENT.md); nothing to change on a GPU."""
+    if not _on_cpu():
         return {}
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the engine reads it at start
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_ENV["VLLM_CPU_KVCACHE_SPACE"])
     return {"dtype": "float32", "enforce_eager": True, "gpu_memory_utilization": 0.1}
+
+
+def worker_process_env() -> dict[str, str]:
+    """The variables an llm worker process needs on this machine (CPU_ENV without a GPU)."""
+    return CPU_ENV if _on_cpu() else {}
 
 
 def chat_worker(settings: Settings) -> "LlmWorker":

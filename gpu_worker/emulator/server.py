@@ -27,8 +27,9 @@ V2_ACCOUNT = "/v2/account"  # REST API v2's account routes (beside the job API's
 
 class Emulator:
     """The emulator's state: job queues and worker pools by endpoint id, the control plane,
-    the API keys it accepts (a set, so a test can rotate them), the image -> module map and the
-    private registries (host -> the username and password that pull from it)."""
+    the API keys it accepts (a set, so a test can rotate them), the image -> module map, the
+    private registries (host -> the username and password that pull from it) and variables the
+    machine gives every worker of an endpoint made through /v1 (its template's env wins)."""
 
     def __init__(
         self,
@@ -36,10 +37,12 @@ class Emulator:
         images: dict[str, str],
         api_key: str | None,
         registries: dict[str, tuple[str, str]] | None = None,
+        machine_env: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url
         self.images = images
         self.registries = registries or {}
+        self.machine_env = machine_env or {}
         self.api_keys = {api_key} if api_key else set()
         self.control = ControlPlane()
         self.queues: dict[str, Endpoint] = {}
@@ -56,7 +59,7 @@ class Emulator:
         template = self.control.templates[endpoint["templateId"]]
         pool = self.pools.get(endpoint["id"]) or self.add_endpoint(endpoint["id"], None)
         pool.queue.execution_timeout_s = endpoint["executionTimeoutMs"] / 1000
-        env = self.control.boot_env(template["env"])
+        env = self.machine_env | self.control.boot_env(template["env"])
         pool.configure(
             self.images.get(template["imageName"]) if self.can_pull(template) else None,
             env,
@@ -88,13 +91,14 @@ def create_app(
     endpoint_env: dict[str, dict[str, str]] | None = None,
     images: dict[str, str] | None = None,
     registries: dict[str, tuple[str, str]] | None = None,
+    machine_env: dict[str, str] | None = None,
 ) -> FastAPI:
     """`endpoints` maps names of fixed endpoints (one worker each, always on) to worker
     modules; `base_url` is where workers reach us; `endpoint_env` adds variables to one fixed
     endpoint's workers (as a RunPod template's env); `images` maps the image names of templates
     made through /v1 to worker modules; `registries` makes registry hosts private (see
-    `Emulator.can_pull`)."""
-    state = Emulator(base_url, images or {}, api_key, registries)
+    `Emulator.can_pull`); `machine_env` goes to the workers of those endpoints."""
+    state = Emulator(base_url, images or {}, api_key, registries, machine_env)
     for name, module in endpoints.items():
         state.add_endpoint(name, execution_timeout_s).configure(
             module, (endpoint_env or {}).get(name, {}), 1, 1

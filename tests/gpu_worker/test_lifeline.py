@@ -11,8 +11,8 @@ import time
 import psutil
 import pytest
 
+from app.inference.local_models import CPU_ENV
 from gpu_worker.llm.tiny import build_tiny_llama
-from tests.vllm_cpu import CPU_ENV
 
 # Starts an LLM worker's engine on a tiny model, says so, and waits to be killed.
 HOLDER = """

