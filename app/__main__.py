@@ -245,7 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     revoke.set_defaults(run=_revoke_api_key)
 
     retention = commands.add_parser(
-        "retention", help="delete uploads older than RETENTION_RAW_DAYS, with their rows"
+        "retention",
+        help="delete uploads older than RETENTION_RAW_DAYS, with their rows, and the "
+        "deployments of tenants with no active API key",
     )
     retention.add_argument("--dry-run", action="store_true", help="only list what would go")
     retention.set_defaults(run=_retention)

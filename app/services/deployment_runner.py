@@ -317,6 +317,8 @@ class DeploymentRunner:
         return template["id"], endpoint["id"]
 
     def _remove_at_runpod(self, template_id: str | None, endpoint_id: str | None) -> None:
+        if not (template_id or endpoint_id):
+            return  # nothing was made there
         with self._rest() as rest:
             if endpoint_id:
                 with contextlib.suppress(RunPodNotFound):

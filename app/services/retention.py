@@ -1,15 +1,18 @@
 """Retention: documents and images whose upload is older than RETENTION_RAW_DAYS are
-deleted, stored file first and then the row (with a document's chunks); and stored files that
-no row names (an upload that died between its file and its row) are swept once they are older
-than ORPHAN_GRACE, which an upload in flight never is."""
+deleted, stored file first and then the row (with a document's chunks); stored files that no
+row names (an upload that died between its file and its row) are swept once they are older
+than ORPHAN_GRACE, which an upload in flight never is; and the deployments of deleted tenants
+(every key of theirs revoked) are deleted: marked `deleting`, which the API's runner finishes
+at RunPod."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import Document, Image
+from app.models import ApiKey, Deployment, Document, Image
+from app.services.deployments import transition
 from app.services.uploads import delete_upload
 from app.storage import Storage
 
@@ -46,7 +49,8 @@ async def apply_retention(
                 f"uploaded {row.updated_at:%Y-%m-%d %H:%M} UTC)"
             )
         lines.append(f"{verb} {len(rows)} {kind}s uploaded before {cutoff:%Y-%m-%d %H:%M} UTC")
-    return lines + await sweep_orphans(engine, storage, dry_run, now)
+    lines += await sweep_orphans(engine, storage, dry_run, now)
+    return lines + await end_deployments_of_deleted_tenants(engine, dry_run)
 
 
 async def sweep_orphans(
@@ -66,4 +70,31 @@ async def sweep_orphans(
                 await asyncio.to_thread(storage.delete, key)
             lines.append(f"{verb} {key}: no {model.__name__.lower()} names it")
         lines.append(f"{verb} {len(orphans)} files under {prefix} that no row names")
+    return lines
+
+
+async def end_deployments_of_deleted_tenants(engine: AsyncEngine, dry_run: bool) -> list[str]:
+    """Delete (or list) the deployments of tenants no active key belongs to any more."""
+    verb = "would delete" if dry_run else "deleted"
+    active_key = exists().where(ApiKey.tenant == Deployment.tenant, ApiKey.revoked_at.is_(None))
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(Deployment.id, Deployment.name, Deployment.tenant)
+                .where(Deployment.status.not_in(("deleting", "deleted")), ~active_key)
+                .order_by(Deployment.created_at)
+            )
+        ).all()
+        lines = []
+        for row in rows:
+            if not dry_run:
+                await transition(
+                    conn,
+                    row.id,
+                    "deleting",
+                    "retention: its tenant has no active API key",
+                    check_at=func.now(),
+                )
+            lines.append(f"{verb} deployment {row.id} ({row.name!r}, tenant {row.tenant!r})")
+    lines.append(f"{verb} {len(rows)} deployments of tenants with no active API key")
     return lines

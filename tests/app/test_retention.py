@@ -1,6 +1,7 @@
 """`python -m app retention [--dry-run]`: uploads older than RETENTION_RAW_DAYS go, with their
-rows, chunks and stored files; newer ones stay."""
+rows, chunks and stored files; newer ones stay; deleted tenants' deployments go."""
 
+import asyncio
 import os
 import time
 import uuid
@@ -8,6 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from app.services.api_keys import create_api_key, revoke_api_key
 from app.storage import ObjectNotFound
 from tests.app.test_cli import run_cli
 
@@ -120,3 +122,44 @@ async def test_files_no_row_names_are_swept_once_past_the_grace(api, uploads):
             api.storage.get(key)
     assert api.storage.get("documents/in-flight.md") == b"orphan"  # inside the grace
     assert api.storage.get(tracked)  # a row names it
+
+
+async def test_deployments_of_tenants_with_no_active_key_are_deleted(api):
+    """A tenant whose every key is revoked is gone: retention marks its deployments
+    `deleting` (saying why), which the API's runner finishes; other tenants' stay."""
+    for tenant in ("leaving", "staying"):
+        await create_api_key(api.app.state.sessionmaker, tenant, tenant=tenant)
+    made = {}
+    for tenant in ("leaving", "staying"):
+        made[tenant] = uuid.uuid4()
+        await execute(
+            api,
+            "INSERT INTO deployments (id, tenant, name, model, task, workers_min, workers_max,"
+            " idle_timeout, env, status, deadline_at) VALUES (:id, :tenant, 'chat', 'acme/chat',"
+            " 'generate', 0, 1, 5, '{}', 'ready', now())",
+            id=made[tenant],
+            tenant=tenant,
+        )
+    key_id = await scalar(api, "SELECT id FROM api_keys WHERE tenant = 'leaving'")
+    assert await revoke_api_key(api.app.state.sessionmaker, key_id)
+
+    dry = retention(api, "--dry-run")
+    assert f"would delete deployment {made['leaving']} ('chat', tenant 'leaving')" in dry.stdout
+    assert "would delete 1 deployments of tenants with no active API key" in dry.stdout
+    status = "SELECT status FROM deployments WHERE id = :id"
+    assert await scalar(api, status, id=made["leaving"]) == "ready"
+
+    done = retention(api)
+    assert done.returncode == 0, done.stderr
+    assert "deleted 1 deployments of tenants with no active API key" in done.stdout
+    detail = "SELECT detail FROM deployment_events WHERE deployment_id = :id AND status = :status"
+    assert (
+        await scalar(api, detail, id=made["leaving"], status="deleting")
+        == "retention: its tenant has no active API key"
+    )
+    api.app.state.deployments.wake()
+    deadline = time.monotonic() + 10
+    while await scalar(api, status, id=made["leaving"]) != "deleted":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    assert await scalar(api, status, id=made["staying"]) == "ready"
