@@ -11,6 +11,7 @@ import pytest
 import runpod
 from pulumi.automation import CommandError, ConfigValue
 
+from infra.runpod.client import RunPodRest
 from tests.engine import HMAC_SECRET
 from tests.engine.harness import REPO_ROOT, Project, engine_bin
 from tests.net import free_port
@@ -192,6 +193,34 @@ def test_drift_names_what_changed_out_of_band(project, control):
 
     dev(project).up(refresh=True)  # put everything back: the deleted endpoint is made again
     assert drift(project).returncode == 0
+
+
+def test_drift_and_up_leave_the_apis_deployments_alone(project, control):
+    """What the API makes for a deployment (a template and an endpoint named tandem-deploy-*,
+    app/services/deployment_runner.py) is no Pulumi resource: drift does not report it and
+    `pulumi up` leaves it be."""
+    name = "tandem-deploy-0123456789ab"
+    template = control.rest(
+        "POST",
+        "/templates",
+        json={"name": name, "imageName": "tandem/llm:test", "isServerless": True, "env": {}},
+    ).json()
+    endpoint = control.rest(
+        "POST",
+        "/endpoints",
+        json={"name": name, "templateId": template["id"], "gpuTypeIds": ["NVIDIA L4"]},
+    ).json()
+    try:
+        clean = drift(project)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert clean.stdout.strip() == "dev: no drift"
+        dev(project).preview(expect_no_changes=True)
+        dev(project).up()
+        assert control.rest("GET", f"/endpoints/{endpoint['id']}").json()["name"] == name
+    finally:
+        with RunPodRest(control.api_key, control.url) as rest:  # as the API removes it
+            rest.delete_endpoint(endpoint["id"])
+            rest.delete_template(template["id"])
 
 
 def test_drift_with_the_control_plane_down_is_an_error(project):
