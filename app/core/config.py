@@ -106,10 +106,15 @@ class Settings(BaseSettings):
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
         return self
 
+    @property
+    def on_one_machine(self) -> bool:
+        """A local or test run: loopback webhooks and model directories are fine."""
+        return self.environment in ("local", "test")
+
     @model_validator(mode="after")
     def _default_migrate_on_start(self) -> "Settings":
         if self.migrate_on_start is None:
-            self.migrate_on_start = self.environment in ("local", "test")
+            self.migrate_on_start = self.on_one_machine
         return self
 
     @model_validator(mode="after")

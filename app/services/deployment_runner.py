@@ -120,7 +120,10 @@ class DeploymentRunner:
         handler = getattr(self, f"_{row.status}", None)
         if handler is None:  # ready, failed, ...: only their webhook may be due
             await deployment_webhooks.deliver(
-                self.engine, row, self.settings.deployment_webhook_retry_seconds
+                self.engine,
+                row,
+                self.settings.deployment_webhook_retry_seconds,
+                public_only=not self.settings.on_one_machine,
             )
             return
         await handler(row)

@@ -1,8 +1,11 @@
 """A deployment's notification to its `webhook_url` once it is `ready` or `failed`: a JSON body
 signed with the tenant's webhook secret, `X-Tandem-Signature: t=<unix time>,v1=<hex HMAC-SHA256
 of "<t>.<body>">`, retried with backoff; after the last failed attempt the deployment is
-`webhook_failed`. Every attempt is stored (GET /v1/deployments/{id} shows them)."""
+`webhook_failed`. Every attempt is stored (GET /v1/deployments/{id} shows them). Outside local
+mode the request goes to the public address its host resolves to at that moment, checked (a
+DNS answer changed since the deployment was created cannot point it into our network)."""
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -16,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.models import WebhookDelivery, WebhookSecret
 from app.services.deployments import due, transition
+from gpu_worker.common.fetch import EVERYWHERE, FetchError, pinned_request
 
 ATTEMPTS = 3
 TIMEOUT_S = 10.0
@@ -39,9 +43,10 @@ def payload(row: Row) -> bytes:
     ).encode()
 
 
-async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float) -> None:
-    """One attempt at notifying `row`'s webhook of its status (ready or failed); the next is
-    due after `retry_base_s * 4**attempt`, and none after the last."""
+async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float, public_only: bool) -> None:
+    """One attempt at notifying `row`'s webhook of its status (ready or failed), at a public
+    address only if `public_only`; the next is due after `retry_base_s * 4**attempt`, and
+    none after the last."""
     if row.webhook_url is None or row.status not in ("ready", "failed"):
         async with engine.begin() as conn:
             await conn.execute(due(row.id, None))
@@ -61,12 +66,18 @@ async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float) -> None:
         "X-Tandem-Signature": signature(secret or "", body, int(time.time())),
     }
     status_code, error = None, None
+    allowed = () if public_only else EVERYWHERE
     try:
+        request = await asyncio.to_thread(
+            pinned_request, "POST", row.webhook_url, allowed, content=body, headers=headers
+        )
         async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-            response = await client.post(row.webhook_url, content=body, headers=headers)
+            response = await client.send(request)
         status_code = response.status_code
         if response.is_error:
             error = f"answered {status_code}"
+    except FetchError as exc:
+        error = f"refused: {exc}"
     except httpx.HTTPError as exc:
         error = f"unreachable: {type(exc).__name__}"
     attempt = (done or 0) + 1

@@ -111,7 +111,7 @@ def check_request(body: DeploymentIn, settings: Settings) -> None:
     if reserved := sorted(RESERVED_ENV.intersection(body.env)):
         raise InvalidInput(f"env: {', '.join(reserved)} is set by Tandem, not by a request")
     model_is_directory = body.model.startswith("/")
-    if model_is_directory and settings.environment not in ("local", "test"):
+    if model_is_directory and not settings.on_one_machine:
         raise InvalidInput("model: a model directory is for local mode; give a Hub id (org/name)")
     if settings.deployment_image is None:
         raise NotSetUp("deployments are not set up here: DEPLOYMENT_IMAGE is unset")
@@ -153,7 +153,7 @@ async def create(
         raise InvalidInput(f"model: {exc}") from None
     except HubUnreachable:
         pass  # accepted: the runner checks it once the Hub answers
-    if body.webhook_url is not None and settings.environment not in ("local", "test"):
+    if body.webhook_url is not None and not settings.on_one_machine:
         await asyncio.to_thread(check_webhook_url, body.webhook_url)  # resolves its host
     deployment_id = uuid.uuid4()
     name = body.name or default_name(body.model, deployment_id)

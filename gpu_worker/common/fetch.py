@@ -1,15 +1,17 @@
-"""Safe image download: http(s) only, public addresses only, bounded size and time.
+"""Safe requests to URLs users give: http(s) only, public addresses only, bounded size and time.
 
 An image URL comes from a user, so the worker must not be usable to reach its own network
-(SSRF). Every hop of a redirect is resolved and checked before it is fetched, and the request
-goes to the address that was checked (Host header and TLS name kept), so a DNS answer that
-changes between the check and the connection (DNS rebinding) cannot reach another address.
-The size cap holds while streaming, so a lying Content-Length cannot exhaust memory.
+(SSRF); nor may the API through a deployment's webhook URL (`pinned_request`). Every hop of a
+redirect is resolved and checked before it is fetched, and the request goes to the address
+that was checked (Host header and TLS name kept), so a DNS answer that changes between the
+check and the connection (DNS rebinding) cannot reach another address. The size cap holds
+while streaming, so a lying Content-Length cannot exhaust memory.
 """
 
 import ipaddress
 import socket
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -52,22 +54,26 @@ def _under(url: str, prefixes: Sequence[str]) -> bool:
     return any(url.startswith(prefix) for prefix in prefixes) and ".." not in path.split("/")
 
 
-def _pinned_request(
-    url: str, allowed: Sequence[Network], allowed_prefixes: Sequence[str]
+def pinned_request(
+    method: str,
+    url: str,
+    allowed: Sequence[Network] = (),
+    allowed_prefixes: Sequence[str] = (),
+    **request: Any,
 ) -> httpx.Request:
-    """A GET of `url` sent to the address checked for its host (any address for a URL under
-    `allowed_prefixes`)."""
+    """A request to `url` sent to the address checked for its host (any address for a URL
+    under `allowed_prefixes`); `request`: httpx.Request's content, headers..."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError("image_url must be an http or https URL")
+        raise FetchError(f"{url[:100]!r} is not an http or https URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     trusted = EVERYWHERE if _under(url, allowed_prefixes) else allowed
     address = public_address(parts.hostname, port, trusted)
     literal = f"[{address}]" if ":" in address else address
     pinned = urlunsplit(parts._replace(netloc=f"{literal}:{port}"))
-    host = parts.netloc.rsplit("@", 1)[-1]
+    headers = {**request.pop("headers", {}), "Host": parts.netloc.rsplit("@", 1)[-1]}
     extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-    return httpx.Request("GET", pinned, headers={"Host": host}, extensions=extensions)
+    return httpx.Request(method, pinned, headers=headers, extensions=extensions, **request)
 
 
 def fetch_image_bytes(
@@ -86,7 +92,7 @@ def fetch_image_bytes(
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
     with httpx.Client(timeout=timeout, follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            request = _pinned_request(url, allowed_networks, allowed_prefixes)
+            request = pinned_request("GET", url, allowed_networks, allowed_prefixes)
             try:
                 response = client.send(request, stream=True)
                 try:

@@ -24,6 +24,7 @@ from sqlalchemy import insert, select
 
 from app.core.errors import InvalidInput
 from app.models import ApiKey, Deployment
+from app.services import deployment_webhooks
 from app.services.api_keys import hash_key
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.deployments import check_webhook_url
@@ -481,3 +482,27 @@ async def test_the_workers_callback_takes_only_signed_known_stages(api):
     unknown = await api.client.post(READY_PATH, **signed(message | {"status": "warm"}))
     error = assert_error(unknown, 422, "validation_error")
     assert error["message"] == "status: expected one of loading, ready, failed"
+
+
+async def test_outside_local_mode_a_webhook_is_posted_to_public_addresses_only(api):
+    """Delivery checks the address again (a host whose DNS answer turned private since the
+    deployment was made is not posted to): each attempt says why; the last ends
+    `webhook_failed`."""
+    server, hook = receiver(200)
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    engine = api.app.state.engine
+    async with runner_paused(api):
+        deployment_id = await creating_endpoint(
+            api, "rebound", status="failed", error="no capacity", webhook_url=url
+        )
+        for _ in range(3):
+            async with engine.connect() as conn:
+                row = (
+                    await conn.execute(select(Deployment).where(Deployment.id == deployment_id))
+                ).one()
+            await deployment_webhooks.deliver(engine, row, 0.01, public_only=True)
+    deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
+    refused = "refused: host '127.0.0.1' resolves to a non-public address"
+    assert [d["error"] for d in deployment["deliveries"]] == [refused] * 3
+    assert deployment["status"] == "webhook_failed" and hook.received == []
+    server.shutdown()
