@@ -1,18 +1,26 @@
-"""A local Hugging Face Hub for the deployment tests: the two Hub API routes model validation
-calls, with the answers the Hub documents (huggingface.co/docs/hub/api: `GET /api/models/
-{repo_id}` and its `/revision/{revision}` form, `?blobs=true` for file sizes: `id`, `sha`,
-`gated` (false, "auto" or "manual"), `private`, `config` with `architectures`, `siblings` of
-`{rfilename, size, blobId}`), and its errors as `huggingface_hub` reads them (the
-`X-Error-Code` header: `RepoNotFound`, `GatedRepo`; the `auth-check` route answers 403 GatedRepo
-to a token without access). A model is `{config, files: {name: size}, gated}`, or
-`{unavailable: True}` for one the Hub answers 503 for (an outage); tokens in `access` may read
-the gated ones."""
+"""A local Hugging Face Hub for the deployment tests: the Hub API routes model validation calls,
+with the answers the Hub documents (huggingface.co/docs/hub/api: `GET /api/models/{repo_id}`
+and its `/revision/{revision}` form, `?blobs=true` for file sizes: `id`, `sha`, `gated` (false,
+"auto" or "manual"), `private`, `config` with `architectures`, `siblings` of `{rfilename, size,
+blobId}`; `GET /api/models/{repo_id}/tree/{revision}[/{path}]`: `[{type, oid, size, path}]`),
+the file downloads a worker makes (`HEAD`/`GET /{repo_id}/resolve/{revision}/{filename}`, with
+the `X-Repo-Commit`, `ETag` and `Content-Length` headers `huggingface_hub` reads, and byte
+ranges), the agent-harness registry `huggingface_hub` reads (`GET /api/agent-harnesses`), and its
+errors as `huggingface_hub` reads them (the `X-Error-Code` header: `RepoNotFound`, `GatedRepo`,
+`EntryNotFound`; the `auth-check` route answers 403 GatedRepo to a token without access).
+
+A model is `{config, files: {name: size}, gated}` (`hosted(directory)` makes one whose files
+are a directory's, served), or `{unavailable: True}` for one the Hub answers 503 for (an
+outage); tokens in `access` may read the gated ones. A request no route serves is answered 404
+and kept in `unserved`, which tests assert empty."""
 
 import hashlib
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -25,6 +33,7 @@ class FakeHub:
         self.models = models
         self.access = set(access)
         self.requests: list[str] = []
+        self.unserved: list[str] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         repo = "<org>/<name>"
@@ -33,6 +42,10 @@ class FakeHub:
                 Rule(f"/api/models/{repo}", endpoint="info"),
                 Rule(f"/api/models/{repo}/revision/<revision>", endpoint="info"),
                 Rule(f"/api/models/{repo}/auth-check", endpoint="auth_check"),
+                Rule(f"/api/models/{repo}/tree/<revision>", endpoint="tree"),
+                Rule(f"/api/models/{repo}/tree/<revision>/<path:path>", endpoint="tree"),
+                Rule(f"/{repo}/resolve/<revision>/<path:filename>", endpoint="resolve"),
+                Rule("/api/agent-harnesses", endpoint="harnesses"),
             ]
         )
 
@@ -46,8 +59,14 @@ class FakeHub:
 
     def _wsgi(self, environ: dict, start_response: Any) -> Any:
         request = Request(environ)
-        self.requests.append(request.full_path.rstrip("?"))
-        endpoint, args = self.routes.bind_to_environ(environ).match()
+        self.requests.append(f"{request.method} {request.full_path.rstrip('?')}")
+        try:
+            endpoint, args = self.routes.bind_to_environ(environ).match()
+        except HTTPException:
+            self.unserved.append(self.requests[-1])
+            return _error(404, "", "Not Found")(environ, start_response)
+        if endpoint == "harnesses":  # the registry huggingface_hub reads (its `Registry` type)
+            return _json({"standardEnvVars": [], "harnesses": {}})(environ, start_response)
         repo_id = f"{args['org']}/{args['name']}"
         model = self.models.get(repo_id)
         if model is None:  # the Hub answers 401 (not 404) without a token: no hint it exists
@@ -60,21 +79,61 @@ class FakeHub:
                 response = _error(403, "GatedRepo", f"Access to model {repo_id} is restricted.")
             else:
                 response = Response(status=200)
+        elif endpoint == "tree":
+            response = _json(_tree(model, args.get("path", "")))
+        elif endpoint == "resolve":
+            response = _resolve(repo_id, model, args["filename"], request)
         else:
-            response = Response(
-                json.dumps(_info(repo_id, model, request.args.get("blobs") == "true")),
-                mimetype="application/json",
-            )
+            response = _json(_info(repo_id, model, request.args.get("blobs") == "true"))
         return response(environ, start_response)
 
 
+def hosted(directory: Path) -> dict[str, Any]:
+    """A model whose files are `directory`'s."""
+    files = {p.name: p.stat().st_size for p in sorted(directory.iterdir()) if p.is_file()}
+    config = json.loads((directory / "config.json").read_text())
+    return {"config": config, "files": files, "directory": directory}
+
+
+def _sha(repo_id: str) -> str:
+    return hashlib.sha256(repo_id.encode()).hexdigest()[:40]  # a commit id's length
+
+
+def _blob_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def _tree(model: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    if path:  # the fake's repositories are flat
+        return []
+    return [
+        {"type": "file", "oid": _blob_id(name), "size": size, "path": name}
+        for name, size in model["files"].items()
+    ]
+
+
+def _resolve(repo_id: str, model: dict[str, Any], filename: str, request: Request) -> Response:
+    directory = model.get("directory")
+    if directory is None or filename not in model["files"]:
+        return _error(404, "EntryNotFound", f"{filename} does not exist on the Hub")
+    content = (directory / filename).read_bytes()
+    headers = {"X-Repo-Commit": _sha(repo_id), "ETag": f'"{hashlib.sha256(content).hexdigest()}"'}
+    # HEAD: the same headers (Content-Length), no body; a Range (safetensors headers): 206.
+    response = Response(content, 200, headers)
+    return response.make_conditional(request, accept_ranges=True, complete_length=len(content))
+
+
+def _json(body: Any) -> Response:
+    return Response(json.dumps(body), mimetype="application/json")
+
+
 def _info(repo_id: str, model: dict[str, Any], blobs: bool) -> dict[str, Any]:
-    sha = hashlib.sha256(repo_id.encode()).hexdigest()[:40]  # a commit id's length
+    sha = _sha(repo_id)
     siblings = []
     for name, size in model["files"].items():
         sibling: dict[str, Any] = {"rfilename": name}
         if blobs:
-            sibling |= {"size": size, "blobId": hashlib.sha256(name.encode()).hexdigest()[:40]}
+            sibling |= {"size": size, "blobId": _blob_id(name)}
         siblings.append(sibling)
     return {
         "_id": sha[:24],

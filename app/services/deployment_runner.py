@@ -286,6 +286,8 @@ class DeploymentRunner:
         }
         if self.secret is not None:
             env["EMBEDDING_HMAC_SECRET"] = self.secret
+        if self.settings.hf_endpoint:  # the Hub (or mirror) this API checked the model on
+            env["HF_ENDPOINT"] = self.settings.hf_endpoint
         if row.hf_token:
             env["HF_TOKEN"] = row.hf_token
         template_body = {

@@ -32,7 +32,7 @@ from gpu_worker.common.signing import sign
 from gpu_worker.llm.tiny import build_tiny_llama
 from tests.app.test_api import assert_error
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
-from tests.hf_hub import FakeHub
+from tests.hf_hub import FakeHub, hosted
 from tests.net import free_port
 from tests.runpod_control import ControlPlane
 
@@ -93,8 +93,9 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hub():
-    with FakeHub(HUB_MODELS) as server:
+    with FakeHub(dict(HUB_MODELS)) as server:
         yield server
+    assert server.unserved == []
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +217,35 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert (await api.delete(f"/v1/deployments/{answer['deployment_id']}")).status_code == 204
     server.shutdown()
     print(f"202 to ready: {ready_s:.1f} s")
+
+
+async def test_a_hub_model_is_downloaded_by_its_worker_then_loaded(api, hub, tiny, tmp_path):
+    """A Hub id (the tiny Llama's files on the fake Hub): the worker fetches the weights with
+    vLLM's loader from the Hub the API checked it on (HF_ENDPOINT), says it is loading them,
+    then serves."""
+    hub.models["acme/tiny-llama"] = hosted(tiny)
+    body = {
+        "model": "acme/tiny-llama",
+        "task": "generate",
+        "workers_min": 1,
+        "env": {"HF_HOME": str(tmp_path / "hf-cache")},  # the worker's own cache
+    }
+    created = await api.post("/v1/deployments", json=body)
+    assert created.status_code == 202, created.text
+    deployment = await settled(api, created.json()["deployment_id"])
+    assert deployment["status"] == "ready", deployment
+    assert statuses(deployment)[-3:] == ["downloading_model", "loading_model", "ready"]
+    weights = "/acme/tiny-llama/resolve/main/model.safetensors"
+    assert f"GET {weights}" in hub.requests  # downloaded, not read from a directory
+    assert list((tmp_path / "hf-cache").rglob("model.safetensors"))
+    client = openai.AsyncOpenAI(
+        base_url=f"{api.client.base_url}/v1", api_key=api.key, max_retries=0
+    )
+    completion = await client.completions.create(
+        model=deployment["name"], prompt="Hi", max_tokens=3
+    )
+    assert completion.choices[0].finish_reason == "length"
+    assert (await api.delete(f"/v1/deployments/{deployment['id']}")).status_code == 204
 
 
 async def test_a_model_the_worker_cannot_load_fails_with_the_workers_reason(api, control, tiny):

@@ -46,7 +46,7 @@ def hub():
 def test_a_hub_models_architecture_and_weights(hub):
     facts = model_facts("acme/small-chat", None, hub.url)
     assert facts == ModelFacts(("LlamaForCausalLM",), 2_000_000_000)  # weights only
-    assert "/api/models/acme/small-chat?blobs=true" in hub.requests
+    assert "GET /api/models/acme/small-chat?blobs=true" in hub.requests
 
 
 def test_a_model_directory_is_read_in_place(tmp_path):
