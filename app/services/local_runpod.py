@@ -83,9 +83,9 @@ async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
         listener.close()
 
 
-async def forget_earlier_runs(engine: AsyncEngine) -> int:
+async def forget_earlier_runs(engine: AsyncEngine) -> None:
     """Deployments made on an earlier run's local RunPod, whose endpoints ended with that run,
-    are deleted (marked `deleting`, saying why; the runner finishes). Returns how many."""
+    are deleted (marked `deleting`, saying why; the runner finishes)."""
     async with engine.begin() as conn:
         ids = (
             await conn.scalars(
@@ -100,4 +100,5 @@ async def forget_earlier_runs(engine: AsyncEngine) -> int:
                 "its endpoint ended with an earlier run of the local RunPod",
                 check_at=func.now(),
             )
-    return len(ids)
+    if ids:
+        log.info("deployments: %d of an earlier run are deleted with its RunPod", len(ids))

@@ -78,8 +78,8 @@ def check_model(
     asked: str | None,
     timeout_s: float = HUB_TIMEOUT_S,
 ) -> tuple[ModelFacts, str]:
-    """The model's facts and the GPU type it is to run on (one Hub request); ModelRefused
-    says why it cannot be deployed."""
+    """The model's facts and the GPU type it is to run on (one Hub request, a gated model's
+    two); ModelRefused says why it cannot be deployed."""
     facts = model_facts(model, token, hub_endpoint, timeout_s)
     check_architecture(facts, task, model)
     return facts, choose_gpu(facts, allowed, asked)

