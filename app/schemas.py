@@ -335,7 +335,11 @@ class DeploymentIn(Strict):
     )
     webhook_url: HttpUrl | None = Field(None, description="notified when ready or failed")
     hf_token: str | None = Field(
-        None, min_length=1, max_length=200, description="for gated models; never shown again"
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[!-~]+$",  # a Hugging Face access token: visible ASCII, sent as a header
+        description="for gated models; never shown again",
     )
 
 

@@ -118,12 +118,21 @@ def model_facts(
 
 
 def _directory_facts(directory: Path) -> ModelFacts:
-    config = directory / "config.json"
-    if not config.is_file():
-        raise ModelRefused(f"{directory} is not a model directory: it has no config.json")
-    architectures = tuple(json.loads(config.read_text()).get("architectures") or ())
-    weights = [p.stat().st_size for p in directory.rglob("*") if p.name.endswith(WEIGHT_SUFFIXES)]
-    return ModelFacts(architectures, sum(weights))
+    try:
+        config = json.loads((directory / "config.json").read_text())
+        weights = [
+            p.stat().st_size for p in directory.rglob("*") if p.name.endswith(WEIGHT_SUFFIXES)
+        ]
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelRefused(f"{directory} is not a model directory: it has no config.json") from None
+    except OSError as exc:
+        raise ModelRefused(f"{directory} cannot be read: {exc.strerror or exc}") from None
+    except ValueError:  # not JSON, not text
+        raise ModelRefused(f"{directory}/config.json is not JSON") from None
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(architectures, list):
+        architectures = []
+    return ModelFacts(tuple(map(str, architectures)), sum(weights))
 
 
 def check_architecture(facts: ModelFacts, task: str, model: str) -> None:

@@ -328,6 +328,7 @@ async def test_a_webhook_that_keeps_failing_ends_webhook_failed(api):
         ({"task": "paint"}, "task"),
         ({"model": "not a model id"}, "model"),
         ({"webhook_url": "ftp://example.com"}, "webhook_url"),
+        ({"hf_token": "hf_tøken"}, "hf_token"),
     ],
 )
 async def test_bad_requests_are_refused_and_make_nothing(api, body, words):

@@ -58,6 +58,16 @@ def test_a_model_directory_is_read_in_place(tmp_path):
         model_facts(str(tmp_path), None, None)
 
 
+def test_a_directory_that_cannot_be_read_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ModelRefused, match="cannot be read: File name too long"):
+        model_facts("/" + "0" * 300, None, None)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelRefused, match=r"config\.json is not JSON"):
+        model_facts(str(tmp_path), None, None)
+    (tmp_path / "config.json").write_text('{"architectures": 5}')
+    assert model_facts(str(tmp_path), None, None) == ModelFacts((), 0)
+
+
 @pytest.mark.parametrize(
     ("model", "token", "words"),
     [
