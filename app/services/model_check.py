@@ -9,7 +9,12 @@ from pathlib import Path
 
 import httpx2  # huggingface_hub's HTTP client (its own fork of httpx)
 from huggingface_hub import HfApi
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    RepositoryNotFoundError,
+)
 
 # Memory of the GPU types deployments may choose from, in GB (the vendors' datasheets), and the
 # tiers a request may name instead of a type.
@@ -105,6 +110,8 @@ def model_facts(
         ) from None
     except RepositoryNotFoundError:
         raise ModelRefused(f"no model {model!r} on the Hugging Face Hub") from None
+    except HFValidationError as exc:  # before any request: not a shape the Hub has
+        raise ModelRefused(f"{model!r} is not a Hugging Face model id: {exc}") from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code
         if status >= 500:

@@ -78,6 +78,7 @@ def test_a_directory_that_cannot_be_read_is_refused_with_the_reason(tmp_path):
             "acme/gated-chat is gated on the Hugging Face Hub: give an hf_token",
         ),
         ("acme/gated-chat", "hf_other", "the hf_token given may not read acme/gated-chat"),
+        ("acme/two..dots", None, "'acme/two..dots' is not a Hugging Face model id: Cannot have"),
     ],
 )
 def test_models_that_cannot_be_read_are_refused(hub, model, token, words):
