@@ -8,7 +8,8 @@ creating_endpoint → downloading_model: a RunPod template on the stack's llm wo
 model, the task, the signed ready callback) and an endpoint on it; a refusal halfway removes
 the template again; an endpoint without a minimum of workers gets a warm-up request, so that a
 worker starts. The worker's callbacks move it to `loading_model` once it has the weights, then
-to `ready` (or `failed`, with its reason); past its deadline it fails. A failed deployment's
+to `ready` (or `failed`, with its reason); a worker the endpoint's health reports serving makes
+it `ready` too (a lost callback); past its deadline it fails. A failed deployment's
 endpoint and template are removed; `deleting` tears down and ends `deleted`. Webhooks are
 the notifier's (app/services/deployment_webhooks.py).
 """
@@ -38,6 +39,7 @@ log = logging.getLogger("tandem.deployments")
 NAME_PREFIX = "tandem-deploy"  # on every template and endpoint a deployment makes
 LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
 HUB_RETRY_S = 30
+HEALTH_EVERY_S = 30  # how often an endpoint not yet ready is looked at, at RunPod
 WARM_UP = {"openai_route": "/v1/models", "openai_input": {}}
 READY_PATH = "/internal/deployment-ready"  # the workers' callback, beside RunPod's job webhook
 
@@ -171,7 +173,7 @@ class DeploymentRunner:
                 template_id=template_id,
                 endpoint_id=endpoint_id,
                 hf_token=None,
-                check_at=row.deadline_at,
+                check_at=_next_look(row),
             )
         if not moved:  # deleted meanwhile: what was just made goes too
             await asyncio.to_thread(self._remove_at_runpod, template_id, endpoint_id)
@@ -187,12 +189,31 @@ class DeploymentRunner:
             log.warning("deployment %s: the warm-up request failed: %s", deployment_id, exc)
 
     async def _downloading_model(self, row: Row) -> None:
-        """Due only at the deadline: not ready by then."""
-        if row.deadline_at <= datetime.now(UTC):
+        """Not ready yet: a worker RunPod reports serving (idle or running) has loaded the model
+        (ours serve only then), so the deployment is ready even if its callback was lost (an
+        instance stopped before it noted the endpoint); else it fails past its deadline, or is
+        looked at again."""
+        if await self._serving_at_runpod(row.endpoint_id):
+            detail = "RunPod reports a worker serving it (its callback did not arrive)"
+            async with self.engine.begin() as conn:
+                await transition(conn, row.id, "ready", detail, check_at=func.now())
+            self.wake()
+        elif row.deadline_at <= datetime.now(UTC):
             seconds = self.settings.deployment_ready_seconds
             await self._fail(row, f"the worker did not report ready within {seconds} s")
+        else:
+            async with self.engine.begin() as conn:
+                await conn.execute(due(row.id, _next_look(row)))
 
     _loading_model = _downloading_model
+
+    async def _serving_at_runpod(self, endpoint_id: str) -> bool:
+        try:
+            workers = (await self.jobs.health(endpoint_id)).get("workers") or {}
+        except ApiError as exc:  # looked at again; the deadline still holds
+            log.warning("endpoint %s: its health could not be read: %s", endpoint_id, exc)
+            return False
+        return workers.get("idle", 0) + workers.get("running", 0) > 0
 
     async def _deleting(self, row: Row) -> None:
         await self.tear_down(row.id)
@@ -331,6 +352,11 @@ class DeploymentRunner:
             if template_id:
                 with contextlib.suppress(RunPodNotFound):
                     rest.delete_template(template_id)
+
+
+def _next_look(row: Row) -> datetime:
+    """When a deployment waiting for its worker is looked at next: soon, or at its deadline."""
+    return min(datetime.now(UTC) + timedelta(seconds=HEALTH_EVERY_S), row.deadline_at)
 
 
 def _named(items: list[dict[str, Any]], name: str) -> dict[str, Any] | None:

@@ -27,14 +27,14 @@ from app.models import ApiKey, Deployment
 from app.services import deployment_webhooks
 from app.services.api_keys import hash_key
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
-from app.services.deployments import check_webhook_url
+from app.services.deployments import check_webhook_url, due
 from gpu_worker.common.signing import sign
 from gpu_worker.llm.tiny import build_tiny_llama
 from tests.app.test_api import assert_error
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
 from tests.hf_hub import FakeHub, hosted
 from tests.net import free_port
-from tests.runpod_control import ControlPlane
+from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 
 pytestmark = pytest.mark.vllm
 KEY = "rp-deployments-key"
@@ -537,3 +537,30 @@ async def test_outside_local_mode_a_webhook_is_posted_to_public_addresses_only(a
     assert [d["error"] for d in deployment["deliveries"]] == [refused] * 3
     assert deployment["status"] == "webhook_failed" and hook.received == []
     server.shutdown()
+
+
+async def test_a_lost_callback_is_made_up_for_by_the_endpoints_health(api):
+    """A worker that serves but whose callback never arrived (here: a worker that sends none)
+    is found serving in the endpoint's /health: the deployment is ready, saying so."""
+    engine = api.app.state.engine
+    silent = api.app.state.settings.model_copy(update={"deployment_image": CONTROLLED_IMAGE})
+    async with runner_paused(api):
+        deployment_id = await creating_endpoint(api, "silent")
+        other = DeploymentRunner(engine, silent)
+        try:
+            deadline = time.monotonic() + 60
+            while (deployment := (await api.get(f"/v1/deployments/{deployment_id}")).json())[
+                "status"
+            ] != "ready":
+                assert time.monotonic() < deadline, deployment
+                async with engine.begin() as conn:  # due now, not in HEALTH_EVERY_S
+                    await conn.execute(due(deployment_id, datetime.now(UTC)))
+                await other.run_due()
+                await asyncio.sleep(0.5)
+        finally:
+            await other.aclose()
+        assert statuses(deployment)[-2:] == ["downloading_model", "ready"]
+        assert deployment["events"][-1]["detail"] == (
+            "RunPod reports a worker serving it (its callback did not arrive)"
+        )
+        assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
