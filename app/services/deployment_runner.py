@@ -119,7 +119,7 @@ class DeploymentRunner:
             ).one_or_none()
         if row is None:
             return
-        handler = getattr(self, f"_{row.status}", None)
+        handler = getattr(self, f"_{row.status}", None)  # `_<status>`: that status's handler
         if handler is None:  # ready, failed, ...: only their webhook may be due
             await deployment_webhooks.deliver(
                 self.engine,
@@ -148,9 +148,7 @@ class DeploymentRunner:
             if row.deadline_at <= datetime.now(UTC):
                 await self._fail(row, str(exc))
             else:
-                later = datetime.now(UTC) + timedelta(seconds=HUB_RETRY_S)
-                async with self.engine.begin() as conn:
-                    await conn.execute(due(row.id, later))
+                await self._look_again(row, datetime.now(UTC) + timedelta(seconds=HUB_RETRY_S))
             return
         size = f"{facts.weight_bytes / 1e9:.2f} GB of weights"
         await self._move(row, "selecting_gpu", f"{', '.join(facts.architectures)}, {size}")
@@ -194,16 +192,14 @@ class DeploymentRunner:
         instance stopped before it noted the endpoint); else it fails past its deadline, or is
         looked at again."""
         if await self._serving_at_runpod(row.endpoint_id):
-            detail = "RunPod reports a worker serving it (its callback did not arrive)"
-            async with self.engine.begin() as conn:
-                await transition(conn, row.id, "ready", detail, check_at=func.now())
-            self.wake()
+            await self._make_ready(
+                row, "RunPod reports a worker serving it (its callback did not arrive)"
+            )
         elif row.deadline_at <= datetime.now(UTC):
             seconds = self.settings.deployment_ready_seconds
             await self._fail(row, f"the worker did not report ready within {seconds} s")
         else:
-            async with self.engine.begin() as conn:
-                await conn.execute(due(row.id, _next_look(row)))
+            await self._look_again(row, _next_look(row))
 
     _loading_model = _downloading_model
 
@@ -233,9 +229,19 @@ class DeploymentRunner:
             await transition(conn, deployment_id, "deleted", check_at=None)
 
     # -- moving on ------------------------------------------------------------------------
-    async def _move(self, row: Row, to: str, detail: str, **values: Any) -> None:
+    async def _move(self, row: Row, to: str, detail: str, **values: Any) -> bool:
         async with self.engine.begin() as conn:
-            await transition(conn, row.id, to, detail, check_at=func.now(), **values)
+            return await transition(conn, row.id, to, detail, check_at=func.now(), **values)
+
+    async def _make_ready(self, row: Row, detail: str) -> bool:
+        """`ready`, its webhook due now."""
+        moved = await self._move(row, "ready", detail)
+        self.wake()
+        return moved
+
+    async def _look_again(self, row: Row, at: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(due(row.id, at))
 
     async def _fail(self, row: Row, reason: str) -> bool:
         """`failed` with the reason (no secret: RunPod's messages come masked), once anything
@@ -268,16 +274,12 @@ class DeploymentRunner:
             return False
         if stage == "failed":
             return await self._fail(row, f"the worker could not load the model: {error}")
-        async with self.engine.begin() as conn:
-            if stage == "loading":
+        if stage == "loading":  # due as it was: at its next look
+            async with self.engine.begin() as conn:
                 return await transition(
                     conn, row.id, "loading_model", "the worker fetched the weights"
                 )
-            moved = await transition(
-                conn, row.id, "ready", "the worker loaded the model", check_at=func.now()
-            )
-        self.wake()
-        return moved
+        return await self._make_ready(row, "the worker loaded the model")
 
     async def backend_for(self, tenant: str, model: Any) -> RunPodBackend | None:
         """The inference backend of the tenant's deployment `model` (None: no such deployment;

@@ -141,6 +141,11 @@ async def settled(api, deployment_id: str, timeout_s: float = 90) -> dict:
         await asyncio.sleep(0.3)
 
 
+def openai_client(api) -> openai.AsyncOpenAI:
+    """The official client on the API, as a user's program reaches it."""
+    return openai.AsyncOpenAI(base_url=f"{api.client.base_url}/v1", api_key=api.key, max_retries=0)
+
+
 def statuses(deployment: dict) -> list[str]:
     return [event["status"] for event in deployment["events"]]
 
@@ -191,9 +196,7 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert template["env"]["MODEL_NAME"] == str(tiny) and template["env"]["TASK"] == "generate"
 
     # Served through the API as the stack's models are, by the official client.
-    client = openai.AsyncOpenAI(
-        base_url=f"{api.client.base_url}/v1", api_key=api.key, max_retries=0
-    )
+    client = openai_client(api)
     completion = await client.chat.completions.create(
         model="tiny-chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )
@@ -238,9 +241,7 @@ async def test_a_hub_model_is_downloaded_by_its_worker_then_loaded(api, hub, tin
     weights = "/acme/tiny-llama/resolve/main/model.safetensors"
     assert f"GET {weights}" in hub.requests  # downloaded, not read from a directory
     assert list((tmp_path / "hf-cache").rglob("model.safetensors"))
-    client = openai.AsyncOpenAI(
-        base_url=f"{api.client.base_url}/v1", api_key=api.key, max_retries=0
-    )
+    client = openai_client(api)
     completion = await client.completions.create(
         model=deployment["name"], prompt="Hi", max_tokens=3
     )

