@@ -8,6 +8,9 @@ from tests.conftest import REPO_ROOT, controlled_backend, make_settings, start_a
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m app ...`. Beside an API on the test's event loop, run it through
+    asyncio.to_thread: a row the API's background work had locked when the loop stopped would
+    stay locked, and the command wait on it (retention once did, for 60 s)."""
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         cwd=REPO_ROOT,

@@ -109,7 +109,8 @@ async def test_a_deployed_api_waits_for_the_deploys_migration_job(database_url):
             f"failed: the database is at revision 0004 and this release needs {head_revision()}: "
             "run `python -m app migrate` (the deploy's migration job)"
         )
-        job = run_cli("migrate", ENVIRONMENT="dev", **env)  # as the Cloud Run job runs it
+        # as the Cloud Run job runs it
+        job = await asyncio.to_thread(run_cli, "migrate", ENVIRONMENT="dev", **env)
         assert job.returncode == 0, job.stderr
         assert "database migrated to head" in job.stdout
         assert (await client.get("/readiness")).json()["checks"]["database"] == "ok"

@@ -50,9 +50,12 @@ async def uploads(api):
     return ids
 
 
-def retention(api, *args: str, days: str = "30"):
+async def retention(api, *args: str, days: str = "30"):
+    """The command, run in a thread: the API's runner shares this event loop and must go on
+    (a row its claim has locked when the loop stops would stay locked, and the command wait)."""
     settings = api.app.state.settings
-    return run_cli(
+    return await asyncio.to_thread(
+        run_cli,
         "retention",
         *args,
         DATABASE_URL=settings.database_url.get_secret_value(),
@@ -66,7 +69,7 @@ async def test_dry_run_lists_and_keeps_then_retention_deletes(api, uploads):
         name: await scalar(api, f"SELECT object_key FROM {table} WHERE id = :id", id=uploads[name])  # noqa: S608
         for name, table in (("old-doc", "documents"), ("new-doc", "documents"))
     }
-    dry = retention(api, "--dry-run")
+    dry = await retention(api, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert f"would delete document {uploads['old-doc']} (source_id 'old-doc'" in dry.stdout
     assert f"would delete image {uploads['old-image']}" in dry.stdout
@@ -74,7 +77,7 @@ async def test_dry_run_lists_and_keeps_then_retention_deletes(api, uploads):
     assert "new-doc" not in dry.stdout
     assert await scalar(api, "SELECT count(*) FROM documents") == 2  # nothing gone
 
-    done = retention(api)
+    done = await retention(api)
     assert done.returncode == 0, done.stderr
     assert "deleted 1 documents" in done.stdout and "deleted 1 images" in done.stdout
     remaining = await scalar(api, "SELECT array_agg(source_id) FROM documents")
@@ -87,12 +90,12 @@ async def test_dry_run_lists_and_keeps_then_retention_deletes(api, uploads):
             api.storage.get(path)
     assert api.storage.get(keys["new-doc"]) == b"The new-doc text."
 
-    again = retention(api)  # nothing left to do is not an error
+    again = await retention(api)  # nothing left to do is not an error
     assert again.returncode == 0 and "deleted 0 documents" in again.stdout
 
 
-def test_retention_under_a_day_is_refused(api):
-    result = retention(api, days="0")
+async def test_retention_under_a_day_is_refused(api):
+    result = await retention(api, days="0")
     assert result.returncode != 0
     assert "retention_raw_days" in result.stderr
 
@@ -110,10 +113,10 @@ async def test_files_no_row_names_are_swept_once_past_the_grace(api, uploads):
     )
     os.utime(api.storage.root / tracked, (two_hours_ago, two_hours_ago))  # old, but named
 
-    dry = retention(api, "--dry-run")
+    dry = await retention(api, "--dry-run")
     assert "would delete documents/lost.md: no document names it" in dry.stdout
     assert api.storage.get("documents/lost.md") == b"orphan"
-    done = retention(api)
+    done = await retention(api)
     assert done.returncode == 0, done.stderr
     assert "deleted 1 files under documents/ that no row names" in done.stdout
     assert "deleted images/lost.png: no image names it" in done.stdout
@@ -143,13 +146,13 @@ async def test_deployments_of_tenants_with_no_active_key_are_deleted(api):
     key_id = await scalar(api, "SELECT id FROM api_keys WHERE tenant = 'leaving'")
     assert await revoke_api_key(api.app.state.sessionmaker, key_id)
 
-    dry = retention(api, "--dry-run")
+    dry = await retention(api, "--dry-run")
     assert f"would delete deployment {made['leaving']} ('chat', tenant 'leaving')" in dry.stdout
     assert "would delete 1 deployments of tenants with no active API key" in dry.stdout
     status = "SELECT status FROM deployments WHERE id = :id"
     assert await scalar(api, status, id=made["leaving"]) == "ready"
 
-    done = retention(api)
+    done = await retention(api)
     assert done.returncode == 0, done.stderr
     assert "deleted 1 deployments of tenants with no active API key" in done.stdout
     detail = "SELECT detail FROM deployment_events WHERE deployment_id = :id AND status = :status"

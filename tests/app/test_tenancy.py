@@ -2,6 +2,7 @@
 search results, and another tenant's ids answer 404; keys are listed and revoked from the
 command line; and every `/v1` route refuses a request without a key."""
 
+import asyncio
 import re
 import uuid
 
@@ -96,20 +97,22 @@ async def test_keys_of_one_tenant_share_its_data(api):
 
 async def test_keys_are_listed_and_revoked_from_the_command_line(api):
     url = api.app.state.settings.database_url.get_secret_value()
-    created = run_cli("create-api-key", "--name", "ops", "--tenant", "acme", DATABASE_URL=url)
+    created = await asyncio.to_thread(
+        run_cli, "create-api-key", "--name", "ops", "--tenant", "acme", DATABASE_URL=url
+    )
     assert created.returncode == 0, created.stderr
     assert "in tenant 'acme'" in created.stdout
     key = created.stdout.strip().splitlines()[-1]
-    listed = run_cli("list-api-keys", DATABASE_URL=url)
+    listed = await asyncio.to_thread(run_cli, "list-api-keys", DATABASE_URL=url)
     [line] = [line for line in listed.stdout.splitlines() if "'ops'" in line]
     assert "tenant 'acme'" in line and line.endswith("active") and key not in listed.stdout
     key_id = line.split()[0]
     acme = Api(api.app, api.client, key)
     assert (await acme.get("/v1/users/x/conversations")).status_code == 200
 
-    revoked = run_cli("revoke-api-key", key_id, DATABASE_URL=url)
+    revoked = await asyncio.to_thread(run_cli, "revoke-api-key", key_id, DATABASE_URL=url)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert (await acme.get("/v1/users/x/conversations")).status_code == 401
-    again = run_cli("revoke-api-key", key_id, DATABASE_URL=url)
+    again = await asyncio.to_thread(run_cli, "revoke-api-key", key_id, DATABASE_URL=url)
     assert again.returncode != 0 and "no active API key" in again.stderr
-    assert "revoked" in run_cli("list-api-keys", DATABASE_URL=url).stdout
+    assert "revoked" in (await asyncio.to_thread(run_cli, "list-api-keys", DATABASE_URL=url)).stdout
