@@ -11,12 +11,14 @@ errors as `huggingface_hub` reads them (the `X-Error-Code` header: `RepoNotFound
 
 A model is `{config, files: {name: size}, gated}` (`hosted(directory)` makes one whose files
 are a directory's, served), or `{unavailable: True}` for one the Hub answers 503 for (an
-outage); tokens in `access` may read the gated ones. A request no route serves is answered 404
+outage); tokens in `access` may read the gated ones; `latency_s` delays every answer (the Hub's
+distance, in benchmarks). A request no route serves is answered 404
 and kept in `unserved`, which tests assert empty."""
 
 import hashlib
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,15 @@ from tests.net import free_port
 
 
 class FakeHub:
-    def __init__(self, models: dict[str, dict[str, Any]], access: set[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        models: dict[str, dict[str, Any]],
+        access: set[str] = frozenset(),
+        latency_s: float = 0.0,
+    ) -> None:
         self.models = models
         self.access = set(access)
+        self.latency_s = latency_s
         self.requests: list[str] = []
         self.unserved: list[str] = []
         self.port = free_port()
@@ -59,6 +67,7 @@ class FakeHub:
 
     def _wsgi(self, environ: dict, start_response: Any) -> Any:
         request = Request(environ)
+        time.sleep(self.latency_s)
         self.requests.append(f"{request.method} {request.full_path.rstrip('?')}")
         try:
             endpoint, args = self.routes.bind_to_environ(environ).match()

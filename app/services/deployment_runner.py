@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Row
@@ -35,8 +37,10 @@ from app.services.model_check import HubUnreachable, ModelRefused, check_model
 from infra.runpod.client import RunPodApiError, RunPodNotFound, RunPodRest
 
 log = logging.getLogger("tandem.deployments")
+T = TypeVar("T")
 
 NAME_PREFIX = "tandem-deploy"  # on every template and endpoint a deployment makes
+BATCH = 10  # deployments one turn works on at once
 LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
 HUB_RETRY_S = 30
 HEALTH_EVERY_S = 30  # how often an endpoint not yet ready is looked at, at RunPod
@@ -73,6 +77,9 @@ class DeploymentRunner:
         self.jobs = RunPodClient(
             settings.runpod_api_base, self.api_key, settings.runpod_timeout_seconds
         )
+        # The Hub's and RunPod's blocking calls run on threads of the runner's own: the
+        # requests' (the default executor's, a few per CPU) are never queued behind them.
+        self._threads = ThreadPoolExecutor(BATCH, thread_name_prefix="deployments")
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
@@ -91,6 +98,7 @@ class DeploymentRunner:
     async def aclose(self) -> None:
         await self.stop()
         await self.jobs.aclose()
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         """Look at due deployments now (a new one, a callback), not at the next tick."""
@@ -106,10 +114,14 @@ class DeploymentRunner:
                 await asyncio.wait_for(self._wake.wait(), self.every_s)
             self._wake.clear()
 
-    async def run_due(self, batch: int = 10) -> None:
+    async def run_due(self) -> None:
         async with self.engine.begin() as conn:
-            ids = (await conn.scalars(_CLAIM, {"lease": LEASE_S, "batch": batch})).all()
+            ids = (await conn.scalars(_CLAIM, {"lease": LEASE_S, "batch": BATCH})).all()
         await asyncio.gather(*(self.step(deployment_id) for deployment_id in ids))
+
+    async def _blocking(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` on the runner's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
 
     # -- one step -------------------------------------------------------------------------
     async def step(self, deployment_id: uuid.UUID) -> None:
@@ -132,7 +144,7 @@ class DeploymentRunner:
 
     async def _validating(self, row: Row) -> None:
         try:
-            facts, gpu = await asyncio.to_thread(
+            facts, gpu = await self._blocking(
                 check_model,
                 row.model,
                 row.task,
@@ -158,7 +170,7 @@ class DeploymentRunner:
 
     async def _creating_endpoint(self, row: Row) -> None:
         try:
-            template_id, endpoint_id = await asyncio.to_thread(self._create_at_runpod, row)
+            template_id, endpoint_id = await self._blocking(self._create_at_runpod, row)
         except RunPodApiError as exc:
             await self._fail(row, f"RunPod refused the endpoint: {exc}")
             return
@@ -174,7 +186,7 @@ class DeploymentRunner:
                 check_at=_next_look(row),
             )
         if not moved:  # deleted meanwhile: what was just made goes too
-            await asyncio.to_thread(self._remove_at_runpod, template_id, endpoint_id)
+            await self._blocking(self._remove_at_runpod, template_id, endpoint_id)
         elif row.workers_min == 0:
             await self._warm_up(row.id, endpoint_id)
 
@@ -224,7 +236,7 @@ class DeploymentRunner:
                     )
                 )
             ).one()
-        await asyncio.to_thread(self._remove_at_runpod, row.template_id, row.endpoint_id)
+        await self._blocking(self._remove_at_runpod, row.template_id, row.endpoint_id)
         async with self.engine.begin() as conn:
             await transition(conn, deployment_id, "deleted", check_at=None)
 
@@ -252,7 +264,7 @@ class DeploymentRunner:
         log.info("deployment %s failed: %s", row.id, reason)
         if row.template_id or row.endpoint_id:
             try:
-                await asyncio.to_thread(self._remove_at_runpod, row.template_id, row.endpoint_id)
+                await self._blocking(self._remove_at_runpod, row.template_id, row.endpoint_id)
             except RunPodApiError as exc:
                 log.warning("deployment %s: its endpoint was not removed: %s", row.id, exc)
         async with self.engine.begin() as conn:

@@ -136,7 +136,7 @@ async def create(
     engine: AsyncEngine, settings: Settings, tenant: str, body: DeploymentIn
 ) -> DeploymentCreated:
     """Store a new deployment in `validating`, due at once for the runner (which checks the
-    model again: the Hub may change, or not have answered here)."""
+    model again: the Hub may have changed since its recent answer, or not answered here)."""
     check_request(body, settings)
     try:
         await asyncio.to_thread(
@@ -148,6 +148,7 @@ async def create(
             settings.deployment_gpu_types,
             body.gpu,
             REQUEST_HUB_TIMEOUT_S,
+            recent=True,
         )
     except ModelRefused as exc:
         raise InvalidInput(f"model: {exc}") from None

@@ -1,13 +1,18 @@
 """What a deployment checks before it makes anything at RunPod: the model exists and may be read
 (gated models need a token), the llm worker can serve its architecture for the task, and which
 of the allowed GPU types is the smallest that holds it. Hub models are read through
-`huggingface_hub` (HF_ENDPOINT in tests: a fake Hub); a local model directory is read as is."""
+`huggingface_hub` (HF_ENDPOINT in tests: a fake Hub); a local model directory is read as is.
+The API's request path may take the Hub's answer of the last RECENT_S seconds (a model many
+deploy costs one Hub round trip, not one per request); the runner always asks again."""
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2  # huggingface_hub's HTTP client (its own fork of httpx)
+from cachetools import TTLCache, cached
+from cachetools.keys import hashkey
 from huggingface_hub import HfApi
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -58,6 +63,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 OVERHEAD = 1.2
 HEADROOM_GB = 2.0
 HUB_TIMEOUT_S = 10.0
+RECENT_S = 300  # how long the request path trusts a Hub answer (refusals are never kept)
 
 
 class ModelRefused(Exception):
@@ -82,21 +88,48 @@ def check_model(
     allowed: list[str],
     asked: str | None,
     timeout_s: float = HUB_TIMEOUT_S,
+    recent: bool = False,
 ) -> tuple[ModelFacts, str]:
     """The model's facts and the GPU type it is to run on (one Hub request, a gated model's
-    two); ModelRefused says why it cannot be deployed."""
-    facts = model_facts(model, token, hub_endpoint, timeout_s)
+    two; none if `recent` and the Hub said the same token may read it in the last RECENT_S
+    seconds); ModelRefused says why it cannot be deployed."""
+    facts = model_facts(model, token, hub_endpoint, timeout_s, recent)
     check_architecture(facts, task, model)
     return facts, choose_gpu(facts, allowed, asked)
 
 
 def model_facts(
-    model: str, token: str | None, hub_endpoint: str | None, timeout_s: float = HUB_TIMEOUT_S
+    model: str,
+    token: str | None,
+    hub_endpoint: str | None,
+    timeout_s: float = HUB_TIMEOUT_S,
+    recent: bool = False,
 ) -> ModelFacts:
-    """The model's architectures and the size of its weights, from its directory or the Hub."""
+    """The model's architectures and the size of its weights, from its directory or the Hub
+    (with `recent`, from its answer to the same model and token in the last RECENT_S seconds
+    when there is one)."""
     directory = Path(model)
     if directory.is_absolute():
         return _directory_facts(directory)
+    if recent:
+        return _recent_hub_facts(model, token, hub_endpoint, timeout_s)
+    return _hub_facts(model, token, hub_endpoint, timeout_s)
+
+
+@cached(  # a refusal is an exception: never kept
+    TTLCache(maxsize=4096, ttl=RECENT_S),
+    key=lambda model, token, hub_endpoint, _timeout_s: hashkey(model, token, hub_endpoint),
+    lock=threading.Lock(),
+)
+def _recent_hub_facts(
+    model: str, token: str | None, hub_endpoint: str | None, timeout_s: float
+) -> ModelFacts:
+    return _hub_facts(model, token, hub_endpoint, timeout_s)
+
+
+def _hub_facts(
+    model: str, token: str | None, hub_endpoint: str | None, timeout_s: float
+) -> ModelFacts:
     api = HfApi(endpoint=hub_endpoint, token=token or False)
     try:
         info = api.model_info(model, files_metadata=True, timeout=timeout_s)

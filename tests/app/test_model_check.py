@@ -1,13 +1,17 @@
 """A deployment's model checks: on the Hub (a local fake of its API, tests/hf_hub.py) and in a
 directory; the smallest allowed GPU that holds the model; and the refusals, each saying why."""
 
+import time
+
 import pytest
 
 from app.services.model_check import (
     ARCHITECTURES,
+    RECENT_S,
     HubUnreachable,
     ModelFacts,
     ModelRefused,
+    _recent_hub_facts,
     check_architecture,
     choose_gpu,
     model_facts,
@@ -95,6 +99,35 @@ def test_a_hub_that_cannot_answer_is_worth_another_try(hub):
 
 def test_a_gated_model_with_a_token_that_may_read_it(hub):
     assert model_facts("acme/gated-chat", "hf_granted", hub.url).weight_bytes == 1_000_000_000
+
+
+def test_the_request_path_takes_the_hubs_recent_answer_never_a_refusal():
+    """With `recent` (the API's request path), the Hub's answer to the same model and token
+    in the last RECENT_S seconds is taken without a request; a refusal is not kept, another
+    token asks again, and without `recent` (the runner) the Hub is always asked."""
+    with FakeHub({}, access={"hf_granted"}) as hub:
+
+        def asked() -> int:
+            return sum(r.startswith("GET /api/models/acme/new-chat?") for r in hub.requests)
+
+        with pytest.raises(ModelRefused, match="no model 'acme/new-chat'"):
+            model_facts("acme/new-chat", None, hub.url, recent=True)
+        hub.models["acme/new-chat"] = MODELS["acme/small-chat"]  # uploaded since
+        facts = model_facts("acme/new-chat", None, hub.url, recent=True)
+        assert facts.weight_bytes == 2_000_000_000 and asked() == 2
+        assert model_facts("acme/new-chat", None, hub.url, recent=True) == facts
+        assert asked() == 2
+        model_facts("acme/new-chat", "hf_granted", hub.url, recent=True)
+        assert asked() == 3
+
+        del hub.models["acme/new-chat"]  # removed from the Hub
+        assert model_facts("acme/new-chat", None, hub.url, recent=True) == facts
+        with pytest.raises(ModelRefused, match="no model"):
+            model_facts("acme/new-chat", None, hub.url)  # the runner's check
+        _recent_hub_facts.cache.expire(time.monotonic() + RECENT_S)  # RECENT_S later
+        with pytest.raises(ModelRefused, match="no model"):
+            model_facts("acme/new-chat", None, hub.url, recent=True)
+        assert asked() == 5
 
 
 def test_the_worker_must_serve_the_architecture_for_the_task(hub):
