@@ -16,6 +16,7 @@ from infra.components.registry import Registry
 from infra.components.run_spec import vpc_egress
 from infra.components.secrets import HMAC_SECRET, Secrets
 from infra.config import load
+from infra.runpod.resources import ApiDeployments
 from infra.workers import GPU_IMAGES, WORKERS, Worker
 
 config = load()
@@ -110,6 +111,13 @@ if gpu_base is None:
 else:
     endpoint_ids = {name: gpu_base.require_output(f"{name}_endpoint_id") for name in gpu}
 
+# Deployments (/v1/deployments) run the stack's llm worker image, pulled as its own are; what
+# the API makes for them at RunPod goes with the stack (after the API, whose env names it).
+deployments = (
+    ApiDeployments(f"tandem-{config.stack}-deployments", stack=config.stack)
+    if WORKERS["llm"].image in registry.images
+    else None
+)
 api = ApiService(
     "api",
     scope,
@@ -127,13 +135,13 @@ api = ApiService(
         ),
         # The CLIP model's id: what /v1/embeddings routes to the CLIP worker.
         **({"CLIP_MODEL": clip} if (clip := config.gpu.clip.served_model()) else {}),
-        # Deployments (/v1/deployments) run the stack's llm worker image, pulled as its own are.
         **(
             {
                 "DEPLOYMENT_IMAGE": registry.images[WORKERS["llm"].image],
                 "DEPLOYMENT_REGISTRY_AUTH_ID": registry.registry_auth_id,
+                "DEPLOYMENT_NAME_PREFIX": deployments.prefix,
             }
-            if WORKERS["llm"].image in registry.images
+            if deployments
             else {}
         ),
     },

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     runpod_rest_api: str = "https://rest.runpod.io/v1"
     deployment_image: str | None = None
     deployment_registry_auth_id: str | None = None  # RunPod's credential for a private image
+    # What RunPod's names of its templates and endpoints start with: the stack's (it removes
+    # them when it is destroyed; infra/runpod/names.py).
+    deployment_name_prefix: str = Field("tandem-deploy-local", pattern=r"^[a-z0-9][a-z0-9-]*$")
     deployment_gpu_types: list[str] = Field(
         default_factory=lambda: [
             "NVIDIA RTX A5000",

@@ -35,11 +35,11 @@ from app.services import deployment_webhooks
 from app.services.deployments import due, endpoint_of, sources_of, transition
 from app.services.model_check import HubUnreachable, ModelRefused, check_model
 from infra.runpod.client import RunPodApiError, RunPodNotFound, RunPodRest
+from infra.runpod.names import deployment_name
 
 log = logging.getLogger("tandem.deployments")
 T = TypeVar("T")
 
-NAME_PREFIX = "tandem-deploy"  # on every template and endpoint a deployment makes
 BATCH = 10  # deployments one turn works on at once
 LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
 HUB_RETRY_S = 30
@@ -311,7 +311,7 @@ class DeploymentRunner:
         """A template and an endpoint for the deployment, or those of its name already there
         (made by an instance that stopped before it could note them); the template again
         removed if the endpoint is refused, so a failure leaves nothing behind."""
-        name = f"{NAME_PREFIX}-{row.id.hex[:12]}"
+        name = deployment_name(self.settings.deployment_name_prefix, row.id)
         env = {
             **row.env,
             "MODEL_NAME": row.model,

@@ -29,6 +29,7 @@ from pulumi.dynamic import (
 )
 
 from infra.runpod.client import REST_API, REST_API_V2, RunPodNotFound, RunPodRest
+from infra.runpod.names import FLASHBOOT_SUFFIX, made_by
 
 API_KEY, API_BASE, API_V2_BASE = (
     "tandem:runpodApiKey",
@@ -65,7 +66,6 @@ ENDPOINT_FIELDS = (
 ENDPOINT_IN_PLACE = set(ENDPOINT_FIELDS) - {"computeType"}
 REGISTRY_AUTH_FIELDS = ("name", "username", "password")
 SECRET_FIELDS = ("name", "value", "description")
-FLASHBOOT_SUFFIX = " -fb"
 EMPTY: tuple[Any, ...] = (None, "", [], {})  # an optional field that is not set
 # What `read` answers for a resource deleted out of band: an empty id, which Pulumi's refresh
 # reports as a deletion (and drift detection as "deleted out of band").
@@ -115,13 +115,16 @@ class RunPodProvider(ResourceProvider):
         self.api_base = req.config.get(API_BASE) or REST_API
         self.api_v2_base = req.config.get(API_V2_BASE) or REST_API_V2
 
-    def _call(self, verb: str, *args: Any) -> Any:
+    def _rest(self) -> RunPodRest:
         if not self.api_key:
             raise ValueError(
                 f"no RunPod API key: set the stack's secret {API_KEY} "
                 "(pulumi config set --secret runpodApiKey <key>)"
             )
-        with RunPodRest(self.api_key, self.api_base, v2_url=self.api_v2_base) as runpod:
+        return RunPodRest(self.api_key, self.api_base, v2_url=self.api_v2_base)
+
+    def _call(self, verb: str, *args: Any) -> Any:
+        with self._rest() as runpod:
             return getattr(runpod, f"{verb}_{self.kind}")(*args)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -183,3 +186,27 @@ class RegistryAuthProvider(RunPodProvider):
 class SecretProvider(RunPodProvider):
     kind, fields, in_place = "secret", SECRET_FIELDS, {"value", "description"}
     write_only = frozenset({"value"})
+
+
+class ApiDeploymentsProvider(RunPodProvider):
+    """The endpoints and templates the stack's API makes for its deployments, named with its
+    `prefix` (infra/runpod/names.py). They are the API's, not the program's: nothing is made
+    or read (refresh and drift never see them), but deleting this resource, the stack's
+    destroy, removes every one of them, endpoints first."""
+
+    fields, in_place = ("prefix",), set()  # a new prefix replaces it
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(props["prefix"], {"prefix": props["prefix"]})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        with self._rest() as runpod:
+            for endpoint in runpod.list_endpoints():
+                if made_by(props["prefix"], endpoint["name"]):
+                    runpod.delete_endpoint(endpoint["id"])
+            for template in runpod.list_templates():
+                if made_by(props["prefix"], template["name"]):
+                    runpod.delete_template(template["id"])

@@ -1,13 +1,15 @@
 """RunPod serverless templates, endpoints, container registry credentials and account secrets as
-Pulumi resources (see providers.py: the connection to RunPod is the stack's config, not a
-property)."""
+Pulumi resources, and the stack's API's deployments as one (see providers.py: the connection to
+RunPod is the stack's config, not a property)."""
 
 from typing import Literal
 
 import pulumi
 from pulumi.dynamic import Resource
 
+from infra.runpod.names import stack_prefix
 from infra.runpod.providers import (
+    ApiDeploymentsProvider,
     EndpointProvider,
     RegistryAuthProvider,
     SecretProvider,
@@ -145,3 +147,18 @@ class Secret(Resource):
             SecretProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, secret)
         )
         self.reference = f"{{{{ RUNPOD_SECRET_{name} }}}}"
+
+
+class ApiDeployments(Resource):
+    """What the stack's API makes at RunPod for its deployments (`/v1/deployments`), named
+    with `prefix` (give it to the API as DEPLOYMENT_NAME_PREFIX): left to the API while the
+    stack lives, removed with the stack. Make the API depend on it, so that a destroy removes
+    the API first and then what it made."""
+
+    prefix: pulumi.Output[str]
+
+    def __init__(
+        self, resource_name: str, *, stack: str, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        props = {"prefix": stack_prefix(stack)}
+        super().__init__(ApiDeploymentsProvider(), resource_name, props, opts)

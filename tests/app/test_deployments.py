@@ -30,6 +30,7 @@ from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.deployments import check_webhook_url, due
 from gpu_worker.common.signing import sign
 from gpu_worker.llm.tiny import build_tiny_llama
+from infra.runpod.names import deployment_name
 from tests.app.test_api import assert_error
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
 from tests.hf_hub import FakeHub, hosted
@@ -106,6 +107,7 @@ async def api(database_url, control, hub):
         runpod_rest_api=control.url,
         runpod_api_base=control.jobs_url,
         deployment_image=IMAGE,
+        deployment_name_prefix="tandem-deploy-pr-3",  # as stack pr-3 sets it
         embedding_hmac_secret=HMAC_SECRET,
         public_url=f"http://127.0.0.1:{free_port()}",
         hf_endpoint=hub.url,
@@ -190,7 +192,9 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert deployment["gpu_type"] == "NVIDIA RTX A5000" and deployment["error"] is None
     endpoint_id = deployment["endpoint_id"]
     endpoint = control.rest("GET", f"/endpoints/{endpoint_id}").json()
-    assert endpoint["name"].startswith("tandem-deploy-")  # says which API made it
+    # Its name says which API (stack) made it: the stack's destroy removes it.
+    made_for = uuid.UUID(answer["deployment_id"])
+    assert endpoint["name"] == deployment_name("tandem-deploy-pr-3", made_for)
     template = control.rest("GET", f"/templates/{endpoint['templateId']}").json()
     assert template["imageName"] == IMAGE
     assert template["env"]["MODEL_NAME"] == str(tiny) and template["env"]["TASK"] == "generate"
@@ -474,7 +478,7 @@ async def test_what_a_stopped_instance_made_at_runpod_is_taken_not_made_again(ap
     """An instance made the template, then stopped before noting it: the next one finds it by
     its name and makes only the endpoint."""
     deployment_id = uuid.uuid4()
-    name = f"tandem-deploy-{deployment_id.hex[:12]}"
+    name = deployment_name(api.app.state.settings.deployment_name_prefix, deployment_id)
     made = control.rest(
         "POST", "/templates", json={"name": name, "imageName": "tandem/none:0", "env": {}}
     ).json()

@@ -6,12 +6,14 @@ and run in order; each leaves the stack as it found it, the last one destroys it
 import json
 import os
 import subprocess
+import uuid
 
 import pytest
 import runpod
 from pulumi.automation import CommandError, ConfigValue
 
 from infra.runpod.client import RunPodRest
+from infra.runpod.names import deployment_name, stack_prefix
 from tests.engine import HMAC_SECRET
 from tests.engine.harness import REPO_ROOT, Project, engine_bin
 from tests.net import free_port
@@ -99,7 +101,7 @@ def test_a_new_hmac_secret_is_a_new_release_of_the_workers(project, control, mon
     dev(project).set_config("test:hmacSecret", ConfigValue("a-new-hmac-secret", secret=True))
     try:
         changes = dev(project).up().summary.resource_changes
-        assert changes == {"update": 3, "same": 6}  # the secret, both templates' fingerprint
+        assert changes == {"update": 3, "same": 7}  # the secret, both templates' fingerprint
         assert worker_env(llm, "EMBEDDING_HMAC_SECRET") == "a-new-hmac-secret"
     finally:
         dev(project).set_config("test:hmacSecret", ConfigValue(HMAC_SECRET, secret=True))
@@ -128,13 +130,13 @@ def test_in_place_update_replacement_and_removing_a_field(project, control):
     before = endpoint_ids(project)
     project.write_dev(llm={"workersMax": 2, "networkVolumeIds": ["vol-eu", "vol-us"]})
     result = dev(project).up()  # the endpoint, and the template's env (HF_HOME on the volume)
-    assert result.summary.resource_changes == {"update": 2, "same": 7}
+    assert result.summary.resource_changes == {"update": 2, "same": 8}
     live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
     assert (live["workersMax"], live["networkVolumeIds"]) == (2, ["vol-eu", "vol-us"])
     assert live["template"]["env"]["HF_HOME"] == "/runpod-volume/huggingface"
 
     project.write_dev()  # networkVolumeIds removed, workersMax back to 1
-    assert dev(project).up().summary.resource_changes == {"update": 2, "same": 7}
+    assert dev(project).up().summary.resource_changes == {"update": 2, "same": 8}
     live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
     assert live["workersMax"] == 1 and not live.get("networkVolumeIds")
     assert "HF_HOME" not in live["template"]["env"]
@@ -158,7 +160,7 @@ def test_a_rotated_key_is_used_with_no_diff(project, control):
     assert "401" in str(refused.value) and KEY not in str(refused.value)
     dev(project).set_config("tandem:runpodApiKey", ConfigValue(NEW_KEY, secret=True))
     dev(project).preview(expect_no_changes=True)  # the key is no resource property:
-    assert dev(project).up().summary.resource_changes == {"same": 9}  # applied, nothing changed
+    assert dev(project).up().summary.resource_changes == {"same": 10}  # applied, nothing changed
     dev(project).refresh()  # and from now on the providers use the new key
     assert NEW_KEY not in exported_state(project)
 
@@ -195,32 +197,37 @@ def test_drift_names_what_changed_out_of_band(project, control):
     assert drift(project).returncode == 0
 
 
-def test_drift_and_up_leave_the_apis_deployments_alone(project, control):
-    """What the API makes for a deployment (a template and an endpoint named tandem-deploy-*,
-    app/services/deployment_runner.py) is no Pulumi resource: drift does not report it and
-    `pulumi up` leaves it be."""
-    name = "tandem-deploy-0123456789ab"
+def deployed(control, stack: str) -> dict:
+    """What the stack's API makes for a deployment (app/services/deployment_runner.py): a
+    template and an endpoint, named with the stack's prefix."""
+    name = deployment_name(stack_prefix(stack), uuid.uuid4())
     template = control.rest(
         "POST",
         "/templates",
         json={"name": name, "imageName": "tandem/llm:test", "isServerless": True, "env": {}},
     ).json()
-    endpoint = control.rest(
+    return control.rest(
         "POST",
         "/endpoints",
         json={"name": name, "templateId": template["id"], "gpuTypeIds": ["NVIDIA L4"]},
     ).json()
+
+
+def test_drift_and_up_leave_the_apis_deployments_alone(project, control):
+    """What the API makes for a deployment is no Pulumi resource: drift does not report it
+    and `pulumi up` leaves it be."""
+    endpoint = deployed(control, "dev")
     try:
         clean = drift(project)
         assert clean.returncode == 0, clean.stdout + clean.stderr
         assert clean.stdout.strip() == "dev: no drift"
         dev(project).preview(expect_no_changes=True)
         dev(project).up()
-        assert control.rest("GET", f"/endpoints/{endpoint['id']}").json()["name"] == name
+        assert control.rest("GET", f"/endpoints/{endpoint['id']}").json() == endpoint
     finally:
         with RunPodRest(control.api_key, control.url) as rest:  # as the API removes it
             rest.delete_endpoint(endpoint["id"])
-            rest.delete_template(template["id"])
+            rest.delete_template(endpoint["templateId"])
 
 
 def test_drift_with_the_control_plane_down_is_an_error(project):
@@ -266,7 +273,7 @@ def test_the_preview_comment_counts_a_real_preview(project, tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert "<b>dev</b>: success (~ 1 to update, 8 unchanged)</summary>" in comment
+    assert "<b>dev</b>: success (~ 1 to update, 9 unchanged)</summary>" in comment
     assert "idleTimeout       : 2 => 30" in comment
 
 
@@ -291,6 +298,7 @@ def test_review_stacks_up_destroy_and_gc(project, control):
     assert len(control.emulator.control.endpoints) == 4
     templates = control.emulator.control.templates.values()
     assert {t["containerRegistryAuthId"] for t in templates} == {auth_id}
+    deployed(control, "pr-8")  # its API's: removed with it
     gc = project.stacks("review", "gc", "--max-age", "0h")
     assert gc.returncode == 0, gc.stdout + gc.stderr
     assert "pr-8: destroyed (last updated" in gc.stdout
@@ -299,6 +307,8 @@ def test_review_stacks_up_destroy_and_gc(project, control):
 
 
 def test_destroy_leaves_runpod_empty(project, control):
+    """Its endpoints, templates, credential and secret, and what its API deployed."""
+    deployed(control, "dev")
     dev(project).destroy()
     assert control.emulator.control.endpoints == {}
     assert control.emulator.control.templates == {}

@@ -41,8 +41,10 @@ def test_every_file_a_dockerfile_copies_is_in_its_context(image):
 
 
 def test_the_api_image_takes_only_the_runpod_client_from_infra():
-    """Deployments call RunPod's REST API with the Pulumi providers' client; nothing else."""
-    runpod = {"__init__.py", "client.py", "rest-v1-openapi.json", "rest-v2-secrets-openapi.json"}
+    """Deployments call RunPod's REST API with the Pulumi providers' client, and name what they
+    make as the stack's destroy finds it; nothing else."""
+    runpod = {"__init__.py", "client.py", "names.py"}
+    runpod |= {"rest-v1-openapi.json", "rest-v2-secrets-openapi.json"}
     expected = {"infra/__init__.py"} | {f"infra/runpod/{name}" for name in runpod}
     assert {f for f in context("api") if f.startswith("infra/")} == expected
 

@@ -369,6 +369,7 @@ def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
     assert sorted(runpod) == sorted(
         [
             "tandem-pr-7-hmac",  # its own HMAC secret, on RunPod
+            "tandem-pr-7-deployments",  # its API deploys on its llm image: removed with it
             *(
                 f"tandem-pr-7-{n}-{kind}"
                 for n in ("clip", "embed", "llm")
@@ -684,3 +685,16 @@ def test_deployments_run_the_stacks_llm_worker_image(stack):
     llm = templates[f"tandem-{stack[0]}-llm-template"]["inputs"]
     assert env["DEPLOYMENT_IMAGE"] == llm["imageName"]
     assert env["DEPLOYMENT_REGISTRY_AUTH_ID"] == llm["containerRegistryAuthId"]
+
+
+def test_what_the_api_deploys_at_runpod_goes_with_the_stack_after_the_api(stack):
+    """The API names what it makes for deployments with its stack's prefix, which the stack's
+    ApiDeployments removes on destroy, once the API (its env naming the prefix) is gone."""
+    name, resources = stack
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    env = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["envs"]}
+    [deployments] = [r for r in resources if r["name"] == f"tandem-{name}-deployments"]
+    assert deployments["inputs"]["prefix"] == f"tandem-deploy-{name}"
+    assert env["DEPLOYMENT_NAME_PREFIX"] == f"tandem-deploy-{name}"
+    [record] = [r for r in resources if r["name"] == "api-service"]
+    assert deployments["name"] in record["inputs_from"]  # so destroyed before it

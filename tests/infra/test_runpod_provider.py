@@ -2,16 +2,20 @@
 checks every request and response against RunPod's published spec. (The engine tests run them
 under the real Pulumi engine: tests/engine.)"""
 
+import uuid
+
 import httpx
 import pytest
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 
 from infra.runpod.client import RunPodApiError, RunPodRest
+from infra.runpod.names import deployment_name, stack_prefix
 from infra.runpod.providers import (
     API_BASE,
     API_KEY,
     API_V2_BASE,
+    ApiDeploymentsProvider,
     EndpointProvider,
     RegistryAuthProvider,
     SecretProvider,
@@ -313,3 +317,44 @@ def test_a_secret_runpod_refuses_is_reported_with_its_reason(runpod, name, statu
     finally:
         provider.delete(taken.id, taken.outs)
         runpod.check.violations.clear()  # the off-spec request was made on purpose
+
+
+def test_the_apis_deployments_go_with_their_stack_and_no_others(runpod):
+    """ApiDeployments makes and reads nothing at RunPod; deleting it (the stack's destroy)
+    removes the endpoints and templates its API made, a flashboot one and one with workers
+    included, and leaves the program's own and other stacks' deployments."""
+    provider = configured(ApiDeploymentsProvider, runpod)
+    prefix = stack_prefix("pr-1")
+    before = (runpod.rest("GET", "/endpoints").json(), runpod.rest("GET", "/templates").json())
+    created = provider.create({"prefix": prefix})
+    assert (created.id, created.outs) == (prefix, {"prefix": prefix})
+    assert provider.read(created.id, created.outs).outs == {"prefix": prefix}
+    assert not provider.diff(created.id, created.outs, {"prefix": prefix}).changes
+    renamed = provider.diff(created.id, created.outs, {"prefix": stack_prefix("pr-2")})
+    assert renamed.replaces == ["prefix"]
+    assert (runpod.rest("GET", "/endpoints").json(), runpod.rest("GET", "/templates").json()) == (
+        before
+    )
+
+    def made(name: str, **endpoint) -> str:
+        template = configured(TemplateProvider, runpod).create(template_props(name=name))
+        props = endpoint_props(template.id, name=name) | endpoint
+        return configured(EndpointProvider, runpod).create(props).id
+
+    ours = {
+        made(deployment_name(prefix, uuid.uuid4())),  # flashboot: named `<name> -fb`
+        made(deployment_name(prefix, uuid.uuid4()), flashboot=False, workersMin=1.0),
+    }
+    others = {
+        made(deployment_name(stack_prefix("pr-12"), uuid.uuid4())),  # pr-1's name, and more
+        made(f"{prefix}-not-a-deployment"),
+        made("tandem-pr-1-llm"),  # the program's own
+    }
+    provider.delete(created.id, created.outs)
+    left = {e["id"]: e for e in runpod.rest("GET", "/endpoints").json()}
+    assert ours.isdisjoint(left) and others <= set(left)
+    templates = {t["id"] for t in runpod.rest("GET", "/templates").json()}
+    assert templates == {left[e]["templateId"] for e in others} | {t["id"] for t in before[1]}
+    for endpoint_id in others:
+        configured(EndpointProvider, runpod).delete(endpoint_id, {})
+        configured(TemplateProvider, runpod).delete(left[endpoint_id]["templateId"], {})

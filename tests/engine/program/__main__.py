@@ -2,13 +2,15 @@
 from a Tandem stack config, with the real RunPod providers. A stack of its own makes the
 registry credential its workers pull the (private) test image with, the RunPod secret holding
 its HMAC secret (`test:hmacSecret`) and the GPU endpoints (infra.components.gpu_endpoint); a
-review stack uses its base stack's, read through a StackReference, as the real program does."""
+review stack uses its base stack's, read through a StackReference, as the real program does.
+A stack with GPU endpoints of its own has an llm image its API deploys models on, and so the
+ApiDeployments that removes what its API made when it is destroyed."""
 
 import pulumi
 
 from infra.components.gpu_endpoint import GpuEndpoint, runpod_secret
 from infra.config import load
-from infra.runpod.resources import RegistryAuth
+from infra.runpod.resources import ApiDeployments, RegistryAuth
 from tests.engine import HMAC_SECRET
 
 config = load()
@@ -30,6 +32,7 @@ else:
     registry_auth_id = base.require_output("runpod_registry_auth_id")
 
 if config.owns_gpu_endpoints:
+    ApiDeployments(f"tandem-{config.stack}-deployments", stack=config.stack)
     # A review stack's (not copied from dev): a value of its own.
     value = test.get_secret("hmacSecret") or f"{HMAC_SECRET}-{config.stack}"
     hmac = runpod_secret(config.stack, "hmac", value, "engine tests")
