@@ -9,7 +9,9 @@ scaler or env, and a resource deleted out of band reads as gone. RunPod never re
 `flashboot` (its drift cannot be seen; `read` keeps the value last applied) and names a
 flashboot endpoint `<name> -fb` (read back as `<name>`). A registry credential has no update
 route and reads back only its name: any change replaces it. A secret's value is write-only (a
-change is sent, never read back); its name is immutable (a new name replaces it).
+change is sent, never read back); its name is immutable (a new name replaces it). The API's
+deployments are one resource of a stack that makes and reads nothing: deleting it removes
+what the API made (ApiDeploymentsProvider).
 
 Where and how to call RunPod is the stack's config, read when the engine configures the
 provider: the secret `tandem:runpodApiKey` and, optionally, `tandem:runpodApiBase` and

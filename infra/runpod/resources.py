@@ -151,9 +151,8 @@ class Secret(Resource):
 
 class ApiDeployments(Resource):
     """What the stack's API makes at RunPod for its deployments (`/v1/deployments`), named
-    with `prefix` (give it to the API as DEPLOYMENT_NAME_PREFIX): left to the API while the
-    stack lives, removed with the stack. Make the API depend on it, so that a destroy removes
-    the API first and then what it made."""
+    with `prefix`: left to the API while the stack lives, removed with the stack. Give the
+    prefix to the API (DEPLOYMENT_NAME_PREFIX): depending on it, the API goes first."""
 
     prefix: pulumi.Output[str]
 
