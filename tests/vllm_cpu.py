@@ -1,22 +1,17 @@
-"""How vLLM runs on these CPUs (shared/ENVIRONMENT.md): float32, eager mode, a small memory
-fraction and a 1 GiB KV cache (VLLM_CPU_KVCACHE_SPACE, set in conftest)."""
+"""How vLLM runs on these CPUs (shared/ENVIRONMENT.md): app.inference.local_models.CPU_ENV,
+float32, eager mode, a small memory fraction and a 1 GiB KV cache."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.inference.local_models import cpu_options
 from gpu_worker.llm.handler import LlmWorker
 from gpu_worker.llm.settings import LlmSettings
 
 
 def cpu_settings(model: Path | str, **overrides) -> LlmSettings:
-    values = {
-        "model_name": str(model),
-        "dtype": "float32",
-        "enforce_eager": True,
-        "gpu_memory_utilization": 0.1,
-        "max_concurrency": 16,
-    } | overrides
+    values = {"model_name": str(model), **cpu_options(), "max_concurrency": 16} | overrides
     return LlmSettings(**values)
 
 

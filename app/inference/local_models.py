@@ -88,12 +88,17 @@ def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-def _cpu_options() -> dict:
-    """vLLM on the CPU (see shared/ENVIRONMENT.md); nothing to change on a GPU."""
-    if not _on_cpu():
-        return {}
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_ENV["VLLM_CPU_KVCACHE_SPACE"])
-    return {"dtype": "float32", "enforce_eager": True, "gpu_memory_utilization": 0.1}
+def cpu_options() -> dict[str, Any]:
+    """CPU_ENV as the llm worker's settings (LlmSettings reads its fields from those variables);
+    the KV cache size goes to the environment, which the engine reads at start."""
+    options = {name.lower(): value for name, value in CPU_ENV.items()}
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", options.pop("vllm_cpu_kvcache_space"))
+    return options
+
+
+def _machine_options() -> dict[str, Any]:
+    """The llm worker's settings this machine needs (cpu_options without a GPU)."""
+    return cpu_options() if _on_cpu() else {}
 
 
 def worker_process_env() -> dict[str, str]:
@@ -114,7 +119,7 @@ def chat_worker(settings: Settings) -> "LlmWorker":
             served_model_name=name,
             task="generate",
             max_model_len=settings.llm_max_model_len,
-            **_cpu_options(),
+            **_machine_options(),
         )
     )
 
@@ -136,7 +141,7 @@ def text_embedding_worker(settings: Settings) -> "LlmWorker":
 
         path, name = str(get_model_path()), MINILM
     return LlmWorker(
-        LlmSettings(model_name=path, served_model_name=name, task="embed", **_cpu_options())
+        LlmSettings(model_name=path, served_model_name=name, task="embed", **_machine_options())
     )
 
 
