@@ -12,8 +12,8 @@ errors as `huggingface_hub` reads them (the `X-Error-Code` header: `RepoNotFound
 A model is `{config, files: {name: size}, gated}` (`hosted(directory)` makes one whose files
 are a directory's, served), or `{unavailable: True}` for one the Hub answers 503 for (an
 outage); tokens in `access` may read the gated ones; `latency_s` delays every answer (the Hub's
-distance, in benchmarks). A request no route serves is answered 404
-and kept in `unserved`, which tests assert empty."""
+distance, in benchmarks). A request no route serves is answered 404 and kept in `unserved`,
+which tests assert empty."""
 
 import hashlib
 import json
