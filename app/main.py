@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app.api.routes import (
+    audio,
     chat,
     conversations,
     deployments,
@@ -110,6 +111,7 @@ def create_app(
         jobs,
         objects,
         openai,
+        audio,
     ):
         app.include_router(module.router)
     app.include_router(jobs.webhook_router)

@@ -14,10 +14,10 @@ from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
 from infra.components.run_spec import vpc_egress
+from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.components.secrets import HMAC_SECRET, Secrets
 from infra.config import load
 from infra.runpod.resources import ApiDeployments
-from infra.workers import GPU_IMAGES, WORKERS, Worker
 
 config = load()
 scope = config.scope
@@ -35,7 +35,7 @@ registry = Registry(
     "registry",
     scope,
     config.images,
-    deploys=["api", *GPU_IMAGES] if config.owns_gpu_endpoints else ["api"],
+    deploys=config.deployed_images,
     base=(base.require_output("image_repository"), base.require_output("runpod_registry_auth_id"))
     if base
     else None,
@@ -101,8 +101,8 @@ if gpu_base is None:
             name,
             config.stack,
             endpoint,
-            image=registry.images[WORKERS[name].image],
-            env=WORKERS[name].env,
+            image=registry.images[WORKER_TYPES[name].package],
+            env=WORKER_TYPES[name].env,
             secret_env={"EMBEDDING_HMAC_SECRET": hmac_on_runpod},
             registry_auth_id=registry.registry_auth_id,
         ).endpoint_id
@@ -115,7 +115,7 @@ else:
 # the API makes for them at RunPod goes with the stack (after the API, whose env names it).
 deployments = (
     ApiDeployments(f"tandem-{config.stack}-deployments", stack=config.stack)
-    if WORKERS["llm"].image in registry.images
+    if WORKER_TYPES["llm"].package in registry.images
     else None
 )
 api = ApiService(
@@ -127,17 +127,22 @@ api = ApiService(
         "ENVIRONMENT": "prod" if config.environment == "prod" else "dev",
         "INFERENCE_BACKEND": "runpod",
         **storage_env(config, buckets.uploads.name if buckets else None),
-        **{Worker.endpoint_variable(name): id_ for name, id_ in endpoint_ids.items()},
+        **{WORKER_TYPES[name].endpoint_variable: id_ for name, id_ in endpoint_ids.items()},
         **(
             {"DATABASE_POOL_MODE": config.database.pool_mode}
             if config.database.provider == "supabase"
             else {}
         ),
-        # The CLIP model's id: what /v1/embeddings routes to the CLIP worker.
-        **({"CLIP_MODEL": clip} if (clip := config.gpu.clip.served_model()) else {}),
+        # The models the workers' answers carry, where the stack names them (CLIP_MODEL: what
+        # /v1/embeddings routes to the CLIP worker).
+        **{
+            setting: model
+            for name, endpoint in gpu.items()
+            if (setting := WORKER_TYPES[name].model_setting) and (model := endpoint.served_model())
+        },
         **(
             {
-                "DEPLOYMENT_IMAGE": registry.images[WORKERS["llm"].image],
+                "DEPLOYMENT_IMAGE": registry.images[WORKER_TYPES["llm"].package],
                 "DEPLOYMENT_REGISTRY_AUTH_ID": registry.registry_auth_id,
                 "DEPLOYMENT_NAME_PREFIX": deployments.prefix,
             }

@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
+from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.runpod.client import spec
 from infra.workers import IMAGES
 
@@ -119,21 +127,31 @@ class StorageConfig(Section):
 
 
 class ImagesConfig(Section):
-    """Build the images from this repository, or deploy prebuilt `ref@sha256:...` images."""
+    """Build the images from this repository, or deploy prebuilt `ref@sha256:...` images given
+    by image name (`api`, and one per GPU worker package: `llm`, `clip`, `transcribe`)."""
 
     build: bool = True
-    api: str | None = None
-    llm: str | None = None
-    clip: str | None = None
+    refs: dict[str, str] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _prebuilt(self) -> "ImagesConfig":
-        if not self.build:
-            for name in IMAGES:
-                ref = getattr(self, name)
-                if ref is None or not re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", ref):
-                    raise ValueError(f"with build: false, {name} must be an image ref@sha256:...")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _refs_by_name(cls, values: Any) -> Any:
+        """`{build, <image>: ref, ...}` as written in the stack's file."""
+        if not isinstance(values, dict) or "refs" in values:
+            return values
+        refs = {name: ref for name, ref in values.items() if name != "build"}
+        if unknown := sorted(set(refs) - set(IMAGES)):
+            raise ValueError(f"{unknown[0]} is no image: the images are {', '.join(IMAGES)}")
+        return {"build": values.get("build", True), "refs": refs}
+
+    def check_prebuilt(self, images: list[str]) -> None:
+        """With `build: false`, each of `images` must be given as ref@sha256:..."""
+        if self.build:
+            return
+        for name in images:
+            ref = self.refs.get(name)
+            if ref is None or not re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", ref):
+                raise ValueError(f"with images.build false, {name} must be an image ref@sha256:...")
 
 
 class GpuEndpointConfig(Section):
@@ -185,15 +203,34 @@ class GpuEndpointConfig(Section):
         return self
 
 
-class GpuConfig(Section):
-    llm: GpuEndpointConfig
-    clip: GpuEndpointConfig
-    # Text embeddings for search (the llm image with TASK=embed); none: the API has no
-    # text-embedding endpoint (EMBED_ENDPOINT_ID is left unset).
-    embed: GpuEndpointConfig | None = None
+class GpuConfig(RootModel[dict[str, GpuEndpointConfig]]):
+    """One endpoint per worker type the stack runs (gpu_worker.common.worker_types): `llm` and
+    `clip` always; `embed` (text embeddings for search) and `transcribe` (speech to text) when
+    set (unset: the API has no such endpoint, its <NAME>_ENDPOINT_ID is left unset)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="after")
+    def _worker_types(self) -> "GpuConfig":
+        if unknown := sorted(set(self.root) - set(WORKER_TYPES)):
+            raise ValueError(
+                f"{unknown[0]} is no GPU worker type: the types are {', '.join(WORKER_TYPES)}"
+            )
+        required = [name for name, worker in WORKER_TYPES.items() if worker.required]
+        if missing := [name for name in required if name not in self.root]:
+            raise ValueError(f"{missing[0]} is required (every stack runs {', '.join(required)})")
+        return self
+
+    def __getitem__(self, name: str) -> GpuEndpointConfig:
+        return self.root[name]
 
     def endpoints(self) -> dict[str, GpuEndpointConfig]:
-        return {"llm": self.llm, "clip": self.clip} | ({"embed": self.embed} if self.embed else {})
+        """The stack's endpoints, in the registry's order."""
+        return {name: self.root[name] for name in WORKER_TYPES if name in self.root}
+
+    def images(self) -> list[str]:
+        """The worker images the endpoints run."""
+        return sorted({WORKER_TYPES[name].package for name in self.root})
 
 
 class MonitoringConfig(Section):
@@ -272,6 +309,11 @@ class StackConfig(Section):
     def owns_gpu_endpoints(self) -> bool:
         return self.base_stack is None or self.own_gpu_endpoints
 
+    @property
+    def deployed_images(self) -> list[str]:
+        """The images the stack runs: the API's and, with endpoints of its own, its workers'."""
+        return ["api", *(self.gpu.images() if self.owns_gpu_endpoints else [])]
+
     @model_validator(mode="after")
     def _environment_rules(self) -> "StackConfig":
         if "runpodApiKey" not in self.secrets:
@@ -285,6 +327,7 @@ class StackConfig(Section):
             raise ValueError("baseStack is set on review stacks, and only there")
         if self.own_gpu_endpoints and self.environment != "review":
             raise ValueError("ownGpuEndpoints is a review stack setting (others always own theirs)")
+        self.images.check_prebuilt(self.deployed_images)
         needed = {
             "database.provider": {
                 "supabaseDatabaseUrl": "postgresql://...",

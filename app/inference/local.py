@@ -1,8 +1,8 @@
 """The `local` backend: the workers' own handlers, run in-process.
 
 The workers are built and their models loaded in the background when the app starts
-(importing vLLM and starting its engine take tens of seconds on a CPU), one after the other:
-chat first, then CLIP, then text embeddings. `/health` answers at once, `/readiness` says which
+(importing vLLM and starting its engine take tens of seconds on a CPU), one after the other in
+the order of gpu_worker.common.worker_types (chat first). `/health` answers at once, `/readiness` says which
 are still loading, and a job waits for its model under the same deadline as any job.
 """
 
@@ -19,15 +19,14 @@ from typing import Any, Protocol, TypeVar
 from app.core.config import Settings
 from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
 from app.inference.base import InferenceBackend, QueuedJob, final_output
+from gpu_worker.common.worker_types import WORKER_TYPES
 
 log = logging.getLogger("tandem.local")
-LOAD_ORDER = ("llm", "clip", "embed")
-DESCRIPTION = {"llm": "chat", "clip": "CLIP", "embed": "text-embedding"}
 T = TypeVar("T")
 
 
 class Worker(Protocol):
-    """What the backend needs of a worker (gpu_worker's LlmWorker and ClipWorker)."""
+    """What the backend needs of a worker (each worker type's, e.g. gpu_worker's ClipWorker)."""
 
     def handle(self, job: dict[str, Any]) -> Any: ...
     def load(self) -> None: ...
@@ -84,7 +83,7 @@ async def _then(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class LocalBackend(InferenceBackend):
-    """`makers` builds each worker ("llm", "embed", "clip"); `workers` holds the loaded ones."""
+    """`makers` builds each worker (by worker type); `workers` holds the loaded ones."""
 
     def __init__(self, makers: dict[str, Callable[[], Worker]], timeout_s: float) -> None:
         self.makers = makers
@@ -108,17 +107,17 @@ class LocalBackend(InferenceBackend):
             self._loader = asyncio.create_task(self._load_all())
 
     async def _load_all(self) -> None:
-        for name in sorted(self.makers, key=LOAD_ORDER.index):
+        for name in sorted(self.makers, key=list(WORKER_TYPES).index):
             try:
                 make = functools.partial(_loaded_worker, self.makers[name])
                 self.workers[name] = await _in_daemon_thread(make)
             except Exception as exc:
-                log.exception("the %s model failed to load", DESCRIPTION[name])
+                log.exception("the %s model failed to load", WORKER_TYPES[name].description)
                 self._loaded[name].set_exception(
-                    WorkerUnavailable(f"the {DESCRIPTION[name]} model failed to load: {exc}")
+                    WorkerUnavailable(f"the {WORKER_TYPES[name].description} model failed to load: {exc}")
                 )
             else:
-                log.info("the %s model is loaded", DESCRIPTION[name])
+                log.info("the %s model is loaded", WORKER_TYPES[name].description)
                 self._loaded[name].set_result(None)
 
     async def wait_loaded(self) -> None:
@@ -151,7 +150,7 @@ class LocalBackend(InferenceBackend):
                     yield chunk
         except TimeoutError as exc:
             if loading:
-                message = f"the {DESCRIPTION[name]} model is still loading; try again shortly"
+                message = f"the {WORKER_TYPES[name].description} model is still loading; try again shortly"
                 raise WorkerUnavailable(message) from exc
             raise WorkerTimeout(f"the worker did not finish within {self.timeout_s:g} s") from exc
         except ApiError:
@@ -160,22 +159,16 @@ class LocalBackend(InferenceBackend):
             log.exception("local worker failed")
             raise WorkerFailed(f"worker error: {exc}") from exc
 
-    async def _run(self, name: str, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output([c async for c in self._stream(name, job_input, request_id)])
-
     async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return await self._run("llm", job_input, request_id)
+        return await self.run("llm", job_input, request_id)
 
     def generate_stream(
         self, job_input: dict[str, Any], request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         return self._stream("llm", job_input, request_id)
 
-    async def embed_text(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return await self._run("embed", job_input, request_id)
-
-    async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return await self._run("clip", job_input, request_id)
+    async def run(self, worker: str, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return final_output([c async for c in self._stream(worker, job_input, request_id)])
 
     async def openai(
         self, worker: str, route: str, body: dict[str, Any]
@@ -190,7 +183,7 @@ class LocalBackend(InferenceBackend):
         """Run the job in a task of this process; `webhook` is not called (nothing listens on a
         public address locally): the API polls `job_state`."""
         job_id = f"local-{uuid.uuid4()}"
-        self._queued[job_id] = asyncio.create_task(self._run(worker, job_input, job_id))
+        self._queued[job_id] = asyncio.create_task(self.run(worker, job_input, job_id))
         return job_id
 
     async def job_state(self, worker: str, job_id: str) -> QueuedJob:

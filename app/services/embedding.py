@@ -51,7 +51,7 @@ async def embed_texts(
 
     async def embed(index: int, batch: list[str]) -> list[list[float]]:
         async with slots:
-            result = await backend.embed_text(embed_job(batch), f"{request_id}-{index}")
+            result = await backend.run("embed", embed_job(batch), f"{request_id}-{index}")
         return checked_vectors(
             result, "embeddings", len(batch), settings.text_embedding_dim, "TEXT_EMBEDDING_DIM"
         )
@@ -60,7 +60,7 @@ async def embed_texts(
     return [vector for batch in results for vector in batch]
 
 
-def clip_job(settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
+def signed_job(settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
     """`job` with its HMAC signature when EMBEDDING_HMAC_SECRET is set."""
     if settings.embedding_hmac_secret is None:
         return job
@@ -72,7 +72,7 @@ async def embed_clip(
     backend: InferenceBackend, settings: Settings, field: str, value: str, request_id: str
 ) -> list[float]:
     """The unit-length CLIP embedding of an image URL (`image_url`) or a text (`text`)."""
-    job = clip_job(settings, {field: value, "normalize": True, "request_id": request_id})
-    result = await backend.embed_clip(job, request_id)
+    job = signed_job(settings, {field: value, "normalize": True, "request_id": request_id})
+    result = await backend.run("clip", job, request_id)
     dim = settings.image_embedding_dim
     return checked_vectors(result, "embedding", 1, dim, "IMAGE_EMBEDDING_DIM")[0]

@@ -12,9 +12,9 @@ from app.inference.base import InferenceBackend
 from app.models import Image
 from app.schemas import UploadOut
 from app.services.embedding import embed_clip
-from app.services.uploads import Upload, delete_replaced, stored, upsert
+from app.services.uploads import SIGNED_URL_TTL_S, Upload, delete_replaced, stored, upsert
 from app.storage import Storage
-from gpu_worker.common.fetch import FetchError, fetch_image_bytes
+from gpu_worker.common.fetch import FetchError, fetch_bytes
 
 # Signatures of the image formats the CLIP worker reads, and their file extensions.
 _MAGIC = {
@@ -24,7 +24,6 @@ _MAGIC = {
     b"GIF89a": ("image/gif", ".gif"),
 }
 # How long the worker's download link lasts: enough for a cold start and a queue.
-SIGNED_URL_TTL_S = 900
 
 
 def image_type(data: bytes) -> tuple[str, str]:
@@ -41,7 +40,7 @@ async def fetch_image(url: str, settings: Settings) -> bytes:
     """The image at a user's `url`, downloaded with the worker's SSRF and size rules."""
     try:
         return await asyncio.to_thread(
-            fetch_image_bytes,
+            fetch_bytes,
             url,
             max_bytes=settings.max_upload_bytes,
             connect_timeout=3.0,

@@ -32,9 +32,18 @@ from app.schemas import JobOut
 from app.services import webhook
 from app.services.api_keys import Caller
 from app.services.documents import object_key, prepare, write_document
-from app.services.embedding import batched, checked_vectors, embed_job
+from app.services.embedding import batched, checked_vectors, embed_job, signed_job
+from app.services.transcription import (
+    Task,
+    TranscriptionForm,
+    audio_type,
+    form_summary,
+    transcript,
+    transcription_job,
+)
 from app.services.uploads import Upload, stored
 from app.storage import Storage
+from gpu_worker.common.signing import signing_payload
 
 log = logging.getLogger("tandem.jobs")
 
@@ -125,24 +134,38 @@ Finished = tuple[dict[str, Any], list[str]]  # a result, and the objects to dele
 
 @dataclass(frozen=True)
 class Kind:
-    """What a kind of job does once its parts' text embeddings are in: `finish` makes its
-    result (in the transaction that completes the job) and names the objects to delete after
-    commit; `left_by_failure` names what a failed job of the kind leaves to delete."""
+    """What a kind of job does once its parts' outputs are in: `finish` makes its result (in
+    the transaction that completes the job; an ApiError fails the job) and names the objects
+    to delete after commit; `left_by_failure` names what a failed job of the kind leaves to
+    delete."""
 
-    finish: Callable[[AsyncConnection, Row, list[list[float]], str | None], Awaitable[Finished]]
+    finish: Callable[[AsyncConnection, Row, list[dict[str, Any]], Settings], Awaitable[Finished]]
     left_by_failure: Callable[[Row], list[str]] = lambda _job: []
 
 
+def _vectors(job: Row, outputs: list[dict[str, Any]], settings: Settings) -> list[list[float]]:
+    """The text embeddings of an embedding job's parts, checked, in order."""
+    dim = settings.text_embedding_dim
+    return [
+        vector
+        for output, count in zip(outputs, job.payload["batch_sizes"], strict=True)
+        for vector in checked_vectors(output, "embeddings", count, dim, "TEXT_EMBEDDING_DIM")
+    ]
+
+
 async def _embeddings(
-    _conn: AsyncConnection, _job: Row, vectors: list[list[float]], model: str | None
+    _conn: AsyncConnection, job: Row, outputs: list[dict[str, Any]], settings: Settings
 ) -> Finished:
+    vectors = _vectors(job, outputs, settings)
+    model = outputs[0].get("model")
     return {"embeddings": vectors, "dim": len(vectors[0]) if vectors else 0, "model": model}, []
 
 
 async def _document(
-    conn: AsyncConnection, job: Row, vectors: list[list[float]], _model: str | None
+    conn: AsyncConnection, job: Row, outputs: list[dict[str, Any]], settings: Settings
 ) -> Finished:
     """The uploaded document written with its chunks (`ingest_later` stored its file)."""
+    vectors = _vectors(job, outputs, settings)
     payload = job.payload
     chunks = [TextChunk(heading, content) for heading, content in payload["chunks"]]
     # Jobs queued before tenants carry none in their row: the job's tenant is theirs.
@@ -152,10 +175,24 @@ async def _document(
     return result, [row.old_key] if row.old_key and row.old_key != new_key else []
 
 
+async def _transcript(
+    _conn: AsyncConnection, job: Row, outputs: list[dict[str, Any]], _settings: Settings
+) -> Finished:
+    """The transcript as verbose_json; the audio (`transcribe_later` stored it) is deleted."""
+    payload = job.payload
+    return transcript(outputs[0], payload["task"], payload["words"]), [payload["object_key"]]
+
+
+def _stored_file(job: Row) -> list[str]:
+    return [job.payload["object_key"]]
+
+
 KINDS = {
     "embed": Kind(_embeddings),  # POST /v1/jobs
     # ?async=true uploads: a failed one leaves its stored file, never written into a row.
     "document": Kind(_document, lambda job: [job.payload["row"]["object_key"]]),
+    # ?async=true transcriptions: the audio is kept only while the job runs.
+    "transcribe": Kind(_transcript, _stored_file),
 }
 
 
@@ -267,9 +304,11 @@ class JobRunner:
                 await self.record(job_id, part.idx, state)
 
     async def _submit(self, job_id: uuid.UUID, part: Row) -> None:
+        # Signed as it is sent: a signature is good for minutes, a queued part may wait longer.
+        job_input = signed_job(self.settings, part.input) if signing_payload(part.input) else part.input
         try:
             runpod_id = await self.backend.submit(
-                part.worker, part.input, self._webhook(job_id, part.idx)
+                part.worker, job_input, self._webhook(job_id, part.idx)
             )
         except ApiError as exc:  # the poller tries again until the deadline
             log.warning("cannot submit part %s of job %s: %s", part.idx, job_id, exc.message)
@@ -339,18 +378,10 @@ class JobRunner:
                 select(JobPart.output).where(JobPart.job_id == job.id).order_by(JobPart.idx)
             )
         ).all()
-        dim = self.settings.text_embedding_dim
         try:
-            vectors = [
-                vector
-                for output, count in zip(outputs, job.payload["batch_sizes"], strict=True)
-                for vector in checked_vectors(
-                    output, "embeddings", count, dim, "TEXT_EMBEDDING_DIM"
-                )
-            ]
+            result, cleanup = await KINDS[job.kind].finish(conn, job, list(outputs), self.settings)
         except ApiError as exc:
             return _failed(job, exc.message)
-        result, cleanup = await KINDS[job.kind].finish(conn, job, vectors, outputs[0].get("model"))
         # The outputs are in the result or the chunks now: do not keep them twice.
         await conn.execute(update(JobPart).where(JobPart.job_id == job.id).values(output=None))
         return {"status": "succeeded", "result": result, "error": None}, cleanup
@@ -437,4 +468,37 @@ async def ingest_later(
         )
     if not created:  # an identical request made the job first: this copy is not needed
         await asyncio.to_thread(runner.storage.delete, key)
+    return job
+
+
+async def transcribe_later(
+    runner: JobRunner,
+    caller: Caller,
+    form: TranscriptionForm,
+    task: Task,
+    data: bytes,
+    idempotency_key: str | None,
+) -> JobOut:
+    """Store the audio now; transcribe it in a `transcribe` job (its result: verbose_json)."""
+    hashed = request_hash("transcribe", task, form_summary(form), data)
+    if (earlier := await replayed(runner.engine, caller, idempotency_key, hashed)) is not None:
+        return earlier
+    storage, settings = runner.storage, runner.settings
+    key = f"audio/{uuid.uuid4()}"
+    await asyncio.to_thread(storage.put, key, data, audio_type(data))
+    # The worker may read it at any time until the job's deadline.
+    ttl = int(settings.job_timeout_seconds)
+    url = await asyncio.to_thread(storage.signed_url, key, ttl)
+    request_id = f"transcribe-{uuid.uuid4()}"
+    part = transcription_job(settings, form, task, {"audio_url": url}, request_id, sign=False)
+    payload = {"object_key": key, "task": task, "words": form.words}
+    try:
+        job, created = await runner.create(
+            caller, "transcribe", payload, [("transcribe", part)], idempotency_key, hashed
+        )
+    except BaseException:
+        await asyncio.to_thread(storage.delete, key)
+        raise
+    if not created:  # an identical request made the job first: this copy is not needed
+        await asyncio.to_thread(storage.delete, key)
     return job

@@ -19,6 +19,8 @@ from app.core.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.models import Document, Image
 from app.storage import Storage
 
+SIGNED_URL_TTL_S = 900  # how long a worker may take to start reading a stored file
+
 
 @dataclass
 class Upload:

@@ -19,7 +19,7 @@ from typing import Any
 
 from gpu_worker.clip.model import ClipEmbedder, decode_image
 from gpu_worker.clip.settings import ClipSettings
-from gpu_worker.common.fetch import fetch_image_bytes
+from gpu_worker.common.fetch import IMAGE_TYPES
 from gpu_worker.common.refusal import Refused, TooLarge
 from gpu_worker.common.signing import signing_payload, verify
 
@@ -87,14 +87,7 @@ class ClipWorker:
     def _image_bytes(self, item: str) -> bytes:
         """The bytes of one image input: downloaded for a URL, decoded for base64 data."""
         if _is_url(item):
-            return fetch_image_bytes(
-                item,
-                max_bytes=self.settings.max_image_bytes,
-                connect_timeout=self.settings.fetch_connect_timeout_seconds,
-                read_timeout=self.settings.fetch_read_timeout_seconds,
-                allowed_networks=self.settings.fetch_allowed_networks,
-                allowed_prefixes=self.settings.fetch_allowed_prefixes,
-            )
+            return self.settings.fetch(item, "image", IMAGE_TYPES, self.settings.max_image_bytes)
         if len(item) > self.settings.max_image_bytes * 4 // 3 + 4:
             raise TooLarge(f"image is larger than {self.settings.max_image_bytes} bytes")
         try:

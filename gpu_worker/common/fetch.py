@@ -1,6 +1,6 @@
 """Safe requests to URLs users give: http(s) only, public addresses only, bounded size and time.
 
-An image URL comes from a user, so the worker must not be usable to reach its own network
+An image or audio URL comes from a user, so the worker must not be usable to reach its own network
 (SSRF); nor may the API through a deployment's webhook URL (`pinned_request`). Every hop of a
 redirect is resolved and checked before it is fetched, and the request goes to the address
 that was checked (Host header and TLS name kept), so a DNS answer that changes between the
@@ -18,18 +18,20 @@ import httpx
 
 from gpu_worker.common.refusal import Refused, TooLarge
 
-ALLOWED_TYPES = ("image/",)
+IMAGE_TYPES = ("image/",)
+# Audio and the containers it comes in (webm, mp4/m4a, ogg), and what storage serves untyped.
+AUDIO_TYPES = ("audio/", "video/", "application/ogg", "application/octet-stream")
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 EVERYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
 class FetchError(Refused):
-    """The image could not be fetched; the message says why, for the caller."""
+    """The file could not be fetched; the message says why, for the caller."""
 
 
 class FetchTooLarge(FetchError, TooLarge):
-    """The image is over the size limit."""
+    """The file is over the size limit."""
 
 
 def public_address(host: str, port: int, allowed: Sequence[Network] = ()) -> str:
@@ -76,16 +78,19 @@ def pinned_request(
     return httpx.Request(method, pinned, headers=headers, extensions=extensions, **request)
 
 
-def fetch_image_bytes(
+def fetch_bytes(
     url: str,
     *,
+    what: str = "image",
+    allowed_types: tuple[str, ...] = IMAGE_TYPES,
     max_bytes: int,
     connect_timeout: float,
     read_timeout: float,
     allowed_networks: Sequence[Network] = (),
     allowed_prefixes: Sequence[str] = (),
 ) -> bytes:
-    """The body of `url` if it is an image of at most `max_bytes`; FetchError otherwise. A
+    """The body of `url` if it is `what` (a content type in `allowed_types`) of at most
+    `max_bytes`; FetchError otherwise. A
     URL must resolve to public addresses only, unless into `allowed_networks` or under one of
     `allowed_prefixes` (exact URL prefixes, e.g. an API's own signed-object path); every
     redirect is checked again."""
@@ -99,28 +104,30 @@ def fetch_image_bytes(
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
-                    return _read_image(response, max_bytes)
+                    return _read(response, what, allowed_types, max_bytes)
                 finally:
                     response.close()
             except httpx.TimeoutException as exc:
-                raise FetchError("timed out downloading the image") from exc
+                raise FetchError(f"timed out downloading the {what}") from exc
             except httpx.HTTPError as exc:
-                raise FetchError(f"cannot download the image: {type(exc).__name__}") from exc
+                raise FetchError(f"cannot download the {what}: {type(exc).__name__}") from exc
     raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _read_image(response: httpx.Response, max_bytes: int) -> bytes:
+def _read(
+    response: httpx.Response, what: str, allowed_types: tuple[str, ...], max_bytes: int
+) -> bytes:
     if response.status_code != 200:
-        raise FetchError(f"image URL answered HTTP {response.status_code}")
+        raise FetchError(f"{what} URL answered HTTP {response.status_code}")
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not content_type.startswith(ALLOWED_TYPES):
-        raise FetchError(f"image URL returned {content_type or 'no content type'}, not an image")
+    if not content_type.startswith(allowed_types):
+        raise FetchError(f"{what} URL returned {content_type or 'no content type'}, not an {what}")
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise FetchTooLarge(f"image is larger than {max_bytes} bytes")
+        raise FetchTooLarge(f"{what} is larger than {max_bytes} bytes")
     body = bytearray()
     for chunk in response.iter_bytes():
         body += chunk
         if len(body) > max_bytes:
-            raise FetchTooLarge(f"image is larger than {max_bytes} bytes")
+            raise FetchTooLarge(f"{what} is larger than {max_bytes} bytes")
     return bytes(body)

@@ -1,5 +1,7 @@
 """Settings every worker reads once from its environment."""
 
+from ipaddress import IPv4Network, IPv6Network
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -24,3 +26,29 @@ class ModelSettings(WorkerSettings):
     @property
     def model_id(self) -> str:
         return self.served_model_name or self.model_name
+
+
+class FetchingModelSettings(ModelSettings):
+    """A model worker that downloads inputs from URLs users give (gpu_worker.common.fetch)."""
+
+    fetch_connect_timeout_seconds: float = Field(3.0, gt=0)
+    fetch_read_timeout_seconds: float = Field(10.0, gt=0)
+    # Networks a URL may resolve into although they are private (tests, sidecars), and URL
+    # prefixes fetched wherever they resolve (the local API's own signed-object path).
+    fetch_allowed_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    fetch_allowed_prefixes: list[str] = Field(default_factory=list)
+
+    def fetch(self, url: str, what: str, allowed_types: tuple[str, ...], max_bytes: int) -> bytes:
+        """The body of `url` under these settings' rules (fetch_bytes)."""
+        from gpu_worker.common.fetch import fetch_bytes
+
+        return fetch_bytes(
+            url,
+            what=what,
+            allowed_types=allowed_types,
+            max_bytes=max_bytes,
+            connect_timeout=self.fetch_connect_timeout_seconds,
+            read_timeout=self.fetch_read_timeout_seconds,
+            allowed_networks=self.fetch_allowed_networks,
+            allowed_prefixes=self.fetch_allowed_prefixes,
+        )

@@ -1,4 +1,5 @@
-"""HMAC request signing between the API and the embedding worker.
+"""HMAC request signing between the API and the workers that take users' data (CLIP,
+transcription).
 
 signature = hex HMAC-SHA256(secret, "<payload>|<unix ts>"), sent as `auth: {"ts", "sig"}`.
 """
@@ -23,9 +24,9 @@ def signed_auth(secret: str, payload: str) -> dict[str, Any]:
 
 
 def signing_payload(job_input: dict[str, Any]) -> str | None:
-    """What a request to the embedding worker signs: its one input, or a batch's items joined
-    by newlines. None when the input holds none of them."""
-    for field in ("text", "image_url", "image_base64"):
+    """What a request to a worker signs: its one input, or a batch's items joined by newlines.
+    None when the input holds none of them."""
+    for field in ("text", "image_url", "image_base64", "audio_url", "audio_base64"):
         if isinstance(job_input.get(field), str):
             return job_input[field]
     for field in ("texts", "images"):

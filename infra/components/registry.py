@@ -75,7 +75,7 @@ class Registry(pulumi.ComponentResource):
         self.images: dict[str, pulumi.Output[str]] = {}
         for image in deploys:
             if not images.build:
-                self.images[image] = pulumi.Output.from_input(getattr(images, image))
+                self.images[image] = pulumi.Output.from_input(images.refs[image])
                 continue
             built = docker_build.Image(
                 f"{name}-{image}",

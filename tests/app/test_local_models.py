@@ -73,7 +73,7 @@ def test_a_text_embedding_model_that_is_not_offline_is_refused(tmp_path):
 
 
 async def test_text_embeddings_come_from_minilm(local_backend):
-    result = await local_backend.embed_text({"input": [DEPLOY_A, DEPLOY_B, UNRELATED]}, "r-1")
+    result = await local_backend.run("embed", {"input": [DEPLOY_A, DEPLOY_B, UNRELATED]}, "r-1")
     assert (result["model"], result["dim"]) == ("all-MiniLM-L6-v2", 384)
     a, b, c = (np.array(v) for v in result["embeddings"])
     assert float(a @ b) > 0.6 > 0.2 > float(a @ c)
@@ -81,4 +81,4 @@ async def test_text_embeddings_come_from_minilm(local_backend):
 
 async def test_bad_text_embedding_input_is_the_workers_clear_refusal(local_backend):
     with pytest.raises(InputRefused, match="input"):
-        await local_backend.embed_text({"input": []}, "r-2")
+        await local_backend.run("embed", {"input": []}, "r-2")

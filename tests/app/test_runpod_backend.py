@@ -9,6 +9,7 @@ import pytest
 
 from app.core.errors import WorkerFailed, WorkerTimeout, WorkerUnavailable
 from app.inference.runpod import RunPodBackend, RunPodClient, _job_output
+from gpu_worker.common.worker_types import WORKER_TYPES
 from tests.conftest import free_port
 
 
@@ -124,17 +125,17 @@ async def test_stream_abandoned_by_the_caller_cancels_the_job(client, transport)
 
 async def test_backend_on_the_real_workers(emulator):
     client = RunPodClient(emulator.base_url, emulator.api_key, 60)
-    backend = RunPodBackend(client, "llm", "embed", "clip")
+    backend = RunPodBackend(client, {name: name for name in WORKER_TYPES})
     job = {"messages": [{"role": "user", "content": "two words"}], "temperature": 0}
     result = await backend.generate(job, "req-1")
     assert result["model"] == "tiny-llama"
     assert 1 <= result["usage"]["completion_tokens"] <= 16
     chunks = [c async for c in backend.generate_stream({**job, "stream": True}, "req-2")]
     assert "".join(c["delta"] for c in chunks[:-1]) == chunks[-1]["raw_text"] == result["raw_text"]
-    texts = await backend.embed_text({"input": ["a", "b"]}, "req-3")
+    texts = await backend.run("embed", {"input": ["a", "b"]}, "req-3")
     assert (texts["model"], texts["dim"], len(texts["embeddings"])) == ("all-MiniLM-L6-v2", 384, 2)
     with pytest.raises(WorkerFailed, match="Authentication failed"):
-        await backend.embed_clip({"text": "unsigned"}, "req-4")
+        await backend.run("clip", {"text": "unsigned"}, "req-4")
     await backend.aclose()
 
 

@@ -31,13 +31,13 @@ def test_prod_is_protected_and_warm():
     prod = stack_file("prod", stand_in_secrets=("runpodApiKey",))
     assert prod.database.deletion_protection and prod.database.point_in_time_recovery
     assert prod.database.high_availability and prod.api.deletion_protection
-    assert prod.api.min_instances >= 1 and prod.gpu.llm.workers_min >= 1
+    assert prod.api.min_instances >= 1 and prod.gpu["llm"].workers_min >= 1
 
 
 def test_dev_scales_to_zero():
     dev = stack_file("dev", stand_in_secrets=("runpodApiKey",))
     assert dev.api.min_instances == 0
-    assert dev.gpu.llm.workers_min == dev.gpu.clip.workers_min == 0
+    assert dev.gpu["llm"].workers_min == dev.gpu["clip"].workers_min == 0
 
 
 def test_gpu_types_come_from_runpods_spec():
@@ -154,7 +154,7 @@ def test_supabase_with_its_secret_is_fine():
 def test_the_api_learns_the_clip_models_id(clip, served):
     """What the CLIP worker's answers carry, for the API's CLIP_MODEL (/v1/embeddings)."""
     config = parse(valid(gpu={"llm": GPU, "clip": clip}), SECRETS)
-    assert config.gpu.clip.served_model() == served
+    assert config.gpu["clip"].served_model() == served
 
 
 def test_a_review_stack_is_dev_with_the_review_overrides():
@@ -162,8 +162,8 @@ def test_a_review_stack_is_dev_with_the_review_overrides():
     dev = stack_file("dev", stand_in_secrets=("runpodApiKey",))
     assert (review.environment, review.ttl_hours) == ("review", 72)
     assert (review.base_stack, review.owns_gpu_endpoints) == ("dev", False)
-    assert review.gpu.llm.workers_max == 1
-    assert review.gpu.llm.gpu_types == dev.gpu.llm.gpu_types  # the rest is dev's
+    assert review.gpu["llm"].workers_max == 1
+    assert review.gpu["llm"].gpu_types == dev.gpu["llm"].gpu_types  # the rest is dev's
     assert review.scope.labels["ttl"] == "72h"
 
 

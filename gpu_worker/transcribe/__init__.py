@@ -1,0 +1,1 @@
+"""The transcription worker: speech to text with Whisper on CTranslate2 (faster-whisper)."""
