@@ -4,6 +4,7 @@ outputs and declares none of its own."""
 
 import pulumi
 
+from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.components.api_service import ApiService
 from infra.components.buckets import Buckets, storage_env
 from infra.components.ci_identity import CiIdentity
@@ -14,7 +15,6 @@ from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
 from infra.components.run_spec import vpc_egress
-from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.components.secrets import HMAC_SECRET, Secrets
 from infra.config import load
 from infra.runpod.resources import ApiDeployments

@@ -18,9 +18,9 @@ import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
+from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_file, stack_settings
 from infra.policy.rules import PolicyConfig, check
-from gpu_worker.common.worker_types import WORKER_TYPES
 
 STAND_IN = "stand-in-secret"
 STAND_IN_SECRETS = ("runpodApiKey",)  # required by every stack: assumed set

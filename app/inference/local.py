@@ -2,8 +2,9 @@
 
 The workers are built and their models loaded in the background when the app starts
 (importing vLLM and starting its engine take tens of seconds on a CPU), one after the other in
-the order of gpu_worker.common.worker_types (chat first). `/health` answers at once, `/readiness` says which
-are still loading, and a job waits for its model under the same deadline as any job.
+the order of gpu_worker.common.worker_types (chat first). `/health` answers at once,
+`/readiness` says which are still loading, and a job waits for its model under the same
+deadline as any job.
 """
 
 import asyncio
@@ -114,7 +115,9 @@ class LocalBackend(InferenceBackend):
             except Exception as exc:
                 log.exception("the %s model failed to load", WORKER_TYPES[name].description)
                 self._loaded[name].set_exception(
-                    WorkerUnavailable(f"the {WORKER_TYPES[name].description} model failed to load: {exc}")
+                    WorkerUnavailable(
+                        f"the {WORKER_TYPES[name].description} model failed to load: {exc}"
+                    )
                 )
             else:
                 log.info("the %s model is loaded", WORKER_TYPES[name].description)
@@ -150,7 +153,8 @@ class LocalBackend(InferenceBackend):
                     yield chunk
         except TimeoutError as exc:
             if loading:
-                message = f"the {WORKER_TYPES[name].description} model is still loading; try again shortly"
+                what = WORKER_TYPES[name].description
+                message = f"the {what} model is still loading; try again shortly"
                 raise WorkerUnavailable(message) from exc
             raise WorkerTimeout(f"the worker did not finish within {self.timeout_s:g} s") from exc
         except ApiError:

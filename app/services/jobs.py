@@ -305,7 +305,9 @@ class JobRunner:
 
     async def _submit(self, job_id: uuid.UUID, part: Row) -> None:
         # Signed as it is sent: a signature is good for minutes, a queued part may wait longer.
-        job_input = signed_job(self.settings, part.input) if signing_payload(part.input) else part.input
+        job_input = (
+            signed_job(self.settings, part.input) if signing_payload(part.input) else part.input
+        )
         try:
             runpod_id = await self.backend.submit(
                 part.worker, job_input, self._webhook(job_id, part.idx)

@@ -21,12 +21,13 @@ from app.services.uploads import check_size
 
 # The languages Whisper knows (ISO 639-1, and "haw", "yue"): a code outside them is refused
 # before anything runs.
-WHISPER_LANGUAGES = frozenset(
-    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw "
-    "he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt "
-    "my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl "
-    "tr tt uk ur uz vi yi yo yue zh".split()
+_LANGUAGES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha "
+    "haw he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn "
+    "mr ms mt my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te "
+    "tg th tk tl tr tt uk ur uz vi yi yo yue zh"
 )
+WHISPER_LANGUAGES = frozenset(_LANGUAGES.split(" "))
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Task = Literal["transcribe", "translate"]
 MAX_PROMPT_CHARS = 1_000

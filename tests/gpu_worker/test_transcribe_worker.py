@@ -15,7 +15,7 @@ import gpu_worker.transcribe.handler as transcribe
 from gpu_worker.common.signing import sign, signing_payload
 from gpu_worker.transcribe.audio import SAMPLE_RATE, AudioTooLong, windows
 from gpu_worker.transcribe.settings import TranscribeSettings
-from tests.speech import ENCODINGS, encoded, silence_wav, spoken, words
+from tests.speech import ENCODINGS, encoded, joined, silence_wav, spoken, wav_of, words
 
 SECRET = "transcribe-secret"
 
@@ -92,7 +92,7 @@ def test_long_audio_comes_in_windows_cut_in_silence():
     rate = SAMPLE_RATE
     tone = (0.5 * np.sin(np.arange(rate * 70) * 2 * np.pi * 440 / rate)).astype(np.float32)
     tone[rate * 32 : rate * 33] = 0  # a pause 32 s in: where the first 30 s window ends
-    wav = _wav(tone)
+    wav = wav_of(tone, rate)
     got = list(windows(wav, window_s=30, max_s=3600))
     offsets = [offset for offset, _ in got]
     assert offsets[0] == 0 and 32 <= offsets[1] <= 33
@@ -105,51 +105,11 @@ def test_long_audio_comes_in_windows_cut_in_silence():
 async def test_a_window_boundary_moves_the_timestamps(whisper, worker):
     """The second window's segments carry the window's offset."""
     worker(window_seconds=30)
-    audio = _concat_wav(spoken(), silence_wav(34), spoken())
+    audio = joined(spoken(), silence_wav(34), spoken())
     result = await run(whisper, {"audio_base64": b64(audio)})
     assert result["text"].lower().count("fox") == 2, result["text"]
     assert result["segments"][-1]["start"] >= 30 and result["segments"][-1]["end"] > 36
     assert 39 < result["duration"] < 40.5  # 2.8 s spoken, 34 s of silence, 2.8 s spoken
-
-
-def _wav(samples: np.ndarray) -> bytes:
-    import io
-    import wave
-
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(SAMPLE_RATE)
-        file.writeframes((samples * 32767).astype("<i2").tobytes())
-    return out.getvalue()
-
-
-def _concat_wav(*parts: bytes) -> bytes:
-    import io
-    import wave
-
-    frames, rate = [], None
-    for part in parts:
-        with wave.open(io.BytesIO(part)) as file:
-            rate = rate or file.getframerate()
-            if file.getframerate() != rate:  # espeak-ng speaks at 22050 Hz
-                frames.append(_resampled(file.readframes(file.getnframes()), file.getframerate(), rate))
-            else:
-                frames.append(file.readframes(file.getnframes()))
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(rate)
-        file.writeframes(b"".join(frames))
-    return out.getvalue()
-
-
-def _resampled(frames: bytes, source: int, target: int) -> bytes:
-    samples = np.frombuffer(frames, dtype="<i2").astype(np.float32)
-    positions = np.arange(0, len(samples), source / target)
-    return np.interp(positions, np.arange(len(samples)), samples).astype("<i2").tobytes()
 
 
 @pytest.mark.parametrize(
@@ -263,4 +223,3 @@ async def test_a_failing_model_asks_for_a_fresh_worker(whisper, worker, monkeypa
     result = await run(whisper, {"audio_base64": b64(spoken())})
     assert result["refresh_worker"] is True
     assert result["error"] == "the speech model failed: CUDA failed with error out of memory"
-

@@ -45,6 +45,9 @@ def test_gpu_types_come_from_runpods_spec():
     assert len(runpod_gpu_types()) > 20
 
 
+REF = "registry.test/img@sha256:" + "0" * 64
+
+
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [
@@ -118,6 +121,23 @@ def test_gpu_types_come_from_runpods_spec():
             "tandem:gpu.llm.networkVolumeIds: List should have at least 1 item",
         ),
         ({"runpodApiV2Base": "api.runpod.io"}, "tandem:runpodApiV2Base: String should match"),
+        (
+            {"gpu": {"llm": GPU, "clip": GPU, "whisper": GPU}},
+            "tandem:gpu: whisper is no GPU worker type: the types are llm, clip, embed, transcribe",
+        ),
+        ({"gpu": {"llm": GPU}}, "tandem:gpu: clip is required (every stack runs llm, clip)"),
+        (
+            {"gpu": {"llm": GPU, "clip": GPU, "transcribe": {"gpuTypes": ["RTX 9999"]}}},
+            "tandem:gpu.transcribe: unknown GPU type 'RTX 9999'",
+        ),
+        ({"images": {"build": True, "whisper": "x"}}, "whisper is no image: the images are api"),
+        (
+            {
+                "gpu": {"llm": GPU, "clip": GPU, "transcribe": GPU},
+                "images": {"build": False} | {name: REF for name in ("api", "llm", "clip")},
+            },
+            "with images.build false, transcribe must be an image ref@sha256",
+        ),
     ],
 )
 def test_bad_values_name_the_key(overrides, words):
@@ -125,6 +145,13 @@ def test_bad_values_name_the_key(overrides, words):
         parse(valid(**overrides), SECRETS)
     assert words in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_prebuilt_images_are_the_ones_the_stack_runs():
+    """With build false, a stack gives a ref for the API and each worker image it runs."""
+    refs = {name: REF for name in ("api", "llm", "clip")}
+    config = parse(valid(images={"build": False, **refs}), SECRETS)
+    assert config.images.refs == refs and config.deployed_images == ["api", "clip", "llm"]
 
 
 def test_the_runpod_key_is_required():

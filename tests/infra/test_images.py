@@ -49,12 +49,16 @@ def test_the_api_image_takes_only_the_runpod_client_from_infra():
     assert {f for f in context("api") if f.startswith("infra/")} == expected
 
 
+ELSEWHERE = ("tests/", "bench/", "stacks/", "gpu_worker/emulator/")
+
+
 @pytest.mark.parametrize(
     ("image", "outside"),
     [
-        ("api", ("gpu_worker/llm/", "gpu_worker/clip/", "tests/", "bench/", "stacks/")),
-        ("llm", ("app/", "gpu_worker/clip/", "infra/", "tests/", "gpu_worker/emulator/")),
-        ("clip", ("app/", "gpu_worker/llm/", "infra/", "tests/", "gpu_worker/emulator/")),
+        ("api", ("gpu_worker/llm/", "gpu_worker/clip/", "gpu_worker/transcribe/", *ELSEWHERE)),
+        ("llm", ("app/", "gpu_worker/clip/", "gpu_worker/transcribe/", "infra/", *ELSEWHERE)),
+        ("clip", ("app/", "gpu_worker/llm/", "gpu_worker/transcribe/", "infra/", *ELSEWHERE)),
+        ("transcribe", ("app/", "gpu_worker/llm/", "gpu_worker/clip/", "infra/", *ELSEWHERE)),
     ],
 )
 def test_a_change_elsewhere_rebuilds_nothing(image, outside):

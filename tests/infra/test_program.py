@@ -6,6 +6,7 @@ import base64
 import cel
 import pytest
 
+from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.components.api_service import RUNTIME_ROLES
 from infra.config import ConfigError, stack_settings
 from infra.plan import STAND_IN, inventory, run_program
@@ -105,7 +106,7 @@ def test_gpu_workers_read_the_hmac_secret_from_a_runpod_secret(stack):
     assert secret["name"] == f"tandem-{name}-hmac"
     assert SECRET_SIG in secret["value"] and secret["value"]["value"] == STAND_IN  # encrypted
     templates = [inputs for inputs in dynamic.values() if "imageName" in inputs]
-    assert len(templates) == 3  # llm, embed (the llm image with TASK=embed), clip
+    assert len(templates) == 4  # llm, embed (the llm image with TASK=embed), clip, transcribe
     for template in templates:
         env = template["env"]["value"]
         assert env["EMBEDDING_HMAC_SECRET"] == f"{{{{ RUNPOD_SECRET_tandem-{name}-hmac }}}}"
@@ -155,8 +156,11 @@ def test_prod_is_protected_and_warm():
     [service] = of_type(resources, "cloudrunv2/service:Service")
     assert service["deletionProtection"] is True
     assert service["template"]["scaling"]["minInstanceCount"] >= 1
-    endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
-    assert all(e["workersMin"] >= 1 for e in endpoints)
+    endpoints = {r["name"]: r["inputs"] for r in resources if r["name"].endswith("-endpoint")}
+    # Requests wait on chat, CLIP and embeddings: warm. Transcription scales to zero (an hour
+    # of audio is a job, and a cold start is small beside it).
+    warm = {name: e["workersMin"] >= 1 for name, e in endpoints.items()}
+    assert warm == {f"tandem-prod-{n}-endpoint": n != "transcribe" for n in WORKER_TYPES}
 
 
 def test_dev_scales_to_zero():
@@ -165,7 +169,7 @@ def test_dev_scales_to_zero():
     assert service["template"]["scaling"]["minInstanceCount"] == 0
     assert service["deletionProtection"] is False
     endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
-    assert [e["workersMin"] for e in endpoints] == [0, 0, 0]
+    assert [e["workersMin"] for e in endpoints] == [0] * len(WORKER_TYPES)
     assert of_type(resources, "serviceIamMember:ServiceIamMember")[0]["member"] == "allUsers"
 
 
@@ -363,7 +367,7 @@ def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
     settings = stack_settings("pr-7") | {"tandem:ownGpuEndpoints": True}
     resources = run_program("pr-7", settings)
     images = {i["dockerfile"]["location"].split("/")[-2]: i for i in of_type(resources, "Image")}
-    assert sorted(images) == ["app", "clip", "llm"]
+    assert sorted(images) == ["app", "clip", "llm", "transcribe"]
     assert images["llm"]["tags"] == ["europe-west1-docker.pkg.dev/base-project/tandem-dev/llm:pr-7"]
     runpod = {r["name"]: r["inputs"] for r in resources if r["type"].endswith("dynamic:Resource")}
     assert sorted(runpod) == sorted(
@@ -372,7 +376,7 @@ def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
             "tandem-pr-7-deployments",  # its API deploys on its llm image: removed with it
             *(
                 f"tandem-pr-7-{n}-{kind}"
-                for n in ("clip", "embed", "llm")
+                for n in WORKER_TYPES
                 for kind in ("endpoint", "template")
             ),
         ]
