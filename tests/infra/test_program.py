@@ -374,11 +374,7 @@ def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
         [
             "tandem-pr-7-hmac",  # its own HMAC secret, on RunPod
             "tandem-pr-7-deployments",  # its API deploys on its llm image: removed with it
-            *(
-                f"tandem-pr-7-{n}-{kind}"
-                for n in WORKER_TYPES
-                for kind in ("endpoint", "template")
-            ),
+            *(f"tandem-pr-7-{n}-{kind}" for n in WORKER_TYPES for kind in ("endpoint", "template")),
         ]
     )
     assert runpod["tandem-pr-7-llm-endpoint"]["workersMax"] == 1
