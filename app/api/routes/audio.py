@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import (
@@ -71,35 +71,55 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 RunAsync = Annotated[bool, Query(alias="async", description="transcribe in a job (202)")]
 
 
-async def _transcribe(
-    task: Task,
-    request: Request,
-    settings: SettingsDep,
-    backend: BackendDep,
-    storage: StorageDep,
-    jobs: JobsDep,
-    caller: CallerDep,
-    request_id: str,
-    idempotency_key: str | None,
-    run_async: bool,
-) -> Response:
-    form, data = await read_form(request, settings.max_upload_bytes)
-    if run_async:
-        job = await transcribe_later(jobs, caller, form, task, data, idempotency_key)
-        return JSONResponse(job.model_dump(mode="json"), status_code=202)
-    if len(data) <= settings.transcribe_inline_bytes:
-        job_input = transcription_job(settings, form, task, inline_audio(data), request_id)
-        result = await backend.run("transcribe", job_input, request_id)
+class Transcriber:
+    """A transcription request and what answers it."""
+
+    def __init__(
+        self,
+        request: Request,
+        settings: SettingsDep,
+        backend: BackendDep,
+        storage: StorageDep,
+        jobs: JobsDep,
+        caller: CallerDep,
+        request_id: RequestIdDep,
+        idempotency_key: IdempotencyKey = None,
+        run_async: RunAsync = False,
+    ) -> None:
+        self.request, self.settings, self.backend, self.storage = (
+            request,
+            settings,
+            backend,
+            storage,
+        )
+        self.jobs, self.caller, self.request_id = jobs, caller, request_id
+        self.idempotency_key, self.run_async = idempotency_key, run_async
+
+    async def answer(self, task: Task) -> Response:
+        settings, storage = self.settings, self.storage
+        form, data = await read_form(self.request, settings.max_upload_bytes)
+        if self.run_async:
+            job = await transcribe_later(
+                self.jobs, self.caller, form, task, data, self.idempotency_key
+            )
+            return JSONResponse(job.model_dump(mode="json"), status_code=202)
+        if len(data) <= settings.transcribe_inline_bytes:
+            return await self._run(form, task, inline_audio(data))
+        key = f"audio/{uuid.uuid4()}"  # kept while the worker reads it
+        await asyncio.to_thread(storage.put, key, data, audio_type(data))
+        try:
+            url = await asyncio.to_thread(storage.signed_url, key, SIGNED_URL_TTL_S)
+            return await self._run(form, task, {"audio_url": url})
+        finally:
+            await asyncio.to_thread(storage.delete, key)
+
+    async def _run(self, form: TranscriptionForm, task: Task, audio: dict[str, str]) -> Response:
+        job_input = transcription_job(self.settings, form, task, audio, self.request_id)
+        result = await self.backend.run("transcribe", job_input, self.request_id)
         return answer(result, form, task)
-    key = f"audio/{uuid.uuid4()}"  # kept while the worker reads it
-    await asyncio.to_thread(storage.put, key, data, audio_type(data))
-    try:
-        url = await asyncio.to_thread(storage.signed_url, key, SIGNED_URL_TTL_S)
-        job_input = transcription_job(settings, form, task, {"audio_url": url}, request_id)
-        result = await backend.run("transcribe", job_input, request_id)
-    finally:
-        await asyncio.to_thread(storage.delete, key)
-    return answer(result, form, task)
+
+
+TranscriberDep = Annotated[Transcriber, Depends()]
 
 
 @router.post(
@@ -109,30 +129,9 @@ async def _transcribe(
     response_class=Response,
     responses=_RESPONSES,
 )
-async def create_transcription(
-    request: Request,
-    settings: SettingsDep,
-    backend: BackendDep,
-    storage: StorageDep,
-    jobs: JobsDep,
-    caller: CallerDep,
-    request_id: RequestIdDep,
-    idempotency_key: IdempotencyKey = None,
-    run_async: RunAsync = False,
-) -> Response:
+async def create_transcription(transcriber: TranscriberDep) -> Response:
     """The speech in `file` as text, in its language (given, or detected)."""
-    return await _transcribe(
-        "transcribe",
-        request,
-        settings,
-        backend,
-        storage,
-        jobs,
-        caller,
-        request_id,
-        idempotency_key,
-        run_async,
-    )
+    return await transcriber.answer("transcribe")
 
 
 @router.post(
@@ -142,27 +141,6 @@ async def create_transcription(
     response_class=Response,
     responses=_RESPONSES,
 )
-async def create_translation(
-    request: Request,
-    settings: SettingsDep,
-    backend: BackendDep,
-    storage: StorageDep,
-    jobs: JobsDep,
-    caller: CallerDep,
-    request_id: RequestIdDep,
-    idempotency_key: IdempotencyKey = None,
-    run_async: RunAsync = False,
-) -> Response:
+async def create_translation(transcriber: TranscriberDep) -> Response:
     """The speech in `file` as English text."""
-    return await _transcribe(
-        "translate",
-        request,
-        settings,
-        backend,
-        storage,
-        jobs,
-        caller,
-        request_id,
-        idempotency_key,
-        run_async,
-    )
+    return await transcriber.answer("translate")
