@@ -47,6 +47,7 @@ _FORM["properties"] = {
     **_FORM["properties"],
 }
 _FORM["required"] = ["file", *_FORM.get("required", [])]
+_FORM["examples"] = [{"model": "whisper-1", "response_format": "verbose_json", "language": "en"}]
 _OPENAPI = {
     UPLOAD_MARK: True,  # the upload size limit, not the JSON body's
     "requestBody": {
