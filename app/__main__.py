@@ -1,5 +1,5 @@
 """Command line: `python -m app serve|dev|migrate|downgrade|create-api-key|list-api-keys|
-revoke-api-key|retention|import-chroma`.
+revoke-api-key|retention|jobs retry|import-chroma`.
 
 With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME, the same one
 `make dev` serves from, so they work beside a running `make dev`.
@@ -77,14 +77,35 @@ def _revoke_api_key(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _retention(settings: Settings, args: argparse.Namespace) -> None:
-    from app.services.retention import apply_retention
+    from app.services.retention import Days, apply_retention
     from app.storage import make_storage
 
     async def work(engine) -> None:
         await migrate(engine, settings)
         storage = make_storage(settings)
-        days = settings.retention_raw_days
+        days = Days(
+            settings.retention_raw_days,
+            settings.retention_audio_days,
+            settings.retention_transcript_days,
+        )
         for line in await apply_retention(engine, storage, days, args.dry_run):
+            print(line)
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _retry_jobs(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services.jobs import retry
+    from app.storage import make_storage
+
+    if not args.job_ids and not args.failed:
+        sys.exit("name the jobs to retry, or --failed for every failed one")
+
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        ids = None if args.failed else args.job_ids
+        storage = make_storage(settings)
+        for line in await retry(engine, storage, ids, settings.job_timeout_seconds):
             print(line)
 
     asyncio.run(_with_engine(settings, work))
@@ -246,11 +267,22 @@ def main(argv: list[str] | None = None) -> None:
 
     retention = commands.add_parser(
         "retention",
-        help="delete uploads older than RETENTION_RAW_DAYS, with their rows, and the "
-        "deployments of tenants with no active API key",
+        help="delete uploads older than RETENTION_RAW_DAYS, with their rows, transcripts "
+        "older than RETENTION_TRANSCRIPT_DAYS (their raw audio after RETENTION_AUDIO_DAYS), "
+        "and the deployments of tenants with no active API key",
     )
     retention.add_argument("--dry-run", action="store_true", help="only list what would go")
     retention.set_defaults(run=_retention)
+
+    jobs = commands.add_parser("jobs", help="asynchronous jobs")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    retry = job_commands.add_parser(
+        "retry",
+        help="queue failed jobs again (the running API submits them): the dead letters replayed",
+    )
+    retry.add_argument("job_ids", nargs="*", type=uuid.UUID, metavar="ID", help="a failed job")
+    retry.add_argument("--failed", action="store_true", help="every failed job")
+    retry.set_defaults(run=_retry_jobs)
 
     chroma = commands.add_parser(
         "import-chroma",

@@ -108,9 +108,12 @@ class UploadColumns:
 
 
 class Document(UploadColumns, Base):
-    """An uploaded document: its raw bytes in storage, its text in `chunks`."""
+    """An uploaded document: its raw bytes in storage, its text in `chunks`; for the transcript
+    of audio, the audio's length (its raw audio is replaced by the transcript's text after
+    RETENTION_AUDIO_DAYS)."""
 
     __tablename__ = "documents"
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (
         Index("ix_documents_updated_at", "updated_at"),
         UniqueConstraint("tenant", "source_id", name="uq_documents_tenant_source_id"),
@@ -129,6 +132,8 @@ class Chunk(Base):
     heading: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)
     embedding: Mapped[Any] = mapped_column(Vector())
+    # A transcript's passage: {start, end} in seconds of the audio.
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
 
     __table_args__ = (
         Index("ix_chunks_document_id", "document_id", "ord"),

@@ -65,6 +65,8 @@ class Source(BaseModel):
     title: str
     chunk: str
     score: float
+    # A transcript's passage: where it is in the audio ({start, end}, seconds).
+    chunk_metadata: dict[str, Any] | None = None
 
 
 class JsonSchemaFormat(Strict):
@@ -205,6 +207,7 @@ class UploadOut(BaseModel):
 
 class DocumentOut(UploadOut):
     chunks: int
+    audio_seconds: float | None = None  # a transcript's: the audio's length
 
 
 class ImageIn(Strict):
@@ -230,6 +233,8 @@ class SearchHit(BaseModel):
     chunk: str | None  # the matching text; None for images
     score: float
     metadata: dict[str, Any]
+    # A transcript's passage: where it is in the audio ({start, end}, seconds); else None.
+    chunk_metadata: dict[str, Any] | None = None
 
 
 class SearchResponse(BaseModel):

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(40, ge=0)
     embed_batch_size: int = Field(64, ge=1, le=256)
     retention_raw_days: int = Field(30, ge=1)
+    # Audio, as a lecture app keeps it: a transcript's raw audio is replaced by the transcript's
+    # text after RETENTION_AUDIO_DAYS; transcripts (audio documents, transcription jobs) go
+    # after RETENTION_TRANSCRIPT_DAYS.
+    retention_audio_days: int = Field(7, ge=1)
+    retention_transcript_days: int = Field(365, ge=1)
 
     # Deployments (`/v1/deployments`): RunPod endpoints made at run time for tenants' models,
     # on the stack's llm worker image, through RunPod's REST API; models are checked on the

@@ -8,6 +8,7 @@ where they can, and each keeps the heading path of its section.
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from app.ingest.parse import Section
 
@@ -19,6 +20,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 class Chunk:
     heading: str
     content: str
+    metadata: dict[str, Any] | None = None  # a transcript's passage: {start, end} in seconds
 
 
 def count_tokens(text: str) -> int:

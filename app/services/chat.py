@@ -213,6 +213,7 @@ async def retrieve(
             title=hit.title,
             chunk=hit.chunk or "",
             score=hit.score,
+            chunk_metadata=hit.chunk_metadata,
         )
         for hit in hits
         if hit.score >= options.min_score

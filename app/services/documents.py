@@ -60,9 +60,9 @@ async def write_document(
     chunks: list[TextChunk],
     vectors: list[list[float]],
 ) -> Row:
-    """The document's row (new or replacing its source_id's) and all its chunks, in `conn`'s
-    transaction: (id, created, old_key)."""
-    document = await upsert(conn, "documents", row)
+    """The document's row (new or replacing its source_id's; `audio_seconds` for a transcript)
+    and all its chunks, in `conn`'s transaction: (id, created, old_key)."""
+    document = await upsert(conn, "documents", {"audio_seconds": None, **row})
     await conn.execute(delete(Chunk).where(Chunk.document_id == document.id))
     rows = [
         {
@@ -71,6 +71,7 @@ async def write_document(
             "heading": chunk.heading,
             "content": chunk.content,
             "embedding": vector,
+            "metadata_": chunk.metadata,
         }
         for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
     ]

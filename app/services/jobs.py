@@ -5,7 +5,10 @@ last part is done, the job is finished by its kind (`KINDS`) in the same transac
 
 Nothing stays running forever: a part the backend has lost (RunPod keeps results 30 minutes;
 the local backend forgets its jobs when the API restarts) is submitted again, up to
-MAX_ATTEMPTS times; a job past its deadline fails, saying so.
+MAX_ATTEMPTS times; a job past its deadline fails, saying so. A failed job keeps its stored
+input, so that it can be retried (`python -m app jobs retry`: the dead letters replayed) until
+retention deletes it after RETENTION_RAW_DAYS. A part reads a stored file by its key
+(`audio_key`), signed into a URL each time the part is sent.
 """
 
 import asyncio
@@ -31,14 +34,17 @@ from app.models import Job, JobPart
 from app.schemas import JobOut
 from app.services import webhook
 from app.services.api_keys import Caller
-from app.services.documents import object_key, prepare, write_document
+from app.services.documents import embedding_text, object_key, prepare, write_document
 from app.services.embedding import batched, checked_vectors, embed_job, signed_job
 from app.services.transcription import (
+    AUDIO_EXTENSIONS,
     Task,
     TranscriptionForm,
     audio_type,
+    checked_transcript,
     form_summary,
     transcript,
+    transcript_chunks,
     transcription_job,
 )
 from app.services.uploads import Upload, stored
@@ -132,15 +138,22 @@ async def replayed(
 Finished = tuple[dict[str, Any], list[str]]  # a result, and the objects to delete after commit
 
 
+Staged = tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]  # a payload, and parts
+
+
 @dataclass(frozen=True)
 class Kind:
-    """What a kind of job does once its parts' outputs are in: `finish` makes its result (in
-    the transaction that completes the job; an ApiError fails the job) and names the objects
-    to delete after commit; `left_by_failure` names what a failed job of the kind leaves to
-    delete."""
+    """What a kind of job does once its parts' outputs are in: `next_stage` may add the parts
+    of a next stage (and the job's new payload), else `finish` makes its result (in the
+    transaction that completes the job; an ApiError from either fails the job) and names the
+    objects to delete after commit; `stored_input` names the stored files a job of the kind
+    reads (a failed job keeps them for a retry)."""
 
     finish: Callable[[AsyncConnection, Row, list[dict[str, Any]], Settings], Awaitable[Finished]]
-    left_by_failure: Callable[[Row], list[str]] = lambda _job: []
+    stored_input: Callable[[Row], list[str]] = lambda _job: []
+    next_stage: Callable[[Row, list[dict[str, Any]], Settings], Staged | None] = (
+        lambda _job, _outputs, _settings: None
+    )
 
 
 def _vectors(job: Row, outputs: list[dict[str, Any]], settings: Settings) -> list[list[float]]:
@@ -187,19 +200,64 @@ def _stored_file(job: Row) -> list[str]:
     return [job.payload["object_key"]]
 
 
+def _embed_transcript(job: Row, outputs: list[dict[str, Any]], settings: Settings) -> Staged | None:
+    """An audio document's transcript, chunked by its segments, as the parts that embed it."""
+    payload = job.payload
+    if payload["stage"] != "transcribe":
+        return None
+    result = checked_transcript(outputs[0])
+    chunks = transcript_chunks(result["segments"], settings.chunk_tokens)
+    if not chunks:
+        raise InvalidInput("the audio holds no speech: there is nothing to search")
+    title = payload["row"]["title"]
+    batches = batched([embedding_text(title, chunk) for chunk in chunks], settings.embed_batch_size)
+    staged = payload | {
+        "stage": "embed",
+        "row": payload["row"] | {"audio_seconds": result["duration"]},
+        "chunks": [[chunk.heading, chunk.content, chunk.metadata] for chunk in chunks],
+        "batch_sizes": [len(batch) for batch in batches],
+        "language": result["language"],
+    }
+    return staged, [("embed", embed_job(batch)) for batch in batches]
+
+
+async def _audio_document(
+    conn: AsyncConnection, job: Row, outputs: list[dict[str, Any]], settings: Settings
+) -> Finished:
+    """The transcript written as the document's chunks (`ingest_audio_later` stored the
+    audio: the document's file)."""
+    vectors = _vectors(job, outputs[1:], settings)  # the first part is the transcription
+    payload = job.payload
+    chunks = [TextChunk(*chunk) for chunk in payload["chunks"]]
+    row = await write_document(conn, {"tenant": job.tenant, **payload["row"]}, chunks, vectors)
+    result = {
+        "document_id": str(row.id),
+        "chunks": len(chunks),
+        "created": row.created,
+        "audio_seconds": payload["row"]["audio_seconds"],
+        "language": payload["language"],
+    }
+    new_key = payload["row"]["object_key"]
+    return result, [row.old_key] if row.old_key and row.old_key != new_key else []
+
+
 KINDS = {
     "embed": Kind(_embeddings),  # POST /v1/jobs
-    # ?async=true uploads: a failed one leaves its stored file, never written into a row.
+    # ?async=true uploads: their stored file becomes the document's.
     "document": Kind(_document, lambda job: [job.payload["row"]["object_key"]]),
     # ?async=true transcriptions: the audio is kept only while the job runs.
     "transcribe": Kind(_transcript, _stored_file),
+    # Audio uploaded as a document: transcribed, then embedded and written.
+    "audio_document": Kind(
+        _audio_document, lambda job: [job.payload["row"]["object_key"]], _embed_transcript
+    ),
 }
 
 
 def _failed(job: Row, error: str) -> Finished:
-    """A failed job's columns, and the objects to delete after commit."""
+    """A failed job's columns; its stored input is kept for a retry."""
     log.warning("job %s failed: %s", job.id, error)
-    return {"status": "failed", "error": error}, KINDS[job.kind].left_by_failure(job)
+    return {"status": "failed", "error": error}, []
 
 
 class JobRunner:
@@ -304,10 +362,13 @@ class JobRunner:
                 await self.record(job_id, part.idx, state)
 
     async def _submit(self, job_id: uuid.UUID, part: Row) -> None:
+        job_input = dict(part.input)
+        if (key := job_input.pop("audio_key", None)) is not None:  # good until the deadline
+            ttl = int(self.settings.job_timeout_seconds)
+            job_input["audio_url"] = await asyncio.to_thread(self.storage.signed_url, key, ttl)
         # Signed as it is sent: a signature is good for minutes, a queued part may wait longer.
-        job_input = (
-            signed_job(self.settings, part.input) if signing_payload(part.input) else part.input
-        )
+        if signing_payload(job_input) is not None:
+            job_input = signed_job(self.settings, job_input)
         try:
             runpod_id = await self.backend.submit(
                 part.worker, job_input, self._webhook(job_id, part.idx)
@@ -338,6 +399,7 @@ class JobRunner:
             return False
         values: dict[str, Any] = {}
         cleanup: list[str] = []
+        more = False  # parts of a next stage to submit
         async with self.engine.begin() as conn:
             job = await _locked_job(conn, job_id)
             part = (
@@ -356,7 +418,7 @@ class JobRunner:
                     select(func.count()).where(JobPart.job_id == job_id, JobPart.status != "done")
                 )
                 if remaining == 0:
-                    values, cleanup = await self._finish(conn, job)
+                    values, cleanup, more = await self._next(conn, job)
             elif state.state == "gone" and part.attempts < MAX_ATTEMPTS:
                 await conn.execute(  # submitted again below
                     update(JobPart).where(this_part).values(status="pending", runpod_id=None)
@@ -368,25 +430,38 @@ class JobRunner:
                 update(Job).where(Job.id == job_id).values(updated_at=func.now(), **values)
             )
         await self._remove(cleanup)
-        if state.state == "gone":
+        if state.state == "gone" or more:
             await self.advance(job_id)
         return True
 
-    async def _finish(self, conn: AsyncConnection, job: Row) -> tuple[dict, list[str]]:
-        """The job's completed columns from its parts' outputs, and the objects to delete
-        after commit."""
-        outputs = (
-            await conn.scalars(
-                select(JobPart.output).where(JobPart.job_id == job.id).order_by(JobPart.idx)
-            )
-        ).all()
+    async def _next(self, conn: AsyncConnection, job: Row) -> tuple[dict, list[str], bool]:
+        """With every part done: the next stage's parts added (and True), or the job's
+        completed columns; and the objects to delete after commit."""
+        outputs = list(
+            (
+                await conn.scalars(
+                    select(JobPart.output).where(JobPart.job_id == job.id).order_by(JobPart.idx)
+                )
+            ).all()
+        )
+        kind = KINDS[job.kind]
         try:
-            result, cleanup = await KINDS[job.kind].finish(conn, job, list(outputs), self.settings)
+            staged = kind.next_stage(job, outputs, self.settings)
+            if staged is None:
+                result, cleanup = await kind.finish(conn, job, outputs, self.settings)
         except ApiError as exc:
-            return _failed(job, exc.message)
+            return *_failed(job, exc.message), False
+        if staged is not None:
+            payload, parts = staged
+            rows = [
+                {"job_id": job.id, "idx": i, "worker": w, "input": p, "status": "pending"}
+                for i, (w, p) in enumerate(parts, start=len(outputs))
+            ]
+            await conn.execute(insert(JobPart), rows)
+            return {"payload": payload}, [], True
         # The outputs are in the result or the chunks now: do not keep them twice.
         await conn.execute(update(JobPart).where(JobPart.job_id == job.id).values(output=None))
-        return {"status": "succeeded", "result": result, "error": None}, cleanup
+        return {"status": "succeeded", "result": result, "error": None}, cleanup, False
 
     async def _fail(self, job_id: uuid.UUID, error: str) -> None:
         async with self.engine.begin() as conn:
@@ -488,11 +563,8 @@ async def transcribe_later(
     storage, settings = runner.storage, runner.settings
     key = f"audio/{uuid.uuid4()}"
     await asyncio.to_thread(storage.put, key, data, audio_type(data))
-    # The worker may read it at any time until the job's deadline.
-    ttl = int(settings.job_timeout_seconds)
-    url = await asyncio.to_thread(storage.signed_url, key, ttl)
     request_id = f"transcribe-{uuid.uuid4()}"
-    part = transcription_job(settings, form, task, {"audio_url": url}, request_id, sign=False)
+    part = transcription_job(settings, form, task, {"audio_key": key}, request_id, sign=False)
     payload = {"object_key": key, "task": task, "words": form.words}
     try:
         job, created = await runner.create(
@@ -504,3 +576,87 @@ async def transcribe_later(
     if not created:  # an identical request made the job first: this copy is not needed
         await asyncio.to_thread(storage.delete, key)
     return job
+
+
+async def ingest_audio_later(
+    runner: JobRunner, upload: Upload, caller: Caller, idempotency_key: str | None
+) -> JobOut:
+    """Store audio `upload` as a document's file now; transcribe it, then embed and write the
+    transcript, in an `audio_document` job."""
+    metadata = json.dumps(upload.metadata, sort_keys=True)
+    hashed = request_hash(
+        "audio_document", upload.source_id, upload.title or "", metadata, upload.data
+    )
+    if (earlier := await replayed(runner.engine, caller, idempotency_key, hashed)) is not None:
+        return earlier
+    key = f"documents/{uuid.uuid4()}{AUDIO_EXTENSIONS[upload.content_type]}"
+    payload = {"row": upload.row(upload.title or upload.source_id, key), "stage": "transcribe"}
+    storage = runner.storage
+    async with stored(storage, key, upload):
+        part = {"audio_key": key, "task": "transcribe", "request_id": f"document-{uuid.uuid4()}"}
+        job, created = await runner.create(
+            caller, "audio_document", payload, [("transcribe", part)], idempotency_key, hashed
+        )
+    if not created:  # an identical request made the job first: this copy is not needed
+        await asyncio.to_thread(storage.delete, key)
+    return job
+
+
+async def _parts_again(conn: AsyncConnection, job_id: uuid.UUID) -> None:
+    """The parts of a failed job to submit again: those not done, else (their answers were
+    refused) those of its last stage, the parts on its last part's worker."""
+    afresh = {"status": "pending", "runpod_id": None, "attempts": 0, "output": None}
+    of_job = JobPart.job_id == job_id
+    again = await conn.execute(
+        update(JobPart).where(of_job, JobPart.status != "done").values(afresh)
+    )
+    if again.rowcount == 0:
+        last = select(JobPart.worker).where(of_job).order_by(JobPart.idx.desc()).limit(1)
+        await conn.execute(
+            update(JobPart).where(of_job, JobPart.worker == last.scalar_subquery()).values(afresh)
+        )
+
+
+async def _in_storage(storage: Storage, key: str) -> bool:
+    folder = key.rsplit("/", 1)[0] + "/"
+    listed = await asyncio.to_thread(list, storage.listed(folder))
+    return any(found == key for found, _ in listed)
+
+
+async def retry(
+    engine: AsyncEngine, storage: Storage, job_ids: list[uuid.UUID] | None, timeout_s: float
+) -> list[str]:
+    """Queue failed jobs again (those of `job_ids`, or every failed one), to finish within
+    `timeout_s` from now: the API's poller submits afresh the parts that failed or, when the
+    parts' answers were refused, those of the job's last stage. A job whose stored input is
+    gone is left as it is. One line for each job."""
+    query = select(_JOBS).where(Job.status == "failed").order_by(Job.updated_at)
+    if job_ids is not None:
+        query = query.where(Job.id.in_(job_ids))
+    async with engine.connect() as conn:
+        jobs = (await conn.execute(query)).all()
+    found = {job.id for job in jobs}
+    lines = [f"job {i}: no failed job has this id" for i in job_ids or [] if i not in found]
+    for job in jobs:
+        gone = [
+            key for key in KINDS[job.kind].stored_input(job) if not await _in_storage(storage, key)
+        ]
+        if gone:
+            lines.append(f"job {job.id}: not retried, its stored input {gone[0]} is gone")
+            continue
+        async with engine.begin() as conn:
+            await _parts_again(conn, job.id)
+            deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
+            await conn.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == "failed")
+                .values(
+                    status="queued",
+                    error=None,
+                    deadline_at=deadline,
+                    check_at=func.now(),
+                    updated_at=func.now(),
+                )
+            )
+        lines.append(f"job {job.id} ({job.kind}) queued again; it had failed: {job.error}")
+    return lines

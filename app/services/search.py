@@ -85,6 +85,7 @@ def chunk_query(vector: list[float], k: int, clauses: Sequence[Any] = ()) -> Sel
             Chunk.content.label("chunk"),
             (literal(1.0) - distance).label("score"),
             Document.metadata_.label("metadata"),
+            Chunk.metadata_.label("chunk_metadata"),
         )
         .join(Document, Document.id == Chunk.document_id)
         .where(*clauses)
@@ -104,6 +105,7 @@ def image_query(vector: list[float], k: int, clauses: Sequence[Any] = ()) -> Sel
             null().label("chunk"),
             (literal(1.0) - distance).label("score"),
             Image.metadata_.label("metadata"),
+            null().label("chunk_metadata"),
         )
         .where(*clauses)
         .order_by(distance)

@@ -15,6 +15,8 @@ from starlette.formparsers import MultiPartException
 from app.api.upload_body import validated
 from app.core.config import Settings
 from app.core.errors import InvalidInput, UnsupportedMediaType, WorkerFailed
+from app.ingest.chunk import Chunk as TextChunk
+from app.ingest.chunk import count_tokens
 from app.schemas import Strict
 from app.services.embedding import signed_job
 from app.services.uploads import check_size
@@ -32,6 +34,14 @@ ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Task = Literal["transcribe", "translate"]
 MAX_PROMPT_CHARS = 1_000
 # The containers FFmpeg reads that hold speech, by their first bytes: (magic, offset, type).
+AUDIO_EXTENSIONS = {
+    "audio/wav": ".wav",
+    "audio/mpeg": ".mp3",
+    "audio/flac": ".flac",
+    "audio/ogg": ".ogg",
+    "audio/webm": ".webm",
+    "audio/mp4": ".m4a",
+}
 _MAGIC = (
     (b"RIFF", 0, "audio/wav"),
     (b"ID3", 0, "audio/mpeg"),
@@ -70,14 +80,23 @@ class TranscriptionForm(Strict):
         return "word" in self.timestamp_granularities
 
 
-def audio_type(data: bytes) -> str:
-    """The media type of audio `data`, read from its first bytes; 415 for anything else."""
+def sniffed_audio_type(data: bytes) -> str | None:
+    """The media type of `data` if its first bytes are an audio container's (a key of
+    AUDIO_EXTENSIONS), else None."""
     for magic, offset, media_type in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return media_type
     if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:  # an MPEG audio frame
         return "audio/mpeg"
-    raise UnsupportedMediaType("file: not an audio file; send wav, mp3, m4a, flac, ogg or webm")
+    return None
+
+
+def audio_type(data: bytes) -> str:
+    """The media type of audio `data`; 415 for anything else."""
+    media_type = sniffed_audio_type(data)
+    if media_type is None:
+        raise UnsupportedMediaType("file: not an audio file; send wav, mp3, m4a, flac, ogg or webm")
+    return media_type
 
 
 async def read_form(request: Request, max_bytes: int) -> tuple[TranscriptionForm, bytes]:
@@ -137,7 +156,7 @@ def inline_audio(data: bytes) -> dict[str, str]:
     return {"audio_base64": base64.b64encode(data).decode()}
 
 
-def _checked(result: dict[str, Any]) -> dict[str, Any]:
+def checked_transcript(result: dict[str, Any]) -> dict[str, Any]:
     """The worker's result, if it holds a transcript; WorkerFailed otherwise."""
     if not (
         isinstance(result.get("text"), str)
@@ -150,7 +169,7 @@ def _checked(result: dict[str, Any]) -> dict[str, Any]:
 
 def transcript(result: dict[str, Any], task: Task, words: bool) -> dict[str, Any]:
     """The worker's result as OpenAI's verbose_json (segments, and words when asked)."""
-    _checked(result)
+    checked_transcript(result)
     body: dict[str, Any] = {
         "task": task,
         "language": result["language"],
@@ -178,7 +197,7 @@ def _seconds(result: dict[str, Any]) -> int:
 
 def answer(result: dict[str, Any], form: TranscriptionForm, task: Task) -> Response:
     """The worker's result in the form's `response_format`."""
-    _checked(result)
+    checked_transcript(result)
     match form.response_format:
         case "verbose_json":
             return JSONResponse(transcript(result, task, form.words))
@@ -212,6 +231,31 @@ def subtitles(segments: list[dict[str, Any]], kind: Literal["srt", "vtt"]) -> st
         cues.append(f"{number}\n{times}\n{text}\n" if kind == "srt" else f"{times}\n{text}\n")
     body = "\n".join(cues)
     return body if kind == "srt" else f"WEBVTT\n\n{body}"
+
+
+def transcript_chunks(segments: list[dict[str, Any]], max_tokens: int) -> list[TextChunk]:
+    """A transcript's segments as chunks of whole segments, about `max_tokens` tokens each (a
+    longer segment alone), each saying where it is in the audio."""
+    chunks: list[TextChunk] = []
+    texts: list[str] = []
+    start = end = 0.0
+    count = 0
+    for segment in segments:
+        text = str(segment.get("text", "")).strip()
+        if not text:
+            continue
+        tokens = count_tokens(text)
+        if texts and count + tokens > max_tokens:
+            chunks.append(TextChunk("", " ".join(texts), {"start": start, "end": end}))
+            texts, count = [], 0
+        if not texts:
+            start = segment["start"]
+        texts.append(text)
+        count += tokens
+        end = segment["end"]
+    if texts:
+        chunks.append(TextChunk("", " ".join(texts), {"start": start, "end": end}))
+    return chunks
 
 
 def form_summary(form: TranscriptionForm) -> str:

@@ -89,7 +89,14 @@ RETURNING t.id, (t.xmax = 0) AS created,
     (SELECT object_key FROM {table} WHERE tenant = :tenant AND source_id = :source_id) AS old_key
 """
 UPSERT = {
-    "documents": text(_UPSERT.format(table="documents", cols="", values="", updates="")),
+    "documents": text(
+        _UPSERT.format(
+            table="documents",
+            cols=", audio_seconds",
+            values=", :audio_seconds",
+            updates=", audio_seconds = EXCLUDED.audio_seconds",
+        )
+    ),
     "images": text(
         _UPSERT.format(
             table="images",

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app.services.embedding import embed_texts
+from tests.app.test_cli import run_cli
 from tests.conftest import (
     HMAC_SECRET,
     controlled_backend,
@@ -147,8 +148,12 @@ async def test_a_part_lost_too_often_fails_the_job(api, local_backend):
     assert job["status"] == "failed" and "lost the job 3 times" in job["error"]
 
 
-async def test_a_failed_document_job_keeps_nothing(api, database_url, tmp_path):
-    # The controlled worker answers no embeddings: the job fails and its upload is removed.
+async def test_a_failed_document_job_writes_nothing_and_is_retried(
+    api, local_backend, database_url, tmp_path
+):
+    """The controlled worker answers no embeddings: the job fails, writing no document but
+    keeping its upload; `python -m app jobs retry` queues it again, and an API whose worker
+    answers finishes it (the dead letter replayed)."""
     # (The module's API stops polling meanwhile: it would take over the part as lost.)
     await api.app.state.jobs.stop()
     settings = job_settings(database_url, tmp_path)
@@ -160,8 +165,27 @@ async def test_a_failed_document_job_keeps_nothing(api, database_url, tmp_path):
     finally:
         api.app.state.jobs.start()
     assert job["status"] == "failed" and "wrong shape" in job["error"]
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert [p.name for p in tmp_path.rglob("*.md")]  # kept for a retry
     assert await sql(api, "SELECT id FROM documents WHERE source_id = 'doomed'") == []
+
+    cli = {"DATABASE_URL": database_url, "STORAGE_DIR": str(tmp_path)}
+    nothing = await asyncio.to_thread(run_cli, "jobs", "retry", **cli)
+    assert nothing.returncode != 0 and "--failed" in nothing.stderr
+    unknown = await asyncio.to_thread(run_cli, "jobs", "retry", str(uuid.uuid4()), **cli)
+    assert "no failed job has this id" in unknown.stdout
+    retried = await asyncio.to_thread(run_cli, "jobs", "retry", "--failed", **cli)
+    assert f"job {created['job_id']} (document) queued again" in retried.stdout, retried.stderr
+    async for _working in start_api(settings, local_backend):
+        for _ in range(300):
+            if (await sql(api, STATUS, id=created["job_id"]))[0][0] == "succeeded":
+                break
+            await asyncio.sleep(0.2)
+    assert await sql(api, "SELECT title FROM documents WHERE source_id = 'doomed'") == [("doomed",)]
+    again = await asyncio.to_thread(run_cli, "jobs", "retry", created["job_id"], **cli)
+    assert "no failed job has this id" in again.stdout  # it succeeded: nothing to replay
+
+
+STATUS = "SELECT status FROM jobs WHERE id = :id"
 
 
 async def test_jobs_are_private_to_their_key_and_bad_input_is_refused(api):

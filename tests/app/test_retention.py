@@ -114,12 +114,12 @@ async def test_files_no_row_names_are_swept_once_past_the_grace(api, uploads):
     os.utime(api.storage.root / tracked, (two_hours_ago, two_hours_ago))  # old, but named
 
     dry = await retention(api, "--dry-run")
-    assert "would delete documents/lost.md: no document names it" in dry.stdout
+    assert "would delete documents/lost.md: nothing names it" in dry.stdout
     assert api.storage.get("documents/lost.md") == b"orphan"
     done = await retention(api)
     assert done.returncode == 0, done.stderr
-    assert "deleted 1 files under documents/ that no row names" in done.stdout
-    assert "deleted images/lost.png: no image names it" in done.stdout
+    assert "deleted 1 files under documents/ that nothing names" in done.stdout
+    assert "deleted images/lost.png: nothing names it" in done.stdout
     for key in ("documents/lost.md", "images/lost.png"):
         with pytest.raises(ObjectNotFound):
             api.storage.get(key)

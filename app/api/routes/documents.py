@@ -26,8 +26,9 @@ from app.ingest.parse import UnsupportedType, media_type
 from app.models import Document
 from app.schemas import DocumentIn, DocumentOut, JobOut, Page, UploadOut, error_responses
 from app.services.documents import get_document, ingest
-from app.services.jobs import ingest_later
+from app.services.jobs import ingest_audio_later, ingest_later
 from app.services.listing import list_uploads
+from app.services.transcription import sniffed_audio_type
 from app.services.uploads import Upload, check_size, delete_upload
 
 router = keyed_router(tags=["documents"])
@@ -43,7 +44,7 @@ _BODY = upload_openapi(DocumentIn)
     response_model=DocumentOut | JobOut,
     responses={
         200: {"model": DocumentOut, "description": "replaced the source_id's document"},
-        202: {"model": JobOut, "description": "with async=true: the job that ingests it"},
+        202: {"model": JobOut, "description": "with async=true, or audio: the job that ingests it"},
         **error_responses(413, 415, 502, 504),
     },
 )
@@ -61,9 +62,15 @@ async def create_document(
     run_async: Annotated[bool, Query(alias="async")] = False,
 ) -> DocumentOut | JobOut:
     """Text, Markdown, HTML or PDF; the same `source_id` again replaces the document. With
-    `async=true` the chunks are embedded in a job (202), for large documents."""
+    `async=true` the chunks are embedded in a job (202), for large documents. Audio (wav, mp3,
+    m4a, flac, ogg, webm) is always a job (202): transcribed, its transcript chunked by its
+    segments (each chunk's `chunk_metadata` says where it is in the audio) and embedded."""
     if body_kind(request, "{source_id, title, text, metadata}") == "form":
         upload, file = await form_upload(request, settings.max_upload_bytes)
+        if (audio := sniffed_audio_type(upload.data)) is not None:
+            upload.content_type, upload.tenant = audio, caller.tenant
+            response.status_code = 202
+            return await ingest_audio_later(jobs, upload, caller, idempotency_key)
         try:
             upload.content_type = media_type(file.content_type, file.filename)
         except UnsupportedType as exc:
