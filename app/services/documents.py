@@ -71,7 +71,7 @@ async def write_document(
             "heading": chunk.heading,
             "content": chunk.content,
             "embedding": vector,
-            "metadata_": chunk.metadata,
+            "metadata": chunk.metadata,
         }
         for i, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
     ]

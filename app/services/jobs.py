@@ -593,7 +593,12 @@ async def ingest_audio_later(
     payload = {"row": upload.row(upload.title or upload.source_id, key), "stage": "transcribe"}
     storage = runner.storage
     async with stored(storage, key, upload):
-        part = {"audio_key": key, "task": "transcribe", "request_id": f"document-{uuid.uuid4()}"}
+        part = {
+            "audio_key": key,
+            "task": "transcribe",
+            "vad_filter": True,  # a recording's silences hold nothing to search
+            "request_id": f"document-{uuid.uuid4()}",
+        }
         job, created = await runner.create(
             caller, "audio_document", payload, [("transcribe", part)], idempotency_key, hashed
         )
