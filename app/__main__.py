@@ -95,7 +95,7 @@ def _retention(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _retry_jobs(settings: Settings, args: argparse.Namespace) -> None:
-    from app.services.jobs import retry
+    from app.services.job_retry import retry
     from app.storage import make_storage
 
     if not args.job_ids and not args.failed:
