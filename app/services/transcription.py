@@ -43,13 +43,14 @@ AUDIO_EXTENSIONS = {
     "audio/mp4": ".m4a",
 }
 _MAGIC = (
-    (b"RIFF", 0, "audio/wav"),
+    (b"WAVE", 8, "audio/wav"),  # RIFF's WAVE form (its other forms: WebP, AVI)
     (b"ID3", 0, "audio/mpeg"),
     (b"fLaC", 0, "audio/flac"),
     (b"OggS", 0, "audio/ogg"),
     (b"\x1aE\xdf\xa3", 0, "audio/webm"),  # Matroska / WebM
-    (b"ftyp", 4, "audio/mp4"),  # m4a, mp4
+    (b"ftyp", 4, "audio/mp4"),  # m4a, mp4 (ISO media; not its image brands, below)
 )
+_IMAGE_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis")
 
 
 class TranscriptionForm(Strict):
@@ -83,6 +84,8 @@ class TranscriptionForm(Strict):
 def sniffed_audio_type(data: bytes) -> str | None:
     """The media type of `data` if its first bytes are an audio container's (a key of
     AUDIO_EXTENSIONS), else None."""
+    if data[4:8] == b"ftyp" and data[8:12] in _IMAGE_BRANDS:
+        return None
     for magic, offset, media_type in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
             return media_type
@@ -100,7 +103,7 @@ def audio_type(data: bytes) -> str:
 
 
 async def read_form(request: Request, max_bytes: int) -> tuple[TranscriptionForm, bytes]:
-    """The request's fields and audio; 400 or 422 naming the field that is wrong."""
+    """The request's fields and audio; 413, 415 or 422 naming what is wrong."""
     try:
         form = await request.form(max_files=1, max_fields=16)
     except (MultiPartException, HTTPException) as exc:

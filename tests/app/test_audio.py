@@ -112,8 +112,10 @@ async def test_an_async_transcription_is_a_job(served_api):
     ("files", "data", "status", "words_"),
     [
         ({"file": ("a.txt", b"hello, not audio")}, {"model": "w"}, 415, "file: not an audio"),
+        ({"file": ("a.webp", b"RIFF\0\0\0\0WEBPVP8 ")}, {"model": "w"}, 415, "not an audio"),
+        ({"file": ("a.heic", b"\0\0\0\x18ftypheic")}, {"model": "w"}, 415, "not an audio"),
         ({"file": ("a.wav", b"")}, {"model": "w"}, 422, "file: the audio file is empty"),
-        ({"file": ("a.wav", b"RIFF\0\0\0\0WAVEjunk")}, {"model": "w"}, 422, "cannot decode"),
+        ({"file": ("a.wav", b"RIFF\0\0\0\0WAVEjunk")}, {"model": "w"}, 422, "decode"),
         (
             {"file": ("a.wav", "SPOKEN")},
             {"model": "w", "response_format": "docx"},
