@@ -11,6 +11,7 @@ from app.inference.local import LocalBackend
 from app.inference.local_models import TINY_LLM
 from app.models import Message
 from app.services.api_keys import create_api_key
+from gpu_worker.common.worker_types import WORKER_TYPES
 from tests.conftest import app_client, controlled_backend, make_settings, start_api
 from tests.workers.controlled import ControlledWorker
 
@@ -47,7 +48,7 @@ async def test_health_needs_no_key(api):
 
 async def test_readiness_checks_the_database_storage_and_the_models(api):
     response = await api.client.get("/readiness")
-    models = {"llm_model": "ready", "embed_model": "ready", "clip_model": "ready"}
+    models = {f"{name}_model": "ready" for name in WORKER_TYPES}
     checks = {"database": "ok", "storage": "ok", **models}
     assert response.json() == {"ok": True, "checks": checks}
 
