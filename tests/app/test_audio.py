@@ -98,7 +98,11 @@ async def test_an_async_transcription_is_a_job(served_api):
         await asyncio.sleep(1)
     assert job["status"] == "succeeded", job
     assert "fox" in words(job["result"]["text"]) and job["result"]["segments"]
-    assert list(served_api.storage.listed("audio/")) == []  # the audio went with the job
+    for _ in range(50):  # the audio goes with the job, just after it commits
+        if not list(served_api.storage.listed("audio/")):
+            break
+        await asyncio.sleep(0.1)
+    assert list(served_api.storage.listed("audio/")) == []
     again = await served_api.post(
         "/v1/audio/transcriptions?async=true",
         files={"file": ("fox.ogg", ogg)},
