@@ -15,11 +15,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.core.config import Settings
 from app.core.logging import log_vllm_as_json
 from app.storage import object_url_prefix
+from gpu_worker.common.settings import FetchingModelSettings
 from gpu_worker.common.worker_types import WORKER_TYPES
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from gpu_worker.transcribe.handler import TranscribeWorker
 
 log = logging.getLogger("tandem.local")
+F = TypeVar("F", bound=FetchingModelSettings)
 
 TINY_LLM = "tandem-tiny-random-llama"
 TINY_CLIP = "tandem-tiny-random-clip-512d"
@@ -150,6 +152,19 @@ def text_embedding_worker(settings: Settings) -> "LlmWorker":
     )
 
 
+def _fetching_settings(settings: Settings, make: type[F], path: str, name: str) -> F:
+    """A fetching worker's settings (the rest from the environment): its model, the API's HMAC
+    secret and, where this API serves the uploads, exactly those URLs allowed."""
+    worker = make(
+        model_name=path,
+        served_model_name=name,
+        embedding_hmac_secret=settings.embedding_hmac_secret,
+    )
+    if settings.storage_mode == "local":
+        worker.fetch_allowed_prefixes.append(object_url_prefix(settings.public_url))
+    return worker
+
+
 def clip_worker(settings: Settings) -> "ClipWorker":
     from gpu_worker.clip.handler import ClipWorker
     from gpu_worker.clip.settings import ClipSettings
@@ -157,14 +172,7 @@ def clip_worker(settings: Settings) -> "ClipWorker":
 
     tiny = settings.tandem_home / "models" / TINY_CLIP
     path, name = _resolve("CLIP_MODEL", settings.clip_model, tiny, build_tiny_clip)
-    clip = ClipSettings(
-        model_name=path,
-        served_model_name=name,
-        embedding_hmac_secret=settings.embedding_hmac_secret,
-    )
-    if settings.storage_mode == "local":  # this API serves the uploads: exactly those
-        clip.fetch_allowed_prefixes.append(object_url_prefix(settings.public_url))
-    return ClipWorker(clip)
+    return ClipWorker(_fetching_settings(settings, ClipSettings, path, name))
 
 
 def transcription_worker(settings: Settings) -> "TranscribeWorker":
@@ -183,14 +191,7 @@ def transcription_worker(settings: Settings) -> "TranscribeWorker":
             "CTranslate2 Whisper directory, or download the model, for better transcripts."
         )
         path, name = str(get_model_path()), WHISPER_TINY_EN
-    transcribe = TranscribeSettings(
-        model_name=path,
-        served_model_name=name,
-        embedding_hmac_secret=settings.embedding_hmac_secret,
-    )
-    if settings.storage_mode == "local":  # this API serves the uploads: exactly those
-        transcribe.fetch_allowed_prefixes.append(object_url_prefix(settings.public_url))
-    return TranscribeWorker(transcribe)
+    return TranscribeWorker(_fetching_settings(settings, TranscribeSettings, path, name))
 
 
 def local_workers(settings: Settings) -> dict[str, Callable[[], Any]]:

@@ -21,14 +21,9 @@ from gpu_worker.clip.model import ClipEmbedder, decode_image
 from gpu_worker.clip.settings import ClipSettings
 from gpu_worker.common.fetch import IMAGE_TYPES
 from gpu_worker.common.refusal import Refused, TooLarge
-from gpu_worker.common.signing import signing_payload, verify
+from gpu_worker.common.signing import Unauthenticated, check_signature
 
 INPUT_FIELDS = ("text", "image_url", "image_base64", "texts", "images")
-
-
-class Unauthenticated(Exception):
-    """The job's signature does not check out: the API's configuration, not the client's
-    input, is at fault (a failure, not a refusal)."""
 
 
 def _is_url(item: str) -> bool:
@@ -111,11 +106,7 @@ class ClipWorker:
             if not isinstance(job_input, dict):
                 raise Refused("input must be an object")
             kind, items, is_batch = self._parse(job_input)
-            secret = self.settings.embedding_hmac_secret
-            if secret is not None and not verify(
-                secret.get_secret_value(), signing_payload(job_input) or "", job_input.get("auth")
-            ):
-                raise Unauthenticated("Authentication failed")
+            check_signature(self.settings.embedding_hmac_secret, job_input)
             normalize = bool(job_input.get("normalize", True))
             model = self.embedder
             if kind == "image":

@@ -9,6 +9,8 @@ import hmac
 import time
 from typing import Any
 
+from pydantic import SecretStr
+
 MAX_SKEW_SECONDS = 300
 
 
@@ -34,6 +36,19 @@ def signing_payload(job_input: dict[str, Any]) -> str | None:
         if isinstance(items, list) and all(isinstance(item, str) for item in items):
             return "\n".join(items)
     return None
+
+
+class Unauthenticated(Exception):
+    """The job's signature does not check out: the API's configuration, not the client's
+    input, is at fault (a failure, not a refusal)."""
+
+
+def check_signature(secret: SecretStr | None, job_input: dict[str, Any]) -> None:
+    """Unauthenticated unless `job_input` carries a valid `auth` (no secret: none needed)."""
+    if secret is not None and not verify(
+        secret.get_secret_value(), signing_payload(job_input) or "", job_input.get("auth")
+    ):
+        raise Unauthenticated("Authentication failed")
 
 
 def verify(secret: str, payload: str, auth: Any, now: float | None = None) -> bool:

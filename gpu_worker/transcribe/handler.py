@@ -25,16 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gpu_worker.common.fetch import AUDIO_TYPES
 from gpu_worker.common.refusal import Refused, TooLarge
-from gpu_worker.common.signing import signing_payload, verify
+from gpu_worker.common.signing import Unauthenticated, check_signature
 from gpu_worker.transcribe.audio import windows
 from gpu_worker.transcribe.settings import TranscribeSettings
 
 # Whisper's temperature fallback: each next one when a window's decoding fails its checks.
 FALLBACK_TEMPERATURES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-
-
-class Unauthenticated(Exception):
-    """The job's signature does not check out: the API's configuration is at fault."""
 
 
 class TranscribeInput(BaseModel):
@@ -179,11 +175,7 @@ class TranscribeWorker:
             if not isinstance(job_input, dict):
                 raise Refused("input must be an object")
             request = TranscribeInput.model_validate(job_input)
-            secret = self.settings.embedding_hmac_secret
-            if secret is not None and not verify(
-                secret.get_secret_value(), signing_payload(job_input) or "", request.auth
-            ):
-                raise Unauthenticated("Authentication failed")
+            check_signature(self.settings.embedding_hmac_secret, job_input)
             self._check(request)
             data = await asyncio.to_thread(self._audio_bytes, request)
             fetched = time.perf_counter()
