@@ -40,14 +40,16 @@ class Settings(BaseSettings):
     embed_endpoint_id: str = "embed"
     clip_endpoint_id: str = "clip"
     transcribe_endpoint_id: str = "transcribe"
+    imagegen_endpoint_id: str = "imagegen"
     # Models the `local` backend runs in-process: hub ids (from the local cache) or directories.
-    # A chat or CLIP model that cannot be loaded offline is replaced by a tiny random one, a
-    # speech model by the packaged Whisper tiny.en.
+    # A chat, CLIP or image model that cannot be loaded offline is replaced by a tiny random
+    # one, a speech model by the packaged Whisper tiny.en.
     llm_model: str = "Qwen/Qwen2.5-0.5B-Instruct"
     llm_max_model_len: int | None = Field(None, ge=16)
     text_embedding_model: str | None = None  # empty: the packaged all-MiniLM-L6-v2
     clip_model: str = "openai/clip-vit-base-patch32"
     transcribe_model: str = "Systran/faster-whisper-small"  # a CTranslate2 Whisper
+    imagegen_model: str = "stabilityai/sdxl-turbo"  # a diffusers text-to-image repository
     # Audio up to this size goes to the transcribe worker inside the job (RunPod takes 10 MiB
     # bodies on /run, 20 on /runsync); larger, as a signed URL of a stored copy.
     transcribe_inline_bytes: int = Field(7_000_000, ge=0, le=10_000_000)

@@ -1,7 +1,7 @@
 """The workers the `local` backend runs in-process, built from the API's settings.
 
 Each model is the configured one when it loads offline (a directory, or a hub id already in the
-local Hugging Face cache). Otherwise the chat and CLIP models fall back to tiny random ones,
+local Hugging Face cache). Otherwise the chat, CLIP and image models fall back to tiny random ones,
 built once under TANDEM_HOME/models, so the whole flow still runs; the speech model falls back
 to the packaged Whisper tiny.en (real weights: English only), and the text-embedding model
 defaults to the packaged all-MiniLM-L6-v2, which is always there.
@@ -25,6 +25,7 @@ from gpu_worker.common.worker_types import WORKER_TYPES
 
 if TYPE_CHECKING:
     from gpu_worker.clip.handler import ClipWorker
+    from gpu_worker.imagegen.handler import ImagegenWorker
     from gpu_worker.llm.handler import LlmWorker
     from gpu_worker.transcribe.handler import TranscribeWorker
 
@@ -33,6 +34,7 @@ F = TypeVar("F", bound=FetchingModelSettings)
 
 TINY_LLM = "tandem-tiny-random-llama"
 TINY_CLIP = "tandem-tiny-random-clip-512d"
+TINY_DIFFUSION = "tandem-tiny-random-sd"
 MINILM = "all-MiniLM-L6-v2"
 WHISPER_TINY_EN = "whisper-tiny.en"
 # vLLM on the CPU (shared/ENVIRONMENT.md) in the llm worker's variables: float32, eager mode, a
@@ -59,8 +61,9 @@ def offline_path(name: str) -> str | None:
 
 
 def tiny_model(directory: Path, build: Callable[[Path], Path]) -> str:
-    """`directory`, built by `build` unless an earlier run left it complete."""
-    if not (directory / "config.json").is_file():
+    """`directory`, built by `build` unless an earlier run left it (it is renamed into place
+    once complete)."""
+    if not directory.is_dir():
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=directory.name, dir=directory.parent))
         build(staging)
@@ -192,6 +195,16 @@ def transcription_worker(settings: Settings) -> "TranscribeWorker":
         )
         path, name = str(get_model_path()), WHISPER_TINY_EN
     return TranscribeWorker(_fetching_settings(settings, TranscribeSettings, path, name))
+
+
+def image_generation_worker(settings: Settings) -> "ImagegenWorker":
+    from gpu_worker.imagegen.handler import ImagegenWorker
+    from gpu_worker.imagegen.settings import ImagegenSettings
+    from gpu_worker.imagegen.tiny import build_tiny_sd
+
+    tiny = settings.tandem_home / "models" / TINY_DIFFUSION
+    path, name = _resolve("IMAGEGEN_MODEL", settings.imagegen_model, tiny, build_tiny_sd)
+    return ImagegenWorker(_fetching_settings(settings, ImagegenSettings, path, name))
 
 
 def local_workers(settings: Settings) -> dict[str, Callable[[], Any]]:

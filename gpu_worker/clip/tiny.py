@@ -5,47 +5,16 @@ local mode serves it when CLIP_MODEL cannot be loaded offline."""
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-WORDS = [
-    "a",
-    "an",
-    "the",
-    "cat",
-    "dog",
-    "car",
-    "red",
-    "blue",
-    "photo",
-    "of",
-    "on",
-    "mat",
-    "sky",
-    "tree",
-]
+from gpu_worker.common.tiny import word_tokenizer
 
 
 def build_tiny_clip(directory: Path) -> Path:
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3} | {
-        word: i + 4 for i, word in enumerate(WORDS)
-    }
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        bos_token="[BOS]",
-        eos_token="[EOS]",
-        model_max_length=16,
-    )
+    tokenizer = word_tokenizer(16)
     config = CLIPConfig(
         text_config={
-            "vocab_size": len(vocab),
+            "vocab_size": len(tokenizer),
             "hidden_size": 32,
             "intermediate_size": 64,
             "num_hidden_layers": 2,

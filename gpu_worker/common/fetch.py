@@ -131,3 +131,35 @@ def _read(
         if len(body) > max_bytes:
             raise FetchTooLarge(f"{what} is larger than {max_bytes} bytes")
     return bytes(body)
+
+
+class UploadFailed(Exception):
+    """An upload URL did not take the file: the API's storage, not the client, is at fault."""
+
+
+def upload_bytes(
+    url: str,
+    data: bytes,
+    content_type: str,
+    *,
+    timeout: float,
+    allowed_networks: Sequence[Network] = (),
+    allowed_prefixes: Sequence[str] = (),
+) -> None:
+    """PUT `data` to a signed upload URL (the stack's storage: GCS, Supabase Storage or the
+    local API's objects), under the same address rules as a download."""
+    try:
+        request = pinned_request(
+            "PUT",
+            url,
+            allowed_networks,
+            allowed_prefixes,
+            content=data,
+            headers={"Content-Type": content_type},
+        )
+        with httpx.Client(timeout=timeout) as client:
+            response = client.send(request)
+    except (FetchError, httpx.HTTPError) as exc:
+        raise UploadFailed(f"cannot upload the image: {exc or type(exc).__name__}") from exc
+    if response.status_code not in (200, 201, 204):
+        raise UploadFailed(f"the upload URL answered HTTP {response.status_code}")

@@ -10,6 +10,8 @@ error, so a refusal's text starts with its code in brackets: `[invalid_input] ..
 import re
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class Refused(ValueError):
     """The job's input cannot be used; the message says what to fix."""
@@ -28,6 +30,13 @@ class TooLarge(Refused):
 
 
 _CODED = re.compile(rf"^\[({Refused.code}|{TooLarge.code})\] (.*)$", re.DOTALL)
+
+
+def describe(exc: ValidationError) -> str:
+    """A refusal's message for pydantic's first complaint about a job's input."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "input"
+    return f"{field}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def refusal(error: str) -> tuple[str, str] | None:

@@ -29,7 +29,8 @@ class ModelSettings(WorkerSettings):
 
 
 class FetchingModelSettings(ModelSettings):
-    """A model worker that downloads inputs from URLs users give (gpu_worker.common.fetch)."""
+    """A model worker that downloads inputs from URLs users give, or uploads its outputs to
+    signed URLs (gpu_worker.common.fetch)."""
 
     fetch_connect_timeout_seconds: float = Field(3.0, gt=0)
     fetch_read_timeout_seconds: float = Field(10.0, gt=0)
@@ -49,6 +50,19 @@ class FetchingModelSettings(ModelSettings):
             max_bytes=max_bytes,
             connect_timeout=self.fetch_connect_timeout_seconds,
             read_timeout=self.fetch_read_timeout_seconds,
+            allowed_networks=self.fetch_allowed_networks,
+            allowed_prefixes=self.fetch_allowed_prefixes,
+        )
+
+    def upload(self, url: str, data: bytes, content_type: str, timeout: float) -> None:
+        """PUT `data` to a signed upload URL under these settings' rules (upload_bytes)."""
+        from gpu_worker.common.fetch import upload_bytes
+
+        upload_bytes(
+            url,
+            data,
+            content_type,
+            timeout=timeout,
             allowed_networks=self.fetch_allowed_networks,
             allowed_prefixes=self.fetch_allowed_prefixes,
         )

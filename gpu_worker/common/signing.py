@@ -1,5 +1,5 @@
 """HMAC request signing between the API and the workers that take users' data (CLIP,
-transcription).
+transcription, image generation).
 
 signature = hex HMAC-SHA256(secret, "<payload>|<unix ts>"), sent as `auth: {"ts", "sig"}`.
 """
@@ -28,7 +28,7 @@ def signed_auth(secret: str, payload: str) -> dict[str, Any]:
 def signing_payload(job_input: dict[str, Any]) -> str | None:
     """What a request to a worker signs: its one input, or a batch's items joined by newlines.
     None when the input holds none of them."""
-    for field in ("text", "image_url", "image_base64", "audio_url", "audio_base64"):
+    for field in ("text", "image_url", "image_base64", "audio_url", "audio_base64", "prompt"):
         if isinstance(job_input.get(field), str):
             return job_input[field]
     for field in ("texts", "images"):

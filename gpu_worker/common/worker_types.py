@@ -56,6 +56,8 @@ WORKER_TYPES: dict[str, WorkerType] = {
                    {"TASK": "embed"}),
         WorkerType("transcribe", "transcribe", "speech-to-text",
                    f"{_LOCAL}:transcription_worker", model_setting="TRANSCRIBE_MODEL"),
+        WorkerType("imagegen", "imagegen", "image-generation", f"{_LOCAL}:image_generation_worker",
+                   model_setting="IMAGEGEN_MODEL"),
     )
 }  # fmt: skip
 WORKER_PACKAGES = sorted({worker.package for worker in WORKER_TYPES.values()})

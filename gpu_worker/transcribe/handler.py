@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gpu_worker.common.fetch import AUDIO_TYPES
-from gpu_worker.common.refusal import Refused, TooLarge
+from gpu_worker.common.refusal import Refused, TooLarge, describe
 from gpu_worker.common.signing import Unauthenticated, check_signature
 from gpu_worker.transcribe.audio import windows
 from gpu_worker.transcribe.settings import TranscribeSettings
@@ -52,12 +52,6 @@ class TranscribeInput(BaseModel):
         if (self.audio_url is None) == (self.audio_base64 is None):
             raise ValueError("give exactly one of audio_url, audio_base64")
         return self
-
-
-def _describe(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    field = ".".join(str(part) for part in error["loc"]) or "input"
-    return f"{field}: {error['msg'].removeprefix('Value error, ')}"
 
 
 class TranscribeWorker:
@@ -181,7 +175,7 @@ class TranscribeWorker:
             fetched = time.perf_counter()
             result = await asyncio.to_thread(self._transcribe, request, data)
         except ValidationError as exc:
-            return Refused(_describe(exc)).report(request_id)
+            return Refused(describe(exc)).report(request_id)
         except Refused as exc:  # fetch and decoding errors included
             return exc.report(request_id)
         except Unauthenticated as exc:

@@ -30,4 +30,5 @@ def test_the_api_reaches_each_type_at_its_endpoint():
         "clip": "clip",
         "embed": "embed",
         "transcribe": "ep-123",
+        "imagegen": "imagegen",
     }
