@@ -140,6 +140,8 @@ class FakeSupabaseStorage:
                     ("/object/list/<bucket>", ["POST"], "list"),
                     ("/object/sign/<bucket>/<path:name>", ["POST"], "sign"),
                     ("/object/sign/<bucket>/<path:name>", ["GET"], "signed"),
+                    ("/object/upload/sign/<bucket>/<path:name>", ["POST"], "sign_upload"),
+                    ("/object/upload/sign/<bucket>/<path:name>", ["PUT"], "signed_upload"),
                     ("/object/<bucket>/<path:name>", ["POST", "PUT"], "upload"),
                     ("/object/<bucket>/<path:name>", ["GET"], "download"),
                     ("/object/<bucket>", ["DELETE"], "delete"),
@@ -164,7 +166,7 @@ class FakeSupabaseStorage:
         self.requests.append(f"{request.method} {request.path}")
         try:
             endpoint, args = self.routes.bind_to_environ(environ).match()
-            if endpoint != "signed":  # a signed URL is its own authorization
+            if endpoint not in ("signed", "signed_upload"):  # a signed URL authorizes itself
                 self._authorize(request)
             response = getattr(self, f"_{endpoint}")(request, **args)
         except StorageFailure as failure:
@@ -266,7 +268,8 @@ class FakeSupabaseStorage:
         token = jwt.encode(claims | {"exp": claims["iat"] + body["expiresIn"]}, self.secret)
         return _json({"signedURL": f"/object/sign/{bucket}/{name}?token={token}"})
 
-    def _signed(self, request: Request, bucket: str, name: str) -> Response:
+    def _claims(self, request: Request, bucket: str, name: str) -> dict[str, Any]:
+        """The claims of a signed URL's token, made for this object."""
         token = request.args.get("token")
         if not token:
             raise _Violation("querystring must have required property 'token'")
@@ -276,7 +279,38 @@ class FakeSupabaseStorage:
             raise StorageFailure("400", "InvalidJWT", str(exc)) from None
         if claims.get("url") != f"{bucket}/{name}":
             raise StorageFailure("400", "InvalidSignature", "The url do not match the signature")
+        return claims
+
+    def _signed(self, request: Request, bucket: str, name: str) -> Response:
+        self._claims(request, bucket, name)
         return self._serve(self._objects(bucket), name)
+
+    def _sign_upload(self, request: Request, bucket: str, name: str) -> Response:
+        """getSignedUploadURL: a token for one upload of a new object (or any, with x-upsert),
+        valid two hours (Storage's fixed expiry)."""
+        upsert = request.headers.get("x-upsert") == "true"
+        if name in self._objects(bucket) and not upsert:
+            message = "The resource already exists"
+            raise StorageFailure("409", "KeyAlreadyExists", message, "Duplicate")
+        claims = {"url": f"{bucket}/{name}", "upsert": upsert, "exp": int(time.time()) + 7200}
+        token = jwt.encode(claims, self.secret)
+        return _json({"url": f"/object/upload/sign/{bucket}/{name}?token={token}"})
+
+    def _signed_upload(self, request: Request, bucket: str, name: str) -> Response:
+        """uploadSignedObject: the body as a multipart `file` part or as the raw bytes (its
+        Content-Type the object's)."""
+        claims = self._claims(request, bucket, name)
+        objects = self._objects(bucket)
+        if name in objects and not claims.get("upsert"):
+            message = "The resource already exists"
+            raise StorageFailure("409", "KeyAlreadyExists", message, "Duplicate")
+        upload = request.files.get("file")
+        if upload is not None:
+            data, content_type = upload.read(), upload.mimetype
+        else:
+            data, content_type = request.get_data(), request.mimetype
+        objects[name] = StoredObject(data, content_type or "application/octet-stream", "3600")
+        return _json({"Key": f"{bucket}/{name}"})
 
     def _list(self, request: Request, bucket: str) -> Response:
         objects = self._objects(bucket)

@@ -91,7 +91,8 @@ class RequestContextMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Answers 413 for a body over `max_bytes` (`upload_bytes` on `upload_paths`): at once
+    """Answers 413 for a body over `max_bytes` (`upload_bytes` on `upload_paths`; a path with a
+    parameter, `/v1/objects/{key:path}`, covers every path under its fixed start): at once
     when Content-Length says so, otherwise as soon as the bytes received pass the limit
     (chunked uploads)."""
 
@@ -101,13 +102,16 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
         self.upload_bytes = upload_bytes
-        self.upload_paths = upload_paths
+        self.upload_paths = {path for path in upload_paths if "{" not in path}
+        self.upload_prefixes = tuple(path.split("{")[0] for path in upload_paths if "{" in path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_bytes if scope["path"] in self.upload_paths else self.max_bytes
+        path = scope["path"]
+        upload = path in self.upload_paths or path.startswith(self.upload_prefixes)
+        limit = self.upload_bytes if upload else self.max_bytes
         too_large = f"request body over the limit of {limit} bytes"
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:

@@ -1,5 +1,5 @@
-"""What every object store gives the API: put, get, delete, list and signed URLs, and the
-errors they raise."""
+"""What every object store gives the API: put, get, delete, list, signed URLs to read and to
+upload, and the errors they raise."""
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -48,6 +48,11 @@ class Storage(ABC):
     @abstractmethod
     def signed_url(self, key: str, ttl_s: int) -> str:
         """A URL that reads the object without other credentials until `ttl_s` from now."""
+
+    @abstractmethod
+    def signed_upload_url(self, key: str, ttl_s: int, content_type: str) -> str:
+        """A URL that takes one PUT of the object's bytes (with `content_type`) without other
+        credentials, until `ttl_s` from now (Supabase Storage: its own fixed two hours)."""
 
     @abstractmethod
     def listed(self, prefix: str) -> Iterator[tuple[str, datetime]]:

@@ -72,8 +72,15 @@ class GcsStorage(Storage):
             next(iter(self.client.list_blobs(self.bucket, prefix=self.prefix, max_results=1)), None)
 
     def signed_url(self, key: str, ttl_s: int) -> str:
+        return self._signed(key, ttl_s, "GET")
+
+    def signed_upload_url(self, key: str, ttl_s: int, content_type: str) -> str:
+        return self._signed(key, ttl_s, "PUT", content_type)
+
+    def _signed(self, key: str, ttl_s: int, method: str, content_type: str | None = None) -> str:
+        """A V4 signed URL for `method` on the object (an upload's must carry `content_type`)."""
         credentials = self.credentials
-        options: dict = {"credentials": credentials}
+        options: dict = {"credentials": credentials, "content_type": content_type}
         with _refusals():
             if not hasattr(credentials, "sign_bytes"):
                 # Cloud Run's metadata credentials hold no key: sign through IAM signBlob as the
@@ -84,5 +91,5 @@ class GcsStorage(Storage):
                     "access_token": credentials.token,
                 }
             return self._blob(key).generate_signed_url(
-                version="v4", expiration=timedelta(seconds=ttl_s), method="GET", **options
+                version="v4", expiration=timedelta(seconds=ttl_s), method=method, **options
             )

@@ -1,5 +1,5 @@
 """Objects as files in a directory, with signed URLs that the API itself serves
-(`/v1/objects/{key}`, an HMAC of the key and expiry)."""
+(`/v1/objects/{key}`, an HMAC of the key, expiry and whether it uploads)."""
 
 import hashlib
 import hmac
@@ -45,13 +45,22 @@ class LocalStorage(Storage):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
-    def _signature(self, key: str, expires: int) -> str:
-        return hmac.new(self.secret, f"{key}|{expires}".encode(), hashlib.sha256).hexdigest()
+    def _signature(self, key: str, expires: int, upload: bool) -> str:
+        message = f"{key}|{expires}" + ("|put" if upload else "")  # a read URL cannot write
+        return hmac.new(self.secret, message.encode(), hashlib.sha256).hexdigest()
+
+    def _signed(self, key: str, ttl_s: int, upload: bool) -> str:
+        expires = int(time.time()) + ttl_s
+        signature = self._signature(key, expires, upload)
+        query = urlencode({"expires": expires, "signature": signature})
+        return f"{object_url_prefix(self.base_url)}{quote(checked_key(key))}?{query}"
 
     def signed_url(self, key: str, ttl_s: int) -> str:
-        expires = int(time.time()) + ttl_s
-        query = urlencode({"expires": expires, "signature": self._signature(key, expires)})
-        return f"{object_url_prefix(self.base_url)}{quote(checked_key(key))}?{query}"
+        return self._signed(key, ttl_s, upload=False)
+
+    def signed_upload_url(self, key: str, ttl_s: int, content_type: str) -> str:
+        """A URL the API's `PUT /v1/objects/{key}` takes (the stored file's type is its key's)."""
+        return self._signed(key, ttl_s, upload=True)
 
     def listed(self, prefix: str) -> Iterator[tuple[str, datetime]]:
         for path in (self.root / prefix).rglob("*"):
@@ -67,8 +76,9 @@ class LocalStorage(Storage):
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailable(f"{self.root} is not writable")
 
-    def verify(self, key: str, expires: int, signature: str) -> bool:
-        """Whether a signed URL's `expires` and `signature` are valid for `key` now."""
+    def verify(self, key: str, expires: int, signature: str, upload: bool = False) -> bool:
+        """Whether a signed URL's `expires` and `signature` are valid for `key` now (to read
+        it, or with `upload` to write it)."""
         if expires < time.time() or not signature.isascii():  # a hex digest is ASCII
             return False
-        return hmac.compare_digest(self._signature(key, expires), signature)
+        return hmac.compare_digest(self._signature(key, expires, upload), signature)

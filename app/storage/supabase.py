@@ -64,6 +64,12 @@ class SupabaseStorage(Storage):
             raise StorageUnavailable(f"Supabase Storage signed no URL for {key!r}")
         return url
 
+    def signed_upload_url(self, key: str, ttl_s: int, content_type: str) -> str:
+        """Storage's signed upload URL (valid its own two hours): one PUT of a new object."""
+        name = prefixed(self.prefix, key)
+        with _refusals(key):
+            return self.bucket.create_signed_upload_url(name)["signed_url"]
+
     def listed(self, prefix: str) -> Iterator[tuple[str, datetime]]:
         # Storage lists one folder at a time: files, and folders as entries without an id.
         start = f"{self.prefix}/{prefix}" if self.prefix else prefix

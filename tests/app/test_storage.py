@@ -154,7 +154,50 @@ def test_local_signed_url_verifies_only_while_valid_and_untampered(local):
     assert not local.verify("img/cat.png", int(time.time()) - 1, signature)  # expired
 
 
+def test_gcs_signed_upload_url_is_a_v4_put_bound_to_its_content_type(gcs, gcs_emulator):
+    url = gcs.signed_upload_url("images/new.png", ttl_s=600, content_type="image/png")
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert (query["X-Goog-Algorithm"], query["X-Goog-Expires"]) == (["GOOG4-RSA-SHA256"], ["600"])
+    assert parts.path.endswith("/uploads/dev/raw/images/new.png")
+    # The signature covers the method and the content type (V4's canonical request): a client
+    # must PUT with exactly that type.
+    assert query["X-Goog-SignedHeaders"] == ["content-type;host"]
+    assert url != gcs.signed_url("images/new.png", ttl_s=600)
+    response = httpx.put(url, content=b"\x89PNG-new", headers={"Content-Type": "image/png"})
+    assert response.status_code == 200  # the emulator takes it (it checks no signature)
+    assert gcs.get("images/new.png") == b"\x89PNG-new"
+
+
+def test_local_upload_urls_and_read_urls_are_not_interchangeable(local):
+    def signed(url: str) -> tuple[int, str]:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        return int(query["expires"]), query["signature"]
+
+    upload = signed(local.signed_upload_url("img/new.png", 60, "image/png"))
+    read = signed(local.signed_url("img/new.png", 60))
+    assert local.verify("img/new.png", *upload, upload=True)
+    assert not local.verify("img/new.png", *upload)  # an upload URL reads nothing
+    assert not local.verify("img/new.png", *read, upload=True)  # a read URL writes nothing
+    assert not local.verify("img/other.png", *upload, upload=True)
+
+
 # -- Supabase Storage ------------------------------------------------------------------------
+def test_supabase_signed_upload_url_takes_one_put_of_a_new_object(supabase, supabase_server):
+    url = supabase.signed_upload_url("images/new.png", ttl_s=600, content_type="image/png")
+    assert urlsplit(url).path == "/storage/v1/object/upload/sign/uploads/dev/raw/images/new.png"
+    response = httpx.put(url, content=b"\x89PNG-new", headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    stored = supabase_server.buckets["uploads"]["dev/raw/images/new.png"]
+    assert (stored.data, stored.content_type) == (b"\x89PNG-new", "image/png")
+    assert supabase.get("images/new.png") == b"\x89PNG-new"
+    again = httpx.put(url, content=b"other", headers={"Content-Type": "image/png"})
+    assert again.json()["error"] == "Duplicate"  # no overwrite without upsert
+    forged = url.replace("images/new.png", "images/forged.png")
+    assert httpx.put(forged, content=b"x").json()["message"] == "The url do not match the signature"
+    assert supabase_server.violations == []
+
+
 def test_supabase_keeps_objects_under_the_prefix(supabase, supabase_server):
     supabase.put("img/cat.png", b"\x89PNG", "image/png")
     assert "dev/raw/img/cat.png" in supabase_server.names()
