@@ -142,11 +142,12 @@ class Chunk(Base):
 
 
 class Image(UploadColumns, Base):
-    """An uploaded image with its CLIP embedding (IMAGE_EMBEDDING_DIM)."""
+    """An uploaded or generated image with its CLIP embedding (IMAGE_EMBEDDING_DIM); a
+    generated one has none unless it was asked for (it is not found by search)."""
 
     __tablename__ = "images"
 
-    embedding: Mapped[Any] = mapped_column(Vector())
+    embedding: Mapped[Any | None] = mapped_column(Vector())
 
     __table_args__ = (
         Index("ix_images_updated_at", "updated_at"),

