@@ -11,13 +11,27 @@ import pytest
 from PIL import Image
 
 from gpu_worker.common.worker_types import WORKER_TYPES
-from tests.conftest import Api
+from tests.conftest import HMAC_SECRET, Api, free_port, runpod_settings, serve_api
 
 
 @pytest.fixture(scope="module")
 def api(served_api: Api) -> Api:
     """Served over HTTP: the worker PUTs the images to the API's signed upload URLs."""
     return served_api
+
+
+@pytest.fixture(scope="module")
+async def runpod_api(database_url, emulator, tmp_path_factory):
+    """The API on the runpod backend: the imagegen worker is a process behind the emulator."""
+    settings = runpod_settings(
+        database_url,
+        emulator,
+        embedding_hmac_secret=HMAC_SECRET,
+        storage_dir=tmp_path_factory.mktemp("objects"),
+        public_url=f"http://127.0.0.1:{free_port()}",
+    )
+    async for served in serve_api(settings):
+        yield served
 
 
 def client(api: Api) -> openai.AsyncOpenAI:
@@ -29,9 +43,17 @@ def stored_images(api: Api) -> set[str]:
     return {key for key, _ in api.storage.listed("images/")}
 
 
-async def test_images_through_the_openai_client_are_kept_as_the_tenants(api):
+@pytest.fixture(params=["api", pytest.param("runpod_api", marks=pytest.mark.vllm)])
+def either_api(request) -> Api:
+    """The API on the local backend or on the runpod one."""
+    return request.getfixturevalue(request.param)
+
+
+async def test_images_through_the_openai_client_are_kept_as_the_tenants(either_api):
+    api = either_api
     result = await client(api).images.generate(prompt="a red cat", n=2, size="256x256")
     assert len(result.data) == 2 and result.size == "256x256"
+    assert result.model in ("tandem-tiny-random-sd", "tiny-sd")  # local, or the emulator's
     for datum in result.data:
         signed = await api.client.get(datum.url)  # no key: the URL is signed
         picture = Image.open(io.BytesIO(signed.content))
@@ -40,7 +62,7 @@ async def test_images_through_the_openai_client_are_kept_as_the_tenants(api):
         assert image["source_id"] == f"generated/{datum.id}"
         assert (image["title"], image["content_type"]) == ("a red cat", "image/png")
         generated = image["metadata"]["generated"]
-        assert generated["prompt"] == "a red cat" and generated["model"] == "tandem-tiny-random-sd"
+        assert generated["prompt"] == "a red cat" and generated["model"] == result.model
         assert generated["seed"] == datum.seed
     listed = {image["id"] for image in (await api.get("/v1/images")).json()["items"]}
     assert {datum.id for datum in result.data} <= listed
