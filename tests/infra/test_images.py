@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from docker.utils.build import exclude_paths
 
+from gpu_worker.common.worker_types import WORKER_PACKAGES
 from infra.config import REPO_ROOT
 from infra.workers import IMAGES
 
@@ -50,15 +51,22 @@ def test_the_api_image_takes_only_the_runpod_client_from_infra():
 
 
 ELSEWHERE = ("tests/", "bench/", "stacks/", "gpu_worker/emulator/")
+WORKERS = tuple(f"gpu_worker/{package}/" for package in WORKER_PACKAGES)
+
+
+def others(package: str) -> tuple[str, ...]:
+    """The other workers' packages."""
+    return tuple(path for path in WORKERS if path != f"gpu_worker/{package}/")
 
 
 @pytest.mark.parametrize(
     ("image", "outside"),
     [
-        ("api", ("gpu_worker/llm/", "gpu_worker/clip/", "gpu_worker/transcribe/", *ELSEWHERE)),
-        ("llm", ("app/", "gpu_worker/clip/", "gpu_worker/transcribe/", "infra/", *ELSEWHERE)),
-        ("clip", ("app/", "gpu_worker/llm/", "gpu_worker/transcribe/", "infra/", *ELSEWHERE)),
-        ("transcribe", ("app/", "gpu_worker/llm/", "gpu_worker/clip/", "infra/", *ELSEWHERE)),
+        ("api", (*WORKERS, *ELSEWHERE)),
+        *(
+            (package, ("app/", "infra/", *others(package), *ELSEWHERE))
+            for package in WORKER_PACKAGES
+        ),
     ],
 )
 def test_a_change_elsewhere_rebuilds_nothing(image, outside):

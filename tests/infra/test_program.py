@@ -106,7 +106,8 @@ def test_gpu_workers_read_the_hmac_secret_from_a_runpod_secret(stack):
     assert secret["name"] == f"tandem-{name}-hmac"
     assert SECRET_SIG in secret["value"] and secret["value"]["value"] == STAND_IN  # encrypted
     templates = [inputs for inputs in dynamic.values() if "imageName" in inputs]
-    assert len(templates) == 4  # llm, embed (the llm image with TASK=embed), clip, transcribe
+    # llm, embed (the llm image with TASK=embed), clip, transcribe and, in dev, imagegen
+    assert len(templates) == (5 if name == "dev" else 4)
     for template in templates:
         env = template["env"]["value"]
         assert env["EMBEDDING_HMAC_SECRET"] == f"{{{{ RUNPOD_SECRET_tandem-{name}-hmac }}}}"
@@ -158,9 +159,10 @@ def test_prod_is_protected_and_warm():
     assert service["template"]["scaling"]["minInstanceCount"] >= 1
     endpoints = {r["name"]: r["inputs"] for r in resources if r["name"].endswith("-endpoint")}
     # Requests wait on chat, CLIP and embeddings: warm. Transcription scales to zero (an hour
-    # of audio is a job, and a cold start is small beside it).
+    # of audio is a job, and a cold start is small beside it); prod generates no images.
     warm = {name: e["workersMin"] >= 1 for name, e in endpoints.items()}
-    assert warm == {f"tandem-prod-{n}-endpoint": n != "transcribe" for n in WORKER_TYPES}
+    served = [n for n in WORKER_TYPES if n != "imagegen"]
+    assert warm == {f"tandem-prod-{n}-endpoint": n != "transcribe" for n in served}
 
 
 def test_dev_scales_to_zero():
@@ -367,7 +369,7 @@ def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
     settings = stack_settings("pr-7") | {"tandem:ownGpuEndpoints": True}
     resources = run_program("pr-7", settings)
     images = {i["dockerfile"]["location"].split("/")[-2]: i for i in of_type(resources, "Image")}
-    assert sorted(images) == ["app", "clip", "llm", "transcribe"]
+    assert sorted(images) == ["app", "clip", "imagegen", "llm", "transcribe"]  # dev's endpoints
     assert images["llm"]["tags"] == ["europe-west1-docker.pkg.dev/base-project/tandem-dev/llm:pr-7"]
     runpod = {r["name"]: r["inputs"] for r in resources if r["type"].endswith("dynamic:Resource")}
     assert sorted(runpod) == sorted(
