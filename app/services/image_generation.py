@@ -84,14 +84,19 @@ class ImageGenerationIn(Strict):
 
 
 def generation_job(
-    settings: Settings, body: ImageGenerationIn, upload_urls: list[str], request_id: str
+    settings: Settings,
+    body: ImageGenerationIn,
+    uploads: dict[str, list[str]],
+    request_id: str,
+    sign: bool = True,
 ) -> dict[str, Any]:
-    """The imagegen worker's input, signed over the prompt."""
+    """The imagegen worker's input, signed over the prompt (a job's part is signed when it is
+    sent: `sign=False`). `uploads`: `upload_urls`, or a job part's `upload_keys`."""
     job: dict[str, Any] = {
         "prompt": body.prompt,
         "n": body.n,
         "output_format": body.output_format,
-        "upload_urls": upload_urls,
+        **uploads,
         "request_id": request_id,
     }
     if (dimensions := body.dimensions) is not None:
@@ -101,7 +106,7 @@ def generation_job(
     for name in ("negative_prompt", "seed", "steps", "guidance"):
         if (value := getattr(body, name)) is not None:
             job[name] = value
-    return signed_job(settings, job)
+    return signed_job(settings, job) if sign else job
 
 
 def check_model(settings: Settings, model: str | None) -> None:
@@ -122,33 +127,41 @@ async def generate_images(
 ) -> dict[str, Any]:
     """The answer to `body`: the images made, stored and kept as the tenant's."""
     check_model(settings, body.model)
-    content_type, extension = OUTPUT_TYPES[body.output_format]
-    keys = [f"images/{uuid.uuid4()}{extension}" for _ in range(body.n)]
+    content_type = OUTPUT_TYPES[body.output_format][0]
+    keys = image_keys(body)
     urls = [
         await asyncio.to_thread(storage.signed_upload_url, key, SIGNED_URL_TTL_S, content_type)
         for key in keys
     ]
     try:
-        job = generation_job(settings, body, urls, request_id)
+        job = generation_job(settings, body, {"upload_urls": urls}, request_id)
         result = await backend.run("imagegen", job, request_id)
-        images = _checked(result, body.n)
-        rows = await _kept(engine, storage, backend, settings, tenant, body, result, keys)
+        checked_images(result, body.n)
+        embeddings: list[list[float] | None] = [None] * body.n
+        if body.embed:
+            embeddings = [
+                await _embedding(storage, backend, settings, key, request_id) for key in keys
+            ]
+        rows = image_rows(tenant, body, result, keys, embeddings)
+        async with engine.begin() as conn:
+            await conn.execute(insert(Image), rows)
     except BaseException:
         await _delete(storage, keys)  # what the worker uploaded before the job failed
         raise
-    return {
-        "created": int(time.time()),
-        "data": [
-            await _datum(storage, body, row, image) for row, image in zip(rows, images, strict=True)
-        ],
-        "model": result.get("model"),
-        "size": f"{result.get('width')}x{result.get('height')}",
-        "quality": body.quality,
-        "output_format": body.output_format,
-    }
+    answer = generation_answer(body, result, rows)
+    for datum, row in zip(answer["data"], rows, strict=True):
+        datum |= await _content(storage, body, row["object_key"])
+    return answer
 
 
-def _checked(result: dict[str, Any], n: int) -> list[dict[str, Any]]:
+def image_keys(body: ImageGenerationIn) -> list[str]:
+    """Where a request's images are stored."""
+    extension = OUTPUT_TYPES[body.output_format][1]
+    return [f"images/{uuid.uuid4()}{extension}" for _ in range(body.n)]
+
+
+def checked_images(result: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """The `n` images of the worker's result."""
     images = result.get("images")
     if not isinstance(images, list) or len(images) != n:
         raise WorkerFailed("the worker returned images of the wrong shape")
@@ -157,17 +170,21 @@ def _checked(result: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return images
 
 
-async def _kept(
-    engine: AsyncEngine,
-    storage: Storage,
-    backend: InferenceBackend,
-    settings: Settings,
+async def _embedding(
+    storage: Storage, backend: InferenceBackend, settings: Settings, key: str, request_id: str
+) -> list[float]:
+    url = await asyncio.to_thread(storage.signed_url, key, SIGNED_URL_TTL_S)
+    return await embed_clip(backend, settings, "image_url", url, request_id)
+
+
+def image_rows(
     tenant: str,
     body: ImageGenerationIn,
     result: dict[str, Any],
     keys: list[str],
+    embeddings: list[list[float] | None],
 ) -> list[dict[str, Any]]:
-    """The images' rows, written in one transaction (embedded first when asked)."""
+    """The `images` rows of the generated images (stored at `keys`)."""
     generated = {
         "prompt": body.prompt,
         "model": result.get("model"),
@@ -175,42 +192,46 @@ async def _kept(
     }
     if body.negative_prompt is not None:
         generated["negative_prompt"] = body.negative_prompt
-    rows = []
-    for key, image in zip(keys, result["images"], strict=True):
-        image_id = uuid.uuid4()
-        embedding = None
-        if body.embed:
-            url = await asyncio.to_thread(storage.signed_url, key, SIGNED_URL_TTL_S)
-            embedding = await embed_clip(backend, settings, "image_url", url, str(image_id))
-        rows.append(
-            {
-                "id": image_id,
-                "tenant": tenant,
-                "source_id": f"generated/{image_id}",
-                "title": body.prompt[:300],
-                "content_type": OUTPUT_TYPES[body.output_format][0],
-                "object_key": key,
-                "size_bytes": image["bytes"],
-                "metadata": {"generated": generated | {"seed": image.get("seed")}},
-                "embedding": embedding,
-            }
-        )
-    async with engine.begin() as conn:
-        await conn.execute(insert(Image), rows)
-    return rows
+    images = checked_images(result, body.n)
+    return [
+        {
+            "id": (image_id := uuid.uuid4()),
+            "tenant": tenant,
+            "source_id": f"generated/{image_id}",
+            "title": body.prompt[:300],
+            "content_type": OUTPUT_TYPES[body.output_format][0],
+            "object_key": key,
+            "size_bytes": image["bytes"],
+            "metadata": {"generated": generated | {"seed": image.get("seed")}},
+            "embedding": embedding,
+        }
+        for key, image, embedding in zip(keys, images, embeddings, strict=True)
+    ]
 
 
-async def _datum(
-    storage: Storage, body: ImageGenerationIn, row: dict[str, Any], image: dict[str, Any]
+def generation_answer(
+    body: ImageGenerationIn, result: dict[str, Any], rows: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """One image of the answer: OpenAI's `url` or `b64_json`, and the stored image's id."""
-    datum: dict[str, Any] = {"id": str(row["id"]), "seed": image.get("seed")}
+    """OpenAI's images response, each image with its id among the tenant's images and its
+    seed (the sync answer adds its `url` or `b64_json`)."""
+    return {
+        "created": int(time.time()),
+        "data": [
+            {"id": str(row["id"]), "seed": row["metadata"]["generated"]["seed"]} for row in rows
+        ],
+        "model": result.get("model"),
+        "size": f"{result.get('width')}x{result.get('height')}",
+        "quality": body.quality,
+        "output_format": body.output_format,
+    }
+
+
+async def _content(storage: Storage, body: ImageGenerationIn, key: str) -> dict[str, str]:
+    """An image of the answer: OpenAI's `url` (an hour) or `b64_json`."""
     if body.response_format == "url":
-        datum["url"] = await asyncio.to_thread(storage.signed_url, row["object_key"], URL_TTL_S)
-    else:
-        data = await asyncio.to_thread(storage.get, row["object_key"])
-        datum["b64_json"] = base64.b64encode(data).decode()
-    return datum
+        return {"url": await asyncio.to_thread(storage.signed_url, key, URL_TTL_S)}
+    data = await asyncio.to_thread(storage.get, key)
+    return {"b64_json": base64.b64encode(data).decode()}
 
 
 async def _delete(storage: Storage, keys: list[str]) -> None:

@@ -75,6 +75,16 @@ async def add_image(
 _COLUMNS = [column for column in Image.__table__.c if column.name != "embedding"]
 
 
+async def image_key(engine: AsyncEngine, image_id: uuid.UUID, tenant: str) -> str:
+    """Where the tenant's image is stored (another tenant's is not found)."""
+    query = select(Image.object_key).where(Image.id == image_id, Image.tenant == tenant)
+    async with engine.connect() as conn:
+        key = await conn.scalar(query)
+    if key is None:
+        raise NotFound(f"image {image_id} not found")
+    return key
+
+
 async def get_image(engine: AsyncEngine, image_id: uuid.UUID, tenant: str) -> UploadOut:
     """The tenant's image (another tenant's is not found)."""
     query = select(*_COLUMNS).where(Image.id == image_id, Image.tenant == tenant)

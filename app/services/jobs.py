@@ -8,7 +8,8 @@ the local backend forgets its jobs when the API restarts) is submitted again, up
 MAX_ATTEMPTS times; a job past its deadline fails, saying so. A failed job keeps its stored
 input, so that it can be retried (`python -m app jobs retry`: the dead letters replayed) until
 retention deletes it after RETENTION_RAW_DAYS. A part reads a stored file by its key
-(`audio_key`), signed into a URL each time the part is sent.
+(`audio_key`, `image_key`) and writes its outputs to theirs (`upload_keys`), signed into URLs
+each time the part is sent.
 """
 
 import asyncio
@@ -30,12 +31,22 @@ from app.core.config import Settings
 from app.core.errors import ApiError, DatabaseUnavailable, InvalidInput, NotFound
 from app.inference.base import InferenceBackend, QueuedJob
 from app.ingest.chunk import Chunk as TextChunk
-from app.models import Job, JobPart
+from app.models import Image, Job, JobPart
 from app.schemas import JobOut
 from app.services import webhook
 from app.services.api_keys import Caller
 from app.services.documents import embedding_text, object_key, prepare, write_document
 from app.services.embedding import batched, checked_vectors, embed_job, signed_job
+from app.services.image_generation import (
+    OUTPUT_TYPES,
+    ImageGenerationIn,
+    check_model,
+    checked_images,
+    generation_answer,
+    generation_job,
+    image_keys,
+    image_rows,
+)
 from app.services.transcription import (
     AUDIO_EXTENSIONS,
     Task,
@@ -241,6 +252,35 @@ async def _audio_document(
     return result, [row.old_key] if row.old_key and row.old_key != new_key else []
 
 
+def _embed_generated(job: Row, outputs: list[dict[str, Any]], settings: Settings) -> Staged | None:
+    """With `embed`, the parts that CLIP-embed the images just generated."""
+    payload = job.payload
+    if payload["stage"] != "generate" or not payload["request"]["embed"]:
+        return None
+    checked_images(outputs[0], len(payload["keys"]))
+    parts = [
+        ("clip", {"image_key": key, "normalize": True, "request_id": f"{job.id}-{i}"})
+        for i, key in enumerate(payload["keys"])
+    ]
+    return payload | {"stage": "embed"}, parts
+
+
+async def _generated(
+    conn: AsyncConnection, job: Row, outputs: list[dict[str, Any]], settings: Settings
+) -> Finished:
+    """The generated images (the worker uploaded them) kept as the tenant's; the result is
+    OpenAI's images response without URLs (GET /v1/images/{id}/content reads each)."""
+    body = ImageGenerationIn.model_validate(job.payload["request"])
+    result, clip = outputs[0], outputs[1:]
+    dim = settings.image_embedding_dim
+    embeddings: list[list[float] | None] = [
+        checked_vectors(output, "embedding", 1, dim, "IMAGE_EMBEDDING_DIM")[0] for output in clip
+    ] or [None] * body.n
+    rows = image_rows(job.tenant, body, result, job.payload["keys"], embeddings)
+    await conn.execute(insert(Image), rows)
+    return generation_answer(body, result, rows), []
+
+
 KINDS = {
     "embed": Kind(_embeddings),  # POST /v1/jobs
     # ?async=true uploads: their stored file becomes the document's.
@@ -251,6 +291,8 @@ KINDS = {
     "audio_document": Kind(
         _audio_document, lambda job: [job.payload["row"]["object_key"]], _embed_transcript
     ),
+    # ?async=true image generations: generated, then (with `embed`) CLIP-embedded, then kept.
+    "imagegen": Kind(_generated, next_stage=_embed_generated),
 }
 
 
@@ -362,10 +404,7 @@ class JobRunner:
                 await self.record(job_id, part.idx, state)
 
     async def _submit(self, job_id: uuid.UUID, part: Row) -> None:
-        job_input = dict(part.input)
-        if (key := job_input.pop("audio_key", None)) is not None:  # good until the deadline
-            ttl = int(self.settings.job_timeout_seconds)
-            job_input["audio_url"] = await asyncio.to_thread(self.storage.signed_url, key, ttl)
+        job_input = await self._signed_urls(dict(part.input))
         # Signed as it is sent: a signature is good for minutes, a queued part may wait longer.
         if signing_payload(job_input) is not None:
             job_input = signed_job(self.settings, job_input)
@@ -389,6 +428,20 @@ class JobRunner:
                 .where(Job.id == job_id, Job.status == "queued")
                 .values(status="running", updated_at=func.now())
             )
+
+    async def _signed_urls(self, job_input: dict[str, Any]) -> dict[str, Any]:
+        """A part's stored-file keys as signed URLs, good until the job's deadline."""
+        ttl, storage = int(self.settings.job_timeout_seconds), self.storage
+        for key_field, url_field in (("audio_key", "audio_url"), ("image_key", "image_url")):
+            if (key := job_input.pop(key_field, None)) is not None:
+                job_input[url_field] = await asyncio.to_thread(storage.signed_url, key, ttl)
+        if (keys := job_input.pop("upload_keys", None)) is not None:
+            content_type = OUTPUT_TYPES[job_input["output_format"]][0]
+            job_input["upload_urls"] = [
+                await asyncio.to_thread(storage.signed_upload_url, key, ttl, content_type)
+                for key in keys
+            ]
+        return job_input
 
     async def record(self, job_id: uuid.UUID, idx: int, state: QueuedJob) -> bool:
         """Take a part's state (from the webhook or a poll); finish the job when it was the
@@ -604,4 +657,22 @@ async def ingest_audio_later(
         )
     if not created:  # an identical request made the job first: this copy is not needed
         await asyncio.to_thread(storage.delete, key)
+    return job
+
+
+async def generate_later(
+    runner: JobRunner, caller: Caller, body: ImageGenerationIn, idempotency_key: str | None
+) -> JobOut:
+    """Generate `body`'s images in an `imagegen` job (CLIP-embedded after, with `embed`)."""
+    check_model(runner.settings, body.model)
+    hashed = request_hash("imagegen", body.model_dump_json())
+    if (earlier := await replayed(runner.engine, caller, idempotency_key, hashed)) is not None:
+        return earlier
+    keys = image_keys(body)
+    request_id = f"imagegen-{uuid.uuid4()}"
+    part = generation_job(runner.settings, body, {"upload_keys": keys}, request_id, sign=False)
+    payload = {"request": body.model_dump(mode="json"), "keys": keys, "stage": "generate"}
+    job, _created = await runner.create(
+        caller, "imagegen", payload, [("imagegen", part)], idempotency_key, hashed
+    )
     return job

@@ -2,15 +2,18 @@
 found by text search, or generate images from a prompt (OpenAI's `POST /v1/images/generations`);
 list the tenant's, read and delete one."""
 
+import asyncio
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from app.api.deps import (
     BackendDep,
     CallerDep,
     EngineDep,
+    JobsDep,
     PageCursor,
     PageLimit,
     RequestIdDep,
@@ -19,12 +22,14 @@ from app.api.deps import (
     StorageDep,
     keyed_router,
 )
+from app.api.routes.jobs import IdempotencyKey
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
 from app.core.errors import InvalidInput
 from app.models import Image
-from app.schemas import ImageIn, Page, UploadOut, error_responses
-from app.services.image_generation import ImageGenerationIn, generate_images
-from app.services.images import add_image, fetch_image, get_image, image_type
+from app.schemas import ImageIn, JobOut, Page, UploadOut, error_responses
+from app.services.image_generation import URL_TTL_S, ImageGenerationIn, generate_images
+from app.services.images import add_image, fetch_image, get_image, image_key, image_type
+from app.services.jobs import generate_later
 from app.services.listing import list_uploads
 from app.services.uploads import Upload, check_size, delete_upload
 
@@ -79,6 +84,7 @@ async def create_image(
             "description": "OpenAI's images response: `data` holds each image's `url` (an hour) "
             "or `b64_json`, with its `id` among the tenant's images and its `seed`"
         },
+        202: {"model": JobOut, "description": "with async=true: the job that generates them"},
         **error_responses(404, 413, 502, 504),
     },
 )
@@ -88,11 +94,18 @@ async def create_image_generation(
     engine: EngineDep,
     storage: StorageDep,
     backend: BackendDep,
+    jobs: JobsDep,
     request_id: RequestIdDep,
     caller: CallerDep,
-) -> dict[str, Any]:
+    idempotency_key: IdempotencyKey = None,
+    run_async: Annotated[bool, Query(alias="async", description="generate in a job (202)")] = False,
+) -> Any:
     """Images from `prompt` by the image model (IMAGEGEN_MODEL), kept as the tenant's images
-    (GET /v1/images lists them; `embed: true` makes them searchable)."""
+    (GET /v1/images lists them, GET /v1/images/{id}/content reads one; `embed: true` makes them
+    searchable). With `async=true`, generated in a job (202) whose result lists them."""
+    if run_async:
+        job = await generate_later(jobs, caller, body, idempotency_key)
+        return JSONResponse(job.model_dump(mode="json"), status_code=202)
     return await generate_images(
         engine, storage, backend, settings, caller.tenant, body, request_id
     )
@@ -114,6 +127,24 @@ async def list_images(
 @router.get("/images/{image_id}", summary="Read an image's details", responses=error_responses(404))
 async def read_image(image_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> UploadOut:
     return await get_image(engine, image_id, caller.tenant)
+
+
+@router.get(
+    "/images/{image_id}/content",
+    summary="Download an image",
+    status_code=307,
+    response_class=RedirectResponse,
+    responses={
+        307: {"description": "to a signed URL of the image, good for an hour"},
+        **error_responses(404),
+    },
+)
+async def read_image_content(
+    image_id: uuid.UUID, engine: EngineDep, storage: StorageDep, caller: CallerDep
+) -> RedirectResponse:
+    key = await image_key(engine, image_id, caller.tenant)
+    url = await asyncio.to_thread(storage.signed_url, key, URL_TTL_S)
+    return RedirectResponse(url, status_code=307)
 
 
 @router.delete(
