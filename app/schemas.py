@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -282,7 +283,7 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-DeploymentTask = Literal["generate", "embed"]
+DeploymentTask = Literal["generate", "embed", "image"]
 DeploymentStatus = Literal[
     "validating",
     "selecting_gpu",
@@ -326,9 +327,16 @@ class DeploymentIn(Strict):
         pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
         description="what requests name as `model` (default: from the model id); unique",
     )
-    task: DeploymentTask
+    task: DeploymentTask | None = Field(
+        None,
+        description="generate (chat), embed or image (a diffusers pipeline); default: the "
+        "model's own (a diffusers repository is image, an encoder embed, others generate)",
+    )
     gpu: str | None = Field(
-        None, description="a GPU type of the allowed list, or a tier such as `24gb`"
+        None,
+        validation_alias=AliasChoices("gpu", "gpu_tier"),
+        description="a GPU type of the allowed list, or a tier such as `24gb` (also as "
+        "`gpu_tier`); default: the smallest allowed that holds the model",
     )
     workers_min: int = Field(0, ge=0, le=100)
     workers_max: int = Field(1, ge=1, le=100)

@@ -143,6 +143,11 @@ api = ApiService(
         **(
             {
                 "DEPLOYMENT_IMAGE": registry.images[WORKER_TYPES["llm"].package],
+                **(
+                    {"DEPLOYMENT_IMAGEGEN_IMAGE": registry.images["imagegen"]}
+                    if "imagegen" in registry.images
+                    else {}
+                ),
                 "DEPLOYMENT_REGISTRY_AUTH_ID": registry.registry_auth_id,
                 "DEPLOYMENT_NAME_PREFIX": deployments.prefix,
             }

@@ -9,7 +9,8 @@ ranges), the agent-harness registry `huggingface_hub` reads (`GET /api/agent-har
 errors as `huggingface_hub` reads them (the `X-Error-Code` header: `RepoNotFound`, `GatedRepo`,
 `EntryNotFound`; the `auth-check` route answers 403 GatedRepo to a token without access).
 
-A model is `{config, files: {name: size}, gated}` (`hosted(directory)` makes one whose files
+A model is `{config, files: {name: size}, gated, contents: {name: text}}` (`contents`: small files
+served, as a diffusers repository's model_index.json; `hosted(directory)` makes one whose files
 are a directory's, served), or `{unavailable: True}` for one the Hub answers 503 for (an
 outage); tokens in `access` may read the gated ones; `latency_s` delays every answer (the Hub's
 distance, in benchmarks). A request no route serves is answered 404 and kept in `unserved`,
@@ -98,9 +99,14 @@ class FakeHub:
 
 
 def hosted(directory: Path) -> dict[str, Any]:
-    """A model whose files are `directory`'s."""
-    files = {p.name: p.stat().st_size for p in sorted(directory.iterdir()) if p.is_file()}
-    config = json.loads((directory / "config.json").read_text())
+    """A model whose files are `directory`'s (a diffusers pipeline's in their folders)."""
+    files = {
+        p.relative_to(directory).as_posix(): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+    config_file = directory / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     return {"config": config, "files": files, "directory": directory}
 
 
@@ -113,19 +119,30 @@ def _blob_id(name: str) -> str:
 
 
 def _tree(model: dict[str, Any], path: str) -> list[dict[str, Any]]:
-    if path:  # the fake's repositories are flat
-        return []
-    return [
-        {"type": "file", "oid": _blob_id(name), "size": size, "path": name}
-        for name, size in model["files"].items()
-    ]
+    """The entries right under `path`: its files, and its folders (`type: directory`)."""
+    prefix = f"{path.strip('/')}/" if path.strip("/") else ""
+    entries: dict[str, dict[str, Any]] = {}
+    for name, size in model["files"].items():
+        if not name.startswith(prefix):
+            continue
+        child, _, rest = name.removeprefix(prefix).partition("/")
+        if rest:
+            folder = prefix + child
+            entries[folder] = {"type": "directory", "oid": _blob_id(folder), "size": 0,
+                               "path": folder}  # fmt: skip
+        else:
+            entries[name] = {"type": "file", "oid": _blob_id(name), "size": size, "path": name}
+    return list(entries.values())
 
 
 def _resolve(repo_id: str, model: dict[str, Any], filename: str, request: Request) -> Response:
     directory = model.get("directory")
-    if directory is None or filename not in model["files"]:
+    if filename in model.get("contents", {}):
+        content = model["contents"][filename].encode()
+    elif directory is None or filename not in model["files"]:
         return _error(404, "EntryNotFound", f"{filename} does not exist on the Hub")
-    content = (directory / filename).read_bytes()
+    else:
+        content = (directory / filename).read_bytes()
     headers = {"X-Repo-Commit": _sha(repo_id), "ETag": f'"{hashlib.sha256(content).hexdigest()}"'}
     # HEAD: the same headers (Content-Length), no body; a Range (safetensors headers): 206.
     response = Response(content, 200, headers)

@@ -92,10 +92,11 @@ class Settings(BaseSettings):
     retention_transcript_days: int = Field(365, ge=1)
 
     # Deployments (`/v1/deployments`): RunPod endpoints made at run time for tenants' models,
-    # on the stack's llm worker image, through RunPod's REST API; models are checked on the
-    # Hugging Face Hub (HF_ENDPOINT: another Hub, e.g. a mirror).
+    # on the stack's llm worker image (diffusion models: its imagegen image), through RunPod's
+    # REST API; models are checked on the Hugging Face Hub (HF_ENDPOINT: another Hub).
     runpod_rest_api: str = "https://rest.runpod.io/v1"
     deployment_image: str | None = None
+    deployment_imagegen_image: str | None = None
     deployment_registry_auth_id: str | None = None  # RunPod's credential for a private image
     # What RunPod's names of its templates and endpoints start with: the stack's (it removes
     # them when it is destroyed; infra/runpod/names.py).

@@ -4,8 +4,9 @@ lives in Postgres only, so a restarted instance picks up where another left off.
 
 validating → selecting_gpu: the model exists, may be read and runs on the worker (the Hub or
 its directory). selecting_gpu → creating_endpoint: the smallest allowed GPU that holds it.
-creating_endpoint → downloading_model: a RunPod template on the stack's llm worker image (the
-model, the task, the signed ready callback) and an endpoint on it; a refusal halfway removes
+creating_endpoint → downloading_model: a RunPod template on the stack's worker image for the
+task (the llm one; a diffusion model's, the imagegen one) with the model, the task and the
+signed ready callback, and an endpoint on it; a refusal halfway removes
 the template again; an endpoint without a minimum of workers gets a warm-up request, so that a
 worker starts. The worker's callbacks move it to `loading_model` once it has the weights, then
 to `ready` (or `failed`, with its reason); a worker the endpoint's health reports serving makes
@@ -28,11 +29,17 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
-from app.core.errors import ApiError
+from app.core.errors import ApiError, InputRefused
 from app.inference.runpod import RunPodBackend, RunPodClient
 from app.models import Deployment
 from app.services import deployment_webhooks
-from app.services.deployments import due, endpoint_of, sources_of, transition
+from app.services.deployments import (
+    deployment_image,
+    due,
+    endpoint_of,
+    sources_of,
+    transition,
+)
 from app.services.model_check import HubUnreachable, ModelRefused, check_model
 from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.runpod.client import RunPodApiError, RunPodNotFound, RunPodRest
@@ -45,7 +52,13 @@ BATCH = 10  # deployments one turn works on at once
 LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
 HUB_RETRY_S = 30
 HEALTH_EVERY_S = 30  # how often an endpoint not yet ready is looked at, at RunPod
-WARM_UP = {"openai_route": "/v1/models", "openai_input": {}}
+# A light request that makes RunPod start a worker: the llm worker's model list; the imagegen
+# worker refuses an empty input at once (its model loads before it takes a job).
+WARM_UP: dict[str, dict[str, Any]] = {
+    "generate": {"openai_route": "/v1/models", "openai_input": {}},
+    "embed": {"openai_route": "/v1/models", "openai_input": {}},
+    "image": {},
+}
 READY_PATH = "/internal/deployment-ready"  # the workers' callback, beside RunPod's job webhook
 
 _CLAIM = text(
@@ -189,13 +202,15 @@ class DeploymentRunner:
         if not moved:  # deleted meanwhile: what was just made goes too
             await self._blocking(self._remove_at_runpod, template_id, endpoint_id)
         elif row.workers_min == 0:
-            await self._warm_up(row.id, endpoint_id)
+            await self._warm_up(row.id, endpoint_id, row.task)
 
-    async def _warm_up(self, deployment_id: uuid.UUID, endpoint_id: str) -> None:
+    async def _warm_up(self, deployment_id: uuid.UUID, endpoint_id: str, task: str) -> None:
         """An endpoint without a minimum of workers starts one only for a request: a light
-        one (the worker's model list) makes it load the model and call back."""
+        one (WARM_UP) makes it load the model and call back."""
         try:
-            await self.jobs.run(endpoint_id, WARM_UP)
+            await self.jobs.run(endpoint_id, WARM_UP[task])
+        except InputRefused:
+            pass  # a worker answered: it has started
         except ApiError as exc:  # the deadline fails the deployment if no worker ever starts
             log.warning("deployment %s: the warm-up request failed: %s", deployment_id, exc)
 
@@ -294,10 +309,12 @@ class DeploymentRunner:
                 )
         return await self._make_ready(row, "the worker loaded the model")
 
-    async def backend_for(self, tenant: str, model: Any) -> RunPodBackend | None:
-        """The inference backend of the tenant's deployment `model` (None: no such deployment;
-        Conflict while it is not ready)."""
-        endpoint_id = await endpoint_of(self.engine, tenant, model)
+    async def backend_for(
+        self, tenant: str, model: Any, tasks: tuple[str, ...]
+    ) -> RunPodBackend | None:
+        """The inference backend of the tenant's deployment `model` of one of `tasks` (None: no
+        such deployment; Conflict while it is not ready; InvalidInput for another task's)."""
+        endpoint_id = await endpoint_of(self.engine, tenant, model, tasks)
         if endpoint_id is None:
             return None
         return RunPodBackend(self.jobs, dict.fromkeys(WORKER_TYPES, endpoint_id))
@@ -317,9 +334,10 @@ class DeploymentRunner:
             **row.env,
             "MODEL_NAME": row.model,
             "SERVED_MODEL_NAME": row.name,
-            "TASK": row.task,
             "READY_WEBHOOK_URL": self.public_base + READY_PATH,
         }
+        if row.task != "image":  # the llm worker's task
+            env["TASK"] = row.task
         if self.secret is not None:
             env["EMBEDDING_HMAC_SECRET"] = self.secret
         if self.settings.hf_endpoint:  # the Hub (or mirror) this API checked the model on
@@ -328,7 +346,7 @@ class DeploymentRunner:
             env["HF_TOKEN"] = row.hf_token
         template_body = {
             "name": name,
-            "imageName": self.settings.deployment_image,
+            "imageName": deployment_image(self.settings, row.task),
             "isServerless": True,
             "containerDiskInGb": 30,
             "env": env,

@@ -60,6 +60,21 @@ class NotSetUp(ApiError):
     status, code = 503, "not_configured"
 
 
+class HubDown(ApiError):
+    status, code = 503, "hub_unavailable"
+
+
+def deployment_image(settings: Settings, task: str) -> str | None:
+    """The worker image a deployment of `task` runs (None: not set up here)."""
+    return settings.deployment_imagegen_image if task == "image" else settings.deployment_image
+
+
+def check_image(settings: Settings, task: str) -> None:
+    if deployment_image(settings, task) is None:
+        setting = "DEPLOYMENT_IMAGEGEN_IMAGE" if task == "image" else "DEPLOYMENT_IMAGE"
+        raise NotSetUp(f"deployments of task {task} are not set up here: {setting} is unset")
+
+
 def sources_of(status: str) -> list[str]:
     return [source for source, targets in NEXT.items() if status in targets]
 
@@ -113,8 +128,8 @@ def check_request(body: DeploymentIn, settings: Settings) -> None:
     model_is_directory = body.model.startswith("/")
     if model_is_directory and not settings.on_one_machine:
         raise InvalidInput("model: a model directory is for local mode; give a Hub id (org/name)")
-    if settings.deployment_image is None:
-        raise NotSetUp("deployments are not set up here: DEPLOYMENT_IMAGE is unset")
+    if body.task is not None:
+        check_image(settings, body.task)
 
 
 def check_webhook_url(url: HttpUrl) -> None:
@@ -139,7 +154,7 @@ async def create(
     model again: the Hub may have changed since its recent answer, or not answered here)."""
     check_request(body, settings)
     try:
-        await asyncio.to_thread(
+        facts, _gpu = await asyncio.to_thread(
             check_model,
             body.model,
             body.task,
@@ -153,7 +168,15 @@ async def create(
     except ModelRefused as exc:
         raise InvalidInput(f"model: {exc}") from None
     except HubUnreachable:
-        pass  # accepted: the runner checks it once the Hub answers
+        if body.task is None:
+            raise HubDown(
+                "the Hugging Face Hub cannot be reached to tell the model's task: give task, "
+                "or try again"
+            ) from None
+        task: str = body.task  # accepted: the runner checks the model once the Hub answers
+    else:
+        task = body.task or facts.task
+        check_image(settings, task)
     if body.webhook_url is not None and not settings.on_one_machine:
         await asyncio.to_thread(check_webhook_url, body.webhook_url)  # resolves its host
     deployment_id = uuid.uuid4()
@@ -164,7 +187,7 @@ async def create(
         "tenant": tenant,
         "name": name,
         "model": body.model,
-        "task": body.task,
+        "task": task,
         "gpu": body.gpu,
         "workers_min": body.workers_min,
         "workers_max": body.workers_max,
@@ -272,12 +295,16 @@ async def get(engine: AsyncEngine, deployment_id: uuid.UUID, tenant: str) -> Dep
     )
 
 
+LLM_TASKS = ("generate", "embed")  # the deployments chat and OpenAI's text routes reach
 SERVING = ("ready", "webhook_failed")  # webhook_failed: ready, only its notification failed
 
 
-async def endpoint_of(engine: AsyncEngine, tenant: str, model: Any) -> str | None:
+async def endpoint_of(
+    engine: AsyncEngine, tenant: str, model: Any, tasks: tuple[str, ...]
+) -> str | None:
     """The endpoint serving the tenant's deployment named (or with the id) `model`; None when
-    no deployment is; Conflict when it is not ready."""
+    no deployment is; Conflict when it is not ready; InvalidInput when its task is not one of
+    `tasks`."""
     if not isinstance(model, str):
         return None
     named = Deployment.name == model
@@ -286,13 +313,15 @@ async def endpoint_of(engine: AsyncEngine, tenant: str, model: Any) -> str | Non
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(Deployment.status, Deployment.endpoint_id, Deployment.error).where(
-                    Deployment.tenant == tenant, Deployment.status != "deleted", named
-                )
+                select(
+                    Deployment.status, Deployment.endpoint_id, Deployment.error, Deployment.task
+                ).where(Deployment.tenant == tenant, Deployment.status != "deleted", named)
             )
         ).first()
     if row is None:
         return None
+    if row.task not in tasks:
+        raise InvalidInput(f"model: deployment {model} serves task {row.task}, not this request")
     if row.status not in SERVING or row.error is not None:
         raise Conflict(f"deployment {model} is {row.status}: it serves once ready")
     return row.endpoint_id

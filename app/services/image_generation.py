@@ -19,6 +19,7 @@ from app.core.errors import NotFound, WorkerFailed
 from app.inference.base import InferenceBackend
 from app.models import Image
 from app.schemas import Strict
+from app.services.deployment_runner import DeploymentRunner
 from app.services.embedding import embed_clip, signed_job
 from app.services.uploads import SIGNED_URL_TTL_S
 from app.storage import Storage, StorageError
@@ -109,11 +110,29 @@ def generation_job(
     return signed_job(settings, job) if sign else job
 
 
-def check_model(settings: Settings, model: str | None) -> None:
-    if model is not None and model != settings.imagegen_model:
+def is_stack_model(settings: Settings, model: str | None) -> bool:
+    """Whether `model` names the stack's image model (IMAGEGEN_MODEL, the default)."""
+    return model is None or model == settings.imagegen_model
+
+
+async def image_backend(
+    runner: DeploymentRunner,
+    backend: InferenceBackend,
+    settings: Settings,
+    tenant: str,
+    model: str | None,
+) -> InferenceBackend:
+    """What generates images of `model`: the stack's imagegen worker, or the tenant's
+    deployment of that name (409 while it is not ready)."""
+    if is_stack_model(settings, model):
+        return backend
+    deployed = await runner.backend_for(tenant, model, ("image",))
+    if deployed is None:
         raise NotFound(
-            f"model: {model!r} is not served here; leave it out or give {settings.imagegen_model!r}"
+            f"model: {model!r} is neither {settings.imagegen_model!r} (the default) nor a "
+            "deployment of yours"
         )
+    return deployed
 
 
 async def generate_images(
@@ -125,8 +144,8 @@ async def generate_images(
     body: ImageGenerationIn,
     request_id: str,
 ) -> dict[str, Any]:
-    """The answer to `body`: the images made, stored and kept as the tenant's."""
-    check_model(settings, body.model)
+    """The answer to `body` by `backend` (image_backend): the images made, stored and kept
+    as the tenant's."""
     content_type = OUTPUT_TYPES[body.output_format][0]
     keys = image_keys(body)
     urls = [

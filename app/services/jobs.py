@@ -40,12 +40,12 @@ from app.services.embedding import batched, checked_vectors, embed_job, signed_j
 from app.services.image_generation import (
     OUTPUT_TYPES,
     ImageGenerationIn,
-    check_model,
     checked_images,
     generation_answer,
     generation_job,
     image_keys,
     image_rows,
+    is_stack_model,
 )
 from app.services.transcription import (
     AUDIO_EXTENSIONS,
@@ -663,8 +663,13 @@ async def ingest_audio_later(
 async def generate_later(
     runner: JobRunner, caller: Caller, body: ImageGenerationIn, idempotency_key: str | None
 ) -> JobOut:
-    """Generate `body`'s images in an `imagegen` job (CLIP-embedded after, with `embed`)."""
-    check_model(runner.settings, body.model)
+    """Generate `body`'s images in an `imagegen` job (CLIP-embedded after, with `embed`), by
+    the stack's image model (a deployment's are generated while the request waits)."""
+    if not is_stack_model(runner.settings, body.model):
+        raise InvalidInput(
+            f"model: async=true generates with {runner.settings.imagegen_model!r} only; leave "
+            "model out, or generate without async"
+        )
     hashed = request_hash("imagegen", body.model_dump_json())
     if (earlier := await replayed(runner.engine, caller, idempotency_key, hashed)) is not None:
         return earlier

@@ -1,7 +1,7 @@
 """Local mode's RunPod, for deployments: the emulator's control plane (gpu_worker/emulator)
-served beside the API on loopback, whose endpoints run the llm worker as processes on this
-machine (vLLM on the CPU where there is no GPU). `make dev` deploys model directories with it as
-a stack's API deploys Hub models on RunPod."""
+served beside the API on loopback, whose endpoints run the llm or imagegen worker as processes
+on this machine (vLLM and diffusers on the CPU where there is no GPU). `make dev` deploys model
+directories with it as a stack's API deploys Hub models on RunPod."""
 
 import asyncio
 import contextlib
@@ -21,7 +21,9 @@ from app.models import Deployment
 from app.services.deployments import transition
 
 log = logging.getLogger("tandem.local")
-LOCAL_IMAGE = "tandem/llm:local"  # the llm worker, run as `python -m gpu_worker.llm`
+# The worker images' stand-ins: each names the worker run as `python -m gpu_worker.<package>`.
+LOCAL_IMAGE = "tandem/llm:local"
+LOCAL_IMAGEGEN_IMAGE = "tandem/imagegen:local"
 
 
 def serves_deployments(settings: Settings) -> bool:
@@ -54,7 +56,7 @@ async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
         {},
         base,
         api_key=key,
-        images={LOCAL_IMAGE: "gpu_worker.llm"},
+        images={LOCAL_IMAGE: "gpu_worker.llm", LOCAL_IMAGEGEN_IMAGE: "gpu_worker.imagegen"},
         machine_env=worker_process_env(),
     )
     server = _Server(uvicorn.Config(emulator, log_level="warning", timeout_graceful_shutdown=3))
@@ -74,6 +76,7 @@ async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
                 "runpod_api_base": f"{base}/v2",
                 "runpod_api_key": SecretStr(key),
                 "deployment_image": LOCAL_IMAGE,
+                "deployment_imagegen_image": LOCAL_IMAGEGEN_IMAGE,
                 "embedding_hmac_secret": secret,
             }
         )

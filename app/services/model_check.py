@@ -1,10 +1,13 @@
 """What a deployment checks before it makes anything at RunPod: the model exists and may be read
-(gated models need a token), the llm worker can serve its architecture for the task, and which
-of the allowed GPU types is the smallest that holds it. Hub models are read through
-`huggingface_hub` (HF_ENDPOINT in tests: a fake Hub); a local model directory is read as is.
-The API's request path may take the Hub's answer of the last RECENT_S seconds (a model many
-deploy costs one Hub round trip, not one per request); the runner always asks again."""
+(gated models need a token), a worker serves it for the task (the llm worker an architecture
+vLLM runs; the imagegen worker a diffusers repository of a family it knows: `model_index.json`
+names its pipeline), and which of the allowed GPU types is the smallest that holds it. Hub
+models are read through `huggingface_hub` (HF_ENDPOINT in tests: a fake Hub); a local model
+directory is read as is. The API's request path may take the Hub's answer of the last RECENT_S
+seconds (a model many deploy costs one Hub round trip, not one per request); the runner always
+asks again."""
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass
@@ -58,7 +61,11 @@ ARCHITECTURES = {
     ),
     "embed": frozenset({"BertModel", "XLMRobertaModel", "RobertaModel", "NomicBertModel"}),
 }
+# Diffusers pipelines the imagegen worker serves (gpu_worker.imagegen.pipeline's families, which
+# the API image does not hold; a test holds the two the same).
+PIPELINES = frozenset({"FluxPipeline", "StableDiffusionXLPipeline", "StableDiffusionPipeline"})
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+HALF_VARIANTS = (".fp16.", ".bf16.")  # a diffusers component's half-precision copy
 # Room beyond the weights: activations, the CUDA context and a KV cache worth having.
 OVERHEAD = 1.2
 HEADROOM_GB = 2.0
@@ -77,12 +84,38 @@ class HubUnreachable(Exception):
 @dataclass(frozen=True)
 class ModelFacts:
     architectures: tuple[str, ...]
-    weight_bytes: int
+    weight_bytes: int  # what the worker loads (a diffusers pipeline: in half precision)
+    pipeline: str | None = None  # a diffusers repository's pipeline class
+
+    @property
+    def task(self) -> str:
+        """The task the model is for when a request names none."""
+        if self.pipeline is not None:
+            return "image"
+        return "embed" if ARCHITECTURES["embed"].intersection(self.architectures) else "generate"
+
+
+def diffusers_weight_bytes(files: dict[str, int]) -> int:
+    """The weights a diffusers pipeline loads in half precision, from its files (path: size):
+    each component folder's half-precision copy where it has one, else its safetensors, else
+    its other weights; the repository's single-file checkpoints at its root are not loaded."""
+    components: dict[str, dict[str, int]] = {}
+    for path, size in files.items():
+        folder, _, name = path.rpartition("/")
+        if folder and name.endswith(WEIGHT_SUFFIXES):
+            components.setdefault(folder, {})[name] = size
+    total = 0
+    for weights in components.values():
+        half = [size for name, size in weights.items() if any(v in name for v in HALF_VARIANTS)]
+        full = {n: s for n, s in weights.items() if not any(v in n for v in HALF_VARIANTS)}
+        safetensors = [size for name, size in full.items() if name.endswith(".safetensors")]
+        total += sum(half or safetensors or full.values())
+    return total
 
 
 def check_model(
     model: str,
-    task: str,
+    task: str | None,
     token: str | None,
     hub_endpoint: str | None,
     allowed: list[str],
@@ -90,11 +123,12 @@ def check_model(
     timeout_s: float = HUB_TIMEOUT_S,
     recent: bool = False,
 ) -> tuple[ModelFacts, str]:
-    """The model's facts and the GPU type it is to run on (one Hub request, a gated model's
-    two; none if `recent` and the Hub said the same token may read it in the last RECENT_S
-    seconds); ModelRefused says why it cannot be deployed."""
+    """The model's facts and the GPU type it is to run on, for `task` (None: the model's own)
+    (one Hub request, a gated model's two, a diffusers repository's one more; none if `recent`
+    and the Hub said the same token may read it in the last RECENT_S seconds); ModelRefused
+    says why it cannot be deployed."""
     facts = model_facts(model, token, hub_endpoint, timeout_s, recent)
-    check_architecture(facts, task, model)
+    check_architecture(facts, task or facts.task, model)
     return facts, choose_gpu(facts, allowed, asked)
 
 
@@ -152,19 +186,70 @@ def _hub_facts(
         raise ModelRefused(f"the Hugging Face Hub refused {model}: {status}") from None
     except httpx2.TransportError as exc:
         raise HubUnreachable(f"the Hugging Face Hub cannot be reached: {exc!r}") from None
+    files = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or ()}
+    if "model_index.json" in files:
+        index = _hub_file(api, model, "model_index.json", timeout_s)
+        return ModelFacts((), diffusers_weight_bytes(files), _pipeline(index, model))
     architectures = tuple((info.config or {}).get("architectures") or ())
-    sizes = [s.size or 0 for s in info.siblings or () if s.rfilename.endswith(WEIGHT_SUFFIXES)]
+    sizes = [size for name, size in files.items() if name.endswith(WEIGHT_SUFFIXES)]
     return ModelFacts(architectures, sum(sizes))
 
 
+def _hub_file(api: HfApi, model: str, filename: str, timeout_s: float) -> str:
+    """A small file of the model's repository, as text."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    url = hf_hub_url(model, filename, endpoint=api.endpoint)
+    try:
+        response = get_session().get(url, headers=build_hf_headers(token=api.token),
+                                     timeout=timeout_s, follow_redirects=True)  # fmt: skip
+    except httpx2.TransportError as exc:
+        raise HubUnreachable(f"the Hugging Face Hub cannot be reached: {exc!r}") from None
+    if response.status_code >= 500:
+        raise HubUnreachable(f"the Hugging Face Hub answered {response.status_code}")
+    if response.status_code != 200:
+        raise ModelRefused(
+            f"the Hugging Face Hub refused {model}/{filename}: {response.status_code}"
+        )
+    return response.text
+
+
+def _pipeline(index: str, model: str) -> str:
+    """The pipeline class a diffusers repository's model_index.json names."""
+    try:
+        name = json.loads(index).get("_class_name")
+    except (ValueError, AttributeError):
+        name = None
+    if not isinstance(name, str):
+        raise ModelRefused(f"{model}'s model_index.json names no pipeline (_class_name)")
+    return name
+
+
 def _directory_facts(directory: Path) -> ModelFacts:
+    diffusers = False
+    with contextlib.suppress(OSError):  # a name too long, say: read below, and refused there
+        diffusers = (directory / "model_index.json").is_file()
+    if diffusers:
+        try:
+            index = (directory / "model_index.json").read_text()
+            files = {
+                p.relative_to(directory).as_posix(): p.stat().st_size
+                for p in directory.rglob("*")
+                if p.is_file()
+            }
+        except OSError as exc:
+            raise ModelRefused(f"{directory} cannot be read: {exc.strerror or exc}") from None
+        return ModelFacts((), diffusers_weight_bytes(files), _pipeline(index, str(directory)))
     try:
         config = json.loads((directory / "config.json").read_text())
         weights = [
             p.stat().st_size for p in directory.rglob("*") if p.name.endswith(WEIGHT_SUFFIXES)
         ]
     except (FileNotFoundError, NotADirectoryError):
-        raise ModelRefused(f"{directory} is not a model directory: it has no config.json") from None
+        raise ModelRefused(
+            f"{directory} is not a model directory: it has no config.json or model_index.json"
+        ) from None
     except OSError as exc:
         raise ModelRefused(f"{directory} cannot be read: {exc.strerror or exc}") from None
     except ValueError:  # not JSON, not text
@@ -176,12 +261,30 @@ def _directory_facts(directory: Path) -> ModelFacts:
 
 
 def check_architecture(facts: ModelFacts, task: str, model: str) -> None:
+    if facts.pipeline is not None or task == "image":
+        _check_pipeline(facts, task, model)
+        return
     served = ARCHITECTURES[task]
     if not served.intersection(facts.architectures):
         found = ", ".join(facts.architectures) or "none"
         raise ModelRefused(
             f"{model} has architecture {found}; the worker serves {task} with "
             f"{', '.join(sorted(served))}"
+        )
+
+
+def _check_pipeline(facts: ModelFacts, task: str, model: str) -> None:
+    if facts.pipeline is None:
+        raise ModelRefused(
+            f"{model} is not a diffusers repository (it has no model_index.json): task image "
+            f"serves the pipelines {', '.join(sorted(PIPELINES))}"
+        )
+    if task != "image":
+        raise ModelRefused(f"{model} is a diffusers {facts.pipeline}: deploy it with task image")
+    if facts.pipeline not in PIPELINES:
+        raise ModelRefused(
+            f"{model} is a diffusers {facts.pipeline}; the imagegen worker serves "
+            f"{', '.join(sorted(PIPELINES))}"
         )
 
 
@@ -195,11 +298,20 @@ def choose_gpu(facts: ModelFacts, allowed: list[str], asked: str | None) -> str:
         candidates = [g for g in allowed if GPU_MEMORY_GB[g] == TIERS_GB[asked.lower()]]
     else:
         candidates = list(allowed)
-    fitting = sorted((GPU_MEMORY_GB[g], allowed.index(g), g) for g in candidates if g in allowed)
-    fitting = [entry for entry in fitting if entry[0] >= need_gb]
-    if not fitting:
+    fitting = _fitting(candidates, allowed, need_gb)
+    if fitting:
+        return fitting[0]
+    needs = f"the model needs about {need_gb:.0f} GB of GPU memory"
+    if asked is not None and (smallest := _fitting(allowed, allowed, need_gb)):
+        memory = GPU_MEMORY_GB[smallest[0]]
         raise ModelRefused(
-            f"the model needs about {need_gb:.0f} GB of GPU memory and no allowed GPU "
-            f"{'of ' + asked + ' ' if asked else ''}has it (allowed: {', '.join(allowed)})"
+            f"{needs}: {asked} is too small; the smallest allowed GPU that holds it is "
+            f"{smallest[0]} ({memory} GB: gpu_tier {memory}gb)"
         )
-    return fitting[0][2]
+    raise ModelRefused(f"{needs} and no allowed GPU has it (allowed: {', '.join(allowed)})")
+
+
+def _fitting(candidates: list[str], allowed: list[str], need_gb: float) -> list[str]:
+    """The allowed `candidates` with `need_gb`, smallest (then first allowed) first."""
+    ranked = sorted((GPU_MEMORY_GB[g], allowed.index(g), g) for g in candidates if g in allowed)
+    return [gpu for memory, _order, gpu in ranked if memory >= need_gb]

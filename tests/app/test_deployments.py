@@ -29,9 +29,11 @@ from app.services.api_keys import hash_key
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.deployments import check_webhook_url, due
 from gpu_worker.common.signing import sign
+from gpu_worker.imagegen.tiny import build_tiny_sd
 from gpu_worker.llm.tiny import build_tiny_llama
 from infra.runpod.names import deployment_name
 from tests.app.test_api import assert_error
+from tests.app.test_model_check import diffusers_repo
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
 from tests.hf_hub import FakeHub, hosted
 from tests.net import free_port
@@ -40,6 +42,7 @@ from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 pytestmark = pytest.mark.vllm
 KEY = "rp-deployments-key"
 IMAGE = "tandem/llm:test"  # the stack's llm worker image
+IMAGEGEN_IMAGE = "tandem/imagegen:test"  # and its imagegen worker image
 LLAMA = {"architectures": ["LlamaForCausalLM"]}
 HUB_MODELS = {
     "acme/chat": {"config": LLAMA, "files": {"model.safetensors": 1_000_000}},
@@ -51,7 +54,10 @@ HUB_MODELS = {
     "acme/vision": {"config": {"architectures": ["CLIPModel"]}, "files": {"model.bin": 600}},
     "acme/huge-chat": {"config": LLAMA, "files": {"model.safetensors": 90_000_000_000}},
     "acme/in-an-outage": {"unavailable": True},
-}
+    "acme/flux": diffusers_repo("FluxPipeline", {"transformer/model.safetensors": 23.8,
+                                                 "text_encoder_2/model.safetensors": 9.5}),
+    "acme/kandinsky": diffusers_repo("KandinskyV22Pipeline", {"unet/model.safetensors": 2.0}),
+}  # fmt: skip
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -82,7 +88,8 @@ def control():
     with pytest.MonkeyPatch.context() as env:  # the workers it starts inherit these
         for key, value in WORKER_ENV.items():
             env.setenv(key, value)
-        with ControlPlane(KEY, images={IMAGE: "gpu_worker.llm"}) as plane:
+        images = {IMAGE: "gpu_worker.llm", IMAGEGEN_IMAGE: "gpu_worker.imagegen"}
+        with ControlPlane(KEY, images=images) as plane:
             yield plane
     assert plane.violations == []
 
@@ -107,6 +114,7 @@ async def api(database_url, control, hub):
         runpod_rest_api=control.url,
         runpod_api_base=control.jobs_url,
         deployment_image=IMAGE,
+        deployment_imagegen_image=IMAGEGEN_IMAGE,
         deployment_name_prefix="tandem-deploy-pr-3",  # as stack pr-3 sets it
         embedding_hmac_secret=HMAC_SECRET,
         public_url=f"http://127.0.0.1:{free_port()}",
@@ -226,6 +234,35 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     print(f"202 to ready: {ready_s:.1f} s")
 
 
+async def test_a_diffusion_model_is_deployed_on_the_imagegen_image_and_draws(
+    api, control, tmp_path
+):
+    """A diffusers directory (a tiny Stable Diffusion): its task told from model_index.json,
+    deployed on the imagegen image, ready through its worker's callback, and drawing through
+    `POST /v1/images/generations` with `model: <deployment>` (the official client)."""
+    pipeline = build_tiny_sd(tmp_path / "tiny-sd")
+    body = {"model": str(pipeline), "name": "tiny-sd", "gpu_tier": "24gb", "workers_max": 1}
+    created = await api.post("/v1/deployments", json=body)
+    assert created.status_code == 202, created.text
+    deployment = await settled(api, created.json()["deployment_id"])
+    assert (deployment["status"], deployment["task"]) == ("ready", "image"), deployment
+    assert statuses(deployment)[-2:] == ["downloading_model", "ready"]
+    endpoint = control.rest("GET", f"/endpoints/{deployment['endpoint_id']}").json()
+    template = control.rest("GET", f"/templates/{endpoint['templateId']}").json()
+    assert template["imageName"] == IMAGEGEN_IMAGE and "TASK" not in template["env"]
+
+    client = openai_client(api)
+    result = await client.images.generate(model="tiny-sd", prompt="a red cat", size="128x128")
+    assert result.model == "tiny-sd" and result.size == "128x128"
+    image = await api.get(f"/v1/images/{result.data[0].id}")
+    assert image.json()["metadata"]["generated"]["model"] == "tiny-sd"
+    with pytest.raises(openai.UnprocessableEntityError, match="tiny-sd serves task image"):
+        await client.chat.completions.create(
+            model="tiny-sd", messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert (await api.delete(f"/v1/deployments/{deployment['id']}")).status_code == 204
+
+
 async def test_a_hub_model_is_downloaded_by_its_worker_then_loaded(api, hub, tiny, tmp_path):
     """A Hub id (the tiny Llama's files on the fake Hub): the worker fetches the weights with
     vLLM's loader from the Hub the API checked it on (HF_ENDPOINT), says it is loading them,
@@ -267,20 +304,27 @@ async def test_a_model_the_worker_cannot_load_fails_with_the_workers_reason(api,
 
 
 @pytest.mark.parametrize(
-    ("model", "reason"),
+    ("model", "fields", "reason"),
     [
-        ("acme/none", "no model 'acme/none' on the Hugging Face Hub"),
-        ("acme/gated-chat", "acme/gated-chat is gated on the Hugging Face Hub: give an hf_token"),
-        ("acme/vision", "acme/vision has architecture CLIPModel; the worker serves generate"),
-        ("acme/huge-chat", "the model needs about 110 GB of GPU memory and no allowed GPU"),
-        ("/no/such/model", "/no/such/model is not a model directory: it has no config.json"),
+        ("acme/none", {}, "no model 'acme/none' on the Hugging Face Hub"),
+        ("acme/gated-chat", {}, "acme/gated-chat is gated on the Hugging Face Hub: give an hf_"),
+        ("acme/vision", {}, "acme/vision has architecture CLIPModel; the worker serves generate"),
+        ("acme/huge-chat", {}, "the model needs about 110 GB of GPU memory and no allowed GPU"),
+        ("/no/such/model", {}, "/no/such/model is not a model directory: it has no config.json"),
+        ("acme/chat", {"task": "image"}, "acme/chat is not a diffusers repository (it has no "),
+        ("acme/flux", {}, "acme/flux is a diffusers FluxPipeline: deploy it with task image"),
+        ("acme/kandinsky", {"task": None}, "acme/kandinsky is a diffusers KandinskyV22Pipeline"),
+        ("acme/flux", {"task": None, "gpu_tier": "24gb"}, "the model needs about 42 GB of GPU "
+         "memory: 24gb is too small; the smallest allowed GPU that holds it is NVIDIA A40 (48 GB: "
+         "gpu_tier 48gb)"),
     ],
-)
+)  # fmt: skip
 async def test_models_that_cannot_be_deployed_are_refused_before_anything_is_made(
-    api, control, model, reason
+    api, control, model, fields, reason
 ):
     before = control.rest("GET", "/templates").json()
-    response = await api.post("/v1/deployments", json={"model": model, "task": "generate"})
+    body = {"model": model, "task": "generate"} | fields
+    response = await api.post("/v1/deployments", json=body)
     error = assert_error(response, 422, "validation_error")
     assert error["message"].startswith(f"model: {reason}")
     assert control.rest("GET", "/templates").json() == before
@@ -289,7 +333,10 @@ async def test_models_that_cannot_be_deployed_are_refused_before_anything_is_mad
 
 
 async def test_a_model_the_hub_cannot_answer_for_is_accepted_and_checked_later(api, control):
-    """A Hub outage does not refuse the request: the runner checks the model again later."""
+    """A Hub outage does not refuse the request: the runner checks the model again later; a
+    request without a task waits for the Hub to tell it (503)."""
+    untold = await api.post("/v1/deployments", json={"model": "acme/in-an-outage"})
+    assert_error(untold, 503, "hub_unavailable")
     created = await api.post(
         "/v1/deployments", json={"model": "acme/in-an-outage", "task": "generate"}
     )

@@ -116,7 +116,7 @@ async def test_a_generated_image_is_deleted_with_its_file(api):
         ({"prompt": ""}, 422, "prompt: String should have at least 1 character"),
         ({"prompt": "   "}, 422, "prompt: String should match pattern"),
         ({"prompt": "a\x00cat"}, 422, "must not contain the NUL character"),
-        ({"prompt": "a cat", "model": "dall-e-3"}, 404, "model: 'dall-e-3' is not served here"),
+        ({"prompt": "a cat", "model": "dall-e-3"}, 404, "model: 'dall-e-3' is neither"),
         ({"prompt": "a cat", "steps": 2, "quality": "hd"}, 422, "give steps or quality, not both"),
         ({"prompt": "a cat", "style": "vivid"}, 422, "style: Extra inputs are not permitted"),
         ({"prompt": "a cat", "steps": 501}, 422, "steps: Input should be less than or equal"),

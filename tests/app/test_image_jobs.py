@@ -52,15 +52,15 @@ async def test_a_refused_generation_fails_its_job_saying_why(served_api):
     assert "size 2048x2048: width and height must be 128 to 512" in job["error"]
 
 
-async def test_an_unknown_model_is_refused_before_any_job(served_api):
+async def test_another_model_is_refused_before_any_job(served_api):
     async def jobs() -> list[dict]:
         return (await served_api.get("/v1/jobs", params={"limit": 100})).json()["items"]
 
     before = await jobs()
     body = {"prompt": "a cat", "model": "dall-e-2"}
     response = await served_api.post("/v1/images/generations?async=true", json=body)
-    assert response.status_code == 404
-    assert "model: 'dall-e-2' is not served here" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert "model: async=true generates with" in response.json()["error"]["message"]
     assert await jobs() == before
 
 

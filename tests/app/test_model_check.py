@@ -1,12 +1,14 @@
 """A deployment's model checks: on the Hub (a local fake of its API, tests/hf_hub.py) and in a
 directory; the smallest allowed GPU that holds the model; and the refusals, each saying why."""
 
+import json
 import time
 
 import pytest
 
 from app.services.model_check import (
     ARCHITECTURES,
+    PIPELINES,
     RECENT_S,
     HubUnreachable,
     ModelFacts,
@@ -16,6 +18,8 @@ from app.services.model_check import (
     choose_gpu,
     model_facts,
 )
+from gpu_worker.imagegen.pipeline import FAMILIES
+from gpu_worker.imagegen.tiny import build_tiny_sd
 from gpu_worker.llm.tiny import build_tiny_llama
 from tests.hf_hub import FakeHub
 from tests.net import free_port
@@ -37,6 +41,53 @@ MODELS = {
     },
     "acme/vision": {"config": {"architectures": ["CLIPModel"]}, "files": {"model.bin": 600}},
     "acme/in-an-outage": {"unavailable": True},
+}
+GB = 1_000_000_000
+
+
+def diffusers_repo(pipeline: str, files: dict[str, float]) -> dict:
+    """A diffusers repository on the Hub: its model_index.json, and files of these sizes (GB)."""
+    index = json.dumps({"_class_name": pipeline, "_diffusers_version": "0.30.0"})
+    sizes = {name: int(size * GB) for name, size in files.items()}
+    return {"config": {}, "files": {"model_index.json": len(index), **sizes},
+            "contents": {"model_index.json": index}}  # fmt: skip
+
+
+# Laid out as the Hub's FLUX.1-schnell and sdxl-turbo repositories are (sizes rounded): each
+# component in its folder, single-file checkpoints at the root, sdxl-turbo's half-precision
+# copies beside its full ones.
+MODELS |= {
+    "acme/flux-schnell": diffusers_repo(
+        "FluxPipeline",
+        {
+            "flux1-schnell.safetensors": 23.8,
+            "ae.safetensors": 0.34,
+            "transformer/diffusion_pytorch_model-00001-of-00003.safetensors": 9.98,
+            "transformer/diffusion_pytorch_model-00002-of-00003.safetensors": 9.95,
+            "transformer/diffusion_pytorch_model-00003-of-00003.safetensors": 3.87,
+            "text_encoder/model.safetensors": 0.25,
+            "text_encoder_2/model-00001-of-00002.safetensors": 4.99,
+            "text_encoder_2/model-00002-of-00002.safetensors": 4.53,
+            "vae/diffusion_pytorch_model.safetensors": 0.17,
+        },
+    ),
+    "acme/sdxl-turbo": diffusers_repo(
+        "StableDiffusionXLPipeline",
+        {
+            "sd_xl_turbo_1.0.safetensors": 13.9,
+            "sd_xl_turbo_1.0_fp16.safetensors": 6.94,
+            "unet/diffusion_pytorch_model.safetensors": 10.3,
+            "unet/diffusion_pytorch_model.fp16.safetensors": 5.14,
+            "text_encoder/model.safetensors": 0.49,
+            "text_encoder/model.fp16.safetensors": 0.25,
+            "text_encoder_2/model.safetensors": 2.78,
+            "text_encoder_2/model.fp16.safetensors": 1.39,
+            "vae/diffusion_pytorch_model.safetensors": 0.33,
+            "vae/diffusion_pytorch_model.bin": 0.33,
+            "vae/diffusion_pytorch_model.fp16.safetensors": 0.17,
+        },
+    ),
+    "acme/kandinsky": diffusers_repo("KandinskyV22Pipeline", {"unet/model.safetensors": 2.0}),
 }
 ALLOWED = ["NVIDIA RTX A5000", "NVIDIA GeForce RTX 4090", "NVIDIA A40", "NVIDIA A100 80GB PCIe"]
 
@@ -166,5 +217,47 @@ def test_a_model_no_allowed_gpu_holds_is_refused():
     facts = ModelFacts(("LlamaForCausalLM",), 80_000_000_000)
     with pytest.raises(ModelRefused, match=r"needs about 98 GB .* no allowed GPU has it"):
         choose_gpu(facts, ALLOWED, None)
-    with pytest.raises(ModelRefused, match="no allowed GPU of 24gb has it"):
+    smallest = r"24gb is too small; the smallest allowed GPU that holds it is NVIDIA A40 \(48 GB"
+    with pytest.raises(ModelRefused, match=smallest):
         choose_gpu(ModelFacts((), 30_000_000_000), ALLOWED, "24gb")
+
+
+def test_a_diffusers_repository_is_sized_by_the_weights_it_loads_in_half_precision(hub):
+    flux = model_facts("acme/flux-schnell", None, hub.url)
+    assert (flux.pipeline, flux.task, flux.architectures) == ("FluxPipeline", "image", ())
+    components = (9.98, 9.95, 3.87, 0.25, 4.99, 4.53, 0.17)  # not the root's single files
+    assert flux.weight_bytes == sum(int(size * GB) for size in components)
+    assert "GET /acme/flux-schnell/resolve/main/model_index.json" in hub.requests
+    turbo = model_facts("acme/sdxl-turbo", None, hub.url)
+    assert turbo.weight_bytes == sum(int(size * GB) for size in (5.14, 0.25, 1.39, 0.17))  # fp16
+    assert choose_gpu(turbo, ALLOWED, None) == "NVIDIA RTX A5000"
+    assert choose_gpu(flux, ALLOWED, None) == "NVIDIA A40"  # 34 GB of bf16 weights
+    with pytest.raises(ModelRefused, match=r"24gb is too small; .* is NVIDIA A40 .*gpu_tier 48gb"):
+        choose_gpu(flux, ALLOWED, "24gb")
+
+
+def test_a_diffusers_directory_is_read_in_place(tmp_path):
+    directory = build_tiny_sd(tmp_path / "tiny-sd")
+    facts = model_facts(str(directory), None, None)
+    assert (facts.pipeline, facts.task) == ("StableDiffusionPipeline", "image")
+    loaded = sum(p.stat().st_size for p in directory.rglob("*.safetensors"))
+    assert facts.weight_bytes == loaded
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "refusal"),
+    [
+        ("acme/flux-schnell", "generate", "is a diffusers FluxPipeline: deploy it with task image"),
+        ("acme/small-chat", "image", "is not a diffusers repository (it has no model_index.json)"),
+        ("acme/kandinsky", "image", "is a diffusers KandinskyV22Pipeline; the imagegen worker"),
+        ("acme/kandinsky", None, "is a diffusers KandinskyV22Pipeline; the imagegen worker"),
+    ],
+)
+def test_a_model_the_task_cannot_serve_is_refused(hub, model, task, refusal):
+    facts = model_facts(model, None, hub.url)
+    with pytest.raises(ModelRefused, match=refusal.replace("(", r"\(").replace(")", r"\)")):
+        check_architecture(facts, task or facts.task, model)
+
+
+def test_the_pipelines_are_the_imagegen_workers_families():
+    assert set(FAMILIES) == PIPELINES

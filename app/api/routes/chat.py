@@ -29,6 +29,7 @@ from app.services.chat import (
     save_turn,
     storable,
 )
+from app.services.deployments import LLM_TASKS
 
 router = keyed_router(tags=["chat"])
 log = logging.getLogger("tandem.chat")
@@ -111,7 +112,9 @@ async def chat(
 ) -> ChatResponse | StreamingResponse:
     generator = backend
     if body.model is not None:  # one of the tenant's deployments
-        deployed = await request.app.state.deployments.backend_for(caller.tenant, body.model)
+        deployed = await request.app.state.deployments.backend_for(
+            caller.tenant, body.model, LLM_TASKS
+        )
         if deployed is None:
             raise InvalidInput(
                 f"model: the tenant has no deployment {body.model!r} (leave model out for the "

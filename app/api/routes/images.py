@@ -27,7 +27,12 @@ from app.api.upload_body import body_kind, form_upload, upload_openapi, validate
 from app.core.errors import InvalidInput
 from app.models import Image
 from app.schemas import ImageIn, JobOut, Page, UploadOut, error_responses
-from app.services.image_generation import URL_TTL_S, ImageGenerationIn, generate_images
+from app.services.image_generation import (
+    URL_TTL_S,
+    ImageGenerationIn,
+    generate_images,
+    image_backend,
+)
 from app.services.images import add_image, fetch_image, get_image, image_key, image_type
 from app.services.jobs import generate_later
 from app.services.listing import list_uploads
@@ -85,11 +90,12 @@ async def create_image(
             "or `b64_json`, with its `id` among the tenant's images and its `seed`"
         },
         202: {"model": JobOut, "description": "with async=true: the job that generates them"},
-        **error_responses(404, 413, 502, 504),
+        **error_responses(404, 409, 413, 502, 504),
     },
 )
 async def create_image_generation(
     body: ImageGenerationIn,
+    request: Request,
     settings: SettingsDep,
     engine: EngineDep,
     storage: StorageDep,
@@ -100,14 +106,17 @@ async def create_image_generation(
     idempotency_key: IdempotencyKey = None,
     run_async: Annotated[bool, Query(alias="async", description="generate in a job (202)")] = False,
 ) -> Any:
-    """Images from `prompt` by the image model (IMAGEGEN_MODEL), kept as the tenant's images
-    (GET /v1/images lists them, GET /v1/images/{id}/content reads one; `embed: true` makes them
-    searchable). With `async=true`, generated in a job (202) whose result lists them."""
+    """Images from `prompt` by the image model (IMAGEGEN_MODEL) or the deployment `model`
+    names, kept as the tenant's images (GET /v1/images lists them, GET
+    /v1/images/{id}/content reads one; `embed: true` makes them searchable). With
+    `async=true`, generated in a job (202) whose result lists them."""
     if run_async:
         job = await generate_later(jobs, caller, body, idempotency_key)
         return JSONResponse(job.model_dump(mode="json"), status_code=202)
+    runner = request.app.state.deployments
+    serving = await image_backend(runner, backend, settings, caller.tenant, body.model)
     return await generate_images(
-        engine, storage, backend, settings, caller.tenant, body, request_id
+        engine, storage, serving, settings, caller.tenant, body, request_id
     )
 
 

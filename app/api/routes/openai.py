@@ -30,7 +30,7 @@ from app.api.deps import (
 from app.core.errors import ApiError, error_body
 from app.schemas import error_responses
 from app.services.chat import prompt_messages, save_turn
-from app.services.deployments import ready_cards
+from app.services.deployments import LLM_TASKS, ready_cards
 from app.services.openai_embeddings import clip_embeddings
 from app.services.openai_turns import (
     CONVERSATION_HEADER,
@@ -72,7 +72,7 @@ class Serving:
     async def openai(
         self, worker: str, route: str, body: OpenAIRequest
     ) -> dict[str, Any] | AsyncIterator[str]:
-        deployed = await self.runner.backend_for(self.tenant, body.get("model"))
+        deployed = await self.runner.backend_for(self.tenant, body.get("model"), LLM_TASKS)
         return await (deployed or self.backend).openai(worker, route, body)
 
 
