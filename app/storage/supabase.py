@@ -7,6 +7,7 @@ from datetime import datetime
 
 import httpx
 from storage3.exceptions import StorageApiError
+from storage3.types import CreateSignedUploadUrlOptions
 from supabase import ClientOptions, create_client
 
 from app.storage.base import ObjectNotFound, Storage, StorageUnavailable, prefixed
@@ -65,10 +66,12 @@ class SupabaseStorage(Storage):
         return url
 
     def signed_upload_url(self, key: str, ttl_s: int, content_type: str) -> str:
-        """Storage's signed upload URL (valid its own two hours): one PUT of a new object."""
+        """Storage's signed upload URL (valid its own two hours), which may write the object
+        again (a job part sent once more)."""
         name = prefixed(self.prefix, key)
         with _refusals(key):
-            return self.bucket.create_signed_upload_url(name)["signed_url"]
+            options = CreateSignedUploadUrlOptions(upsert="true")
+            return self.bucket.create_signed_upload_url(name, options)["signed_url"]
 
     def listed(self, prefix: str) -> Iterator[tuple[str, datetime]]:
         # Storage lists one folder at a time: files, and folders as entries without an id.
