@@ -1,13 +1,14 @@
 """Deployments: how fast `POST /v1/deployments` answers its 202 and `GET /v1/deployments/{id}`
 reads one, against the targets (50 ms and 10 ms at the median), taken in turn with `GET
-/health` (the API's floor). A POST checks its model on the Hub, here a fake one `--hub-ms` away
-(default 100 ms, assumed for Cloud Run to huggingface.co: no network here to measure it): a
-model no one deployed in the last 5 minutes costs that round trip, one deployed since is
-answered from the Hub's recent answer; both are measured, side by side. Then the time
-from 202 to `ready` for the tiny Llama through the emulator's RunPod control plane with the
-real llm worker, split by the deployment's events: validation and the RunPod calls (to
-`downloading_model`), the worker's start (to `loading_model`: nothing to download from a
-directory) and the model load (to `ready`).
+/health` (the API's floor); POSTs of an LLM and of a diffusion model (a diffusers repository:
+its task, image, told from its model_index.json, a second file the Hub serves). A POST checks
+its model on the Hub, here a fake one `--hub-ms` away (default 100 ms, assumed for Cloud Run to
+huggingface.co: no network here to measure it): a model no one deployed in the last 5 minutes
+costs that round trip, one deployed since is answered from the Hub's recent answer; both are
+measured, side by side. Then the time from 202 to `ready` for the tiny Llama through the
+emulator's RunPod control plane with the real llm worker, split by the deployment's events:
+validation and the RunPod calls (to `downloading_model`), the worker's start (to
+`loading_model`: nothing to download from a directory) and the model load (to `ready`).
 
 The API runs as `python -m app serve` on an embedded Postgres, as `make dev` serves it. While
 latencies are measured its RunPod REST API is a closed port: what it accepts is checked on the
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from bench._served import served_api  # noqa: E402
 from gpu_worker.llm.tiny import build_tiny_llama  # noqa: E402
 from tests.conftest import HMAC_SECRET, WORKER_ENV  # noqa: E402
-from tests.hf_hub import FakeHub  # noqa: E402
+from tests.hf_hub import FakeHub, diffusers_repo  # noqa: E402
 from tests.net import free_port  # noqa: E402
 from tests.runpod_control import ControlPlane  # noqa: E402
 
@@ -45,6 +46,10 @@ HUB_MODEL = {
     "config": {"architectures": ["LlamaForCausalLM"]},
     "files": {"model.safetensors": 10**9},
 }
+DIFFUSION_MODEL = diffusers_repo(
+    "StableDiffusionXLPipeline",
+    {"unet/diffusion_pytorch_model.fp16.safetensors": 5.1, "vae/model.fp16.safetensors": 0.2},
+)
 WARM_UP = 20
 
 
@@ -56,6 +61,7 @@ def api_env(database_url: str, control: ControlPlane, hub: str) -> dict[str, str
         "RUNPOD_API_BASE": control.jobs_url,
         "RUNPOD_REST_API": control.url,
         "DEPLOYMENT_IMAGE": IMAGE,
+        "DEPLOYMENT_IMAGEGEN_IMAGE": "tandem/imagegen:bench",
         "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
         "HF_ENDPOINT": hub,
         "MAX_LIVE_DEPLOYMENTS": "1000",
@@ -68,19 +74,27 @@ def api_env(database_url: str, control: ControlPlane, hub: str) -> dict[str, str
 def hub_models(requests: int) -> dict[str, dict]:
     """The model deployed again and again, and one first seen for each request."""
     firsts = {f"acme/first-{n}": HUB_MODEL for n in range(requests + WARM_UP)}
-    return {"acme/bench-model": HUB_MODEL} | firsts
+    return {"acme/bench-model": HUB_MODEL, "acme/bench-diffusion": DIFFUSION_MODEL} | firsts
 
 
 def latencies(url: str, key: str, requests: int) -> dict[str, list[float]]:
     """In turn, request by request, in milliseconds (a warm-up first): POST of a model first
-    seen, POST of the model deployed before, GET of one, /health."""
+    seen, POST of the model deployed before, POST of the diffusion model deployed before (its
+    task told by the model), GET of one, /health."""
     headers = {"Authorization": f"Bearer {key}"}
-    times: dict[str, list[float]] = {"first": [], "recent": [], "GET": [], "health": []}
+    times: dict[str, list[float]] = {
+        "first": [], "recent": [], "diffusion": [], "GET": [], "health": []
+    }  # fmt: skip
+    posts = (
+        ("first", "acme/first-{n}", "generate"),
+        ("recent", "acme/bench-model", "generate"),
+        ("diffusion", "acme/bench-diffusion", None),
+    )
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         for n in range(requests + WARM_UP):
             started = time.perf_counter()
-            for kind, model in (("first", f"acme/first-{n}"), ("recent", "acme/bench-model")):
-                body = {"model": model, "task": "generate", "name": f"{kind}-{n}"}
+            for kind, model, task in posts:
+                body = {"model": model.format(n=n), "task": task, "name": f"{kind}-{n}"}
                 created = client.post("/v1/deployments", json=body)
                 assert created.status_code == 202, created.text
                 posted = time.perf_counter()
@@ -154,6 +168,7 @@ def main() -> None:
     summary("GET /health (the API's floor)", times["health"], None)
     first = summary("POST, a model first seen (202)", times["first"], 50)
     post = summary("POST, a model deployed before (202)", times["recent"], 50)
+    diffusion = summary("POST, a diffusion model, before (202)", times["diffusion"], 50)
     get = summary("GET /v1/deployments/{id}", times["GET"], 10)
     total = at["ready"]
     start = at["loading_model"] - at["downloading_model"]
@@ -161,7 +176,8 @@ def main() -> None:
     print(
         f"Deployments, the Hub {args.hub_ms:g} ms away: POST median {first:.3f} ms for a model "
         f"first seen ({first / 50:.3f}x the 50 ms target), {post:.3f} ms for one deployed "
-        f"before ({post / 50:.3f}x; {post / first:.3f}x the first), GET "
+        f"before ({post / 50:.3f}x; {post / first:.3f}x the first), {diffusion:.3f} ms for a "
+        f"diffusion model deployed before ({diffusion / 50:.3f}x), GET "
         f"median {get:.3f} ms ({get / 10:.3f}x the 10 ms target). Tiny Llama from 202 to ready "
         f"in {total:.1f} s: {at['downloading_model']:.2f} s to validate and create the "
         f"endpoint, {start:.1f} s for the worker to start ({start / total:.0%}), {load:.1f} s "

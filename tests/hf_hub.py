@@ -98,6 +98,14 @@ class FakeHub:
         return response(environ, start_response)
 
 
+def diffusers_repo(pipeline: str, files: dict[str, float]) -> dict:
+    """A diffusers repository: its model_index.json, and files of these sizes (GB)."""
+    index = json.dumps({"_class_name": pipeline, "_diffusers_version": "0.30.0"})
+    sizes = {name: int(size * 1e9) for name, size in files.items()}
+    return {"config": {}, "files": {"model_index.json": len(index), **sizes},
+            "contents": {"model_index.json": index}}  # fmt: skip
+
+
 def hosted(directory: Path) -> dict[str, Any]:
     """A model whose files are `directory`'s (a diffusers pipeline's in their folders)."""
     files = {

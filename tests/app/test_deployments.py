@@ -33,9 +33,8 @@ from gpu_worker.imagegen.tiny import build_tiny_sd
 from gpu_worker.llm.tiny import build_tiny_llama
 from infra.runpod.names import deployment_name
 from tests.app.test_api import assert_error
-from tests.app.test_model_check import diffusers_repo
 from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
-from tests.hf_hub import FakeHub, hosted
+from tests.hf_hub import FakeHub, diffusers_repo, hosted
 from tests.net import free_port
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 

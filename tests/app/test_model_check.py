@@ -1,7 +1,6 @@
 """A deployment's model checks: on the Hub (a local fake of its API, tests/hf_hub.py) and in a
 directory; the smallest allowed GPU that holds the model; and the refusals, each saying why."""
 
-import json
 import time
 
 import pytest
@@ -21,7 +20,7 @@ from app.services.model_check import (
 from gpu_worker.imagegen.pipeline import FAMILIES
 from gpu_worker.imagegen.tiny import build_tiny_sd
 from gpu_worker.llm.tiny import build_tiny_llama
-from tests.hf_hub import FakeHub
+from tests.hf_hub import FakeHub, diffusers_repo
 from tests.net import free_port
 
 LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama"}
@@ -43,14 +42,6 @@ MODELS = {
     "acme/in-an-outage": {"unavailable": True},
 }
 GB = 1_000_000_000
-
-
-def diffusers_repo(pipeline: str, files: dict[str, float]) -> dict:
-    """A diffusers repository on the Hub: its model_index.json, and files of these sizes (GB)."""
-    index = json.dumps({"_class_name": pipeline, "_diffusers_version": "0.30.0"})
-    sizes = {name: int(size * GB) for name, size in files.items()}
-    return {"config": {}, "files": {"model_index.json": len(index), **sizes},
-            "contents": {"model_index.json": index}}  # fmt: skip
 
 
 # Laid out as the Hub's FLUX.1-schnell and sdxl-turbo repositories are (sizes rounded): each
