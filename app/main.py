@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.routes import (
     audio,
@@ -20,14 +21,17 @@ from app.api.routes import (
     objects,
     openai,
     search,
+    tenant,
 )
 from app.api.upload_body import upload_paths
 from app.core.config import Settings, get_settings
 from app.core.db import connect_args, make_engine, make_sessionmaker, open_database
+from app.core.envelope import Keyring
 from app.core.errors import DatabaseUnavailable, install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import check_vector_dims, migrate
 from app.inference import InferenceBackend, make_backend
+from app.services import tenant_keys
 from app.services.api_keys import Authenticator
 from app.services.deployment_runner import DeploymentRunner
 from app.services.jobs import JobRunner
@@ -61,6 +65,7 @@ async def _serving(
     app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
     app.state.jobs.start()
     app.state.deployments = DeploymentRunner(engine, settings)
+    await _rewrap_tenant_keys(engine, app.state.deployments.keyring)
     app.state.deployments.start()
     keeper = (
         asyncio.create_task(local_postgres.keep_running(engine.dispose)) if local_postgres else None
@@ -75,6 +80,17 @@ async def _serving(
         if backend is None:
             await app.state.backend.aclose()
         await engine.dispose()
+
+
+async def _rewrap_tenant_keys(engine: AsyncEngine, keyring: Keyring | None) -> None:
+    """Tenants' RunPod keys sealed under a KEK before the current one, sealed under it."""
+    if keyring is None:
+        return
+    try:
+        if rewrapped := await tenant_keys.rewrap_all(engine, keyring):
+            log.info("%d tenant RunPod keys wrapped with KEK %s", rewrapped, keyring.current)
+    except DatabaseUnavailable:  # done at the next start
+        log.warning("tenant RunPod keys were not rewrapped: the database is unavailable")
 
 
 def create_app(
@@ -112,6 +128,7 @@ def create_app(
         objects,
         openai,
         audio,
+        tenant,
     ):
         app.include_router(module.router)
     app.include_router(jobs.webhook_router)

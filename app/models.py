@@ -7,15 +7,18 @@ from typing import Any
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -211,7 +214,9 @@ class Deployment(Base):
     tenant: Mapped[str] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(100))  # unique among the tenant's live ones
     model: Mapped[str] = mapped_column(String(300))
-    task: Mapped[str] = mapped_column(String(16))  # generate, embed
+    task: Mapped[str] = mapped_column(String(16))  # generate, embed, image
+    # Made in the tenant's own RunPod account (its registered key), not the stack's.
+    own_account: Mapped[bool] = mapped_column(Boolean, server_default=false())
     gpu: Mapped[str | None] = mapped_column(String(100))  # asked for: a GPU type or a tier
     gpu_type: Mapped[str | None] = mapped_column(String(100))  # chosen
     workers_min: Mapped[int] = mapped_column(Integer)
@@ -284,3 +289,18 @@ class WebhookSecret(Base):
     tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
     secret: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TenantRunPodKey(Base):
+    """A tenant's own RunPod API key, sealed (app/core/envelope.py): its deployments are made,
+    served and removed in its account."""
+
+    __tablename__ = "tenant_runpod_keys"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    hint: Mapped[str] = mapped_column(String(8))  # the key's last characters, to tell keys apart
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
+    SecretStr,
     StringConstraints,
     field_validator,
 )
@@ -299,6 +300,13 @@ DeploymentStatus = Literal[
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")]
 
 
+RunPodKey = Annotated[
+    SecretStr,
+    StringConstraints(min_length=8, max_length=200, pattern=r"^[!-~]+$"),
+    Field(description="a RunPod API key with read and write access; never shown again"),
+]
+
+
 class DeploymentIn(Strict):
     """A model to deploy as a RunPod endpoint of its own."""
 
@@ -354,6 +362,17 @@ class DeploymentIn(Strict):
         pattern=r"^[!-~]+$",  # a Hugging Face access token: visible ASCII, sent as a header
         description="for gated models; never shown again",
     )
+    runpod_key: RunPodKey | None = Field(
+        None,
+        description="registered as the tenant's RunPod key first (PUT /v1/tenant/runpod-key): "
+        "the deployment is made in that account, as every later one",
+    )
+
+
+class RunPodKeyIn(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"runpod_key": "rpa_..."}]})
+
+    runpod_key: RunPodKey
 
 
 class DeploymentCreated(BaseModel):
@@ -395,6 +414,10 @@ class DeploymentSummary(BaseModel):
 
 
 class DeploymentOut(DeploymentSummary):
+    own_account: bool = Field(
+        description="in the tenant's own RunPod account (PUT /v1/tenant/runpod-key), not the "
+        "stack's"
+    )
     gpu: str | None
     gpu_type: str | None
     workers_min: int

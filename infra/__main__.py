@@ -15,7 +15,7 @@ from infra.components.monitoring import Monitoring
 from infra.components.project_services import ProjectServices
 from infra.components.registry import Registry
 from infra.components.run_spec import vpc_egress
-from infra.components.secrets import HMAC_SECRET, Secrets
+from infra.components.secrets import HMAC_SECRET, TENANT_KEKS, Secrets
 from infra.config import load
 from infra.runpod.resources import ApiDeployments
 
@@ -75,6 +75,7 @@ secret_env = {
     "DATABASE_URL": "database-url",
     "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
     "RUNPOD_API_KEY": "runpod-api-key",
+    "TENANT_KEY_ENCRYPTION_KEYS": TENANT_KEKS,
 }
 if config.database.provider == "supabase":  # TLS verified against Supabase's CA
     secret_values["database-ca-cert"] = config.secrets["supabaseCaCert"]
@@ -89,6 +90,7 @@ secrets = Secrets(
     secret_values,
     # Shared GPU workers check the base stack's HMAC secret.
     hmac_secret=gpu_base.require_output("hmac_secret") if gpu_base else None,
+    kek_generation=config.api.tenant_key_generation,
     opts=after_apis,
 )
 

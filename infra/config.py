@@ -55,6 +55,9 @@ class ApiConfig(Section):
     cpu: Literal["1", "2", "4", "8"] = "1"
     memory: str = Field("1Gi", pattern=r"^\d+(Mi|Gi)$")
     deletion_protection: bool = Field(False, alias="deletionProtection")
+    # Raise by one to rotate the key that seals tenants' RunPod keys: the new one seals, the
+    # one before still opens, and the API wraps every tenant key again at its start.
+    tenant_key_generation: int = Field(1, ge=1, alias="tenantKeyGeneration")
 
     @model_validator(mode="after")
     def _scaling(self) -> "ApiConfig":

@@ -94,6 +94,8 @@ def _computed(args: MockResourceArgs) -> dict[str, Any]:
             return {"version": "1"}
         case "random:index/randomPassword:RandomPassword":
             return {"result": STAND_IN}
+        case "random:index/randomBytes:RandomBytes":
+            return {"base64": STAND_IN}
         case "docker-build:index:Image":
             return {"ref": f"{inputs['tags'][0]}@sha256:{'0' * 64}"}
         case "gcp:artifactregistry/repository:Repository":

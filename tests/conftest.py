@@ -81,6 +81,9 @@ class Api:
             path, headers={**self.auth, **kwargs.pop("headers", {})}, **kwargs
         )
 
+    async def put(self, path: str, **kwargs) -> httpx.Response:
+        return await self.client.put(path, headers=self.auth, **kwargs)
+
     async def delete(self, path: str) -> httpx.Response:
         return await self.client.delete(path, headers=self.auth)
 

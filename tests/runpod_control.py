@@ -34,12 +34,13 @@ IMAGES = {CONTROLLED_IMAGE: "tests.workers.controlled", PRIVATE_IMAGE: "tests.wo
 
 class SpecCheck:
     """ASGI middleware over the emulator's app: /v1 and /v2/account traffic checked against
-    RunPod's specs."""
+    RunPod's specs; every request's method, path and API key recorded in `calls`."""
 
     def __init__(self, app: Any, base_url: str) -> None:
         self.app = app
         self.base_url = base_url
         self.violations: list[str] = []
+        self.calls: list[tuple[str, str, str]] = []
         # RunPod's v1 spec repeats operation ids on its `/update` aliases, which a strict spec
         # check refuses; the schemas themselves are what traffic is checked against.
         config = Config(spec_validator_cls=None)
@@ -54,6 +55,9 @@ class SpecCheck:
         }
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            key = dict(_headers(scope)).get("authorization", "").removeprefix("Bearer ")
+            self.calls.append((scope["method"], scope["path"], key))
         prefixes = [p for p in self.specs if scope.get("path", "").startswith(p)]
         if scope["type"] != "http" or not prefixes:
             return await self.app(scope, receive, send)

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     deployment_ready_seconds: int = Field(1800, ge=10)
     deployment_webhook_retry_seconds: float = Field(5.0, gt=0, le=3600)
     hf_endpoint: str | None = None
+    # Tenants' own RunPod keys are sealed with these (app/core/envelope.py: `id:base64,...`,
+    # the first encrypts); unset, a local or test run keeps one in TANDEM_HOME, and a deployed
+    # API takes no tenant keys (503).
+    tenant_key_encryption_keys: SecretStr | None = None
 
     rate_limit_per_minute: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)

@@ -81,6 +81,18 @@ class RateLimited(ApiError):
     status, code = 429, "rate_limited"
 
 
+class Conflict(ApiError):
+    """The request clashes with what is there (a name taken, a key still in use)."""
+
+    status, code = 409, "conflict"
+
+
+class NotConfigured(ApiError):
+    """This API is not set up for the request (a setting the stack sets is unset)."""
+
+    status, code = 503, "not_configured"
+
+
 class WorkerFailed(ApiError):
     status, code = 502, "worker_failed"
 

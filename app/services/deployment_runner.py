@@ -32,7 +32,7 @@ from app.core.config import Settings
 from app.core.errors import ApiError, InputRefused
 from app.inference.runpod import RunPodBackend, RunPodClient
 from app.models import Deployment
-from app.services import deployment_webhooks
+from app.services import deployment_webhooks, tenant_keys
 from app.services.deployments import (
     deployment_image,
     due,
@@ -74,8 +74,8 @@ _CLAIM = text(
 
 
 class DeploymentRunner:
-    """One instance's share of the deployments' work, and the client their endpoints answer
-    through (`jobs`)."""
+    """One instance's share of the deployments' work, and the clients their endpoints answer
+    through (one per RunPod account: the stack's, and tenants' own)."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
@@ -84,13 +84,13 @@ class DeploymentRunner:
         self.secret = secret.get_secret_value() if secret else None
         key = settings.runpod_api_key
         self.api_key = key.get_secret_value() if key else None
+        self.keyring = tenant_keys.keyring_of(settings)
         # Where the workers' ready callbacks reach this API: its public address.
         self.public_base = (settings.webhook_base_url or settings.public_url).rstrip("/")
         self.every_s = settings.job_poll_seconds
-        # The deployments' endpoints answer through RunPod's job API, as the stack's do.
-        self.jobs = RunPodClient(
-            settings.runpod_api_base, self.api_key, settings.runpod_timeout_seconds
-        )
+        # The deployments' endpoints answer through RunPod's job API, as the stack's do: a
+        # client per account (RunPod key), made at its first use.
+        self._clients: dict[str | None, RunPodClient] = {}
         # The Hub's and RunPod's blocking calls run on threads of the runner's own: the
         # requests' (the default executor's, a few per CPU) are never queued behind them.
         self._threads = ThreadPoolExecutor(BATCH, thread_name_prefix="deployments")
@@ -111,7 +111,7 @@ class DeploymentRunner:
 
     async def aclose(self) -> None:
         await self.stop()
-        await self.jobs.aclose()
+        await asyncio.gather(*(client.aclose() for client in self._clients.values()))
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
@@ -183,8 +183,9 @@ class DeploymentRunner:
     _selecting_gpu = _validating  # an instance stopped between the two: checked again
 
     async def _creating_endpoint(self, row: Row) -> None:
+        key = await self.account_key(row.tenant, row.own_account)
         try:
-            template_id, endpoint_id = await self._blocking(self._create_at_runpod, row)
+            template_id, endpoint_id = await self._blocking(self._create_at_runpod, row, key)
         except RunPodApiError as exc:
             await self._fail(row, f"RunPod refused the endpoint: {exc}")
             return
@@ -200,15 +201,17 @@ class DeploymentRunner:
                 check_at=_next_look(row),
             )
         if not moved:  # deleted meanwhile: what was just made goes too
-            await self._blocking(self._remove_at_runpod, template_id, endpoint_id)
+            await self._blocking(self._remove_at_runpod, key, template_id, endpoint_id)
         elif row.workers_min == 0:
-            await self._warm_up(row.id, endpoint_id, row.task)
+            await self._warm_up(self.client(key), row.id, endpoint_id, row.task)
 
-    async def _warm_up(self, deployment_id: uuid.UUID, endpoint_id: str, task: str) -> None:
+    async def _warm_up(
+        self, client: RunPodClient, deployment_id: uuid.UUID, endpoint_id: str, task: str
+    ) -> None:
         """An endpoint without a minimum of workers starts one only for a request: a light
         one (WARM_UP) makes it load the model and call back."""
         try:
-            await self.jobs.run(endpoint_id, WARM_UP[task])
+            await client.run(endpoint_id, WARM_UP[task])
         except InputRefused:
             pass  # a worker answered: it has started
         except ApiError as exc:  # the deadline fails the deployment if no worker ever starts
@@ -219,7 +222,8 @@ class DeploymentRunner:
         (ours serve only then), so the deployment is ready even if its callback was lost (an
         instance stopped before it noted the endpoint); else it fails past its deadline, or is
         looked at again."""
-        if await self._serving_at_runpod(row.endpoint_id):
+        key = await self.account_key(row.tenant, row.own_account)
+        if await self._serving_at_runpod(self.client(key), row.endpoint_id):
             await self._make_ready(
                 row, "RunPod reports a worker serving it (its callback did not arrive)"
             )
@@ -231,9 +235,9 @@ class DeploymentRunner:
 
     _loading_model = _downloading_model
 
-    async def _serving_at_runpod(self, endpoint_id: str) -> bool:
+    async def _serving_at_runpod(self, client: RunPodClient, endpoint_id: str) -> bool:
         try:
-            workers = (await self.jobs.health(endpoint_id)).get("workers") or {}
+            workers = (await client.health(endpoint_id)).get("workers") or {}
         except ApiError as exc:  # looked at again; the deadline still holds
             log.warning("endpoint %s: its health could not be read: %s", endpoint_id, exc)
             return False
@@ -247,12 +251,16 @@ class DeploymentRunner:
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(Deployment.template_id, Deployment.endpoint_id).where(
-                        Deployment.id == deployment_id
-                    )
+                    select(
+                        Deployment.template_id,
+                        Deployment.endpoint_id,
+                        Deployment.tenant,
+                        Deployment.own_account,
+                    ).where(Deployment.id == deployment_id)
                 )
             ).one()
-        await self._blocking(self._remove_at_runpod, row.template_id, row.endpoint_id)
+        key = await self.account_key(row.tenant, row.own_account)
+        await self._blocking(self._remove_at_runpod, key, row.template_id, row.endpoint_id)
         async with self.engine.begin() as conn:
             await transition(conn, deployment_id, "deleted", check_at=None)
 
@@ -280,7 +288,8 @@ class DeploymentRunner:
         log.info("deployment %s failed: %s", row.id, reason)
         if row.template_id or row.endpoint_id:
             try:
-                await self._blocking(self._remove_at_runpod, row.template_id, row.endpoint_id)
+                key = await self.account_key(row.tenant, row.own_account)
+                await self._blocking(self._remove_at_runpod, key, row.template_id, row.endpoint_id)
             except RunPodApiError as exc:
                 log.warning("deployment %s: its endpoint was not removed: %s", row.id, exc)
         async with self.engine.begin() as conn:
@@ -314,18 +323,36 @@ class DeploymentRunner:
     ) -> RunPodBackend | None:
         """The inference backend of the tenant's deployment `model` of one of `tasks` (None: no
         such deployment; Conflict while it is not ready; InvalidInput for another task's)."""
-        endpoint_id = await endpoint_of(self.engine, tenant, model, tasks)
-        if endpoint_id is None:
+        served = await endpoint_of(self.engine, tenant, model, tasks)
+        if served is None:
             return None
-        return RunPodBackend(self.jobs, dict.fromkeys(WORKER_TYPES, endpoint_id))
+        client = self.client(await self.account_key(tenant, served.own_account))
+        return RunPodBackend(client, dict.fromkeys(WORKER_TYPES, served.endpoint_id))
 
     # -- RunPod ---------------------------------------------------------------------------
-    def _rest(self) -> RunPodRest:
-        if self.api_key is None:
-            raise RunPodApiError("POST", "/templates", 0, "RUNPOD_API_KEY is unset")
-        return RunPodRest(self.api_key, self.settings.runpod_rest_api, backoff_s=0.5)
+    async def account_key(self, tenant: str, own_account: bool) -> str | None:
+        """The RunPod key of the account a deployment is in: the tenant's own, or the
+        stack's."""
+        if not own_account:
+            return self.api_key
+        async with self.engine.connect() as conn:
+            return await tenant_keys.tenant_key(conn, self.keyring, tenant)
 
-    def _create_at_runpod(self, row: Row) -> tuple[str, str]:
+    def client(self, key: str | None) -> RunPodClient:
+        """The job API client of the account `key` opens (made once per key)."""
+        if key not in self._clients:
+            settings = self.settings
+            self._clients[key] = RunPodClient(
+                settings.runpod_api_base, key, settings.runpod_timeout_seconds
+            )
+        return self._clients[key]
+
+    def _rest(self, key: str | None) -> RunPodRest:
+        if key is None:
+            raise RunPodApiError("POST", "/templates", 0, "RUNPOD_API_KEY is unset")
+        return RunPodRest(key, self.settings.runpod_rest_api, backoff_s=0.5)
+
+    def _create_at_runpod(self, row: Row, key: str | None) -> tuple[str, str]:
         """A template and an endpoint for the deployment, or those of its name already there
         (made by an instance that stopped before it could note them); the template again
         removed if the endpoint is refused, so a failure leaves nothing behind."""
@@ -354,7 +381,7 @@ class DeploymentRunner:
         }
         if self.settings.deployment_registry_auth_id:
             template_body["containerRegistryAuthId"] = self.settings.deployment_registry_auth_id
-        with self._rest() as rest:
+        with self._rest(key) as rest:
             template = _named(rest.list_templates(), name) or rest.create_template(template_body)
             if endpoint := _named(rest.list_endpoints(), name):
                 return template["id"], endpoint["id"]
@@ -375,10 +402,12 @@ class DeploymentRunner:
                 raise
         return template["id"], endpoint["id"]
 
-    def _remove_at_runpod(self, template_id: str | None, endpoint_id: str | None) -> None:
+    def _remove_at_runpod(
+        self, key: str | None, template_id: str | None, endpoint_id: str | None
+    ) -> None:
         if not (template_id or endpoint_id):
             return  # nothing was made there
-        with self._rest() as rest:
+        with self._rest(key) as rest:
             if endpoint_id:
                 with contextlib.suppress(RunPodNotFound):
                     rest.delete_endpoint(endpoint_id)

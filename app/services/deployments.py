@@ -9,22 +9,30 @@ import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import HttpUrl
-from sqlalchemy import Update, func, insert, select, update
+from sqlalchemy import Update, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import Settings
-from app.core.errors import ApiError, InvalidInput, NotFound
-from app.models import Deployment, DeploymentEvent, WebhookDelivery, WebhookSecret
+from app.core.envelope import Keyring
+from app.core.errors import ApiError, Conflict, InvalidInput, NotConfigured, NotFound
+from app.models import (
+    Deployment,
+    DeploymentEvent,
+    TenantRunPodKey,
+    WebhookDelivery,
+    WebhookSecret,
+)
 from app.schemas import (
     DeploymentCreated,
     DeploymentIn,
     DeploymentOut,
 )
+from app.services import tenant_keys
 from app.services.model_check import TIERS_GB, HubUnreachable, ModelRefused, check_model
 from gpu_worker.common.fetch import FetchError, public_address
 
@@ -52,14 +60,6 @@ ESTIMATED_READY_SECONDS = 180
 REQUEST_HUB_TIMEOUT_S = 3.0
 
 
-class Conflict(ApiError):
-    status, code = 409, "conflict"
-
-
-class NotSetUp(ApiError):
-    status, code = 503, "not_configured"
-
-
 class HubDown(ApiError):
     status, code = 503, "hub_unavailable"
 
@@ -72,7 +72,7 @@ def deployment_image(settings: Settings, task: str) -> str | None:
 def check_image(settings: Settings, task: str) -> None:
     if deployment_image(settings, task) is None:
         setting = "DEPLOYMENT_IMAGEGEN_IMAGE" if task == "image" else "DEPLOYMENT_IMAGE"
-        raise NotSetUp(f"deployments of task {task} are not set up here: {setting} is unset")
+        raise NotConfigured(f"deployments of task {task} are not set up here: {setting} is unset")
 
 
 def sources_of(status: str) -> list[str]:
@@ -148,10 +148,16 @@ def default_name(model: str, deployment_id: uuid.UUID) -> str:
 
 
 async def create(
-    engine: AsyncEngine, settings: Settings, tenant: str, body: DeploymentIn
+    engine: AsyncEngine,
+    settings: Settings,
+    keyring: Keyring | None,
+    tenant: str,
+    body: DeploymentIn,
 ) -> DeploymentCreated:
     """Store a new deployment in `validating`, due at once for the runner (which checks the
-    model again: the Hub may have changed since its recent answer, or not answered here)."""
+    model again: the Hub may have changed since its recent answer, or not answered here). It
+    is in the tenant's own RunPod account if the tenant has registered a key (`runpod_key`
+    registers one first), else in the stack's."""
     check_request(body, settings)
     try:
         facts, _gpu = await asyncio.to_thread(
@@ -179,6 +185,10 @@ async def create(
         check_image(settings, task)
     if body.webhook_url is not None and not settings.on_one_machine:
         await asyncio.to_thread(check_webhook_url, body.webhook_url)  # resolves its host
+    if body.runpod_key is not None:  # the last check: a refused request registers nothing
+        await tenant_keys.register(
+            engine, settings, keyring, tenant, body.runpod_key.get_secret_value()
+        )
     deployment_id = uuid.uuid4()
     name = body.name or default_name(body.model, deployment_id)
     now = datetime.now(UTC)
@@ -203,17 +213,20 @@ async def create(
     try:
         async with engine.begin() as conn:
             # One tenant's creations take turns, so the cap on live ones holds under races.
-            await conn.execute(
-                select(func.pg_advisory_xact_lock(func.hashtextextended(f"deploy:{tenant}", 0)))
-            )
+            await tenant_keys.take_turn(conn, tenant)
             live = await conn.scalar(select(func.count()).where(*_live(tenant))) or 0
             if live >= settings.max_live_deployments:
                 raise Conflict(
                     f"the tenant has {live} live deployments, the most allowed "
                     f"(MAX_LIVE_DEPLOYMENTS); delete one first"
                 )
+            own_account = await conn.scalar(
+                select(exists().where(TenantRunPodKey.tenant == tenant))
+            )
             created_at = await conn.scalar(
-                insert(Deployment).values(values).returning(Deployment.created_at)
+                insert(Deployment)
+                .values({**values, "own_account": own_account})
+                .returning(Deployment.created_at)
             )
             await conn.execute(
                 insert(DeploymentEvent).values(deployment_id=deployment_id, status="validating")
@@ -299,9 +312,14 @@ LLM_TASKS = ("generate", "embed")  # the deployments chat and OpenAI's text rout
 SERVING = ("ready", "webhook_failed")  # webhook_failed: ready, only its notification failed
 
 
+class Served(NamedTuple):
+    endpoint_id: str
+    own_account: bool  # in the tenant's RunPod account, not the stack's
+
+
 async def endpoint_of(
     engine: AsyncEngine, tenant: str, model: Any, tasks: tuple[str, ...]
-) -> str | None:
+) -> Served | None:
     """The endpoint serving the tenant's deployment named (or with the id) `model`; None when
     no deployment is; Conflict when it is not ready; InvalidInput when its task is not one of
     `tasks`."""
@@ -314,7 +332,11 @@ async def endpoint_of(
         row = (
             await conn.execute(
                 select(
-                    Deployment.status, Deployment.endpoint_id, Deployment.error, Deployment.task
+                    Deployment.status,
+                    Deployment.endpoint_id,
+                    Deployment.own_account,
+                    Deployment.error,
+                    Deployment.task,
                 ).where(Deployment.tenant == tenant, Deployment.status != "deleted", named)
             )
         ).first()
@@ -324,7 +346,7 @@ async def endpoint_of(
         raise InvalidInput(f"model: deployment {model} serves task {row.task}, not this request")
     if row.status not in SERVING or row.error is not None:
         raise Conflict(f"deployment {model} is {row.status}: it serves once ready")
-    return row.endpoint_id
+    return Served(row.endpoint_id, row.own_account)
 
 
 async def ready_cards(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Secret Manager secrets and their current versions, the HMAC secret that signs the API's
-requests to the GPU workers among them. Reading one is granted per secret, to the runtime
-service account only (`grant_access`)."""
+requests to the GPU workers and the keys that seal tenants' RunPod keys among them. Reading
+one is granted per secret, to the runtime service account only (`grant_access`)."""
 
 import pulumi
 import pulumi_gcp as gcp
@@ -10,6 +10,7 @@ from infra.components import children
 from infra.config import Scope
 
 HMAC_SECRET = "hmac-secret"  # noqa: S105 (the secret's name)
+TENANT_KEKS = "tenant-key-encryption-keys"  # the API's TENANT_KEY_ENCRYPTION_KEYS
 
 
 class Secrets(pulumi.ComponentResource):
@@ -20,11 +21,14 @@ class Secrets(pulumi.ComponentResource):
         values: dict[str, pulumi.Input[str]],
         *,
         hmac_secret: pulumi.Input[str] | None = None,
+        kek_generation: int = 1,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`values`: secret name (e.g. `database-url`) -> its value (a secret Output). The HMAC
         secret (`hmac-secret`, also `self.hmac_secret`) is `hmac_secret` when the workers are
-        another stack's (theirs), else a new random one."""
+        another stack's (theirs), else a new random one. `tenant-key-encryption-keys` holds
+        the random KEK of `kek_generation` (it seals) and the one before it (it still opens
+        what it sealed until the API, at its start, wraps those data keys again)."""
         super().__init__("tandem:infra:Secrets", name, None, opts)
         child = children(self, opts)
         self.name = name
@@ -41,9 +45,22 @@ class Secrets(pulumi.ComponentResource):
                 ),
             ).result
         self.hmac_secret = pulumi.Output.secret(hmac_secret)
+        keks = [
+            pulumi.Output.concat(
+                f"g{generation}:",
+                random.RandomBytes(
+                    f"{name}-kek-{generation}", length=32, opts=pulumi.ResourceOptions(parent=self)
+                ).base64,
+            )
+            for generation in range(kek_generation, max(kek_generation - 2, 0), -1)
+        ]
+        generated = {
+            HMAC_SECRET: self.hmac_secret,
+            TENANT_KEKS: pulumi.Output.all(*keks).apply(",".join),
+        }
         self.secrets: dict[str, gcp.secretmanager.Secret] = {}
         self.versions: dict[str, gcp.secretmanager.SecretVersion] = {}
-        for key, value in {**values, HMAC_SECRET: self.hmac_secret}.items():
+        for key, value in {**values, **generated}.items():
             secret = gcp.secretmanager.Secret(
                 f"{name}-{key}",
                 secret_id=f"tandem-{scope.stack}-{key}",

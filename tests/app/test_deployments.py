@@ -24,8 +24,8 @@ from sqlalchemy import insert, select
 
 from app.core.errors import InvalidInput
 from app.models import ApiKey, Deployment
-from app.services import deployment_webhooks
-from app.services.api_keys import hash_key
+from app.services import deployment_webhooks, tenant_keys
+from app.services.api_keys import create_api_key, hash_key
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.deployments import check_webhook_url, due
 from gpu_worker.common.signing import sign
@@ -33,7 +33,14 @@ from gpu_worker.imagegen.tiny import build_tiny_sd
 from gpu_worker.llm.tiny import build_tiny_llama
 from infra.runpod.names import deployment_name
 from tests.app.test_api import assert_error
-from tests.conftest import HMAC_SECRET, WORKER_ENV, controlled_backend, make_settings, serve_api
+from tests.conftest import (
+    HMAC_SECRET,
+    WORKER_ENV,
+    Api,
+    controlled_backend,
+    make_settings,
+    serve_api,
+)
 from tests.hf_hub import FakeHub, diffusers_repo, hosted
 from tests.net import free_port
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
@@ -260,6 +267,69 @@ async def test_a_diffusion_model_is_deployed_on_the_imagegen_image_and_draws(
             model="tiny-sd", messages=[{"role": "user", "content": "Hi"}]
         )
     assert (await api.delete(f"/v1/deployments/{deployment['id']}")).status_code == 204
+
+
+async def test_a_tenants_own_runpod_account_makes_serves_and_removes_its_deployments(
+    api, control, tmp_path, monkeypatch, caplog
+):
+    """A tenant's RunPod key: refused when RunPod refuses it (nothing made or kept), registered
+    with the deployment request, never shown or logged, used for every call of that tenant's
+    deployment (its template, endpoint, jobs and removal at RunPod), and removed only once no
+    deployment is left in that account; a key opening another account is refused while
+    deployments are in this one."""
+    tenant_key = "rp-tenant-own-account-key"
+    own = Api(api.app, api.client, await create_api_key(api.app.state.sessionmaker, "own", "own"))
+    pipeline = build_tiny_sd(tmp_path / "own-sd")
+    body = {"model": str(pipeline), "name": "own-sd", "workers_max": 1}
+
+    refused = await own.post("/v1/deployments", json=body | {"runpod_key": tenant_key})
+    error = assert_error(refused, 422, "validation_error")
+    assert error["message"].startswith("runpod_key: RunPod refused the key (HTTP 401)")
+    assert (await own.get("/v1/deployments")).json()["items"] == []
+    assert (await own.get("/v1/tenant/runpod-key")).json() == {
+        "configured": False, "hint": None, "updated_at": None,
+    }  # fmt: skip
+
+    control.emulator.api_keys.add(tenant_key)  # the tenant's account (the calls show the key)
+    created = await own.post("/v1/deployments", json=body | {"runpod_key": tenant_key})
+    assert created.status_code == 202, created.text
+    registered = (await own.get("/v1/tenant/runpod-key")).json()
+    assert registered["configured"] and registered["hint"] == "…-key"
+    deployment = await settled(own, created.json()["deployment_id"])
+    assert (deployment["status"], deployment["own_account"]) == ("ready", True), deployment
+    endpoint_id = deployment["endpoint_id"]
+    client = openai.AsyncOpenAI(base_url=f"{api.client.base_url}/v1", api_key=own.key)
+    result = await client.images.generate(model="own-sd", prompt="a red cat", size="128x128")
+    assert result.model == "own-sd"
+
+    in_use = assert_error(await own.delete("/v1/tenant/runpod-key"), 409, "conflict")
+    assert in_use["message"].endswith(": own-sd")
+    monkeypatch.setattr(tenant_keys, "check_with_runpod", lambda _settings, _key: set())
+    other_account = {"runpod_key": "rp-a-key-of-another-account"}
+    moved = assert_error(
+        await own.put("/v1/tenant/runpod-key", json=other_account), 409, "conflict"
+    )
+    message = moved.json()["error"]["message"]
+    assert "another RunPod account" in message and message.endswith("own-sd")
+    monkeypatch.undo()
+
+    assert (await own.delete(f"/v1/deployments/{deployment['id']}")).status_code == 204
+    assert (await own.delete("/v1/tenant/runpod-key")).status_code == 204
+    assert (await own.get("/v1/tenant/runpod-key")).json()["configured"] is False
+
+    calls = [(method, path, key) for method, path, key in control.check.calls if key == tenant_key]
+    for call in [
+        ("POST", "/v1/templates"),
+        ("POST", "/v1/endpoints"),
+        ("POST", f"/v2/{endpoint_id}/runsync"),
+        ("DELETE", f"/v1/endpoints/{endpoint_id}"),
+    ]:
+        assert (*call, tenant_key) in calls, call
+    assert not [c for c in control.check.calls if endpoint_id in c[1] and c[2] != tenant_key]
+    assert tenant_key not in caplog.text
+    async with api.app.state.engine.connect() as conn:
+        stored = await conn.execute(select(Deployment.env).where(Deployment.name == "own-sd"))
+        assert tenant_key not in json.dumps(stored.scalar_one())
 
 
 async def test_a_hub_model_is_downloaded_by_its_worker_then_loaded(api, hub, tiny, tmp_path):

@@ -5,12 +5,13 @@ not give, and every response in its documented schema."""
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import HMAC_SECRET, Api, free_port, make_settings, serve_api
+from tests.runpod_control import ControlPlane
 
 CHECKS = (
     "not_a_server_error",
@@ -23,7 +24,14 @@ SCHEMATHESIS = Path(sys.executable).parent / "st"
 
 
 @pytest.fixture(scope="module")
-async def fuzzed_api(database_url, local_backend, tmp_path_factory) -> AsyncIterator[Api]:
+def control() -> Iterator[ControlPlane]:
+    """RunPod's control plane: it refuses the tenants' RunPod keys the fuzzer makes up."""
+    with ControlPlane("rp-fuzz-key") as plane:
+        yield plane
+
+
+@pytest.fixture(scope="module")
+async def fuzzed_api(database_url, local_backend, control, tmp_path_factory) -> AsyncIterator[Api]:
     settings = make_settings(
         database_url,
         embedding_hmac_secret=HMAC_SECRET,
@@ -34,6 +42,7 @@ async def fuzzed_api(database_url, local_backend, tmp_path_factory) -> AsyncIter
         deployment_image="tandem/llm:fuzz",
         hf_endpoint=f"http://127.0.0.1:{free_port()}",
         max_live_deployments=1_000,
+        runpod_rest_api=control.url,
     )
     async for api in serve_api(settings, local_backend):
         yield api

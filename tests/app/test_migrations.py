@@ -29,6 +29,7 @@ TABLES = {
     "jobs",
     "messages",
     "rate_buckets",
+    "tenant_runpod_keys",
     "webhook_deliveries",
     "webhook_secrets",
 }

@@ -36,7 +36,12 @@ def test_every_secret_reaches_cloud_run_by_reference_only(stack):
     assert {"LLM_ENDPOINT_ID", "EMBED_ENDPOINT_ID", "CLIP_ENDPOINT_ID"} <= set(by_name)
     assert by_name["STORAGE_MODE"]["value"] == "gcs"
     assert by_name["GCS_BUCKET"]["value"].endswith("-uploads")
-    for name in ("DATABASE_URL", "EMBEDDING_HMAC_SECRET", "RUNPOD_API_KEY"):
+    for name in (
+        "DATABASE_URL",
+        "EMBEDDING_HMAC_SECRET",
+        "RUNPOD_API_KEY",
+        "TENANT_KEY_ENCRYPTION_KEYS",
+    ):
         assert "value" not in by_name[name]
         assert (
             by_name[name]["valueSource"]["secretKeyRef"]["version"] == "1"
@@ -55,7 +60,7 @@ def test_the_runtime_account_has_exactly_its_roles(stack):
     members = of_type(resources, "projects/iAMMember:IAMMember")
     assert sorted(m["role"] for m in members if m["member"] == runtime) == sorted(RUNTIME_ROLES)
     accessors = of_type(resources, "secretIamMember:SecretIamMember")
-    assert len(accessors) == 3
+    assert len(accessors) == 4
     assert {a["member"] for a in accessors} == {runtime}
     assert {a["role"] for a in accessors} == {"roles/secretmanager.secretAccessor"}
 
@@ -441,7 +446,7 @@ def test_a_first_deploy_has_its_order_spelled_out(stack):
     grants |= {
         i["name"] for i in items if i["name"].startswith("api-") and "IAMMember" in i["type"]
     }
-    assert len(grants) == 8  # 3 secrets, 3 project roles, signing as itself, the bucket
+    assert len(grants) == 9  # 4 secrets, 3 project roles, signing as itself, the bucket
     for runs in ("api-service", "jobs-retention"):
         [item] = [i for i in items if i["name"] == runs]
         assert grants <= set(item["after"]), runs
@@ -531,7 +536,7 @@ def test_a_supabase_service_key_is_a_secret_only_the_api_reads():
     reference = env["SUPABASE_SERVICE_KEY"]["valueSource"]["secretKeyRef"]
     assert "value" not in env["SUPABASE_SERVICE_KEY"] and reference["version"] == "1"
     accessors = of_type(resources, "secretIamMember:SecretIamMember")
-    assert len(accessors) == 5 and len({a["member"] for a in accessors}) == 1
+    assert len(accessors) == 6 and len({a["member"] for a in accessors}) == 1
 
 
 def test_network_volumes_and_another_registry_credential_reach_runpod():
@@ -700,3 +705,21 @@ def test_what_the_api_deploys_at_runpod_goes_with_the_stack_after_the_api(stack)
     assert env["DEPLOYMENT_NAME_PREFIX"] == f"tandem-deploy-{name}"
     [record] = [r for r in resources if r["name"] == "api-service"]
     assert deployments["name"] in record["inputs_from"]  # so destroyed before it
+
+
+def test_raising_the_tenant_key_generation_adds_a_kek_and_keeps_the_one_before():
+    """Each generation's KEK is a resource of its own: a rotation makes the next and keeps the
+    one before (it still opens what it sealed), and drops those older still."""
+
+    def keks(generation: int) -> tuple[list[str], str]:
+        settings = stack_settings("dev")
+        settings["tandem:api"] = settings["tandem:api"] | {"tenantKeyGeneration": generation}
+        resources = run_program("dev", settings)
+        made = [r["name"] for r in resources if r["type"].endswith("randomBytes:RandomBytes")]
+        [version] = [
+            r for r in resources if r["name"] == "secrets-tenant-key-encryption-keys-version"
+        ]
+        return made, version["inputs"]["secretData"]["value"]
+
+    assert keks(1) == (["secrets-kek-1"], f"g1:{STAND_IN}")
+    assert keks(3) == (["secrets-kek-2", "secrets-kek-3"], f"g3:{STAND_IN},g2:{STAND_IN}")

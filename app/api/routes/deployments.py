@@ -49,8 +49,9 @@ async def create_deployment(
 ) -> DeploymentCreated:
     """Answered at once, in `validating`; `GET /v1/deployments/{id}` follows it to `ready` (or
     `failed`, with the reason), and `webhook_url`, if given, is notified."""
-    created = await deployments.create(engine, settings, caller.tenant, body)
-    runner_of(request).wake()
+    runner = runner_of(request)
+    created = await deployments.create(engine, settings, runner.keyring, caller.tenant, body)
+    runner.wake()
     return created
 
 
