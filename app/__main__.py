@@ -182,13 +182,22 @@ def _banner(settings: Settings, host: str, port: int) -> str:
     else:
         database = f"embedded Postgres (pgvector) in {settings.tandem_home / 'pgdata'}"
     if settings.inference_backend == "local":
-        from app.inference.local_models import TINY_CLIP, TINY_LLM, served
+        from app.inference.local_models import (
+            TINY_CLIP,
+            TINY_DIFFUSION,
+            TINY_LLM,
+            WHISPER_TINY_EN,
+            served,
+        )
 
         embedder = settings.text_embedding_model or "all-MiniLM-L6-v2 (packaged)"
         inference = (
             f"in-process: chat {served(settings.llm_model, TINY_LLM)},\n"
             f"             text embeddings {embedder},\n"
-            f"             CLIP {served(settings.clip_model, TINY_CLIP)}\n"
+            f"             CLIP {served(settings.clip_model, TINY_CLIP)},\n"
+            f"             images {served(settings.imagegen_model, TINY_DIFFUSION)},\n"
+            f"             speech "
+            f"{served(settings.transcribe_model, WHISPER_TINY_EN, 'packaged, English only')}\n"
             "             (they load in the background; /readiness answers 200 once they have)"
         )
     else:

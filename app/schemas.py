@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -300,10 +301,20 @@ DeploymentStatus = Literal[
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")]
 
 
+def _visible_ascii(key: SecretStr) -> SecretStr:
+    if not all("!" <= c <= "~" for c in key.get_secret_value()):
+        raise ValueError("a RunPod API key is visible ASCII: no spaces or other characters")
+    return key
+
+
 RunPodKey = Annotated[
     SecretStr,
-    StringConstraints(min_length=8, max_length=200, pattern=r"^[!-~]+$"),
-    Field(description="a RunPod API key with read and write access; never shown again"),
+    Field(
+        min_length=8,
+        max_length=200,
+        description="a RunPod API key with read and write access; never shown again",
+    ),
+    AfterValidator(_visible_ascii),
 ]
 
 
@@ -370,7 +381,9 @@ class DeploymentIn(Strict):
 
 
 class RunPodKeyIn(Strict):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"runpod_key": "rpa_..."}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"runpod_key": "rpa_0123456789ABCDEF"}]}
+    )
 
     runpod_key: RunPodKey
 

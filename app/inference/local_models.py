@@ -72,11 +72,11 @@ def tiny_model(directory: Path, build: Callable[[Path], Path]) -> str:
     return str(directory)
 
 
-def served(name: str, tiny: str) -> str:
+def served(name: str, tiny: str, stand_in: str = "a tiny random stand-in") -> str:
     """What serves model `name`, said before it loads: the model, or the tiny stand-in."""
     if offline_path(name) is not None:
         return name
-    return f"{tiny} (a tiny random stand-in: {name} is not available offline)"
+    return f"{tiny} ({stand_in}: {name} is not available offline)"
 
 
 def _resolve(setting: str, name: str, tiny: Path, build: Callable[[Path], Path]) -> tuple[str, str]:

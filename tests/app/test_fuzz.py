@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HMAC_SECRET, Api, free_port, make_settings, serve_api
+from tests.hf_hub import FakeHub
 from tests.runpod_control import ControlPlane
 
 CHECKS = (
@@ -31,16 +32,31 @@ def control() -> Iterator[ControlPlane]:
 
 
 @pytest.fixture(scope="module")
-async def fuzzed_api(database_url, local_backend, control, tmp_path_factory) -> AsyncIterator[Api]:
+def hub() -> Iterator[FakeHub]:
+    """The Hub, knowing the model of the deployments' example (others are refused)."""
+    qwen = {
+        "config": {"architectures": ["Qwen2ForCausalLM"]},
+        "files": {"model.safetensors": 10**9},
+    }
+    with FakeHub({"Qwen/Qwen2.5-0.5B-Instruct": qwen}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def fuzzed_api(
+    database_url, local_backend, control, hub, tmp_path_factory
+) -> AsyncIterator[Api]:
     settings = make_settings(
         database_url,
         embedding_hmac_secret=HMAC_SECRET,
         storage_dir=tmp_path_factory.mktemp("objects"),
         public_url=f"http://127.0.0.1:{free_port()}",
         rate_limit_per_minute=1_000_000,  # the fuzzer reaches past the limiter (tested apart)
-        # Deployments accepted, their Hub a closed port: they stay validating, nothing is made.
+        # Deployments of the Hub's model accepted; without a RunPod key of the stack's (and
+        # the control plane refusing the keys the fuzzer makes up) nothing is made at RunPod.
         deployment_image="tandem/llm:fuzz",
-        hf_endpoint=f"http://127.0.0.1:{free_port()}",
+        deployment_imagegen_image="tandem/imagegen:fuzz",
+        hf_endpoint=hub.url,
         max_live_deployments=1_000,
         runpod_rest_api=control.url,
     )
