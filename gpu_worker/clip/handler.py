@@ -20,7 +20,7 @@ from typing import Any
 from gpu_worker.clip.model import ClipEmbedder, decode_image
 from gpu_worker.clip.settings import ClipSettings
 from gpu_worker.common.fetch import IMAGE_TYPES
-from gpu_worker.common.refusal import Refused, TooLarge
+from gpu_worker.common.refusal import Refused, TooLarge, input_object, request_id_of
 from gpu_worker.common.signing import Unauthenticated, check_signature
 
 INPUT_FIELDS = ("text", "image_url", "image_base64", "texts", "images")
@@ -98,13 +98,9 @@ class ClipWorker:
     async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
         """Answer one RunPod job (see the module docstring)."""
         started = time.perf_counter()
-        job_input = job.get("input")
-        request_id = (
-            job_input.get("request_id") if isinstance(job_input, dict) else None
-        ) or job.get("id")
+        request_id = request_id_of(job)
         try:
-            if not isinstance(job_input, dict):
-                raise Refused("input must be an object")
+            job_input = input_object(job)
             kind, items, is_batch = self._parse(job_input)
             check_signature(self.settings.embedding_hmac_secret, job_input)
             normalize = bool(job_input.get("normalize", True))

@@ -43,3 +43,17 @@ def refusal(error: str) -> tuple[str, str] | None:
     """(code, message) of a worker's error text when it is a refusal, else None."""
     match = _CODED.match(error)
     return (match.group(1), match.group(2)) if match else None
+
+
+def request_id_of(job: dict[str, Any]) -> Any:
+    """The id a job's answer carries: the API's request id, else RunPod's job id."""
+    job_input = job.get("input")
+    return (job_input.get("request_id") if isinstance(job_input, dict) else None) or job.get("id")
+
+
+def input_object(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's input, refused unless it is an object."""
+    job_input = job.get("input")
+    if not isinstance(job_input, dict):
+        raise Refused("input must be an object")
+    return job_input

@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from gpu_worker.common.fetch import UploadFailed
-from gpu_worker.common.refusal import Refused, TooLarge, describe
+from gpu_worker.common.refusal import Refused, TooLarge, describe, input_object, request_id_of
 from gpu_worker.common.signing import Unauthenticated, check_signature
 from gpu_worker.imagegen.pipeline import Family, Sizes, load_pipeline
 from gpu_worker.imagegen.settings import ImagegenSettings
@@ -181,13 +181,9 @@ class ImagegenWorker:
     async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
         """Answer one RunPod job (see the module docstring)."""
         started = time.perf_counter()
-        job_input = job.get("input")
-        request_id = (
-            job_input.get("request_id") if isinstance(job_input, dict) else None
-        ) or job.get("id")
+        request_id = request_id_of(job)
         try:
-            if not isinstance(job_input, dict):
-                raise Refused("input must be an object")
+            job_input = input_object(job)
             request = ImagegenInput.model_validate(job_input)
             check_signature(self.settings.embedding_hmac_secret, job_input)
             plan = self._plan(request)

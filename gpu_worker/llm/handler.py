@@ -38,7 +38,7 @@ from vllm import SamplingParams
 from vllm.exceptions import VLLMClientError
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-from gpu_worker.common.refusal import Refused, TooLarge
+from gpu_worker.common.refusal import Refused, TooLarge, input_object
 from gpu_worker.llm.engine import EngineDeadError, LlmEngine, openai_error
 from gpu_worker.llm.settings import LlmSettings
 
@@ -207,10 +207,8 @@ class LlmWorker:
     async def handle(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
         """Answer one RunPod job (see the module docstring)."""
         request_id = str(job.get("id"))
-        job_input = job.get("input")
         try:
-            if not isinstance(job_input, dict):
-                raise Refused("input must be an object")
+            job_input = input_object(job)
             if "openai_route" in job_input:
                 async for item in self._openai(job_input, request_id):
                     yield item
