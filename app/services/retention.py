@@ -5,7 +5,8 @@ and transcripts (audio documents, and the results of transcription jobs) are del
 RETENTION_TRANSCRIPT_DAYS. Stored files that no row names (an upload that died between its
 file and its row) are swept once they are older than ORPHAN_GRACE, which an upload in flight
 never is; and the deployments of deleted tenants (every key of theirs revoked) are deleted:
-marked `deleting`, which the API's runner finishes at RunPod."""
+marked `deleting`, which the API's runner finishes at RunPod; their RunPod keys are forgotten
+once none of those deployments is left."""
 
 import asyncio
 import uuid
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.models import ApiKey, Chunk, Deployment, Document, Image, Job
+from app.models import ApiKey, Chunk, Deployment, Document, Image, Job, TenantRunPodKey
 from app.services.deployments import transition
 from app.services.jobs import KINDS
 from app.services.uploads import delete_upload
@@ -70,7 +71,8 @@ async def apply_retention(
     lines += await _transcription_jobs(engine, now - timedelta(days=days.transcript), dry_run)
     lines += await _failed_jobs(engine, storage, now - timedelta(days=days.raw), dry_run)
     lines += await sweep_orphans(engine, storage, dry_run, now)
-    return lines + await end_deployments_of_deleted_tenants(engine, dry_run)
+    lines += await end_deployments_of_deleted_tenants(engine, dry_run)
+    return lines + await forget_runpod_keys_of_deleted_tenants(engine, dry_run)
 
 
 async def _audio_to_transcripts(
@@ -210,3 +212,23 @@ async def end_deployments_of_deleted_tenants(engine: AsyncEngine, dry_run: bool)
             lines.append(f"{verb} deployment {row.id} ({row.name!r}, tenant {row.tenant!r})")
     lines.append(f"{verb} {len(rows)} deployments of tenants with no active API key")
     return lines
+
+
+async def forget_runpod_keys_of_deleted_tenants(engine: AsyncEngine, dry_run: bool) -> list[str]:
+    """Forget (or list) the RunPod keys of tenants no active key belongs to any more, once no
+    deployment of theirs is left in their account (its removal needs the key)."""
+    verb = "would forget" if dry_run else "forgot"
+    tenant = TenantRunPodKey.tenant
+    active_key = exists().where(ApiKey.tenant == tenant, ApiKey.revoked_at.is_(None))
+    in_account = exists().where(
+        Deployment.tenant == tenant,
+        Deployment.own_account,
+        Deployment.status.not_in(("failed", "deleted")),
+    )
+    async with engine.begin() as conn:
+        tenants = (await conn.scalars(select(tenant).where(~active_key, ~in_account))).all()
+        if tenants and not dry_run:
+            await conn.execute(delete(TenantRunPodKey).where(tenant.in_(tenants)))
+    return [
+        f"{verb} the RunPod key of tenant {name!r}: it has no active API key" for name in tenants
+    ]

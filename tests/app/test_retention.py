@@ -143,6 +143,21 @@ async def test_deployments_of_tenants_with_no_active_key_are_deleted(api):
             id=made[tenant],
             tenant=tenant,
         )
+    keyring = api.app.state.deployments.keyring
+    for tenant in ("leaving", "staying"):  # their own RunPod accounts hold their deployments
+        sealed = keyring.seal(f"rp-key-of-{tenant}", tenant)
+        await execute(
+            api,
+            "INSERT INTO tenant_runpod_keys (tenant, ciphertext, wrapped_key, kek_id, hint)"
+            " VALUES (:tenant, :ciphertext, :wrapped_key, :kek_id, 'x')",
+            tenant=tenant,
+            ciphertext=sealed.ciphertext,
+            wrapped_key=sealed.wrapped_key,
+            kek_id=sealed.kek_id,
+        )
+        await execute(
+            api, "UPDATE deployments SET own_account = true WHERE id = :id", id=made[tenant]
+        )
     key_id = await scalar(api, "SELECT id FROM api_keys WHERE tenant = 'leaving'")
     assert await revoke_api_key(api.app.state.sessionmaker, key_id)
 
@@ -166,3 +181,10 @@ async def test_deployments_of_tenants_with_no_active_key_are_deleted(api):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     assert await scalar(api, status, id=made["staying"]) == "ready"
+    # Its RunPod key was kept while its deployment was being removed (with it); now forgotten.
+    assert "forgot the RunPod key of tenant" not in done.stdout
+    dry = await retention(api, "--dry-run")
+    assert "would forget the RunPod key of tenant 'leaving': it has no active API key" in dry.stdout
+    assert "forgot the RunPod key of tenant 'leaving'" in (await retention(api)).stdout
+    keys = "SELECT string_agg(tenant, ',') FROM tenant_runpod_keys WHERE tenant LIKE '%ing'"
+    assert await scalar(api, keys) == "staying"
