@@ -56,7 +56,16 @@ STARTED = int(time.time())  # the CLIP model's `created` on /v1/models
 OPENAI_ANSWER = {
     "description": "OpenAI's response; with `stream: true`, its Server-Sent Events "
     "(`data: {chunk}` ... `data: [DONE]`)",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {
+        "text/event-stream": {
+            "schema": {"type": "string"},
+            "example": 'data: {"id": "chatcmpl-1", "object": "chat.completion.chunk", '
+            '"model": "m", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+            'data: {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m", '
+            '"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
+            "data: [DONE]\n\n",
+        }
+    },
 }
 OpenAIRequest = dict[str, Any]
 
