@@ -99,7 +99,8 @@ async def run(model: Path, rounds: int) -> None:
         print(f"{name:<7} {rate[name]:8.1f} tokens/s unstreamed   TTFT {first[name]:7.1f} ms")
     print(
         f"OpenAI jobs vs native: {rate['openai'] / rate['native']:.3f}x tokens/s (target >= "
-        f"0.95), {first['openai'] / first['native']:.3f}x TTFT (target <= 1.10); native vs "
+        f"0.95), {first['openai'] / first['native']:.3f}x TTFT (target <= 1.20 on the CPU, 1.10 "
+        f"on a GPU); native vs "
         f"engine: {rate['native'] / rate['engine']:.3f}x tokens/s, "
         f"{first['native'] / first['engine']:.3f}x TTFT"
     )
