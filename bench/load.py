@@ -9,7 +9,7 @@ a key's bucket holds `--limit` tokens and refills `--limit` a minute, so a 429 a
 the key had sent more than that allowed is a fault. Printed: the count of each status, p50/p95
 per kind, and the API process's memory (RSS) at the start, halfway and at the end.
 
-    .venv/bin/python bench/load.py [--clients 200] [--seconds 60] [--tenants 10] [--limit 300]
+    .venv/bin/python bench/load.py [--clients 200] [--seconds 60] [--tenants 10] [--limit 120]
 """
 
 import argparse
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--tenants", type=int, default=10)
-    parser.add_argument("--limit", type=int, default=300, help="requests a minute, a key")
+    parser.add_argument("--limit", type=int, default=120, help="requests a minute, a key")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         env = {"TANDEM_HOME": home, "RATE_LIMIT_PER_MINUTE": str(args.limit)}
