@@ -21,7 +21,9 @@ KEY_PREFIX = "tdm_"
 # Finds the key and takes a token from its bucket in one autocommitted round trip: the bucket
 # refills at `rate` tokens a second up to `capacity`; an update that would go below one token
 # is not made, so a refused request writes nothing. The update reads the row it locked (the
-# latest, whatever raced it), so concurrent requests never take the same token. The last
+# latest, whatever raced it), so concurrent requests never take the same token; it refills by
+# the clock once it holds the lock (`clock_timestamp()`: the statement's start, `now()`, is
+# earlier than the write of a racer it waited for, which refused tokens it was owed). The last
 # column is the bucket's level before this request (for Retry-After). The write is not worth a
 # disk flush: `synchronous_commit` is off for this statement, so a crash may forget the last
 # few tokens taken, never a key.
@@ -33,18 +35,19 @@ _AUTHENTICATE = text(
         WHERE key_hash = :key_hash AND revoked_at IS NULL
     ),
     level AS (
-        SELECT least(:capacity, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate)
-            AS tokens
+        SELECT least(:capacity, b.tokens + greatest(0, extract(epoch FROM clock_timestamp()
+            - b.updated_at)) * :rate) AS tokens
         FROM rate_buckets AS b, key WHERE b.api_key_id = key.id
     ),
     taken AS (
         INSERT INTO rate_buckets AS b (api_key_id, tokens, updated_at)
-        SELECT id, :capacity - 1, now() FROM key
+        SELECT id, :capacity - 1, clock_timestamp() FROM key
         ON CONFLICT (api_key_id) DO UPDATE
-            SET tokens = least(:capacity, b.tokens + extract(epoch FROM now() - b.updated_at)
-                * :rate) - 1, updated_at = now()
-            WHERE least(:capacity, b.tokens + extract(epoch FROM now() - b.updated_at) * :rate)
-                >= 1
+            SET tokens = least(:capacity, b.tokens + greatest(0, extract(epoch FROM
+                clock_timestamp() - b.updated_at)) * :rate) - 1,
+                updated_at = greatest(b.updated_at, clock_timestamp())
+            WHERE least(:capacity, b.tokens + greatest(0, extract(epoch FROM clock_timestamp()
+                - b.updated_at)) * :rate) >= 1
         RETURNING b.api_key_id
     )
     SELECT key.id, key.tenant, EXISTS (SELECT FROM taken) AS allowed,
