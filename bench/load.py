@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -60,35 +61,47 @@ class Run:
                 self.leaks.append(f"{tenant} was shown {self.owner[id_]}'s {id_} by {kind}")
 
 
-async def one(client: httpx.AsyncClient, key: Key, run: Run, kind: str, n: int) -> int:
-    """One request of `kind`; what it made is recorded, what it shows is checked."""
+async def call(
+    client: httpx.AsyncClient, key: Key, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """One HTTP request with `key`, its send and answer times noted on the key."""
+    sent = time.monotonic()
+    key.sent.append(sent)
     headers = {"Authorization": f"Bearer {key.secret}"}
+    response = await client.request(method, path, headers=headers, **kwargs)
+    key.answered.append((sent, time.monotonic(), response.status_code))
+    return response
+
+
+async def one(client: httpx.AsyncClient, key: Key, run: Run, kind: str, n: int) -> int:
+    """One request of `kind` (a listing: two); what it made is recorded, what it shows is
+    checked."""
     user = f"user-{n % 50}"
     if kind == "chat":
         body = {"user_id": user, "message": f"Question {n}: how do deploys work?"}
-        response = await client.post("/v1/chat", json=body | {"max_tokens": 16}, headers=headers)
+        response = await call(client, key, "POST", "/v1/chat", json=body | {"max_tokens": 16})
         made = ["conversation_id"]
     elif kind == "openai":
         body = {"messages": [{"role": "user", "content": f"Deploys? ({n})"}], "max_tokens": 16}
-        response = await client.post("/v1/chat/completions", json=body, headers=headers)
+        response = await call(client, key, "POST", "/v1/chat/completions", json=body)
         made = []
     elif kind == "upload":
         text = f"# Deploys {n}\n\nEvery merge to main deploys dev; tags deploy prod ({n})."
         body = {"source_id": f"load/{key.tenant}/{n}.md", "text": text}
-        response = await client.post("/v1/documents", json=body, headers=headers)
+        response = await call(client, key, "POST", "/v1/documents", json=body)
         made = ["id"]
     elif kind == "search":
         params = {"q": f"deploys to Cloud Run {n % 10}"}
-        response = await client.get("/v1/search", params=params, headers=headers)
+        response = await call(client, key, "GET", "/v1/search", params=params)
         if response.status_code == 200:
             run.check(key.tenant, kind, [h["document_id"] for h in response.json()["hits"]])
         return response.status_code
     else:  # list: the user's conversations, and the tenant's documents
-        response = await client.get(f"/v1/users/{user}/conversations", headers=headers)
+        response = await call(client, key, "GET", f"/v1/users/{user}/conversations")
         if response.status_code == 200:
             ids = [c["id"] for c in response.json()["conversations"]]
             run.check(key.tenant, kind, ids)
-            response = await client.get("/v1/documents", headers=headers)
+            response = await call(client, key, "GET", "/v1/documents")
             if response.status_code == 200:
                 run.check(key.tenant, kind, [d["id"] for d in response.json()["items"]])
         return response.status_code
@@ -105,15 +118,11 @@ async def client_loop(
     while time.monotonic() < until:
         kind = MIX[n % len(MIX)]
         started = time.monotonic()
-        key.sent.append(started)
         try:
             status: int | str = await one(client, key, run, kind, n)
         except httpx.HTTPError as exc:
             status = type(exc).__name__
-        answered = time.monotonic()
-        if isinstance(status, int):
-            key.answered.append((started, answered, status))
-        run.latencies[kind].append((answered - started) * 1000)
+        run.latencies[kind].append((time.monotonic() - started) * 1000)
         run.seen[(kind, status)] += 1
         n += 1000
 
@@ -141,10 +150,7 @@ async def load(keys: list[Key], server: psutil.Process, args: argparse.Namespace
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     async with httpx.AsyncClient(base_url=URL, limits=limits, timeout=120) as client:
         for n in range(2 * len(MIX)):  # warm-up: each kind, then memory is measured from here
-            key = keys[n % len(keys)]
-            key.sent.append(time.monotonic())
-            status = await one(client, key, run, MIX[n % len(MIX)], -n - 1)
-            key.answered.append((key.sent[-1], time.monotonic(), status))
+            await one(client, keys[n % len(keys)], run, MIX[n % len(MIX)], -n - 1)
         memory = [rss_mb(server)]
         until = time.monotonic() + args.seconds
         loops = [

@@ -1,11 +1,14 @@
-"""Local mode's embedded Postgres: a crashed run's server is adopted and stopped by the next,
-and a server that dies while the API runs is started again."""
+"""Local mode's embedded Postgres: a killed run's server is stopped by its watcher (kept while
+another process uses it); left behind (the watcher killed too), it is adopted and stopped by
+the next run; and a server that dies while the API runs is started again."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -47,13 +50,61 @@ def _run_user(pgdata: Path, then: str) -> subprocess.Popen:
     return process
 
 
-def test_a_killed_runs_server_is_adopted_and_stopped_by_the_next_run(tmp_path):
+def _watcher(pgdata: Path) -> psutil.Process:
+    [watcher] = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"]
+        and "app.core.local_postgres" in p.info["cmdline"]
+        and str(pgdata) in p.info["cmdline"]
+    ]
+    return watcher
+
+
+def test_a_killed_runs_server_is_stopped_by_its_watcher(tmp_path):
+    """kill -9 of the only user (make dev): its watcher stops the server, nothing is left."""
+    pgdata = tmp_path / "pgdata"
+    killed = _run_user(pgdata, "wait")
+    server, watcher = _postmaster(pgdata), _watcher(pgdata)
+    assert server is not None
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    try:
+        server.wait(timeout=15)
+        watcher.wait(timeout=5)
+        assert (pgdata / ".handle_pids.json").read_text() == "[]"
+    finally:
+        if server.is_running():
+            server.kill()
+
+
+def test_a_killed_runs_server_is_kept_for_its_other_users(tmp_path):
+    pgdata = tmp_path / "pgdata"
+    staying = _run_user(pgdata, "wait")
+    killed = _run_user(pgdata, "wait")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    server = _postmaster(pgdata)
+    try:
+        time.sleep(1)  # its watcher has done its work
+        assert server is not None and server.is_running()
+        assert json.loads((pgdata / ".handle_pids.json").read_text()) == [staying.pid]
+    finally:
+        staying.send_signal(signal.SIGTERM)
+        staying.wait()
+        if server is not None and server.is_running():
+            server.kill()
+
+
+def test_a_server_left_behind_is_adopted_and_stopped_by_the_next_run(tmp_path):
+    """Its watcher killed too: the next run adopts the server and stops it on exit."""
     pgdata = tmp_path / "pgdata"
     crashed = _run_user(pgdata, "wait")
+    _watcher(pgdata).kill()
     crashed.send_signal(signal.SIGKILL)
     crashed.wait()
     server = _postmaster(pgdata)
-    assert server is not None and server.is_running()  # left behind, as after kill -9 of make dev
+    assert server is not None and server.is_running()  # left behind
 
     try:
         _run_user(pgdata, "exit").wait()  # the next run, the last user: stops it on exit
