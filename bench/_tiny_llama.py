@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 
-def main(description: str, run: Callable[[Path, int], Coroutine[Any, Any, None]]) -> None:
+def main(
+    description: str, run: Callable[[Path, int], Coroutine[Any, Any, None]], rounds: int = 6
+) -> None:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--model", type=Path, help="a model directory (default: a tiny Llama)")
     args = parser.parse_args()
     if args.model:
