@@ -16,7 +16,7 @@ from pathlib import Path
 from app.core.config import Settings, get_settings
 from app.core.db import connect_args, make_engine, make_sessionmaker, open_database
 from app.core.errors import ApiError
-from app.core.logging import configure_logging
+from app.core.logging import configure_logging, log_stderr_as_json
 from app.core.migrations import migrate
 from app.services.api_keys import create_api_key, list_api_keys, revoke_api_key
 from app.services.local_runpod import serves_deployments
@@ -227,6 +227,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         settings = get_settings()
     if args.banner:
         print(_banner(settings, args.host, args.port), flush=True)
+    log_stderr_as_json()
     uvicorn.run(
         "app.main:app",
         host=args.host,

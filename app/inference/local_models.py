@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.core.config import Settings
-from app.core.logging import log_vllm_as_json
+from app.core.logging import log_libraries_as_json, log_vllm_as_json
 from app.storage import object_url_prefix
 from gpu_worker.common.settings import FetchingModelSettings
 from gpu_worker.common.worker_types import WORKER_TYPES
@@ -117,6 +117,7 @@ def worker_process_env() -> dict[str, str]:
 
 
 def chat_worker(settings: Settings) -> "LlmWorker":
+    log_libraries_as_json("transformers")
     from gpu_worker.llm.handler import LlmWorker
     from gpu_worker.llm.settings import LlmSettings
     from gpu_worker.llm.tiny import build_tiny_llama
@@ -135,6 +136,7 @@ def chat_worker(settings: Settings) -> "LlmWorker":
 
 
 def text_embedding_worker(settings: Settings) -> "LlmWorker":
+    log_libraries_as_json("transformers")
     from gpu_worker.llm.handler import LlmWorker
     from gpu_worker.llm.settings import LlmSettings
 
@@ -169,6 +171,7 @@ def _fetching_settings(settings: Settings, make: type[F], path: str, name: str) 
 
 
 def clip_worker(settings: Settings) -> "ClipWorker":
+    log_libraries_as_json("transformers")
     from gpu_worker.clip.handler import ClipWorker
     from gpu_worker.clip.settings import ClipSettings
     from gpu_worker.clip.tiny import build_tiny_clip
@@ -198,6 +201,7 @@ def transcription_worker(settings: Settings) -> "TranscribeWorker":
 
 
 def image_generation_worker(settings: Settings) -> "ImagegenWorker":
+    log_libraries_as_json("transformers", "diffusers")
     from gpu_worker.imagegen.handler import ImagegenWorker
     from gpu_worker.imagegen.settings import ImagegenSettings
     from gpu_worker.imagegen.tiny import build_tiny_sd

@@ -51,22 +51,31 @@ def test_vllm_warnings_are_json_lines_and_its_info_stays_out(tmp_path):
     assert all(line["level"] == "warning" for line in lines)
 
 
-# Local mode's logging, then what libraries print besides their logs: a Python warning, a tqdm
-# progress bar (vLLM's checkpoint loading), the Hub's progress bar.
+# Local mode's logging set up after the Hub (and so tqdm) is imported, as in the API, then what
+# libraries print besides their logs: a Python warning, the Hub's progress bar, transformers'
+# and diffusers' log records and progress bars (loading weights, a pipeline's components), and
+# a tqdm bar in a process started afterwards (vLLM's checkpoint loading in its engine process).
 NOISE = """
-import sys, warnings
+import subprocess, sys, warnings
 from pathlib import Path
-from app.core.logging import configure_logging, log_vllm_as_json
+import huggingface_hub
+from app.core.logging import configure_logging, log_libraries_as_json, log_vllm_as_json
 
 configure_logging()
 log_vllm_as_json(Path(sys.argv[1]))
+log_libraries_as_json("transformers", "diffusers")
 warnings.warn("a library's warning", FutureWarning)
-from tqdm import tqdm
-for _ in tqdm(range(3), desc="Loading checkpoint shards"):
-    pass
 from huggingface_hub.utils import tqdm as hub_tqdm
 for _ in hub_tqdm(range(3), desc="Writing model shards"):
     pass
+from transformers.utils import logging as transformers_logging
+from diffusers.utils import logging as diffusers_logging
+for library in (transformers_logging, diffusers_logging):
+    library.get_logger(library.__name__).warning("a model library's warning")
+    for _ in library.tqdm(range(3), desc="Loading weights"):
+        pass
+child = "from tqdm import tqdm\\nfor _ in tqdm(range(3), desc='Loading checkpoint shards'): pass"
+subprocess.run([sys.executable, "-c", child], check=True)
 """
 
 
@@ -79,6 +88,47 @@ def test_warnings_are_json_lines_and_progress_bars_stay_out(tmp_path):
         env=os.environ | {"PYTHONPATH": os.getcwd()},
         check=True,
     )
-    [line] = [json.loads(line) for line in run.stdout.splitlines()]
-    assert line["logger"] == "py.warnings" and "a library's warning" in line["message"]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["logger"] for line in lines] == [
+        "py.warnings",
+        "transformers.utils.logging",
+        "diffusers.utils.logging",
+    ]
+    assert "a library's warning" in lines[0]["message"]
+    assert all(line["message"] == "a model library's warning" for line in lines[1:])
     assert run.stderr == ""
+
+
+# The API's stderr made JSON lines, then what is written there below logging: a C library's
+# line (a raw write to fd 2), a started process's warning (with its indented source line), a
+# line without its newline, and the message of the process's exit (drained as it exits).
+STDERR = """
+import os, subprocess, sys
+from app.core.logging import configure_logging, log_stderr_as_json
+
+configure_logging()
+log_stderr_as_json()
+os.write(2, b"[W utils.cpp:68] Warning: NUMA binding\\n")
+child = "import sys; sys.stderr.write('x.py:9: FutureWarning: deprecated\\\\n  call()\\\\n')"
+subprocess.run([sys.executable, "-c", child], check=True)
+os.write(2, b"Triton is not installed")
+raise SystemExit("stopped: the port is taken")
+"""
+
+
+def test_what_reaches_stderr_is_json_lines_too():
+    run = subprocess.run(
+        [sys.executable, "-c", STDERR],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYTHONPATH": os.getcwd()},
+    )
+    assert run.returncode == 1 and run.stderr == ""
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert {line["logger"] for line in lines} == {"stderr"}
+    assert [line["message"] for line in lines] == [
+        "[W utils.cpp:68] Warning: NUMA binding",
+        "x.py:9: FutureWarning: deprecated\n  call()",
+        "Triton is not installedstopped: the port is taken",
+    ]
