@@ -45,16 +45,20 @@ def log_stderr_as_json() -> None:
     original = os.dup(2)
     read, write = os.pipe()
     os.dup2(write, 2)
-    os.close(write)
     relay = threading.Thread(target=_relay, args=(read,), name="stderr-relay", daemon=True)
     relay.start()
 
     def drain() -> None:
         sys.stderr.flush()
-        os.dup2(original, 2)  # the pipe ends here once the processes started are gone too
+        os.dup2(original, 2)
+        # The processes started may outlive this one, their stderr open: not the pipe's end.
+        os.write(write, _DRAINED)
         relay.join(timeout=2)
 
     atexit.register(drain)
+
+
+_DRAINED = b"\0stderr relay: drained\0\n"
 
 
 def _relay(read: int) -> None:
@@ -62,8 +66,11 @@ def _relay(read: int) -> None:
     pending = b""  # a line not yet ended
     with os.fdopen(read, "rb") as pipe:
         while chunk := pipe.read1(65536):
-            *lines, pending = re.split(rb"[\r\n]+", pending + chunk)
+            before, drained, _ = (pending + chunk).partition(_DRAINED)
+            *lines, pending = re.split(rb"[\r\n]+", before)
             _log_lines(log, lines)
+            if drained:
+                break
     _log_lines(log, [pending])
 
 
