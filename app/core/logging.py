@@ -51,7 +51,8 @@ def log_stderr_as_json() -> None:
     def drain() -> None:
         sys.stderr.flush()
         os.dup2(original, 2)
-        # The processes started may outlive this one, their stderr open: not the pipe's end.
+        # Processes started here may outlive this one with the pipe as their stderr, so the
+        # pipe need not end now: a marker written through it ends the relay.
         os.write(write, _DRAINED)
         relay.join(timeout=2)
 
