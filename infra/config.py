@@ -8,9 +8,8 @@ the provider's own `gcp:project` and `gcp:region`.
 
 import re
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
 from pydantic import (
@@ -18,29 +17,18 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
+    StringConstraints,
     ValidationError,
     model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from gpu_worker.common.worker_types import WORKER_TYPES
-from infra.runpod.client import spec
 from infra.workers import IMAGES
+from runpod_api import catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SECRET_KEYS = ("runpodApiKey", "supabaseDatabaseUrl", "supabaseCaCert", "supabaseServiceKey")
-
-
-@cache
-def runpod_gpu_types() -> frozenset[str]:
-    """The GPU type ids RunPod accepts (the `GPUTypeId` enum of its REST API spec)."""
-    return frozenset(spec()["components"]["schemas"]["GPUTypeId"]["enum"])
-
-
-def runpod_choices(field: str) -> list[str]:
-    """The values RunPod's spec allows in the list field `field` of an endpoint."""
-    endpoint = spec()["components"]["schemas"]["EndpointCreateInput"]["properties"]
-    return endpoint[field]["items"]["enum"]
 
 
 class Section(BaseModel):
@@ -158,7 +146,10 @@ class ImagesConfig(Section):
 
 
 class GpuEndpointConfig(Section):
-    gpu_types: list[str] = Field(min_length=1, alias="gpuTypes")  # in order of preference
+    # In order of preference: RunPod's serverless pools (ADA_24), GPU types (NVIDIA GeForce RTX
+    # 4090: its pool, less the pool's cards not named) or sizes (24gb: every pool of that size),
+    # resolved through the catalog snapshot (runpod_api/catalog-snapshot.json).
+    gpu_types: list[str] = Field(min_length=1, alias="gpuTypes")
     workers_min: int = Field(0, ge=0, le=100, alias="workersMin")
     workers_max: int = Field(2, ge=0, le=100, alias="workersMax")
     idle_timeout_s: int = Field(5, ge=1, le=3600, alias="idleTimeout")
@@ -178,7 +169,9 @@ class GpuEndpointConfig(Section):
     # Where workers may run (RunPod data centre ids, e.g. near the GCP region; unset: anywhere)
     # and which CUDA versions their hosts may have (unset: any).
     data_center_ids: list[str] | None = Field(None, min_length=1, alias="dataCenterIds")
-    allowed_cuda_versions: list[str] | None = Field(None, min_length=1, alias="allowedCudaVersions")
+    allowed_cuda_versions: list[Annotated[str, StringConstraints(pattern=r"^\d+\.\d+$")]] | None = (
+        Field(None, min_length=1, alias="allowedCudaVersions")
+    )
 
     def served_model(self) -> str | None:
         """The model id the worker's answers carry, when the stack sets it (else the worker's
@@ -187,23 +180,14 @@ class GpuEndpointConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "GpuEndpointConfig":
-        unknown = [gpu for gpu in self.gpu_types if gpu not in runpod_gpu_types()]
-        if unknown:
-            raise ValueError(
-                f"unknown GPU type {unknown[0]!r}: use RunPod's GPU type ids, such as "
-                "'NVIDIA GeForce RTX 4090' or 'NVIDIA RTX A5000' (the GPUTypeId list in "
-                "infra/runpod/rest-v1-openapi.json)"
-            )
+        self.gpu_selection()  # UnknownGpu (a ValueError) names the choices
         if self.workers_min > self.workers_max:
             raise ValueError("workersMin must not exceed workersMax")
-        for key, values in (
-            ("dataCenterIds", self.data_center_ids),
-            ("allowedCudaVersions", self.allowed_cuda_versions),
-        ):
-            choices = runpod_choices(key)
-            if bad := [value for value in values or [] if value not in choices]:
-                raise ValueError(f"{key}: {bad[0]!r} is not one of RunPod's: {', '.join(choices)}")
         return self
+
+    def gpu_selection(self) -> catalog.Selection:
+        """The pools (and types left out) `gpuTypes` names, read in the catalog snapshot."""
+        return catalog.select(self.gpu_types, catalog.snapshot()["gpus"])
 
 
 class GpuConfig(RootModel[dict[str, GpuEndpointConfig]]):
@@ -292,10 +276,11 @@ class StackConfig(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     ci: CiConfig = CiConfig()
     ttl_hours: int | None = Field(None, ge=1, le=24 * 30, alias="ttlHours")
-    # RunPod's REST APIs, v1 and v2 (default https://rest.runpod.io/v1 and
-    # https://api.runpod.io/v2): the local emulator's, in tests.
-    runpod_api_base: str | None = Field(None, alias="runpodApiBase", pattern=r"^https?://\S+$")
-    runpod_api_v2_base: str | None = Field(None, alias="runpodApiV2Base", pattern=r"^https?://\S+$")
+    # RunPod's REST API v2 host (default https://api.runpod.io; its paths are /v2/...): the
+    # local RunPod's, in tests.
+    runpod_api_base: str | None = Field(
+        None, alias="runpodApiBase", pattern=r"^https?://[^/\s]+/?$"
+    )
     # Secret settings (SECRET_KEYS) as pulumi Outputs: present or not is all that is checked.
     secrets: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
@@ -458,7 +443,6 @@ def load() -> StackConfig:
         "environment",
         "ttlHours",
         "runpodApiBase",
-        "runpodApiV2Base",
         "baseStack",
         "ownGpuEndpoints",
     ):

@@ -93,13 +93,13 @@ class Settings(BaseSettings):
 
     # Deployments (`/v1/deployments`): RunPod endpoints made at run time for tenants' models,
     # on the stack's llm worker image (diffusion models: its imagegen image), through RunPod's
-    # REST API; models are checked on the Hugging Face Hub (HF_ENDPOINT: another Hub).
-    runpod_rest_api: str = "https://rest.runpod.io/v1"
+    # REST API v2; models are checked on the Hugging Face Hub (HF_ENDPOINT: another Hub).
+    runpod_rest_api: str = "https://api.runpod.io"  # REST API v2 (paths /v2/...)
     deployment_image: str | None = None
     deployment_imagegen_image: str | None = None
     deployment_registry_auth_id: str | None = None  # RunPod's credential for a private image
     # What RunPod's names of its templates and endpoints start with: the stack's (it removes
-    # them when it is destroyed; infra/runpod/names.py).
+    # them when it is destroyed; runpod_api/names.py).
     deployment_name_prefix: str = Field("tandem-deploy-local", pattern=r"^[a-z0-9][a-z0-9-]*$")
     deployment_gpu_types: list[str] = Field(
         default_factory=lambda: [

@@ -3,16 +3,17 @@ the deployments that are due (`check_at`), each claimed by one instance at a tim
 lives in Postgres only, so a restarted instance picks up where another left off.
 
 validating → selecting_gpu: the model exists, may be read and runs on the worker (the Hub or
-its directory). selecting_gpu → creating_endpoint: the smallest allowed GPU that holds it.
-creating_endpoint → downloading_model: a RunPod template on the stack's worker image for the
-task (the llm one; a diffusion model's, the imagegen one) with the model, the task and the
-signed ready callback, and an endpoint on it; a refusal halfway removes
-the template again; an endpoint without a minimum of workers gets a warm-up request, so that a
-worker starts. The worker's callbacks move it to `loading_model` once it has the weights, then
-to `ready` (or `failed`, with its reason); a worker the endpoint's health reports serving makes
-it `ready` too (a lost callback); past its deadline it fails. A failed deployment's
-endpoint and template are removed; `deleting` tears down and ends `deleted`. Webhooks are
-the notifier's (app/services/deployment_webhooks.py).
+its directory). selecting_gpu → creating_endpoint: the allowed GPU pool that holds it, read in
+RunPod's catalog (available pools first; none with capacity fails it at once, saying so).
+creating_endpoint → downloading_model: a RunPod serverless endpoint (REST API v2) running the
+stack's worker image for the task (the llm one; a diffusion model's, the imagegen one) with the
+model, the task and the signed ready callback; an endpoint without a minimum of workers gets a
+warm-up request, so that a worker starts. The worker's callbacks move it to `loading_model` once
+it has the weights, then to `ready` (or `failed`, with its reason); a worker RunPod lists as
+serving makes it `ready` too (a lost callback); workers that RunPod cannot place for want of
+capacity fail it, saying so; past its deadline it fails. A failed deployment's endpoint is
+removed; `deleting` tears down and ends `deleted`. Webhooks are the notifier's
+(app/services/deployment_webhooks.py).
 """
 
 import asyncio
@@ -40,10 +41,13 @@ from app.services.deployments import (
     sources_of,
     transition,
 )
+from app.services.gpu_catalog import GpuCatalogs
 from app.services.model_check import HubUnreachable, ModelRefused, check_model
 from gpu_worker.common.worker_types import WORKER_TYPES
-from infra.runpod.client import RunPodApiError, RunPodNotFound, RunPodRest
-from infra.runpod.names import deployment_name
+from runpod_api import catalog
+from runpod_api.client import RunPodApiError, RunPodRest
+from runpod_api.models import EndpointCreate, Gpu, Scaling, Workers
+from runpod_api.names import deployment_name
 
 log = logging.getLogger("tandem.deployments")
 T = TypeVar("T")
@@ -52,6 +56,7 @@ BATCH = 10  # deployments one turn works on at once
 LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
 HUB_RETRY_S = 30
 HEALTH_EVERY_S = 30  # how often an endpoint not yet ready is looked at, at RunPod
+CONTAINER_DISK_GB = 30
 # A light request that makes RunPod start a worker: the llm worker's model list; the imagegen
 # worker refuses an empty input at once (its model loads before it takes a job).
 WARM_UP: dict[str, dict[str, Any]] = {
@@ -85,6 +90,7 @@ class DeploymentRunner:
         key = settings.runpod_api_key
         self.api_key = key.get_secret_value() if key else None
         self.keyring = tenant_keys.keyring_of(settings)
+        self.catalogs = GpuCatalogs(settings)
         # Where the workers' ready callbacks reach this API: its public address.
         self.public_base = (settings.webhook_base_url or settings.public_url).rstrip("/")
         self.every_s = settings.job_poll_seconds
@@ -158,19 +164,22 @@ class DeploymentRunner:
 
     async def _validating(self, row: Row) -> None:
         try:
-            facts, gpu = await self._blocking(
+            key = await self.account_key(row.tenant, row.own_account)
+            gpus = await self._blocking(self.catalogs.gpus, key)
+            facts, pool = await self._blocking(
                 check_model,
                 row.model,
                 row.task,
                 row.hf_token,
                 self.settings.hf_endpoint,
+                gpus,
                 self.settings.deployment_gpu_types,
                 row.gpu,
             )
         except ModelRefused as exc:
             await self._fail(row, str(exc))
             return
-        except HubUnreachable as exc:  # tried again until the deadline
+        except (HubUnreachable, RunPodApiError) as exc:  # tried again until the deadline
             if row.deadline_at <= datetime.now(UTC):
                 await self._fail(row, str(exc))
             else:
@@ -178,14 +187,14 @@ class DeploymentRunner:
             return
         size = f"{facts.weight_bytes / 1e9:.2f} GB of weights"
         await self._move(row, "selecting_gpu", f"{', '.join(facts.architectures)}, {size}")
-        await self._move(row, "creating_endpoint", f"chose {gpu}", gpu_type=gpu)
+        await self._move(row, "creating_endpoint", f"chose GPU pool {pool}", gpu_type=pool)
 
     _selecting_gpu = _validating  # an instance stopped between the two: checked again
 
     async def _creating_endpoint(self, row: Row) -> None:
         key = await self.account_key(row.tenant, row.own_account)
         try:
-            template_id, endpoint_id = await self._blocking(self._create_at_runpod, row, key)
+            endpoint_id = await self._blocking(self._create_at_runpod, row, key)
         except RunPodApiError as exc:
             await self._fail(row, f"RunPod refused the endpoint: {exc}")
             return
@@ -195,13 +204,12 @@ class DeploymentRunner:
                 row.id,
                 "downloading_model",
                 f"endpoint {endpoint_id} on {row.gpu_type}",
-                template_id=template_id,
                 endpoint_id=endpoint_id,
                 hf_token=None,
                 check_at=_next_look(row),
             )
         if not moved:  # deleted meanwhile: what was just made goes too
-            await self._blocking(self._remove_at_runpod, key, template_id, endpoint_id)
+            await self._blocking(self._remove_at_runpod, key, None, endpoint_id)
         elif row.workers_min == 0:
             await self._warm_up(self.client(key), row.id, endpoint_id, row.task)
 
@@ -218,14 +226,19 @@ class DeploymentRunner:
             log.warning("deployment %s: the warm-up request failed: %s", deployment_id, exc)
 
     async def _downloading_model(self, row: Row) -> None:
-        """Not ready yet: a worker RunPod reports serving (idle or running) has loaded the model
-        (ours serve only then), so the deployment is ready even if its callback was lost (an
-        instance stopped before it noted the endpoint); else it fails past its deadline, or is
-        looked at again."""
+        """Not ready yet: a worker RunPod lists as serving (idle or running) has loaded the
+        model (ours serve only then), so the deployment is ready even if its callback was lost
+        (an instance stopped before it noted the endpoint); workers RunPod cannot place for want
+        of capacity fail it at once; else it fails past its deadline, or is looked at again."""
         key = await self.account_key(row.tenant, row.own_account)
-        if await self._serving_at_runpod(self.client(key), row.endpoint_id):
+        summary = await self._blocking(self._workers_at_runpod, key, row.endpoint_id)
+        if summary.get("running", 0) + summary.get("idle", 0) > 0:
             await self._make_ready(
                 row, "RunPod reports a worker serving it (its callback did not arrive)"
+            )
+        elif summary.get("throttled", 0) and summary.get("total") == summary["throttled"]:
+            await self._fail(
+                row, f"RunPod has no GPU free in pool {row.gpu_type} to start a worker on"
             )
         elif row.deadline_at <= datetime.now(UTC):
             seconds = self.settings.deployment_ready_seconds
@@ -235,13 +248,22 @@ class DeploymentRunner:
 
     _loading_model = _downloading_model
 
-    async def _serving_at_runpod(self, client: RunPodClient, endpoint_id: str) -> bool:
+    def _workers_at_runpod(self, key: str | None, endpoint_id: str) -> dict[str, int]:
+        """The endpoint's workers by status (RunPod's summary); empty when it cannot be read
+        (looked at again; the deadline still holds)."""
         try:
-            workers = (await client.health(endpoint_id)).get("workers") or {}
-        except ApiError as exc:  # looked at again; the deadline still holds
-            log.warning("endpoint %s: its health could not be read: %s", endpoint_id, exc)
-            return False
-        return workers.get("idle", 0) + workers.get("running", 0) > 0
+            with self._rest(key) as rest:
+                return rest.workers(endpoint_id)["summary"]
+        except RunPodApiError as exc:
+            log.warning("endpoint %s: its workers could not be read: %s", endpoint_id, exc)
+            return {}
+
+    async def workers(self, tenant: str, own_account: bool, endpoint_id: str) -> list[dict]:
+        """A deployment's workers as RunPod lists them (status, GPU type, data centre)."""
+        key = await self.account_key(tenant, own_account)
+        with self._rest(key) as rest:
+            listing = await self._blocking(rest.workers, endpoint_id)
+        return listing["workers"]
 
     async def _deleting(self, row: Row) -> None:
         await self.tear_down(row.id)
@@ -349,13 +371,13 @@ class DeploymentRunner:
 
     def _rest(self, key: str | None) -> RunPodRest:
         if key is None:
-            raise RunPodApiError("POST", "/templates", 0, "RUNPOD_API_KEY is unset")
+            raise RunPodApiError("POST", "/v2/serverless", 0, "RUNPOD_API_KEY is unset")
         return RunPodRest(key, self.settings.runpod_rest_api, backoff_s=0.5)
 
-    def _create_at_runpod(self, row: Row, key: str | None) -> tuple[str, str]:
-        """A template and an endpoint for the deployment, or those of its name already there
-        (made by an instance that stopped before it could note them); the template again
-        removed if the endpoint is refused, so a failure leaves nothing behind."""
+    def _create_at_runpod(self, row: Row, key: str | None) -> str:
+        """An endpoint for the deployment, or the one of its name already there (made by an
+        instance that stopped before it could note it). RunPod checks the whole body before it
+        makes anything, so a refusal leaves nothing behind."""
         name = deployment_name(self.settings.deployment_name_prefix, row.id)
         env = {
             **row.env,
@@ -371,49 +393,43 @@ class DeploymentRunner:
             env["HF_ENDPOINT"] = self.settings.hf_endpoint
         if row.hf_token:
             env["HF_TOKEN"] = row.hf_token
-        template_body = {
-            "name": name,
-            "imageName": deployment_image(self.settings, row.task),
-            "isServerless": True,
-            "containerDiskInGb": 30,
-            "env": env,
-            "readme": f"Deployment {row.id} of tenant {row.tenant}, made by the API.",
-        }
-        if self.settings.deployment_registry_auth_id:
-            template_body["containerRegistryAuthId"] = self.settings.deployment_registry_auth_id
         with self._rest(key) as rest:
-            template = _named(rest.list_templates(), name) or rest.create_template(template_body)
             if endpoint := _named(rest.list_endpoints(), name):
-                return template["id"], endpoint["id"]
-            try:
-                endpoint = rest.create_endpoint(
-                    {
-                        "name": name,
-                        "templateId": template["id"],
-                        "gpuTypeIds": [row.gpu_type],
-                        "workersMin": row.workers_min,
-                        "workersMax": row.workers_max,
-                        "idleTimeout": row.idle_timeout,
-                    }
-                )
-            except RunPodApiError:
-                with contextlib.suppress(RunPodApiError):
-                    rest.delete_template(template["id"])
-                raise
-        return template["id"], endpoint["id"]
+                return endpoint["id"]
+            gpus = self.catalogs.gpus(key)
+            allowed = catalog.select(self.settings.deployment_gpu_types, gpus)
+            excluded = [
+                gpu["id"]
+                for gpu in gpus
+                if gpu.get("pool") == row.gpu_type and gpu["id"] in allowed.excluded_types
+            ]
+            body = EndpointCreate(
+                name=name,
+                image=deployment_image(self.settings, row.task),
+                env=env,
+                disk=CONTAINER_DISK_GB,
+                registry=self.settings.deployment_registry_auth_id,
+                gpu=Gpu(pools=[row.gpu_type], excluded_types=excluded or None),
+                workers=Workers(
+                    min=row.workers_min, max=row.workers_max, idle_timeout=row.idle_timeout
+                ),
+                scaling=Scaling(type="QUEUE_DELAY", queue_delay=4),
+            )
+            return rest.create_endpoint(body)["id"]
 
     def _remove_at_runpod(
         self, key: str | None, template_id: str | None, endpoint_id: str | None
     ) -> None:
+        """Delete the endpoint (and the template bound to it) and a template of the previous
+        release's deployments, which made one beside each endpoint; what is gone already is
+        no error."""
         if not (template_id or endpoint_id):
             return  # nothing was made there
         with self._rest(key) as rest:
             if endpoint_id:
-                with contextlib.suppress(RunPodNotFound):
-                    rest.delete_endpoint(endpoint_id)
+                rest.delete_endpoint(endpoint_id)
             if template_id:
-                with contextlib.suppress(RunPodNotFound):
-                    rest.delete_template(template_id)
+                rest.delete_template(template_id)
 
 
 def _next_look(row: Row) -> datetime:

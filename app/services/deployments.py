@@ -33,8 +33,9 @@ from app.schemas import (
     DeploymentOut,
 )
 from app.services import tenant_keys
-from app.services.model_check import TIERS_GB, HubUnreachable, ModelRefused, check_model
+from app.services.model_check import HubUnreachable, ModelRefused, check_model
 from gpu_worker.common.fetch import FetchError, public_address
+from runpod_api import catalog
 
 # Where each status may go next.
 NEXT: dict[str, set[str]] = {
@@ -110,12 +111,7 @@ def due(deployment_id: uuid.UUID, at: datetime | None) -> Update:
 def check_request(body: DeploymentIn, settings: Settings) -> None:
     """Refuse what no deployment could be made of, before anything is stored."""
     if body.gpu is not None:
-        allowed = settings.deployment_gpu_types
-        if body.gpu not in allowed and body.gpu.lower() not in TIERS_GB:
-            raise InvalidInput(
-                f"gpu: {body.gpu!r} is not allowed: give one of {', '.join(allowed)} or a tier "
-                f"({', '.join(TIERS_GB)})"
-            )
+        check_gpu(body.gpu, settings.deployment_gpu_types)
     if body.workers_max > settings.max_deployment_workers:
         raise InvalidInput(
             f"workers_max: {body.workers_max} is over this API's cap of "
@@ -130,6 +126,22 @@ def check_request(body: DeploymentIn, settings: Settings) -> None:
         raise InvalidInput("model: a model directory is for local mode; give a Hub id (org/name)")
     if body.task is not None:
         check_image(settings, body.task)
+
+
+def check_gpu(asked: str, allowed: list[str]) -> None:
+    """`gpu` must name a pool, GPU type or size (24gb) in the GPU pools this API deploys on."""
+    gpus = catalog.snapshot()["gpus"]
+    try:
+        pools = catalog.select([asked], gpus).pools
+    except catalog.UnknownGpu as exc:
+        raise InvalidInput(f"gpu: {exc}") from None
+    allowed_pools = catalog.select(allowed, gpus).pools
+    if not set(pools) & set(allowed_pools):
+        sizes = sorted({catalog.pool_memory(catalog.pools(gpus)[p]) for p in allowed_pools})
+        raise InvalidInput(
+            f"gpu: {asked!r} is not allowed: give one of {', '.join(allowed)}, a pool of them "
+            f"({', '.join(allowed_pools)}) or a size ({', '.join(f'{s}gb' for s in sizes)})"
+        )
 
 
 def check_webhook_url(url: HttpUrl) -> None:
@@ -151,14 +163,17 @@ async def create(
     engine: AsyncEngine,
     settings: Settings,
     keyring: Keyring | None,
+    gpus: list[dict[str, Any]],
     tenant: str,
     body: DeploymentIn,
 ) -> DeploymentCreated:
     """Store a new deployment in `validating`, due at once for the runner (which checks the
     model again: the Hub may have changed since its recent answer, or not answered here). It
     is in the tenant's own RunPod account if the tenant has registered a key (`runpod_key`
-    registers one first), else in the stack's."""
+    registers one first), else in the stack's. `gpus` is RunPod's catalog (the stack account's):
+    a model no allowed pool holds is refused here; capacity is the runner's to look at."""
     check_request(body, settings)
+    sizes = [{key: value for key, value in gpu.items() if key != "availability"} for gpu in gpus]
     try:
         facts, _gpu = await asyncio.to_thread(
             check_model,
@@ -166,6 +181,7 @@ async def create(
             body.task,
             body.hf_token,
             settings.hf_endpoint,
+            sizes,
             settings.deployment_gpu_types,
             body.gpu,
             REQUEST_HUB_TIMEOUT_S,

@@ -1,4 +1,4 @@
-"""Local mode's RunPod, for deployments: the emulator's control plane (gpu_worker/emulator)
+"""Local mode's RunPod, for deployments: the local RunPod's control plane (runpod_api/emulator)
 served beside the API on loopback, whose endpoints run the llm or imagegen worker as processes
 on this machine (vLLM and diffusers on the CPU where there is no GPU). `make dev` deploys model
 directories with it as a stack's API deploys Hub models on RunPod."""
@@ -46,7 +46,7 @@ class _Server(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
     """Serve the control plane while the block runs; yields `settings` pointed at it."""
-    from gpu_worker.emulator.server import create_app  # local mode only: not in the API image
+    from runpod_api.emulator.server import create_app  # local mode only
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -72,7 +72,7 @@ async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
     try:
         yield settings.model_copy(
             update={
-                "runpod_rest_api": f"{base}/v1",
+                "runpod_rest_api": base,
                 "runpod_api_base": f"{base}/v2",
                 "runpod_api_key": SecretStr(key),
                 "deployment_image": LOCAL_IMAGE,

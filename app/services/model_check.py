@@ -1,7 +1,7 @@
 """What a deployment checks before it makes anything at RunPod: the model exists and may be read
 (gated models need a token), a worker serves it for the task (the llm worker an architecture
 vLLM runs; the imagegen worker a diffusers repository of a family it knows: `model_index.json`
-names its pipeline), and which of the allowed GPU types is the smallest that holds it. Hub
+names its pipeline), and which of the allowed GPU pools is the smallest that holds it. Hub
 models are read through `huggingface_hub` (HF_ENDPOINT in tests: a fake Hub); a local model
 directory is read as is. The API's request path may take the Hub's answer of the last RECENT_S
 seconds (a model many deploy costs one Hub round trip, not one per request); the runner always
@@ -12,6 +12,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2  # huggingface_hub's HTTP client (its own fork of httpx)
 from cachetools import TTLCache, cached
@@ -24,26 +25,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-# Memory of the GPU types deployments may choose from, in GB (the vendors' datasheets), and the
-# tiers a request may name instead of a type.
-GPU_MEMORY_GB = {
-    "NVIDIA RTX A4000": 16,
-    "NVIDIA RTX 4000 Ada Generation": 20,
-    "NVIDIA L4": 24,
-    "NVIDIA RTX A5000": 24,
-    "NVIDIA GeForce RTX 4090": 24,
-    "NVIDIA GeForce RTX 5090": 32,
-    "NVIDIA A40": 48,
-    "NVIDIA RTX A6000": 48,
-    "NVIDIA L40S": 48,
-    "NVIDIA RTX 6000 Ada Generation": 48,
-    "NVIDIA A100 80GB PCIe": 80,
-    "NVIDIA A100-SXM4-80GB": 80,
-    "NVIDIA H100 80GB HBM3": 80,
-    "NVIDIA H100 PCIe": 80,
-    "NVIDIA H200": 141,
-}
-TIERS_GB = {"16gb": 16, "24gb": 24, "32gb": 32, "48gb": 48, "80gb": 80, "141gb": 141}
+from runpod_api import catalog
+
 # Architectures the llm worker (vLLM) serves, per task (tests check them against vLLM's own
 # registry, so none is listed that vLLM lacks).
 ARCHITECTURES = {
@@ -118,18 +101,19 @@ def check_model(
     task: str | None,
     token: str | None,
     hub_endpoint: str | None,
+    gpus: list[dict[str, Any]],
     allowed: list[str],
     asked: str | None,
     timeout_s: float = HUB_TIMEOUT_S,
     recent: bool = False,
 ) -> tuple[ModelFacts, str]:
-    """The model's facts and the GPU type it is to run on, for `task` (None: the model's own)
+    """The model's facts and the pool it is to run on, for `task` (None: the model's own)
     (one Hub request, a gated model's two, a diffusers repository's one more; none if `recent`
     and the Hub said the same token may read it in the last RECENT_S seconds); ModelRefused
     says why it cannot be deployed."""
     facts = model_facts(model, token, hub_endpoint, timeout_s, recent)
     check_architecture(facts, task or facts.task, model)
-    return facts, choose_gpu(facts, allowed, asked)
+    return facts, choose_gpu(facts, gpus, allowed, asked)
 
 
 def model_facts(
@@ -288,30 +272,39 @@ def _check_pipeline(facts: ModelFacts, task: str, model: str) -> None:
         )
 
 
-def choose_gpu(facts: ModelFacts, allowed: list[str], asked: str | None) -> str:
-    """The smallest allowed GPU type that holds the model: the type asked for, or one with
-    the memory of the tier asked for (`24gb`), or any."""
+class NoCapacity(ModelRefused):
+    """Pools that hold the model are allowed, but RunPod has none of their GPUs free now."""
+
+
+def choose_gpu(
+    facts: ModelFacts, gpus: list[dict[str, Any]], allowed: list[str], asked: str | None
+) -> str:
+    """The serverless pool to run the model on: of the `allowed` pools (RunPod's catalog `gpus`
+    read in the user's words, runpod_api.catalog) those the one `asked` for narrows them to (a
+    pool, a GPU type or a size such as 24gb), the ones whose cards hold the model, available
+    first, then the smallest. NoCapacity when every one that fits is out of stock."""
     need_gb = facts.weight_bytes * OVERHEAD / 1e9 + HEADROOM_GB
-    if asked in GPU_MEMORY_GB:
-        candidates = [asked]
-    elif asked is not None:
-        candidates = [g for g in allowed if GPU_MEMORY_GB[g] == TIERS_GB[asked.lower()]]
-    else:
-        candidates = list(allowed)
-    fitting = _fitting(candidates, allowed, need_gb)
+    selection = catalog.select(allowed, gpus)
+    candidates = selection
+    if asked is not None:
+        narrowed = catalog.select([asked], gpus)
+        candidates = catalog.Selection(
+            [pool for pool in selection.pools if pool in narrowed.pools],
+            sorted(set(selection.excluded_types) | set(narrowed.excluded_types)),
+        )
+    fitting = catalog.fitting(candidates, gpus, need_gb)
     if fitting:
-        return fitting[0]
+        pool, types = fitting[0]
+        if not catalog.has_capacity(types):
+            names = ", ".join(pool for pool, _ in fitting)
+            raise NoCapacity(f"RunPod has no GPU free in the pools that hold the model ({names})")
+        return pool
     needs = f"the model needs about {need_gb:.0f} GB of GPU memory"
-    if asked is not None and (smallest := _fitting(allowed, allowed, need_gb)):
-        memory = GPU_MEMORY_GB[smallest[0]]
+    if asked is not None and (smallest := catalog.fitting(selection, gpus, need_gb)):
+        pool, types = min(smallest, key=lambda found: catalog.pool_memory(found[1]))
+        memory = catalog.pool_memory(types)
         raise ModelRefused(
-            f"{needs}: {asked} is too small; the smallest allowed GPU that holds it is "
-            f"{smallest[0]} ({memory} GB: gpu_tier {memory}gb)"
+            f"{needs}: {asked} is too small; the smallest allowed GPU pool that holds it is "
+            f"{pool} ({memory} GB: gpu_tier {memory}gb)"
         )
     raise ModelRefused(f"{needs} and no allowed GPU has it (allowed: {', '.join(allowed)})")
-
-
-def _fitting(candidates: list[str], allowed: list[str], need_gb: float) -> list[str]:
-    """The allowed `candidates` with `need_gb`, smallest (then first allowed) first."""
-    ranked = sorted((GPU_MEMORY_GB[g], allowed.index(g), g) for g in candidates if g in allowed)
-    return [gpu for memory, _order, gpu in ranked if memory >= need_gb]

@@ -17,7 +17,7 @@ from app.core.config import Settings
 from app.core.envelope import Keyring, KeyringError, Sealed
 from app.core.errors import ApiError, Conflict, InvalidInput, NotConfigured
 from app.models import Deployment, TenantRunPodKey
-from infra.runpod.client import RunPodApiError, RunPodRest
+from runpod_api.client import RunPodApiError, RunPodRest
 
 log = logging.getLogger("tandem.tenant_keys")
 NOT_SET_UP = "tenant RunPod keys are not set up here: TENANT_KEY_ENCRYPTION_KEYS is unset"

@@ -1,8 +1,9 @@
-"""A RunPod GPU endpoint: a serverless template (image, env, the credential that pulls the
-image) and an endpoint on it (GPU types in order of preference, scale to zero unless the stack
-asks for warm workers).
+"""A RunPod GPU endpoint: a serverless endpoint carrying its container (image, env, the
+credential that pulls the image) on GPU pools in order of preference, scaling to zero unless
+the stack asks for warm workers, made from a template of the same container (RunPod reads a
+template once, at create: a new image or env reaches the workers as a release of the endpoint).
 
-Secret values never sit in the template: its env references RunPod secrets
+Secret values never sit in the container: its env references RunPod secrets
 (`{{ RUNPOD_SECRET_<name> }}`, `runpod_secret`), which RunPod fills in when a worker boots, and
 carries a fingerprint of their values, so a new value is a new release that replaces the
 workers (RunPod would otherwise give it only to workers that boot later).
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 import pulumi
 
 from infra.config import GpuEndpointConfig
-from infra.runpod.resources import Endpoint, Secret, Template
+from infra.runpod.resources import Container, Endpoint, Secret, Template
 
 NETWORK_VOLUME = "/runpod-volume"  # where RunPod mounts an endpoint's network volume
 FINGERPRINT = "TANDEM_VALUES_FINGERPRINT"  # of the values its secret references stand for
@@ -59,25 +60,27 @@ class GpuEndpoint(pulumi.ComponentResource):
         all_env = pulumi.Output.all(plain, fingerprint).apply(
             lambda parts: {**parts[0], FINGERPRINT: parts[1]}
         )
-        self.template = Template(
-            f"tandem-{stack}-{name}-template",
-            image=image,
-            env=all_env,
-            container_disk_gb=endpoint.container_disk_gb,
-            registry_auth_id=endpoint.registry_auth_id or registry_auth_id,
-            opts=child,
+        container = Container(
+            image,
+            all_env,
+            endpoint.container_disk_gb,
+            endpoint.registry_auth_id or registry_auth_id,
         )
+        self.template = Template(f"tandem-{stack}-{name}-template", container=container, opts=child)
+        selection = endpoint.gpu_selection()
         self.endpoint = Endpoint(
             f"tandem-{stack}-{name}-endpoint",
+            container=container,
             template_id=self.template.id,
-            gpu_type_ids=endpoint.gpu_types,
+            gpu_pools=selection.pools,
+            excluded_gpu_types=selection.excluded_types,
             workers_min=endpoint.workers_min,
             workers_max=endpoint.workers_max,
             idle_timeout_s=endpoint.idle_timeout_s,
             execution_timeout_ms=endpoint.execution_timeout_s * 1000,
             scaler_type=endpoint.scaler_type,
             scaler_value=endpoint.scaler_value,
-            flashboot=endpoint.flashboot,
+            flashboot="FLASHBOOT" if endpoint.flashboot else "OFF",
             network_volume_ids=endpoint.network_volume_ids,
             data_center_ids=endpoint.data_center_ids,
             allowed_cuda_versions=endpoint.allowed_cuda_versions,

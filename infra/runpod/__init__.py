@@ -1,1 +1,2 @@
-"""RunPod as code: a REST API v1 client and Pulumi dynamic providers for templates and endpoints."""
+"""RunPod as code: Pulumi dynamic providers for templates, endpoints, registry credentials and
+secrets over runpod_api's REST API v2 client."""

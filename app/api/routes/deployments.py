@@ -2,6 +2,7 @@
 validates and creates them after), read, listed and deleted per tenant; and the workers'
 signed ready callback."""
 
+import asyncio
 import json
 import uuid
 from typing import Annotated, Any, get_args
@@ -21,9 +22,10 @@ from app.schemas import (
 from app.services import deployments
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.listing import list_deployments
+from app.services.tenant_keys import RunPodUnreachable
 from gpu_worker.common.ready import Stage
 from gpu_worker.common.signing import verify
-from infra.runpod.client import RunPodApiError
+from runpod_api.client import RunPodApiError
 
 router = keyed_router(tags=["deployments"])
 callback_router = APIRouter(include_in_schema=False)  # the workers': the signature is the key
@@ -50,7 +52,14 @@ async def create_deployment(
     """Answered at once, in `validating`; `GET /v1/deployments/{id}` follows it to `ready` (or
     `failed`, with the reason), and `webhook_url`, if given, is notified."""
     runner = runner_of(request)
-    created = await deployments.create(engine, settings, runner.keyring, caller.tenant, body)
+    try:
+        gpus = await asyncio.to_thread(runner.catalogs.gpus, runner.api_key)
+    except RunPodApiError as exc:
+        raise RunPodUnreachable(
+            f"RunPod's GPU catalog could not be read (HTTP {exc.status or 'unreachable'}); "
+            "try again"
+        ) from None
+    created = await deployments.create(engine, settings, runner.keyring, gpus, caller.tenant, body)
     runner.wake()
     return created
 

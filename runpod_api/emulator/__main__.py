@@ -1,4 +1,4 @@
-"""`python -m gpu_worker.emulator --port P [--endpoint NAME=MODULE [--env NAME:KEY=VALUE]]...
+"""`python -m runpod_api.emulator --port P [--endpoint NAME=MODULE [--env NAME:KEY=VALUE]]...
 [--image IMAGE=MODULE]... [--registry HOST=USERNAME:PASSWORD]...`."""
 
 import argparse
@@ -7,8 +7,8 @@ from types import FrameType
 
 import uvicorn
 
-from gpu_worker.emulator.server import create_app
-from gpu_worker.emulator.workers import Pool
+from runpod_api.emulator.server import create_app
+from runpod_api.emulator.workers import Pool
 
 
 class EmulatorServer(uvicorn.Server):
@@ -49,7 +49,7 @@ def _registry(value: str) -> tuple[str, tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gpu_worker.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m runpod_api.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument(
