@@ -426,13 +426,21 @@ class DeploymentSummary(BaseModel):
     created_at: datetime
 
 
+class DeploymentWorkerOut(BaseModel):
+    id: str
+    status: str = Field(description="RunPod's: RUNNING, IDLE, INITIALIZING, THROTTLED, UNHEALTHY")
+    gpu_type: str | None
+    data_center: str | None
+    stale: bool = Field(description="of an older release, being replaced")
+
+
 class DeploymentOut(DeploymentSummary):
     own_account: bool = Field(
         description="in the tenant's own RunPod account (PUT /v1/tenant/runpod-key), not the "
         "stack's"
     )
     gpu: str | None
-    gpu_type: str | None
+    gpu_type: str | None = Field(description="the RunPod GPU pool chosen (e.g. ADA_24)")
     workers_min: int
     workers_max: int
     idle_timeout: int
@@ -441,6 +449,11 @@ class DeploymentOut(DeploymentSummary):
     updated_at: datetime
     events: list[DeploymentEventOut]
     deliveries: list[WebhookDeliveryOut]
+    workers: list[DeploymentWorkerOut] = Field(
+        default_factory=list,
+        description="its endpoint's workers as RunPod lists them now (none when it has no "
+        "endpoint or RunPod cannot be asked)",
+    )
 
 
 class ErrorDetail(BaseModel):

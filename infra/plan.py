@@ -1,6 +1,8 @@
 """The offline plan: the Pulumi program run under mocks with a stack's config, no cloud and no
 Pulumi CLI. `python -m infra.plan --stack dev|prod|pr-<N> [--json]` prints the resources it
-would declare and the policy results (infra/policy), and exits 1 on a policy violation.
+would declare and the policy results (infra/policy), and exits 1 on a policy violation. GPU
+endpoints' pools are read in the dated catalog snapshot (runpod_api/catalog-snapshot.json), and
+the plan says so.
 
 Secrets are never in a checkout (Pulumi.<stack>.yaml holds them encrypted): the plan runs with
 stand-in values for them, which it never prints.
@@ -21,6 +23,7 @@ from pulumi.runtime.mocks import MockMonitor
 from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_file, stack_settings
 from infra.policy.rules import PolicyConfig, check
+from runpod_api import catalog
 
 STAND_IN = "stand-in-secret"
 STAND_IN_SECRETS = ("runpodApiKey",)  # required by every stack: assumed set
@@ -197,7 +200,13 @@ KEY_PROPERTIES = {
     "gcp:storage/bucket:Bucket": ("lifecycleRules.0.condition.age", "versioning.enabled"),
     "gcp:projects/iAMMember:IAMMember": ("role",),
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": ("member",),
-    "pulumi-python:dynamic:Resource": ("gpuTypeIds", "workersMin", "workersMax", "imageName"),
+    "pulumi-python:dynamic:Resource": (
+        "gpu.pools",
+        "gpu.excludedTypes",
+        "workers.min",
+        "workers.max",
+        "image",
+    ),
 }
 
 
@@ -242,9 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         sys.exit(f"invalid config: {exc}")
     violations = check(resources, PolicyConfig(public_api=config.api.public))
+    gpus = f"GPU pools read in RunPod's catalog as of {catalog.snapshot()['date']} (the snapshot)"
     if args.json:
-        print(json.dumps({"resources": inventory(resources), "violations": violations}, indent=2))
+        plan = {"resources": inventory(resources), "violations": violations, "catalog": gpus}
+        print(json.dumps(plan, indent=2))
     else:
+        print(gpus)
         for item in inventory(resources):
             details = ", ".join(f"{key}={value}" for key, value in item["properties"].items())
             if item.get("after"):

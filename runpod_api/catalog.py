@@ -4,6 +4,7 @@
 beside this file where RunPod cannot be asked, such as an offline plan)."""
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -49,8 +50,10 @@ def pools(gpus: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def pool_memory(types: list[dict[str, Any]]) -> int:
-    """A pool's size: the memory (GB) of its largest card, as RunPod names pools (`ADA_24`)."""
-    return max(gpu["memory"] for gpu in types)
+    """A pool's size (GB), as RunPod names it (`ADA_24`: 24), whatever its cards' own memory
+    (AMPERE_16 holds a 20 GB card); the largest card's where the name has none."""
+    found = re.search(r"_(\d+)", types[0]["pool"])
+    return int(found.group(1)) if found else max(gpu["memory"] for gpu in types)
 
 
 def size_of(word: str) -> int | None:

@@ -236,12 +236,12 @@ def start_emulator(
     endpoint_env: dict[str, dict[str, str]] | None = None,
     timeout_s: float = 60,
 ) -> Emulator:
-    """Start `python -m gpu_worker.emulator` and wait until every endpoint has a live worker."""
+    """Start `python -m runpod_api.emulator` and wait until every endpoint has a live worker."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
-        "gpu_worker.emulator",
+        "runpod_api.emulator",
         "--port",
         str(port),
         "--api-key",

@@ -68,14 +68,26 @@ class ControlPlane:
     """The local RunPod in a thread of its own: `url` is its REST API v2 host (paths /v2/...),
     `jobs_url` its job API (`/v2`)."""
 
-    def __init__(self, api_key: str, images: dict[str, str] | None = None) -> None:
-        """`images`: more image names to worker modules, beside IMAGES."""
+    def __init__(
+        self,
+        api_key: str,
+        images: dict[str, str] | None = None,
+        machine_env: dict[str, str] | None = None,
+    ) -> None:
+        """`images`: more image names to worker modules, beside IMAGES; `machine_env`: what
+        this machine gives every worker (the CPU settings of the real workers)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.jobs_url = f"{self.url}/v2"
         registries = {PRIVATE_HOST: PRIVATE_REGISTRY}
-        images = IMAGES | (images or {})
-        app = create_app({}, self.url, api_key=api_key, images=images, registries=registries)
+        app = create_app(
+            {},
+            self.url,
+            api_key=api_key,
+            images=IMAGES | (images or {}),
+            registries=registries,
+            machine_env=machine_env,
+        )
         self.emulator = app.state.emulator
         self.check = SpecCheck(app)
         self.api_key = api_key

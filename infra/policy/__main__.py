@@ -1,5 +1,5 @@
 """The CrossGuard policy pack: `pulumi preview --policy-pack infra/policy/analyzer`. Its config
-(`--policy-pack-config`): publicApi, allowPremiumGpus, maxWorkers, allowedGpuTypes."""
+(`--policy-pack-config`): publicApi, allowPremiumGpus, maxWorkers, allowedGpuPools."""
 
 import sys
 from pathlib import Path
@@ -22,7 +22,7 @@ SCHEMA = PolicyConfigSchema(
         "publicApi": {"type": "boolean", "default": False},
         "allowPremiumGpus": {"type": "boolean", "default": False},
         "maxWorkers": {"type": "integer", "default": 10},
-        "allowedGpuTypes": {"type": "array", "items": {"type": "string"}},
+        "allowedGpuPools": {"type": "array", "items": {"type": "string"}},
     }
 )
 
@@ -34,8 +34,8 @@ def _validator(rule):
             public_api=bool(settings.get("publicApi", False)),
             allow_premium_gpus=bool(settings.get("allowPremiumGpus", False)),
             max_workers=int(settings.get("maxWorkers", 10)),
-            allowed_gpu_types=frozenset(settings["allowedGpuTypes"])
-            if settings.get("allowedGpuTypes")
+            allowed_gpu_pools=frozenset(settings["allowedGpuPools"])
+            if settings.get("allowedGpuPools")
             else None,
         )
         for message in rule(args.resource_type, args.props, config):

@@ -1,8 +1,8 @@
 """The policies as pure functions of one resource: its type and its properties (camelCase, as
 both the engine and the mocks give them). Each returns the violations it finds.
 
-`PolicyConfig` carries the choices a stack makes: whether the API may be public, which GPU types
-are allowed, how many workers an endpoint may scale to.
+`PolicyConfig` carries the choices a stack makes: whether the API may be public, which RunPod GPU
+pools are allowed, how many workers an endpoint may scale to.
 """
 
 import re
@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
-PREMIUM_GPU = re.compile(r"\b(A100|H100|H200|B200)\b")
+# RunPod's serverless pools of A100, H100, H200 and B200 cards.
+PREMIUM_POOLS = frozenset({"AMPERE_80", "ADA_80_PRO", "HOPPER_141", "BLACKWELL_180"})
+RUNPOD = "pulumi-python:dynamic:Resource"  # a RunPod template or endpoint carries `image`
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)", re.I)
 RUNPOD_SECRET = re.compile(r"\{\{\s*RUNPOD_SECRET_[\w.\-/]+\s*\}\}")
 PRIVATE_REGISTRY = re.compile(r"^[a-z0-9-]+-docker\.pkg\.dev/")  # Artifact Registry
@@ -29,7 +31,7 @@ LABELLED = {
 @dataclass(frozen=True)
 class PolicyConfig:
     public_api: bool = False
-    allowed_gpu_types: frozenset[str] | None = None  # None: any RunPod type but the premium ones
+    allowed_gpu_pools: frozenset[str] | None = None  # None: any RunPod pool but the premium ones
     allow_premium_gpus: bool = False
     max_workers: int = 10
 
@@ -57,7 +59,7 @@ def no_public_api_unless_chosen(typ: str, props: dict[str, Any], config: PolicyC
 
 def no_literal_secrets(typ: str, props: dict[str, Any], _config: PolicyConfig) -> list[str]:
     """No secret-looking env variable with a literal value: in Cloud Run a secret_key_ref, in
-    a RunPod template a RunPod secret's reference."""
+    a RunPod template or endpoint a RunPod secret's reference."""
     if typ == "gcp:cloudrunv2/service:Service":
         containers = (props.get("template") or {}).get("containers") or []
         return [
@@ -66,7 +68,7 @@ def no_literal_secrets(typ: str, props: dict[str, Any], _config: PolicyConfig) -
             for env in container.get("envs") or []
             if SECRET_NAME.search(env.get("name", "")) and env.get("value") is not None
         ]
-    if "imageName" in props:  # a RunPod template (a dynamic resource)
+    if typ == RUNPOD and "image" in props:
         return [
             f"env {name} looks secret but has a literal value: use a RunPod secret "
             "({{ RUNPOD_SECRET_<name> }})"
@@ -79,14 +81,14 @@ def no_literal_secrets(typ: str, props: dict[str, Any], _config: PolicyConfig) -
 def private_images_pulled_with_a_credential(
     typ: str, props: dict[str, Any], _config: PolicyConfig
 ) -> list[str]:
-    """A RunPod template on an Artifact Registry image names the registry credential that
-    pulls it (RunPod cannot pull a private image without one)."""
-    image = props.get("imageName")
-    if not isinstance(image, str) or not PRIVATE_REGISTRY.match(image):
+    """A RunPod template or endpoint on an Artifact Registry image names the registry
+    credential that pulls it (RunPod cannot pull a private image without one)."""
+    image = props.get("image")
+    if typ != RUNPOD or not isinstance(image, str) or not PRIVATE_REGISTRY.match(image):
         return []
-    if props.get("containerRegistryAuthId"):
+    if props.get("registry"):
         return []
-    return [f"{image.split('/')[0]} is private: set containerRegistryAuthId"]
+    return [f"{image.split('/')[0]} is private: set its registry credential"]
 
 
 def prod_api_is_warm_and_protected(
@@ -105,18 +107,19 @@ def prod_api_is_warm_and_protected(
 
 
 def gpu_endpoints_within_limits(typ: str, props: dict[str, Any], config: PolicyConfig) -> list[str]:
-    """RunPod GPU types from the allowed list (A100/H100-class only when allowed), workers
+    """RunPod GPU pools from the allowed list (A100/H100-class only when allowed), workers
     under the cap."""
-    if "gpuTypeIds" not in props:  # only RunPod endpoints (dynamic resources) carry it
+    if typ != RUNPOD or not isinstance(props.get("gpu"), dict):  # only endpoints have a `gpu`
         return []
     problems = []
-    for gpu in props.get("gpuTypeIds") or []:
-        if config.allowed_gpu_types is not None and gpu not in config.allowed_gpu_types:
-            problems.append(f"GPU type {gpu!r} is not in the allowed list")
-        elif PREMIUM_GPU.search(gpu) and not config.allow_premium_gpus:
-            problems.append(f"GPU type {gpu!r} needs allowPremiumGpus")
-    if (props.get("workersMax") or 0) > config.max_workers:
-        problems.append(f"workersMax {props['workersMax']} is over the cap of {config.max_workers}")
+    for pool in props["gpu"].get("pools") or []:
+        if config.allowed_gpu_pools is not None and pool not in config.allowed_gpu_pools:
+            problems.append(f"GPU pool {pool!r} is not in the allowed list")
+        elif pool in PREMIUM_POOLS and not config.allow_premium_gpus:
+            problems.append(f"GPU pool {pool!r} needs allowPremiumGpus")
+    most = (props.get("workers") or {}).get("max") or 0
+    if most > config.max_workers:
+        problems.append(f"workers.max {most} is over the cap of {config.max_workers}")
     return problems
 
 

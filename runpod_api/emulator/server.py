@@ -565,7 +565,7 @@ def control_routes(state: Emulator, authorized: Any) -> APIRouter:
             raise ControlError(422, f"bucketSize: {bucketSize!r} is not a bucket size")
         start, end = startTime or control.started_at, endTime or now()
         amounts = state.billed | {eid: pool.billed() for eid, pool in state.owned_pools()}
-        records = [
+        records: list[dict[str, Any]] = [
             {"startTime": start, "endTime": end, "serverlessId": endpoint_id} | _amounts(usd)
             for endpoint_id, usd in amounts.items()
             if serverlessId in (None, endpoint_id)

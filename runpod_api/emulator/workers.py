@@ -224,7 +224,7 @@ class Pool:
         """The workers as `/v2/serverless/{id}/workers` lists them, with their summary."""
         busy = self.queue.busy_workers()
         now = time.monotonic()
-        listed = []
+        listed: list[dict[str, Any]] = []
         for worker_id, worker in [*self.workers.items(), *self.stale.items()]:
             if worker_id in busy:
                 status = "RUNNING"
@@ -260,8 +260,8 @@ class Pool:
                     }
                 )
         summary = {key: 0 for key in ("running", "idle", "initializing", "throttled", "unhealthy")}
-        for worker in listed:
-            summary[worker["status"].lower()] += 1
+        for entry in listed:
+            summary[entry["status"].lower()] += 1
         return {
             "endpointVersion": self.version,
             "summary": summary | {"total": len(listed)},

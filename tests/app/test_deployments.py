@@ -1,4 +1,4 @@
-"""`/v1/deployments` against the emulator's RunPod control plane (its REST v1 held to RunPod's
+"""`/v1/deployments` against the local RunPod's control plane (its REST v2 held to RunPod's
 spec) with the real llm worker in its own process: a model directory (the tiny Llama built
 here) goes from 202 to `ready` through the worker's signed callback, answers a chat
 completion at its endpoint, notifies a webhook and is deleted; a model the worker cannot load
@@ -31,7 +31,7 @@ from app.services.deployments import check_webhook_url, due
 from gpu_worker.common.signing import sign
 from gpu_worker.imagegen.tiny import build_tiny_sd
 from gpu_worker.llm.tiny import build_tiny_llama
-from infra.runpod.names import deployment_name
+from runpod_api.names import deployment_name
 from tests.app.test_api import assert_error
 from tests.conftest import (
     HMAC_SECRET,
@@ -91,12 +91,9 @@ def receiver(status: int) -> tuple[ThreadingHTTPServer, type[Receiver]]:
 
 @pytest.fixture(scope="module")
 def control():
-    with pytest.MonkeyPatch.context() as env:  # the workers it starts inherit these
-        for key, value in WORKER_ENV.items():
-            env.setenv(key, value)
-        images = {IMAGE: "gpu_worker.llm", IMAGEGEN_IMAGE: "gpu_worker.imagegen"}
-        with ControlPlane(KEY, images=images) as plane:
-            yield plane
+    images = {IMAGE: "gpu_worker.llm", IMAGEGEN_IMAGE: "gpu_worker.imagegen"}
+    with ControlPlane(KEY, images=images, machine_env=WORKER_ENV) as plane:
+        yield plane
     assert plane.violations == []
 
 
@@ -203,15 +200,17 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
         "loading_model",
         "ready",
     ]
-    assert deployment["gpu_type"] == "NVIDIA RTX A5000" and deployment["error"] is None
+    assert deployment["gpu_type"] == "AMPERE_24" and deployment["error"] is None
     endpoint_id = deployment["endpoint_id"]
-    endpoint = control.rest("GET", f"/endpoints/{endpoint_id}").json()
+    endpoint = control.rest("GET", f"/v2/serverless/{endpoint_id}").json()
     # Its name says which API (stack) made it: the stack's destroy removes it.
     made_for = uuid.UUID(answer["deployment_id"])
     assert endpoint["name"] == deployment_name("tandem-deploy-pr-3", made_for)
-    template = control.rest("GET", f"/templates/{endpoint['templateId']}").json()
-    assert template["imageName"] == IMAGE
-    assert template["env"]["MODEL_NAME"] == str(tiny) and template["env"]["TASK"] == "generate"
+    assert endpoint["image"] == IMAGE and endpoint["gpu"]["pools"] == ["AMPERE_24"]
+    assert endpoint["gpu"]["excludedTypes"] == ["NVIDIA RTX A4500", "NVIDIA GeForce RTX 3090"]
+    assert endpoint["env"]["MODEL_NAME"] == str(tiny) and endpoint["env"]["TASK"] == "generate"
+    [worker] = deployment["workers"]  # as RunPod lists them
+    assert (worker["status"], worker["gpu_type"]) == ("IDLE", "NVIDIA RTX A5000")
 
     # Served through the API as the stack's models are, by the official client.
     client = openai_client(api)
@@ -233,8 +232,7 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
 
     assert (await api.delete(f"/v1/deployments/{answer['deployment_id']}")).status_code == 204
     assert (await api.get(f"/v1/deployments/{answer['deployment_id']}")).status_code == 404
-    assert control.rest("GET", f"/endpoints/{endpoint_id}").status_code == 404
-    assert control.rest("GET", f"/templates/{endpoint['templateId']}").status_code == 404
+    assert control.rest("GET", f"/v2/serverless/{endpoint_id}").status_code == 404
     assert (await api.delete(f"/v1/deployments/{answer['deployment_id']}")).status_code == 204
     server.shutdown()
     print(f"202 to ready: {ready_s:.1f} s")
@@ -253,9 +251,8 @@ async def test_a_diffusion_model_is_deployed_on_the_imagegen_image_and_draws(
     deployment = await settled(api, created.json()["deployment_id"])
     assert (deployment["status"], deployment["task"]) == ("ready", "image"), deployment
     assert statuses(deployment)[-2:] == ["downloading_model", "ready"]
-    endpoint = control.rest("GET", f"/endpoints/{deployment['endpoint_id']}").json()
-    template = control.rest("GET", f"/templates/{endpoint['templateId']}").json()
-    assert template["imageName"] == IMAGEGEN_IMAGE and "TASK" not in template["env"]
+    endpoint = control.rest("GET", f"/v2/serverless/{deployment['endpoint_id']}").json()
+    assert endpoint["image"] == IMAGEGEN_IMAGE and "TASK" not in endpoint["env"]
 
     client = openai_client(api)
     result = await client.images.generate(model="tiny-sd", prompt="a red cat", size="128x128")
@@ -319,10 +316,10 @@ async def test_a_tenants_own_runpod_account_makes_serves_and_removes_its_deploym
 
     calls = [(method, path, key) for method, path, key in control.check.calls if key == tenant_key]
     for call in [
-        ("POST", "/v1/templates"),
-        ("POST", "/v1/endpoints"),
+        ("GET", "/v2/catalog/gpus"),
+        ("POST", "/v2/serverless"),
         ("POST", f"/v2/{endpoint_id}/runsync"),
-        ("DELETE", f"/v1/endpoints/{endpoint_id}"),
+        ("DELETE", f"/v2/serverless/{endpoint_id}"),
     ]:
         assert (*call, tenant_key) in calls, call
     assert not [c for c in control.check.calls if endpoint_id in c[1] and c[2] == KEY]
@@ -369,7 +366,7 @@ async def test_a_model_the_worker_cannot_load_fails_with_the_workers_reason(api,
     deployment = await settled(api, created.json()["deployment_id"])
     assert deployment["status"] == "failed", deployment
     assert deployment["error"].startswith("the worker could not load the model: ")
-    assert control.rest("GET", f"/endpoints/{deployment['endpoint_id']}").status_code == 404
+    assert control.rest("GET", f"/v2/serverless/{deployment['endpoint_id']}").status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -384,19 +381,19 @@ async def test_a_model_the_worker_cannot_load_fails_with_the_workers_reason(api,
         ("acme/flux", {}, "acme/flux is a diffusers FluxPipeline: deploy it with task image"),
         ("acme/kandinsky", {"task": None}, "acme/kandinsky is a diffusers KandinskyV22Pipeline"),
         ("acme/flux", {"task": None, "gpu_tier": "24gb"}, "the model needs about 42 GB of GPU "
-         "memory: 24gb is too small; the smallest allowed GPU that holds it is NVIDIA A40 (48 GB: "
-         "gpu_tier 48gb)"),
+         "memory: 24gb is too small; the smallest allowed GPU pool that holds it is AMPERE_48 (48 "
+         "GB: gpu_tier 48gb)"),
     ],
 )  # fmt: skip
 async def test_models_that_cannot_be_deployed_are_refused_before_anything_is_made(
     api, control, model, fields, reason
 ):
-    before = control.rest("GET", "/templates").json()
+    before = control.rest("GET", "/v2/serverless").json()
     body = {"model": model, "task": "generate"} | fields
     response = await api.post("/v1/deployments", json=body)
     error = assert_error(response, 422, "validation_error")
     assert error["message"].startswith(f"model: {reason}")
-    assert control.rest("GET", "/templates").json() == before
+    assert control.rest("GET", "/v2/serverless").json() == before
     listed = (await api.get("/v1/deployments")).json()["items"]
     assert model not in [item["model"] for item in listed]
 
@@ -529,7 +526,7 @@ async def creating_endpoint(
     row = {
         "model": "acme/none",
         "task": "generate",
-        "gpu_type": "NVIDIA RTX A5000",
+        "gpu_type": "AMPERE_24",
         "workers_min": 1,
         "workers_max": 1,
         "idle_timeout": 5,
@@ -548,16 +545,17 @@ async def creating_endpoint(
     return deployment_id
 
 
-async def test_an_endpoint_runpod_refuses_leaves_no_template_behind(api, control):
-    """RunPod refuses the endpoint after the template was made (here: workers the emulator
-    refuses, written past the API's own check): the template is removed, the reason kept."""
-    before = control.rest("GET", "/templates").json()
+async def test_an_endpoint_runpod_refuses_leaves_nothing_behind(api, control):
+    """RunPod refuses the endpoint (here: workers the local RunPod refuses, written past the
+    API's own check): nothing is made, and RunPod's detail is the reason."""
+    before = control.rest("GET", "/v2/serverless").json(), control.rest("GET", "/v2/templates")
     deployment_id = await creating_endpoint(api, "refused", workers_min=2, workers_max=1)
     deployment = await settled(api, str(deployment_id))
     assert deployment["status"] == "failed"
     assert deployment["error"].startswith("RunPod refused the endpoint: RunPod answered 400")
-    assert "workersMin (2) must not exceed workersMax (1)" in deployment["error"]
-    assert control.rest("GET", "/templates").json() == before
+    assert "workers.min (2) must not exceed workers.max (1)" in deployment["error"]
+    after = control.rest("GET", "/v2/serverless").json(), control.rest("GET", "/v2/templates")
+    assert after[0] == before[0] and after[1].json() == before[1].json()
 
 
 @pytest.mark.parametrize(
@@ -591,13 +589,18 @@ async def test_a_tenant_has_at_most_its_cap_of_live_deployments(api):
 
 
 async def test_what_a_stopped_instance_made_at_runpod_is_taken_not_made_again(api, control):
-    """An instance made the template, then stopped before noting it: the next one finds it by
-    its name and makes only the endpoint."""
+    """An instance made the endpoint, then stopped before noting it: the next one finds it by
+    its name and makes no second one."""
     deployment_id = uuid.uuid4()
     name = deployment_name(api.app.state.settings.deployment_name_prefix, deployment_id)
-    made = control.rest(
-        "POST", "/templates", json={"name": name, "imageName": "tandem/none:0", "env": {}}
-    ).json()
+    body = {
+        "name": name,
+        "type": "QUEUE",
+        "image": "tandem/none:0",
+        "gpu": {"pools": ["AMPERE_24"]},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    }
+    made = control.rest("POST", "/v2/serverless", json=body).json()
     await creating_endpoint(api, "half-made", deployment_id)
     deadline = time.monotonic() + 30
     while (deployment := (await api.get(f"/v1/deployments/{deployment_id}")).json())[
@@ -605,12 +608,35 @@ async def test_what_a_stopped_instance_made_at_runpod_is_taken_not_made_again(ap
     ] == "creating_endpoint":
         assert time.monotonic() < deadline, deployment
         await asyncio.sleep(0.2)
-    endpoint = control.rest("GET", f"/endpoints/{deployment['endpoint_id']}").json()
-    assert endpoint["templateId"] == made["id"]
-    named = [t for t in control.rest("GET", "/templates").json() if t["name"] == name]
+    assert deployment["endpoint_id"] == made["id"]
+    named = [
+        e for e in control.rest("GET", "/v2/serverless").json()["endpoints"] if e["name"] == name
+    ]
     assert len(named) == 1
     assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
-    assert control.rest("GET", f"/templates/{made['id']}").status_code == 404
+    assert control.rest("GET", f"/v2/serverless/{made['id']}").status_code == 404
+
+
+async def test_a_deployment_without_gpu_capacity_says_so_at_once(api, control):
+    """No pool that holds the model has a GPU free: the deployment fails at once, saying so
+    (and its webhook is due), instead of waiting out its deadline."""
+    control.emulator.control.set_availability("AMPERE_24", "NONE")
+    control.emulator.control.set_availability("ADA_24", "NONE")
+    api.app.state.deployments.catalogs._read.clear()  # the catalog is read anew
+    try:
+        body = {"model": "acme/chat", "task": "generate", "gpu_tier": "24gb"}
+        created = await api.post("/v1/deployments", json=body)
+        assert created.status_code == 202, created.text
+        deployment = await settled(api, created.json()["deployment_id"])
+    finally:
+        control.emulator.control.set_availability("AMPERE_24", "HIGH")
+        control.emulator.control.set_availability("ADA_24", "HIGH")
+        api.app.state.deployments.catalogs._read.clear()
+    assert deployment["status"] == "failed", deployment
+    assert deployment["error"] == (
+        "RunPod has no GPU free in the pools that hold the model (AMPERE_24, ADA_24)"
+    )
+    assert deployment["endpoint_id"] is None
 
 
 def signed(message: dict, secret: str = HMAC_SECRET) -> dict:

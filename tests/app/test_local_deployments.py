@@ -57,9 +57,9 @@ async def test_make_dev_deploys_a_model_directory_on_its_own_runpod(local_api):
     assert embedded.model == "minilm" and len(embedded.data[0].embedding) == 384
 
     assert (await local_api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
-    endpoints = local_api.app.state.settings.runpod_rest_api + "/endpoints"
+    endpoints = local_api.app.state.settings.runpod_rest_api + "/v2/serverless"
     headers = {"Authorization": f"Bearer {running.runpod_api_key.get_secret_value()}"}
-    assert (await local_api.client.get(endpoints, headers=headers)).json() == []
+    assert (await local_api.client.get(endpoints, headers=headers)).json() == {"endpoints": []}
 
 
 async def test_a_restart_deletes_what_the_last_runs_runpod_served(local_api, local_settings):

@@ -12,6 +12,7 @@ from app.services.model_check import (
     HubUnreachable,
     ModelFacts,
     ModelRefused,
+    NoCapacity,
     _recent_hub_facts,
     check_architecture,
     choose_gpu,
@@ -20,6 +21,7 @@ from app.services.model_check import (
 from gpu_worker.imagegen.pipeline import FAMILIES
 from gpu_worker.imagegen.tiny import build_tiny_sd
 from gpu_worker.llm.tiny import build_tiny_llama
+from runpod_api import catalog
 from tests.hf_hub import FakeHub, diffusers_repo
 from tests.net import free_port
 
@@ -189,28 +191,42 @@ def test_the_served_architectures_are_vllms():
     assert set().union(*ARCHITECTURES.values()) <= supported
 
 
+GPUS = catalog.snapshot()["gpus"]
+
+
 @pytest.mark.parametrize(
     ("weights", "asked", "chosen"),
     [
-        (2e9, None, "NVIDIA RTX A5000"),  # fits the smallest: the first of the 24 GB ones
-        (2e9, "NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
-        (2e9, "48gb", "NVIDIA A40"),
-        (30e9, None, "NVIDIA A40"),  # 38 GB with room for the cache
-        (60e9, None, "NVIDIA A100 80GB PCIe"),
+        (2e9, None, "AMPERE_24"),  # fits the smallest: the first of the 24 GB ones
+        (2e9, "NVIDIA GeForce RTX 4090", "ADA_24"),
+        (2e9, "48gb", "AMPERE_48"),
+        (30e9, None, "AMPERE_48"),  # 38 GB with room for the cache
+        (60e9, None, "AMPERE_80"),
     ],
 )
-def test_the_smallest_allowed_gpu_that_holds_the_model(weights, asked, chosen):
+def test_the_smallest_allowed_pool_that_holds_the_model(weights, asked, chosen):
     facts = ModelFacts(("LlamaForCausalLM",), int(weights))
-    assert choose_gpu(facts, ALLOWED, asked) == chosen
+    assert choose_gpu(facts, GPUS, ALLOWED, asked) == chosen
+
+
+def test_available_pools_come_first_and_none_free_says_so():
+    facts = ModelFacts(("LlamaForCausalLM",), int(2e9))
+    short = [
+        gpu | {"availability": "NONE" if gpu["pool"] == "AMPERE_24" else "LOW"} for gpu in GPUS
+    ]
+    assert choose_gpu(facts, short, ALLOWED, None) == "ADA_24"  # in stock, though second
+    none = [gpu | {"availability": "NONE"} for gpu in GPUS]
+    with pytest.raises(NoCapacity, match=r"no GPU free in the pools that hold the model \(AMPER"):
+        choose_gpu(facts, none, ALLOWED, None)
 
 
 def test_a_model_no_allowed_gpu_holds_is_refused():
     facts = ModelFacts(("LlamaForCausalLM",), 80_000_000_000)
     with pytest.raises(ModelRefused, match=r"needs about 98 GB .* no allowed GPU has it"):
-        choose_gpu(facts, ALLOWED, None)
-    smallest = r"24gb is too small; the smallest allowed GPU that holds it is NVIDIA A40 \(48 GB"
+        choose_gpu(facts, GPUS, ALLOWED, None)
+    smallest = r"24gb is too small; the smallest allowed GPU pool that holds it is AMPERE_48 \(48"
     with pytest.raises(ModelRefused, match=smallest):
-        choose_gpu(ModelFacts((), 30_000_000_000), ALLOWED, "24gb")
+        choose_gpu(ModelFacts((), 30_000_000_000), GPUS, ALLOWED, "24gb")
 
 
 def test_a_diffusers_repository_is_sized_by_the_weights_it_loads_in_half_precision(hub):
@@ -221,10 +237,10 @@ def test_a_diffusers_repository_is_sized_by_the_weights_it_loads_in_half_precisi
     assert "GET /acme/flux-schnell/resolve/main/model_index.json" in hub.requests
     turbo = model_facts("acme/sdxl-turbo", None, hub.url)
     assert turbo.weight_bytes == sum(int(size * GB) for size in (5.14, 0.25, 1.39, 0.17))  # fp16
-    assert choose_gpu(turbo, ALLOWED, None) == "NVIDIA RTX A5000"
-    assert choose_gpu(flux, ALLOWED, None) == "NVIDIA A40"  # 34 GB of bf16 weights
-    with pytest.raises(ModelRefused, match=r"24gb is too small; .* is NVIDIA A40 .*gpu_tier 48gb"):
-        choose_gpu(flux, ALLOWED, "24gb")
+    assert choose_gpu(turbo, GPUS, ALLOWED, None) == "AMPERE_24"
+    assert choose_gpu(flux, GPUS, ALLOWED, None) == "AMPERE_48"  # 34 GB of bf16 weights
+    with pytest.raises(ModelRefused, match=r"24gb is too small; .* is AMPERE_48 .*gpu_tier 48gb"):
+        choose_gpu(flux, GPUS, ALLOWED, "24gb")
 
 
 def test_a_diffusers_directory_is_read_in_place(tmp_path):

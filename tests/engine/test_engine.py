@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 import runpod
-from pulumi.automation import CommandError, ConfigValue
-
 from infra.runpod.client import RunPodRest
 from infra.runpod.names import deployment_name, stack_prefix
+from pulumi.automation import CommandError, ConfigValue
+
 from tests.engine import HMAC_SECRET
 from tests.engine.harness import REPO_ROOT, Project, engine_bin
 from tests.net import free_port
@@ -255,7 +255,7 @@ def test_the_policy_pack_refuses_a_gpu_it_does_not_allow(project):
         project.write_dev()
     message = str(refused.value)
     assert "[mandatory]  gpu-endpoints-within-limits" in message
-    assert "GPU type 'NVIDIA H100 80GB HBM3' needs allowPremiumGpus" in message
+    assert "GPU pool 'ADA_80_PRO' needs allowPremiumGpus" in message
     dev(project).preview(policy_packs=[POLICY_PACK])  # allowed again
 
 

@@ -3,7 +3,7 @@ key and what it accepts."""
 
 import pytest
 
-from infra.config import ConfigError, parse, runpod_gpu_types, stack_file
+from infra.config import ConfigError, parse, stack_file
 
 GPU = {"gpuTypes": ["NVIDIA GeForce RTX 4090"]}
 
@@ -40,9 +40,20 @@ def test_dev_scales_to_zero():
     assert dev.gpu["llm"].workers_min == dev.gpu["clip"].workers_min == 0
 
 
-def test_gpu_types_come_from_runpods_spec():
-    assert "NVIDIA GeForce RTX 4090" in runpod_gpu_types()
-    assert len(runpod_gpu_types()) > 20
+@pytest.mark.parametrize(
+    ("words", "pools", "excluded"),
+    [
+        (["NVIDIA GeForce RTX 4090"], ["ADA_24"], ["NVIDIA L4"]),  # one card of its pool
+        (["NVIDIA GeForce RTX 4090", "NVIDIA L4"], ["ADA_24"], []),  # both: the whole pool
+        (["ADA_24", "NVIDIA RTX A5000"], ["ADA_24", "AMPERE_24"], ["NVIDIA RTX A4500",
+                                                                   "NVIDIA GeForce RTX 3090"]),
+        (["48gb"], ["AMPERE_48", "ADA_48_PRO"], []),  # a size: every pool of it
+    ],
+)  # fmt: skip
+def test_gpu_types_are_read_in_the_catalog_as_pools(words, pools, excluded):
+    config = parse(valid(gpu={"llm": {"gpuTypes": words}, "clip": GPU}), SECRETS)
+    selection = config.gpu["llm"].gpu_selection()
+    assert (selection.pools, selection.excluded_types) == (pools, excluded)
 
 
 REF = "registry.test/img@sha256:" + "0" * 64
@@ -53,7 +64,8 @@ REF = "registry.test/img@sha256:" + "0" * 64
     [
         (
             {"gpu": {"llm": {"gpuTypes": ["RTX 9999"]}, "clip": GPU}},
-            "tandem:gpu.llm: unknown GPU type 'RTX 9999'",
+            "tandem:gpu.llm: 'RTX 9999' is no RunPod serverless pool, GPU type or size: give a "
+            "pool (AMPERE_16, ",
         ),
         (
             {"gpu": {"llm": {**GPU, "workersMin": 3, "workersMax": 1}, "clip": GPU}},
@@ -70,12 +82,12 @@ REF = "registry.test/img@sha256:" + "0" * 64
             "tandem:storage.retentionDays: Input should be greater than or equal to 1",
         ),
         (
-            {"gpu": {"llm": {**GPU, "dataCenterIds": ["MARS-1"]}, "clip": GPU}},
-            "tandem:gpu.llm: dataCenterIds: 'MARS-1' is not one of RunPod's: EU-RO-1, ",
+            {"gpu": {"llm": {"gpuTypes": ["12gb"]}, "clip": GPU}},
+            "tandem:gpu.llm: no serverless pool has 12 GB: sizes are 16gb, 24gb, 32gb, 48gb, 80gb",
         ),
         (
-            {"gpu": {"llm": {**GPU, "allowedCudaVersions": ["9.0"]}, "clip": GPU}},
-            "tandem:gpu.llm: allowedCudaVersions: '9.0' is not one of RunPod's: 13.0, ",
+            {"gpu": {"llm": {**GPU, "allowedCudaVersions": ["12"]}, "clip": GPU}},
+            "tandem:gpu.llm.allowedCudaVersions.0: String should match pattern",
         ),
         (
             {"database": {"backupStartTime": "25:00"}},
@@ -120,7 +132,10 @@ REF = "registry.test/img@sha256:" + "0" * 64
             {"gpu": {"llm": {**GPU, "networkVolumeIds": []}, "clip": GPU}},
             "tandem:gpu.llm.networkVolumeIds: List should have at least 1 item",
         ),
-        ({"runpodApiV2Base": "api.runpod.io"}, "tandem:runpodApiV2Base: String should match"),
+        (
+            {"runpodApiBase": "https://rest.runpod.io/v1"},  # v1's, retired: a host, no path
+            "tandem:runpodApiBase: String should match",
+        ),
         (
             {"gpu": {"llm": GPU, "clip": GPU, "whisper": GPU}},
             "tandem:gpu: whisper is no GPU worker type: the types are llm, clip, embed, transcribe",
@@ -128,7 +143,7 @@ REF = "registry.test/img@sha256:" + "0" * 64
         ({"gpu": {"llm": GPU}}, "tandem:gpu: clip is required (every stack runs llm, clip)"),
         (
             {"gpu": {"llm": GPU, "clip": GPU, "transcribe": {"gpuTypes": ["RTX 9999"]}}},
-            "tandem:gpu.transcribe: unknown GPU type 'RTX 9999'",
+            "tandem:gpu.transcribe: 'RTX 9999' is no RunPod serverless pool",
         ),
         ({"images": {"build": True, "whisper": "x"}}, "whisper is no image: the images are api"),
         (

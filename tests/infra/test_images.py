@@ -41,16 +41,19 @@ def test_every_file_a_dockerfile_copies_is_in_its_context(image):
         assert source in files or any(f.startswith(f"{source}/") for f in files), source
 
 
-def test_the_api_image_takes_only_the_runpod_client_from_infra():
-    """Deployments call RunPod's REST API with the Pulumi providers' client, and name what they
-    make as the stack's destroy finds it; nothing else."""
-    runpod = {"__init__.py", "client.py", "names.py"}
-    runpod |= {"rest-v1-openapi.json", "rest-v2-secrets-openapi.json"}
-    expected = {"infra/__init__.py"} | {f"infra/runpod/{name}" for name in runpod}
-    assert {f for f in context("api") if f.startswith("infra/")} == expected
+def test_the_api_image_takes_runpod_api_whole_and_nothing_of_infra():
+    """Deployments call RunPod's REST API with the Pulumi providers' client (runpod_api, a
+    package of its own, copied as a folder), and name what they make as the stack's destroy
+    finds it; nothing of the Pulumi program."""
+    files = context("api")
+    package = {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "runpod_api").rglob("*")}
+    assert {f for f in files if f.startswith("runpod_api/")} == {
+        f for f in package if (REPO_ROOT / f).is_file() and "__pycache__" not in f
+    }
+    assert not [f for f in files if f.startswith("infra/")]
 
 
-ELSEWHERE = ("tests/", "bench/", "stacks/", "gpu_worker/emulator/")
+ELSEWHERE = ("tests/", "bench/", "stacks/", "infra/")
 WORKERS = tuple(f"gpu_worker/{package}/" for package in WORKER_PACKAGES)
 
 
@@ -64,7 +67,7 @@ def others(package: str) -> tuple[str, ...]:
     [
         ("api", (*WORKERS, *ELSEWHERE)),
         *(
-            (package, ("app/", "infra/", *others(package), *ELSEWHERE))
+            (package, ("app/", "runpod_api/", *others(package), *ELSEWHERE))
             for package in WORKER_PACKAGES
         ),
     ],

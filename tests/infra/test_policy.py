@@ -71,23 +71,23 @@ def violations(typ: str, props: dict, config: PolicyConfig = DEFAULTS) -> list[s
         ),
         (
             "pulumi-python:dynamic:Resource",
-            {"gpuTypeIds": ["NVIDIA H100 80GB HBM3"], "workersMax": 1},
+            {"gpu": {"pools": ["ADA_80_PRO"]}, "workers": {"max": 1}},
             "needs allowPremiumGpus",
         ),
         (
             "pulumi-python:dynamic:Resource",
-            {"gpuTypeIds": ["NVIDIA GeForce RTX 4090"], "workersMax": 50},
+            {"gpu": {"pools": ["ADA_24"]}, "workers": {"max": 50}},
             "over the cap of 10",
         ),
         (
             "pulumi-python:dynamic:Resource",
-            {"imageName": "worker:1", "env": {"EMBEDDING_HMAC_SECRET": "s3cret"}},
+            {"image": "worker:1", "env": {"EMBEDDING_HMAC_SECRET": "s3cret"}},
             "use a RunPod secret",
         ),
         (
             "pulumi-python:dynamic:Resource",
-            {"imageName": "europe-west1-docker.pkg.dev/p/r/llm:dev", "env": {}},
-            "europe-west1-docker.pkg.dev is private: set containerRegistryAuthId",
+            {"image": "europe-west1-docker.pkg.dev/p/r/llm:dev", "env": {}},
+            "europe-west1-docker.pkg.dev is private: set its registry credential",
         ),
         ("gcp:secretmanager/secret:Secret", {"labels": {"env": "dev"}}, "missing labels: stack"),
         (
@@ -109,9 +109,9 @@ def test_what_a_stack_allows_is_allowed():
         )
         == []
     )
-    endpoint = {"gpuTypeIds": ["NVIDIA H100 80GB HBM3"], "workersMax": 2}
+    endpoint = {"gpu": {"pools": ["ADA_80_PRO"]}, "workers": {"max": 2}}
     assert violations("pulumi-python:dynamic:Resource", endpoint, public) == []
-    only = PolicyConfig(allowed_gpu_types=frozenset({"NVIDIA L4"}))
+    only = PolicyConfig(allowed_gpu_pools=frozenset({"ADA_24"}))
     assert (
         "not in the allowed list" in violations("pulumi-python:dynamic:Resource", endpoint, only)[0]
     )

@@ -110,11 +110,12 @@ def test_gpu_workers_read_the_hmac_secret_from_a_runpod_secret(stack):
     secret = dynamic[f"tandem-{name}-hmac"]
     assert secret["name"] == f"tandem-{name}-hmac"
     assert SECRET_SIG in secret["value"] and secret["value"]["value"] == STAND_IN  # encrypted
-    templates = [inputs for inputs in dynamic.values() if "imageName" in inputs]
-    # llm, embed (the llm image with TASK=embed), clip, transcribe and, in dev, imagegen
-    assert len(templates) == (5 if name == "dev" else 4)
-    for template in templates:
-        env = template["env"]["value"]
+    containers = [inputs for inputs in dynamic.values() if "image" in inputs]
+    # Templates and endpoints (each carries its container) of llm, embed (the llm image with
+    # TASK=embed), clip, transcribe and, in dev, imagegen
+    assert len(containers) == 2 * (5 if name == "dev" else 4)
+    for container in containers:
+        env = container["env"]["value"]
         assert env["EMBEDDING_HMAC_SECRET"] == f"{{{{ RUNPOD_SECRET_tandem-{name}-hmac }}}}"
         assert STAND_IN not in str(env)  # the value is RunPod's to fill in, never a template's
         assert len(env["TANDEM_VALUES_FINGERPRINT"]) == 16  # a new value: a new release
@@ -165,7 +166,7 @@ def test_prod_is_protected_and_warm():
     endpoints = {r["name"]: r["inputs"] for r in resources if r["name"].endswith("-endpoint")}
     # Requests wait on chat, CLIP and embeddings: warm. Transcription scales to zero (an hour
     # of audio is a job, and a cold start is small beside it); prod generates no images.
-    warm = {name: e["workersMin"] >= 1 for name, e in endpoints.items()}
+    warm = {name: e["workers"]["min"] >= 1 for name, e in endpoints.items()}
     served = [n for n in WORKER_TYPES if n != "imagegen"]
     assert warm == {f"tandem-prod-{n}-endpoint": n != "transcribe" for n in served}
 
@@ -176,7 +177,7 @@ def test_dev_scales_to_zero():
     assert service["template"]["scaling"]["minInstanceCount"] == 0
     assert service["deletionProtection"] is False
     endpoints = [r["inputs"] for r in resources if r["name"].endswith("-endpoint")]
-    assert [e["workersMin"] for e in endpoints] == [0] * len(WORKER_TYPES)
+    assert [e["workers"]["min"] for e in endpoints] == [0] * len(WORKER_TYPES)
     assert of_type(resources, "serviceIamMember:ServiceIamMember")[0]["member"] == "allUsers"
 
 
@@ -384,8 +385,9 @@ def test_a_review_stack_can_have_gpu_endpoints_of_its_own():
             *(f"tandem-pr-7-{n}-{kind}" for n in WORKER_TYPES for kind in ("endpoint", "template")),
         ]
     )
-    assert runpod["tandem-pr-7-llm-endpoint"]["workersMax"] == 1
-    assert runpod["tandem-pr-7-llm-template"]["containerRegistryAuthId"] == "dev-registry-auth-id"
+    assert runpod["tandem-pr-7-llm-endpoint"]["workers"]["max"] == 1
+    assert runpod["tandem-pr-7-llm-endpoint"]["registry"] == "dev-registry-auth-id"
+    assert runpod["tandem-pr-7-llm-template"]["registry"] == "dev-registry-auth-id"
     assert len(of_type(resources, "randomPassword:RandomPassword")) == 2  # its own HMAC secret
     for kind in PROJECT_LEVEL:
         assert of_type(resources, kind) == [], kind
@@ -424,11 +426,12 @@ def test_runpod_pulls_the_worker_images_with_a_read_only_key(stack):
     assert SECRET_SIG in auth["inputs"]["password"]  # the key, kept encrypted in the state
     assert auth["inputs"]["name"].startswith(f"tandem-{name}-artifact-registry-")
     for worker in ("llm", "embed", "clip"):
-        template = runpod[f"tandem-{name}-{worker}-template"]["inputs"]
-        assert template["imageName"].startswith(
-            f"europe-west1-docker.pkg.dev/{puller['project']}/tandem-{name}/"
-        )
-        assert template["containerRegistryAuthId"] == f"tandem-{name}-registry-auth-id"
+        for kind in ("template", "endpoint"):
+            container = runpod[f"tandem-{name}-{worker}-{kind}"]["inputs"]
+            assert container["image"].startswith(
+                f"europe-west1-docker.pkg.dev/{puller['project']}/tandem-{name}/"
+            )
+            assert container["registry"] == f"tandem-{name}-registry-auth-id"
 
 
 def test_a_first_deploy_has_its_order_spelled_out(stack):
@@ -544,12 +547,10 @@ def test_network_volumes_and_another_registry_credential_reach_runpod():
     llm = settings["tandem:gpu"]["llm"] | {"networkVolumeIds": ["vol-1"], "registryAuthId": "ra-1"}
     resources = run_program("dev", settings | {"tandem:gpu": settings["tandem:gpu"] | {"llm": llm}})
     runpod = {r["name"]: r["inputs"] for r in resources if r["type"].endswith("dynamic:Resource")}
-    assert runpod["tandem-dev-llm-endpoint"]["networkVolumeIds"] == ["vol-1"]
-    assert runpod["tandem-dev-llm-template"]["containerRegistryAuthId"] == "ra-1"  # it wins
-    assert (
-        runpod["tandem-dev-clip-template"]["containerRegistryAuthId"]
-        == "tandem-dev-registry-auth-id"
-    )
+    assert runpod["tandem-dev-llm-endpoint"]["networkVolumes"] == ["vol-1"]
+    assert runpod["tandem-dev-llm-template"]["registry"] == "ra-1"  # it wins
+    assert runpod["tandem-dev-llm-endpoint"]["registry"] == "ra-1"
+    assert runpod["tandem-dev-clip-template"]["registry"] == "tandem-dev-registry-auth-id"
     assert runpod["tandem-dev-clip-endpoint"].get("networkVolumeIds") is None
 
 
@@ -689,9 +690,9 @@ def test_deployments_run_the_stacks_llm_worker_image(stack):
     [service] = of_type(resources, "cloudrunv2/service:Service")
     env = {e["name"]: e.get("value") for e in service["template"]["containers"][0]["envs"]}
     templates = {r["name"]: r for r in resources if r["type"].endswith("dynamic:Resource")}
-    llm = templates[f"tandem-{stack[0]}-llm-template"]["inputs"]
-    assert env["DEPLOYMENT_IMAGE"] == llm["imageName"]
-    assert env["DEPLOYMENT_REGISTRY_AUTH_ID"] == llm["containerRegistryAuthId"]
+    llm = templates[f"tandem-{stack[0]}-llm-endpoint"]["inputs"]
+    assert env["DEPLOYMENT_IMAGE"] == llm["image"]
+    assert env["DEPLOYMENT_REGISTRY_AUTH_ID"] == llm["registry"]
 
 
 def test_what_the_api_deploys_at_runpod_goes_with_the_stack_after_the_api(stack):

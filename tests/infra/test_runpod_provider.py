@@ -1,6 +1,6 @@
-"""The RunPod dynamic providers, method by method, against the emulator's control plane, which
-checks every request and response against RunPod's published spec. (The engine tests run them
-under the real Pulumi engine: tests/engine.)"""
+"""The RunPod dynamic providers, method by method, against the local RunPod's REST API v2, which
+refuses requests off RunPod's published spec and whose answers are checked against it. (The
+engine tests run them under the real Pulumi engine: tests/engine.)"""
 
 import uuid
 
@@ -9,22 +9,23 @@ import pytest
 from pulumi.dynamic import ConfigureRequest
 from pulumi.dynamic.config import Config
 
-from infra.runpod.client import RunPodApiError, RunPodRest
-from infra.runpod.names import deployment_name, stack_prefix
 from infra.runpod.providers import (
     API_BASE,
     API_KEY,
-    API_V2_BASE,
     ApiDeploymentsProvider,
     EndpointProvider,
     RegistryAuthProvider,
     SecretProvider,
     TemplateProvider,
+    upgraded,
 )
+from runpod_api.client import RunPodApiError, RunPodRest
+from runpod_api.names import deployment_name, stack_prefix
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 
 KEY = "rp-test-key"
 HMAC = "s3cret-hmac-value"
+ENV = {"MODEL_NAME": "Qwen/Qwen2.5-1.5B-Instruct", "EMBEDDING_HMAC_SECRET": HMAC}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def no_violations(runpod):
 def configured(provider_class, runpod: ControlPlane, key: str | None = KEY):
     """A provider as the engine configures it: with the stack's config."""
     provider = provider_class()
-    config = {API_BASE: runpod.url, API_V2_BASE: runpod.v2_url} | ({API_KEY: key} if key else {})
+    config = {API_BASE: runpod.url} | ({API_KEY: key} if key else {})
     provider.configure(ConfigureRequest(Config(config, "tandem")))
     return provider
 
@@ -50,32 +51,31 @@ def configured(provider_class, runpod: ControlPlane, key: str | None = KEY):
 def template_props(**overrides) -> dict:
     return {
         "name": "tandem-dev-llm",
-        "imageName": CONTROLLED_IMAGE,
-        "env": {"MODEL_NAME": "Qwen/Qwen2.5-1.5B-Instruct", "EMBEDDING_HMAC_SECRET": HMAC},
-        "containerDiskInGb": 30.0,  # as the engine hands every number: a float
-        "isServerless": True,
+        "image": CONTROLLED_IMAGE,
+        "env": ENV,
+        "disk": 30.0,  # as the engine hands every number: a float
+        "serverless": True,
     } | overrides
 
 
-def endpoint_props(template_id: str, **overrides) -> dict:
+def endpoint_props(template_id: str | None = None, **overrides) -> dict:
     return {
         "name": "tandem-dev-llm",
+        "type": "QUEUE",
         "templateId": template_id,
-        "computeType": "GPU",
-        "gpuTypeIds": ["NVIDIA GeForce RTX 4090", "NVIDIA RTX A5000"],
-        "gpuCount": 1.0,
-        "workersMin": 0.0,
-        "workersMax": 2.0,
-        "idleTimeout": 5.0,
-        "executionTimeoutMs": 600_000.0,
-        "scalerType": "QUEUE_DELAY",
-        "scalerValue": 4.0,
-        "flashboot": True,
+        "image": CONTROLLED_IMAGE,
+        "env": ENV,
+        "disk": 30.0,
+        "gpu": {"pools": ["ADA_24", "AMPERE_24"], "count": 1.0},
+        "workers": {"min": 0.0, "max": 2.0, "idleTimeout": 5.0},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4.0},
+        "timeout": 600_000.0,
+        "flashboot": "FLASHBOOT",
     } | overrides
 
 
 def new_endpoint(runpod: ControlPlane, **overrides):
-    """An endpoint created on a new template: its provider, its properties and the result."""
+    """An endpoint made from a new template: its provider, its properties and the result."""
     template = configured(TemplateProvider, runpod).create(template_props())
     provider = configured(EndpointProvider, runpod)
     props = endpoint_props(template.id, **overrides)
@@ -86,9 +86,9 @@ def test_template_create_read_update_delete(runpod):
     provider = configured(TemplateProvider, runpod)
     props = template_props()
     created = provider.create(props)
-    live = runpod.rest("GET", f"/templates/{created.id}").json()
-    assert live["imageName"] == CONTROLLED_IMAGE and live["isServerless"] is True
-    assert live["containerDiskInGb"] == 30 and isinstance(live["containerDiskInGb"], int)
+    live = runpod.rest("GET", f"/v2/templates/{created.id}").json()
+    assert live["image"] == CONTROLLED_IMAGE and live["serverless"] is True
+    assert live["disk"] == 30 and isinstance(live["disk"], int)
     assert created.outs["env"] == props["env"]
 
     new_env = {**props["env"], "MAX_CONCURRENCY": "16"}
@@ -99,60 +99,77 @@ def test_template_create_read_update_delete(runpod):
 
     assert provider.read(created.id, updated.outs).outs["env"] == new_env
     provider.delete(created.id, updated.outs)
-    assert runpod.rest("GET", f"/templates/{created.id}").status_code == 404
-    provider.delete(created.id, updated.outs)  # already gone (RunPod answers 400): not an error
+    assert runpod.rest("GET", f"/v2/templates/{created.id}").status_code == 404
+    provider.delete(created.id, updated.outs)  # already gone (404): not an error
 
 
 def test_endpoint_lifecycle_and_what_replaces(runpod):
     provider, props, created = new_endpoint(runpod)
-    live = runpod.rest("GET", f"/endpoints/{created.id}").json()
-    assert live["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090", "NVIDIA RTX A5000"]  # in order
-    assert (live["workersMin"], live["workersMax"]) == (0, 2)
-    assert live["name"] == "tandem-dev-llm -fb"  # RunPod's flashboot name...
-    assert created.outs["name"] == "tandem-dev-llm"  # ...is not a change
+    live = runpod.rest("GET", f"/v2/serverless/{created.id}").json()
+    assert live["gpu"]["pools"] == ["ADA_24", "AMPERE_24"]  # in order
+    assert live["workers"] == {"min": 0, "max": 2, "idleTimeout": 5}
+    assert live["flashboot"] == "FLASHBOOT" and live["image"] == CONTROLLED_IMAGE
+    assert created.outs["templateId"] == props["templateId"]  # never returned: as applied
     assert not provider.diff(created.id, created.outs, props).changes
 
-    in_place = provider.diff(created.id, created.outs, {**props, "workersMax": 5.0})
+    more = {**props, "workers": {**props["workers"], "max": 5.0}}
+    in_place = provider.diff(created.id, created.outs, more)
     assert in_place.changes and in_place.replaces == []
-    replace = provider.diff(created.id, created.outs, {**props, "computeType": "CPU"})
-    assert replace.replaces == ["computeType"]
+    assert provider.diff(created.id, created.outs, {**props, "type": "LOAD_BALANCER"}).replaces == [
+        "type"
+    ]
 
-    updated = provider.update(created.id, created.outs, {**props, "workersMax": 5.0})
-    assert runpod.rest("GET", f"/endpoints/{created.id}").json()["workersMax"] == 5
-    assert updated.outs["workersMax"] == 5
-    provider.delete(created.id, updated.outs)  # scaled to 0 first, as RunPod requires
-    assert runpod.rest("GET", f"/endpoints/{created.id}").status_code == 404
+    updated = provider.update(created.id, created.outs, more)
+    assert runpod.rest("GET", f"/v2/serverless/{created.id}").json()["workers"]["max"] == 5
+    assert updated.outs["workers"]["max"] == 5
+    releases = runpod.rest("GET", f"/v2/serverless/{created.id}/releases").json()
+    assert releases["endpointVersion"] == 1  # only what changed was sent: no release
+
+    new_image = {**more, "image": f"{CONTROLLED_IMAGE}-2"}
+    assert provider.diff(created.id, updated.outs, new_image).replaces == []
+    provider.update(created.id, updated.outs, new_image)
+    releases = runpod.rest("GET", f"/v2/serverless/{created.id}/releases").json()
+    assert releases["endpointVersion"] == 2  # a new image is a release that rolls the workers
+    assert releases["releases"][0]["diff"][0]["field"] == "image"
+
+    provider.delete(created.id, updated.outs)
+    assert runpod.rest("GET", f"/v2/serverless/{created.id}").status_code == 404
+    assert runpod.rest("GET", f"/v2/templates/{props['templateId']}").status_code == 404  # bound
     provider.delete(created.id, updated.outs)  # already gone: not an error
 
 
 def test_removing_an_optional_field_is_a_change_that_clears_it(runpod):
-    provider, props, created = new_endpoint(runpod, networkVolumeIds=["vol-1", "vol-2"])
-    assert created.outs["networkVolumeIds"] == ["vol-1", "vol-2"]
-    without = {k: v for k, v in props.items() if k != "networkVolumeIds"}
+    provider, props, created = new_endpoint(runpod, networkVolumes=["vol-1", "vol-2"])
+    assert created.outs["networkVolumes"] == ["vol-1", "vol-2"]
+    without = {k: v for k, v in props.items() if k != "networkVolumes"}
     diff = provider.diff(created.id, created.outs, without)
     assert diff.changes and diff.replaces == []
     updated = provider.update(created.id, created.outs, without)
-    assert "networkVolumeIds" not in updated.outs
-    assert not runpod.rest("GET", f"/endpoints/{created.id}").json().get("networkVolumeIds")
+    assert "networkVolumes" not in updated.outs
+    assert runpod.rest("GET", f"/v2/serverless/{created.id}").json()["networkVolumes"] == []
     assert not provider.diff(created.id, updated.outs, without).changes
     provider.delete(created.id, updated.outs)
 
 
 def test_what_runpod_fills_in_is_not_a_change_and_what_we_set_is_tracked(runpod):
     provider, props, created = new_endpoint(runpod)
-    live = runpod.rest("GET", f"/endpoints/{created.id}").json()
-    assert len(live["dataCenterIds"]) > 1  # RunPod's default: anywhere
-    assert "dataCenterIds" not in created.outs
-    assert not provider.diff(
-        created.id, provider.read(created.id, created.outs).outs, props
-    ).changes
+    live = runpod.rest("GET", f"/v2/serverless/{created.id}").json()
+    assert live["gpu"]["minCudaVersion"] is None  # RunPod's to fill...
+    read = provider.read(created.id, created.outs).outs
+    assert (
+        "minCudaVersion" not in read["gpu"] and not provider.diff(created.id, read, props).changes
+    )
 
-    placed = {**props, "dataCenterIds": ["EU-RO-1", "EU-SE-1"], "allowedCudaVersions": ["12.8"]}
+    placed = {
+        **props,
+        "dataCenterIds": ["EU-RO-1", "EU-SE-1"],
+        "gpu": {**props["gpu"], "allowedCudaVersions": ["12.8"]},
+    }
     assert provider.diff(created.id, created.outs, placed).replaces == []
     updated = provider.update(created.id, created.outs, placed)
     assert updated.outs["dataCenterIds"] == ["EU-RO-1", "EU-SE-1"]
-    assert updated.outs["allowedCudaVersions"] == ["12.8"]
-    runpod.rest("PATCH", f"/endpoints/{created.id}", json={"dataCenterIds": ["US-TX-3"]})
+    assert updated.outs["gpu"]["allowedCudaVersions"] == ["12.8"]
+    runpod.rest("PATCH", f"/v2/serverless/{created.id}", json={"dataCenterIds": ["US-TX-3"]})
     assert provider.read(created.id, updated.outs).outs["dataCenterIds"] == ["US-TX-3"]  # drift
     provider.delete(created.id, updated.outs)
 
@@ -161,17 +178,62 @@ def test_read_shows_out_of_band_changes_as_drift(runpod):
     provider, props, created = new_endpoint(runpod)
     runpod.rest(
         "PATCH",
-        f"/endpoints/{created.id}",
-        json={"workersMax": 3, "gpuTypeIds": ["NVIDIA H100 80GB HBM3"]},
+        f"/v2/serverless/{created.id}",
+        json={
+            "workers": {"max": 3},
+            "gpu": {"pools": ["ADA_80_PRO"]},
+            "flashboot": "OFF",
+            "env": {"MODEL_NAME": "evil/model"},
+        },
     )
     state = provider.read(created.id, created.outs).outs
-    assert state["workersMax"] == 3
-    assert state["gpuTypeIds"] == ["NVIDIA H100 80GB HBM3"]
-    assert state["flashboot"] is True  # RunPod never returns it: the last applied value stays
+    assert state["workers"]["max"] == 3
+    assert state["gpu"]["pools"] == ["ADA_80_PRO"]
+    assert state["flashboot"] == "OFF"  # v2 returns it: its drift is seen too
+    assert state["env"] == {"MODEL_NAME": "evil/model"}  # the endpoint's own container
     assert provider.diff(created.id, state, props).changes  # the next `up` puts it back
 
     provider.delete(created.id, state)
     assert provider.read(created.id, state).id == ""  # deleted out of band: gone
+
+
+def test_state_of_the_v1_release_reads_as_v2_and_updates_in_place(runpod):
+    """What the REST API v1 release kept (captured fixture: tests/engine/fixtures/v1-stack)
+    diffs against the v2 program as updates, never replacements."""
+    v1 = {
+        "name": "tandem-dev-llm",
+        "templateId": "t1",
+        "computeType": "GPU",
+        "gpuTypeIds": ["NVIDIA GeForce RTX 4090"],
+        "gpuCount": 1.0,
+        "workersMin": 0.0,
+        "workersMax": 2.0,
+        "idleTimeout": 5.0,
+        "executionTimeoutMs": 600_000.0,
+        "scalerType": "QUEUE_DELAY",
+        "scalerValue": 4.0,
+        "flashboot": True,
+    }
+    assert upgraded(v1) == {
+        "name": "tandem-dev-llm",
+        "type": "QUEUE",
+        "templateId": "t1",
+        "gpu": {"pools": ["ADA_24"], "count": 1.0, "excludedTypes": ["NVIDIA L4"]},
+        "workers": {"min": 0.0, "max": 2.0, "idleTimeout": 5.0},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4.0},
+        "timeout": 600_000.0,
+        "flashboot": "FLASHBOOT",
+    }
+    news = endpoint_props(
+        "t1",
+        gpu={"pools": ["ADA_24"], "count": 1.0, "excludedTypes": ["NVIDIA L4"]},
+    )
+    diff = configured(EndpointProvider, runpod).diff("e1", v1, news)
+    assert diff.changes and diff.replaces == []  # the container joins the endpoint in place
+    template = {"name": "t", "imageName": "img", "containerDiskInGb": 30.0, "isServerless": True}
+    assert upgraded(template) == {"name": "t", "image": "img", "disk": 30.0, "serverless": True}
+    new_template = {"name": "t", "image": "img", "disk": 30.0, "serverless": True}
+    assert not configured(TemplateProvider, runpod).diff("t1", template, new_template).changes
 
 
 def test_without_a_key_the_error_names_the_stack_setting(runpod):
@@ -188,60 +250,81 @@ def test_a_wrong_key_says_what_runpod_answered_without_the_key(runpod):
     assert "rp-wrong-key-123" not in str(error.value)
 
 
-def test_runpod_error_bodies_never_carry_secrets_out():
-    """RunPod's error bodies can echo the input: the key and env values are masked."""
+def test_runpod_problems_reach_the_user_without_secrets():
+    """RunPod's problems (RFC 9457) can echo the input: their detail and errors reach the user
+    with the key, env values, passwords and secret values masked."""
+    from runpod_api.models import RegistryCreate, SecretCreate, TemplateCreate
 
     def echo(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"error": f"bad input: {request.content.decode()}"})
+        problem = {
+            "title": "Bad Request",
+            "status": 400,
+            "detail": f"bad input: {request.content.decode()}",
+            "errors": [f"field echo {request.content.decode()}"],
+        }
+        return httpx.Response(400, json=problem)
 
-    client = RunPodRest(KEY, "https://rest.runpod.io/v1", transport=httpx.MockTransport(echo))
-    with pytest.raises(RunPodApiError) as error:
-        client.create_template({"name": "t", "imageName": "i", "env": {"HMAC": HMAC}})
-    assert HMAC not in str(error.value) and "[secret]" in str(error.value)
-    with pytest.raises(RunPodApiError) as error:
-        client.create_registry_auth({"name": "r", "username": "u", "password": "pw-123456"})
-    assert "pw-123456" not in str(error.value) and "[secret]" in str(error.value)
-    with pytest.raises(RunPodApiError) as error:
-        client.create_secret({"name": "s", "value": "value-7890"})
-    assert "value-7890" not in str(error.value) and "[secret]" in str(error.value)
+    client = RunPodRest(KEY, transport=httpx.MockTransport(echo))
+    for body, secret in (
+        (TemplateCreate(name="t", image="i", env={"HMAC": HMAC}), HMAC),
+        (RegistryCreate(name="r", username="u", password="pw-123456"), "pw-123456"),
+        (SecretCreate(name="s", value="value-7890"), "value-7890"),
+    ):
+        verb = {TemplateCreate: "template", RegistryCreate: "registry", SecretCreate: "secret"}
+        with pytest.raises(RunPodApiError) as error:
+            getattr(client, f"create_{verb[type(body)]}")(body)
+        assert secret not in str(error.value) and "[secret]" in str(error.value)
+        assert error.value.errors and secret not in error.value.errors[0]
 
 
 def test_rate_limits_and_outages_are_retried_except_for_creates():
+    from runpod_api.models import TemplateCreate
+
     answers: list[int] = []
     created: list[str] = []
 
     def flaky(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.startswith("/v2/")
         status = answers.pop(0) if answers else 200
         if status == 200 and request.method == "POST":
             created.append("t")
-        return httpx.Response(status, json={"id": "t1", "name": "t", "imageName": "img"})
+        return httpx.Response(status, json={"id": "t1", "name": "t", "image": "img"})
 
-    client = RunPodRest(KEY, "https://rest.runpod.io/v1", httpx.MockTransport(flaky), 0)
+    client = RunPodRest(KEY, transport=httpx.MockTransport(flaky), backoff_s=0)
     answers[:] = [429, 503]
     assert client.get_template("t1")["name"] == "t"
     answers[:] = [503]
-    with pytest.raises(RunPodApiError, match="503 to POST /templates"):
-        client.create_template({"name": "t2", "imageName": "img"})
+    with pytest.raises(RunPodApiError, match="503 to POST /v2/templates"):
+        client.create_template(TemplateCreate(name="t2", image="img"))
     assert created == []  # no second template behind the caller's back
     answers[:] = [500] * 4
     with pytest.raises(RunPodApiError, match="500 to GET"):
         client.get_template("t1")
 
 
-def test_a_request_off_the_spec_is_caught(runpod):
-    client = RunPodRest(KEY, runpod.url)
-    with pytest.raises(RunPodApiError, match="400"):
-        client.create_endpoint({"templateId": "t1", "idleTimeout": 99_999})  # max is 3600
-    assert runpod.violations
-    runpod.violations.clear()
-    client.close()
+def test_a_body_off_the_spec_never_leaves_this_machine(runpod):
+    from runpod_api.models import EndpointCreate, Gpu, Scaling, Workers
+    from runpod_api.spec import SpecViolation
+
+    calls = len(runpod.check.calls)
+    body = EndpointCreate(
+        name="e",
+        image="i",
+        gpu=Gpu(pools=["ADA_24"]),
+        workers=Workers(idle_timeout=99_999),  # the spec's maximum is 3600
+        scaling=Scaling(type="QUEUE_DELAY", queue_delay=4),
+    )
+    with RunPodRest(KEY, runpod.url) as client, pytest.raises(SpecViolation) as refused:
+        client.create_endpoint(body)
+    assert "workers.idleTimeout: 99999 is greater than the maximum of 3600" in str(refused.value)
+    assert len(runpod.check.calls) == calls
 
 
 def test_a_registry_credential_is_made_read_back_by_name_replaced_on_change_and_deleted(runpod):
     provider = configured(RegistryAuthProvider, runpod)
     props = {"name": "tandem-dev-ar-1", "username": "_json_key_base64", "password": "a2V5LTE="}
     created = provider.create(props)
-    assert runpod.rest("GET", f"/containerregistryauth/{created.id}").json() == {
+    assert runpod.rest("GET", f"/v2/registries/{created.id}").json() == {
         "id": created.id,
         "name": "tandem-dev-ar-1",
     }  # RunPod never returns the username or password: the state keeps what was applied
@@ -249,10 +332,8 @@ def test_a_registry_credential_is_made_read_back_by_name_replaced_on_change_and_
     rotated = {**props, "name": "tandem-dev-ar-2", "password": "a2V5LTI="}
     diff = provider.diff(created.id, created.outs, rotated)
     assert diff.changes and sorted(diff.replaces) == ["name", "password"]  # no update route
-    template = configured(TemplateProvider, runpod).create(
-        template_props(containerRegistryAuthId=created.id)
-    )
-    assert template.outs["containerRegistryAuthId"] == created.id
+    template = configured(TemplateProvider, runpod).create(template_props(registry=created.id))
+    assert template.outs["registry"] == created.id
     configured(TemplateProvider, runpod).delete(template.id, template.outs)
     provider.delete(created.id, created.outs)
     assert provider.read(created.id, created.outs).id == ""  # gone
@@ -261,27 +342,23 @@ def test_a_registry_credential_is_made_read_back_by_name_replaced_on_change_and_
 
 def test_a_registry_credential_name_is_unique(runpod):
     provider = configured(RegistryAuthProvider, runpod)
-    props = {
-        "name": "tandem-dev-dup",
-        "username": "_json_key_base64",
-        "password": "c2VjcmV0LWtleQ==",
-    }
+    props = {"name": "tandem-dev-dup", "username": "_json_key_base64", "password": "c2VjcmV0"}
     created = provider.create(props)
-    with pytest.raises(RunPodApiError, match=r"400.*'tandem-dev-dup' exists"):  # names are unique
+    with pytest.raises(RunPodApiError, match=r"400.*'tandem-dev-dup' exists"):
         provider.create(props)
     provider.delete(created.id, created.outs)
 
 
 def test_a_template_naming_an_unknown_registry_credential_is_refused(runpod):
-    with pytest.raises(RunPodApiError, match="containerRegistryAuthId"):
-        configured(TemplateProvider, runpod).create(template_props(containerRegistryAuthId="nope"))
+    with pytest.raises(RunPodApiError, match="registry 'nope'"):
+        configured(TemplateProvider, runpod).create(template_props(registry="nope"))
 
 
 def test_a_secret_is_made_rotated_in_place_read_without_its_value_and_deleted(runpod):
     provider = configured(SecretProvider, runpod)
     props = {"name": "tandem-dev-hmac", "value": "first-value", "description": "HMAC"}
     created = provider.create(props)
-    live = runpod.rest("GET", f"{runpod.v2_url}/account/secrets/{created.id}").json()
+    live = runpod.rest("GET", f"/v2/account/secrets/{created.id}").json()
     assert live["name"] == "tandem-dev-hmac" and "value" not in live
     assert provider.read(created.id, created.outs).outs == props  # the value last applied
     rotated = {**props, "value": "second-value"}
@@ -303,7 +380,6 @@ def test_a_secret_is_made_rotated_in_place_read_without_its_value_and_deleted(ru
     [
         ("tandem-dev-taken", 409, "exists"),
         ("runpod-mine", 422, "reserved"),
-        ("9-starts-with-a-digit", 400, "invalid request"),  # off the spec's name pattern
     ],
 )
 def test_a_secret_runpod_refuses_is_reported_with_its_reason(runpod, name, status, words):
@@ -316,45 +392,56 @@ def test_a_secret_runpod_refuses_is_reported_with_its_reason(runpod, name, statu
         assert "refused-value" not in str(refused.value)
     finally:
         provider.delete(taken.id, taken.outs)
-        runpod.check.violations.clear()  # the off-spec request was made on purpose
+
+
+def test_a_secret_name_off_the_spec_is_refused_before_it_is_sent(runpod):
+    from runpod_api.spec import SpecViolation
+
+    with pytest.raises(SpecViolation, match="name: '9-starts-with-a-digit' does not match"):
+        configured(SecretProvider, runpod).create({"name": "9-starts-with-a-digit", "value": "v"})
 
 
 def test_the_apis_deployments_go_with_their_stack_and_no_others(runpod):
     """ApiDeployments makes and reads nothing at RunPod; deleting it (the stack's destroy)
-    removes the endpoints and templates its API made, a flashboot one and one with workers
-    included, and leaves the program's own and other stacks' deployments."""
+    removes the endpoints its API made (and templates of its name, as the v1 release made),
+    a flashboot one and one with workers included, and leaves the program's own and other
+    stacks' deployments."""
     provider = configured(ApiDeploymentsProvider, runpod)
     prefix = stack_prefix("pr-1")
-    before = (runpod.rest("GET", "/endpoints").json(), runpod.rest("GET", "/templates").json())
+
+    def listed() -> tuple[list, list]:
+        endpoints = runpod.rest("GET", "/v2/serverless").json()["endpoints"]
+        return endpoints, runpod.rest("GET", "/v2/templates").json()["templates"]
+
+    before = listed()
     created = provider.create({"prefix": prefix})
     assert (created.id, created.outs) == (prefix, {"prefix": prefix})
     assert provider.read(created.id, created.outs).outs == {"prefix": prefix}
     assert not provider.diff(created.id, created.outs, {"prefix": prefix}).changes
     renamed = provider.diff(created.id, created.outs, {"prefix": stack_prefix("pr-2")})
     assert renamed.replaces == ["prefix"]
-    assert (runpod.rest("GET", "/endpoints").json(), runpod.rest("GET", "/templates").json()) == (
-        before
-    )
+    assert listed() == before
 
     def made(name: str, **endpoint) -> str:
-        template = configured(TemplateProvider, runpod).create(template_props(name=name))
-        props = endpoint_props(template.id, name=name) | endpoint
+        props = endpoint_props(name=name) | endpoint
         return configured(EndpointProvider, runpod).create(props).id
 
     ours = {
-        made(deployment_name(prefix, uuid.uuid4())),  # flashboot: named `<name> -fb`
-        made(deployment_name(prefix, uuid.uuid4()), flashboot=False, workersMin=1.0),
+        made(deployment_name(prefix, uuid.uuid4())),
+        made(deployment_name(prefix, uuid.uuid4()), flashboot="OFF", workers={"min": 1.0}),
     }
+    old_template = configured(TemplateProvider, runpod).create(
+        template_props(name=deployment_name(prefix, uuid.uuid4()))
+    )
     others = {
         made(deployment_name(stack_prefix("pr-12"), uuid.uuid4())),  # pr-1's name, and more
         made(f"{prefix}-not-a-deployment"),
         made("tandem-pr-1-llm"),  # the program's own
     }
     provider.delete(created.id, created.outs)
-    left = {e["id"]: e for e in runpod.rest("GET", "/endpoints").json()}
-    assert ours.isdisjoint(left) and others <= set(left)
-    templates = {t["id"] for t in runpod.rest("GET", "/templates").json()}
-    assert templates == {left[e]["templateId"] for e in others} | {t["id"] for t in before[1]}
+    endpoints, templates = listed()
+    left = {e["id"] for e in endpoints}
+    assert ours.isdisjoint(left) and others <= left
+    assert old_template.id not in {t["id"] for t in templates}
     for endpoint_id in others:
         configured(EndpointProvider, runpod).delete(endpoint_id, {})
-        configured(TemplateProvider, runpod).delete(left[endpoint_id]["templateId"], {})

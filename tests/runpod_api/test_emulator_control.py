@@ -228,7 +228,9 @@ def test_a_private_image_is_pulled_only_with_its_registry_credential(runpod):
         "POST", "/v2/registries", json={"name": "right", "username": "u", "password": "p"}
     )
     assert taken.status_code == 400 and "exists" in taken.json()["detail"]
-    unknown = runpod.rest("POST", "/v2/templates", json={"name": "t", "image": "i", "registry": "n"})
+    unknown = runpod.rest(
+        "POST", "/v2/templates", json={"name": "t", "image": "i", "registry": "n"}
+    )
     assert unknown.status_code == 400 and "registry" in unknown.json()["detail"]
     for registry_id in (right, wrong):
         assert runpod.rest("DELETE", f"/v2/registries/{registry_id}").status_code == 204

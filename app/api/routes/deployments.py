@@ -4,6 +4,7 @@ signed ready callback."""
 
 import asyncio
 import json
+import logging
 import uuid
 from typing import Annotated, Any, get_args
 
@@ -16,6 +17,7 @@ from app.schemas import (
     DeploymentIn,
     DeploymentOut,
     DeploymentSummary,
+    DeploymentWorkerOut,
     Page,
     error_responses,
 )
@@ -26,6 +28,8 @@ from app.services.tenant_keys import RunPodUnreachable
 from gpu_worker.common.ready import Stage
 from gpu_worker.common.signing import verify
 from runpod_api.client import RunPodApiError
+
+log = logging.getLogger("tandem.deployments")
 
 router = keyed_router(tags=["deployments"])
 callback_router = APIRouter(include_in_schema=False)  # the workers': the signature is the key
@@ -77,9 +81,29 @@ async def list_deployments_route(
     responses=error_responses(404),
 )
 async def read_deployment(
-    deployment_id: uuid.UUID, engine: EngineDep, caller: CallerDep
+    deployment_id: uuid.UUID, request: Request, engine: EngineDep, caller: CallerDep
 ) -> DeploymentOut:
-    return await deployments.get(engine, deployment_id, caller.tenant)
+    deployment = await deployments.get(engine, deployment_id, caller.tenant)
+    if deployment.endpoint_id and deployment.status not in ("failed", "deleting", "deleted"):
+        runner = runner_of(request)
+        try:
+            workers = await runner.workers(
+                caller.tenant, deployment.own_account, deployment.endpoint_id
+            )
+        except RunPodApiError as exc:
+            log.warning("deployment %s: its workers could not be read: %s", deployment_id, exc)
+        else:
+            deployment.workers = [
+                DeploymentWorkerOut(
+                    id=worker["id"],
+                    status=worker["status"],
+                    gpu_type=worker.get("gpuTypeId"),
+                    data_center=worker.get("dataCenterId"),
+                    stale=worker["isStale"],
+                )
+                for worker in workers
+            ]
+    return deployment
 
 
 @router.delete(
