@@ -94,8 +94,22 @@ def _changes(step: dict[str, Any]) -> tuple[Change, ...]:
     for path in sorted(paths):
         (was, old_secret), (now, new_secret) = _lookup(old, path), _lookup(new, path)
         secret = old_secret or new_secret
-        changes.append(Change(path, _shown(was, secret), _shown(now, secret)))
+        for leaf, before_leaf, after_leaf in _leaf_changes(path, was, now, secret):
+            changes.append(Change(leaf, _shown(before_leaf, secret), _shown(after_leaf, secret)))
     return tuple(changes)
+
+
+def _leaf_changes(path: str, was: Any, now: Any, secret: bool) -> list[tuple[str, Any, Any]]:
+    """A change of an object (an endpoint's `workers`) as the changes of its members
+    (`workers.max: 1 -> 3`); anything else as it is."""
+    if secret or not (isinstance(was, dict) and isinstance(now, dict)):
+        return [(path, was, now)]
+    return [
+        leaf
+        for key in sorted(set(was) | set(now))
+        if was.get(key) != now.get(key)
+        for leaf in _leaf_changes(f"{path}.{key}", was.get(key), now.get(key), secret)
+    ]
 
 
 def _resource(step: dict[str, Any]) -> ResourceDrift | None:

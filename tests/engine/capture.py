@@ -1,9 +1,9 @@
 """Capture what `stacks/` and the workflow scripts parse, from the real Pulumi engine, into
 tests/stacks/fixtures/ for the fast unit tests: `python -m tests.engine.capture` (needs the
-engine: `make engine`). The scenario runs the engine tests' project against the emulator:
+engine: `make engine`). The scenario runs the engine tests' project against the local RunPod:
 * refresh-clean.json: the engine events of a refresh preview of an unchanged stack;
-* refresh-drifted.json: the same after changes out of band (the llm endpoint's workersMax
-  and GPU types, the clip template's env; the clip endpoint deleted);
+* refresh-drifted.json: the same after changes out of band (the llm endpoint's workers.max
+  and GPU pools, the clip endpoint's env; the RunPod secret deleted);
 * preview-dev.txt: `pulumi preview --diff` of a change to the program's settings (the text the
   preview workflow posts).
 """
@@ -31,12 +31,11 @@ def main() -> None:
         llm, clip = outputs["llm_endpoint_id"].value, outputs["clip_endpoint_id"].value
         captured = {"refresh-clean.json": workspace.preview_refresh("dev")}
 
-        control.rest("PATCH", f"/endpoints/{llm}", json={"workersMax": 3})
-        control.rest("PATCH", f"/endpoints/{llm}", json={"gpuTypeIds": ["NVIDIA L4"]})
-        template = control.rest("GET", f"/endpoints/{clip}").json()["templateId"]
-        control.rest("PATCH", f"/templates/{template}", json={"env": {"TASK": "changed"}})
-        control.rest("PATCH", f"/endpoints/{clip}", json={"workersMin": 0, "workersMax": 0})
-        control.rest("DELETE", f"/endpoints/{clip}")
+        control.rest("PATCH", f"/v2/serverless/{llm}", json={"workers": {"max": 3}})
+        control.rest("PATCH", f"/v2/serverless/{llm}", json={"gpu": {"pools": ["ADA_80_PRO"]}})
+        control.rest("PATCH", f"/v2/serverless/{clip}", json={"env": {"TASK": "changed"}})
+        [secret] = control.rest("GET", "/v2/account/secrets").json()["secrets"]
+        control.rest("DELETE", f"/v2/account/secrets/{secret['id']}")
         captured["refresh-drifted.json"] = workspace.preview_refresh("dev")
 
         project.write_dev(llm={"workersMax": 2, "idleTimeout": 30})

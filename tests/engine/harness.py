@@ -76,7 +76,6 @@ class Project:
             "gcp:project": "engine-test",
             "tandem:environment": "dev",
             "tandem:runpodApiBase": api_base or self.control.url,
-            "tandem:runpodApiV2Base": self.control.v2_url,
             "tandem:gpu": {name: {**GPU[name], **gpu.get(name, {})} for name in GPU},
             "test:image": PRIVATE_IMAGE,
             "test:registryUsername": PRIVATE_REGISTRY[0],

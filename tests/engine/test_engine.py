@@ -1,5 +1,5 @@
-"""The real Pulumi engine on the test project (tests/engine/program) against the emulator's
-RunPod control plane: up, no perpetual diff, secrets, updates, replacement, key rotation,
+"""The real Pulumi engine on the test project (tests/engine/program) against the local RunPod's
+control plane (REST API v2): up, no perpetual diff, secrets, updates, replacement, key rotation,
 drift, policies, the preview comment, review stacks and destroy. The tests share one dev stack
 and run in order; each leaves the stack as it found it, the last one destroys it."""
 
@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 import runpod
-from infra.runpod.client import RunPodRest
-from infra.runpod.names import deployment_name, stack_prefix
 from pulumi.automation import CommandError, ConfigValue
 
+from runpod_api.client import RunPodRest
+from runpod_api.names import deployment_name, stack_prefix
 from tests.engine import HMAC_SECRET
 from tests.engine.harness import REPO_ROOT, Project, engine_bin
 from tests.net import free_port
@@ -64,19 +64,19 @@ def endpoint_ids(project) -> dict[str, str]:
 
 def test_up_makes_endpoints_that_answer_jobs_and_no_perpetual_diff(project, control, monkeypatch):
     ids = endpoint_ids(project)
-    live = control.rest("GET", f"/endpoints/{ids['llm']}?includeTemplate=true").json()
-    assert live["gpuTypeIds"] == ["NVIDIA GeForce RTX 4090"] and live["workersMax"] == 1
-    assert live["template"]["env"]["TASK"] == "llm"
-    # The image is in a private registry: the template pulls it with the stack's credential.
+    live = control.rest("GET", f"/v2/serverless/{ids['llm']}").json()
+    assert live["gpu"]["pools"] == ["ADA_24"] and live["gpu"]["excludedTypes"] == ["NVIDIA L4"]
+    assert live["workers"]["max"] == 1 and live["flashboot"] == "FLASHBOOT"
+    assert live["env"]["TASK"] == "llm"
+    # The image is in a private registry: the endpoint pulls it with the stack's credential.
     auth_id = dev(project).outputs()["runpod_registry_auth_id"].value
-    assert live["template"]["imageName"] == PRIVATE_IMAGE
-    assert live["template"]["containerRegistryAuthId"] == auth_id
-    assert control.rest("GET", f"/containerregistryauth/{auth_id}").json() == {
+    assert live["image"] == PRIVATE_IMAGE and live["registry"] == auth_id
+    assert control.rest("GET", f"/v2/registries/{auth_id}").json() == {
         "id": auth_id,
         "name": "tandem-dev-test-registry",
     }
-    # The HMAC secret is a RunPod secret: the template holds a reference, the worker the value.
-    assert live["template"]["env"]["EMBEDDING_HMAC_SECRET"] == "{{ RUNPOD_SECRET_tandem-dev-hmac }}"
+    # The HMAC secret is a RunPod secret: the endpoint holds a reference, the worker the value.
+    assert live["env"]["EMBEDDING_HMAC_SECRET"] == "{{ RUNPOD_SECRET_tandem-dev-hmac }}"
     monkeypatch.setattr(runpod, "api_key", control.api_key)
     monkeypatch.setattr(runpod, "endpoint_url_base", control.jobs_url)
     answer = runpod.Endpoint(ids["llm"]).run_sync({"command": "hello"}, timeout=90)
@@ -101,7 +101,8 @@ def test_a_new_hmac_secret_is_a_new_release_of_the_workers(project, control, mon
     dev(project).set_config("test:hmacSecret", ConfigValue("a-new-hmac-secret", secret=True))
     try:
         changes = dev(project).up().summary.resource_changes
-        assert changes == {"update": 3, "same": 7}  # the secret, both templates' fingerprint
+        # The secret, and both endpoints' and templates' fingerprint: a release of each
+        assert changes == {"update": 5, "same": 5}
         assert worker_env(llm, "EMBEDDING_HMAC_SECRET") == "a-new-hmac-secret"
     finally:
         dev(project).set_config("test:hmacSecret", ConfigValue(HMAC_SECRET, secret=True))
@@ -118,8 +119,8 @@ def test_state_holds_no_key_no_hmac_secret_and_no_registry_password_in_plain_tex
     text = exported_state(project)
     assert KEY not in text and HMAC_SECRET not in text and PRIVATE_REGISTRY[1] not in text
     state = json.loads(text)["deployment"]
-    templates = [r for r in state["resources"] if "imageName" in r.get("outputs", {})]
-    assert len(templates) == 2 and all("ciphertext" in r["outputs"]["env"] for r in templates)
+    containers = [r for r in state["resources"] if "image" in r.get("outputs", {})]
+    assert len(containers) == 4 and all("ciphertext" in r["outputs"]["env"] for r in containers)
     [auth] = [r for r in state["resources"] if "username" in r.get("outputs", {})]
     assert "ciphertext" in auth["outputs"]["password"]
     [secret] = [r for r in state["resources"] if r["urn"].endswith("::tandem-dev-hmac")]
@@ -129,17 +130,21 @@ def test_state_holds_no_key_no_hmac_secret_and_no_registry_password_in_plain_tex
 def test_in_place_update_replacement_and_removing_a_field(project, control):
     before = endpoint_ids(project)
     project.write_dev(llm={"workersMax": 2, "networkVolumeIds": ["vol-eu", "vol-us"]})
-    result = dev(project).up()  # the endpoint, and the template's env (HF_HOME on the volume)
+    result = dev(project).up()  # the endpoint, and both containers' env (HF_HOME on the volume)
     assert result.summary.resource_changes == {"update": 2, "same": 8}
-    live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
-    assert (live["workersMax"], live["networkVolumeIds"]) == (2, ["vol-eu", "vol-us"])
-    assert live["template"]["env"]["HF_HOME"] == "/runpod-volume/huggingface"
+    path = f"/v2/serverless/{before['llm']}"
+    live = control.rest("GET", path).json()
+    assert (live["workers"]["max"], live["networkVolumes"]) == (2, ["vol-eu", "vol-us"])
+    assert live["env"]["HF_HOME"] == "/runpod-volume/huggingface"  # a release: rolled
+    assert control.rest("GET", f"{path}/releases").json()["releases"][0]["diff"][0]["field"] == (
+        "env"
+    )
 
     project.write_dev()  # networkVolumeIds removed, workersMax back to 1
     assert dev(project).up().summary.resource_changes == {"update": 2, "same": 8}
-    live = control.rest("GET", f"/endpoints/{before['llm']}?includeTemplate=true").json()
-    assert live["workersMax"] == 1 and not live.get("networkVolumeIds")
-    assert "HF_HOME" not in live["template"]["env"]
+    live = control.rest("GET", path).json()
+    assert live["workers"]["max"] == 1 and live["networkVolumes"] == []
+    assert "HF_HOME" not in live["env"]
     dev(project).preview(expect_no_changes=True)
 
     [urn] = [
@@ -150,7 +155,7 @@ def test_in_place_update_replacement_and_removing_a_field(project, control):
     assert dev(project).up(replace=[urn]).summary.resource_changes["replace"] == 1
     after = endpoint_ids(project)
     assert after["clip"] != before["clip"] and after["llm"] == before["llm"]
-    assert control.rest("GET", f"/endpoints/{before['clip']}").status_code == 404
+    assert control.rest("GET", f"/v2/serverless/{before['clip']}").status_code == 404
 
 
 def test_a_rotated_key_is_used_with_no_diff(project, control):
@@ -175,20 +180,18 @@ def test_drift_names_what_changed_out_of_band(project, control):
     assert clean.stdout.strip() == "dev: no drift"
 
     ids = endpoint_ids(project)
-    control.rest("PATCH", f"/endpoints/{ids['llm']}", json={"workersMax": 3})
-    control.rest("PATCH", f"/endpoints/{ids['llm']}", json={"gpuTypeIds": ["NVIDIA L4"]})
-    template = control.rest("GET", f"/endpoints/{ids['clip']}").json()["templateId"]
-    control.rest("PATCH", f"/templates/{template}", json={"env": {"TASK": "edited"}})
+    control.rest("PATCH", f"/v2/serverless/{ids['llm']}", json={"workers": {"max": 3}})
+    control.rest("PATCH", f"/v2/serverless/{ids['llm']}", json={"gpu": {"pools": ["ADA_80_PRO"]}})
+    control.rest("PATCH", f"/v2/serverless/{ids['clip']}", json={"env": {"TASK": "edited"}})
     drifted = drift(project)
     assert drifted.returncode == 2, drifted.stdout + drifted.stderr
     out = drifted.stdout
     assert "drifted: pulumi-python:dynamic:Resource tandem-dev-llm-endpoint" in out
-    assert "workersMax: 1 -> 3" in out and '["NVIDIA L4"]' in out
-    assert "tandem-dev-clip-template\n    env: [secret] -> [secret]" in out
+    assert "workers.max: 1 -> 3" in out and '["ADA_80_PRO"]' in out
+    assert "tandem-dev-clip-endpoint\n    env: [secret] -> [secret]" in out  # its own container
     assert "edited" not in out and HMAC_SECRET not in out
 
-    control.rest("PATCH", f"/endpoints/{ids['clip']}", json={"workersMin": 0, "workersMax": 0})
-    control.rest("DELETE", f"/endpoints/{ids['clip']}")
+    control.rest("DELETE", f"/v2/serverless/{ids['clip']}")
     deleted = drift(project, "--format", "json")
     assert deleted.returncode == 2
     assert '"status": "deleted"' in deleted.stdout and "tandem-dev-clip-endpoint" in deleted.stdout
@@ -198,19 +201,16 @@ def test_drift_names_what_changed_out_of_band(project, control):
 
 
 def deployed(control, stack: str) -> dict:
-    """What the stack's API makes for a deployment (app/services/deployment_runner.py): a
-    template and an endpoint, named with the stack's prefix."""
-    name = deployment_name(stack_prefix(stack), uuid.uuid4())
-    template = control.rest(
-        "POST",
-        "/templates",
-        json={"name": name, "imageName": "tandem/llm:test", "isServerless": True, "env": {}},
-    ).json()
-    return control.rest(
-        "POST",
-        "/endpoints",
-        json={"name": name, "templateId": template["id"], "gpuTypeIds": ["NVIDIA L4"]},
-    ).json()
+    """What the stack's API makes for a deployment (app/services/deployment_runner.py): an
+    endpoint named with the stack's prefix."""
+    body = {
+        "name": deployment_name(stack_prefix(stack), uuid.uuid4()),
+        "type": "QUEUE",
+        "image": "tandem/llm:test",
+        "gpu": {"pools": ["ADA_24"]},
+        "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+    }
+    return control.rest("POST", "/v2/serverless", json=body).json()
 
 
 def test_drift_and_up_leave_the_apis_deployments_alone(project, control):
@@ -223,15 +223,14 @@ def test_drift_and_up_leave_the_apis_deployments_alone(project, control):
         assert clean.stdout.strip() == "dev: no drift"
         dev(project).preview(expect_no_changes=True)
         dev(project).up()
-        assert control.rest("GET", f"/endpoints/{endpoint['id']}").json() == endpoint
+        assert control.rest("GET", f"/v2/serverless/{endpoint['id']}").json() == endpoint
     finally:
         with RunPodRest(control.api_key, control.url) as rest:  # as the API removes it
             rest.delete_endpoint(endpoint["id"])
-            rest.delete_template(endpoint["templateId"])
 
 
 def test_drift_with_the_control_plane_down_is_an_error(project):
-    project.write_dev(api_base=f"http://127.0.0.1:{free_port()}/v1")  # nothing listens there
+    project.write_dev(api_base=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     dev(project).up()  # applied: a refresh uses the config of the last update
     try:
         down = drift(project)
@@ -274,7 +273,7 @@ def test_the_preview_comment_counts_a_real_preview(project, tmp_path):
         check=True,
     ).stdout
     assert "<b>dev</b>: success (~ 1 to update, 9 unchanged)</summary>" in comment
-    assert "idleTimeout       : 2 => 30" in comment
+    assert "~ idleTimeout: 2 => 30" in comment
 
 
 def test_review_stacks_up_destroy_and_gc(project, control):
@@ -296,8 +295,8 @@ def test_review_stacks_up_destroy_and_gc(project, control):
     own = project.stacks("review", "up", "--pr", "8", "--own-gpu-endpoints")
     assert own.returncode == 0, own.stdout[-3000:] + own.stderr[-3000:]
     assert len(control.emulator.control.endpoints) == 4
-    templates = control.emulator.control.templates.values()
-    assert {t["containerRegistryAuthId"] for t in templates} == {auth_id}
+    endpoints = control.emulator.control.endpoints.values()
+    assert {e["registry"] for e in endpoints} == {auth_id}
     deployed(control, "pr-8")  # its API's: removed with it
     gc = project.stacks("review", "gc", "--max-age", "0h")
     assert gc.returncode == 0, gc.stdout + gc.stderr
@@ -312,5 +311,5 @@ def test_destroy_leaves_runpod_empty(project, control):
     dev(project).destroy()
     assert control.emulator.control.endpoints == {}
     assert control.emulator.control.templates == {}
-    assert control.emulator.control.registry_auths == {}
+    assert control.emulator.control.registries == {}
     assert control.emulator.control.secrets == {}

@@ -234,6 +234,6 @@ def test_preview_comment_shows_each_stack_with_its_counts(tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith("### `pulumi preview` at 0123456789ab\n")
-    assert "<b>dev</b>: success (~ 1 to update, 8 unchanged)</summary>" in out
+    assert "<b>dev</b>: success (~ 1 to update, 9 unchanged)</summary>" in out
     assert "<b>prod</b>: failure</summary>" in out
-    assert "~ workersMax        : 1 => 2" in out and "error: no credentials" in out
+    assert "~ max        : 1 => 2" in out and "error: no credentials" in out
