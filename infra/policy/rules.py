@@ -13,7 +13,6 @@ from typing import Any
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 # RunPod's serverless pools of A100, H100, H200 and B200 cards.
 PREMIUM_POOLS = frozenset({"AMPERE_80", "ADA_80_PRO", "HOPPER_141", "BLACKWELL_180"})
-RUNPOD = "pulumi-python:dynamic:Resource"  # a RunPod template or endpoint carries `image`
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)", re.I)
 RUNPOD_SECRET = re.compile(r"\{\{\s*RUNPOD_SECRET_[\w.\-/]+\s*\}\}")
 PRIVATE_REGISTRY = re.compile(r"^[a-z0-9-]+-docker\.pkg\.dev/")  # Artifact Registry
@@ -68,7 +67,7 @@ def no_literal_secrets(typ: str, props: dict[str, Any], _config: PolicyConfig) -
             for env in container.get("envs") or []
             if SECRET_NAME.search(env.get("name", "")) and env.get("value") is not None
         ]
-    if typ == RUNPOD and "image" in props:
+    if "image" in props and "env" in props:  # a RunPod template or endpoint
         return [
             f"env {name} looks secret but has a literal value: use a RunPod secret "
             "({{ RUNPOD_SECRET_<name> }})"
@@ -84,7 +83,7 @@ def private_images_pulled_with_a_credential(
     """A RunPod template or endpoint on an Artifact Registry image names the registry
     credential that pulls it (RunPod cannot pull a private image without one)."""
     image = props.get("image")
-    if typ != RUNPOD or not isinstance(image, str) or not PRIVATE_REGISTRY.match(image):
+    if not isinstance(image, str) or not PRIVATE_REGISTRY.match(image):
         return []
     if props.get("registry"):
         return []
@@ -109,10 +108,11 @@ def prod_api_is_warm_and_protected(
 def gpu_endpoints_within_limits(typ: str, props: dict[str, Any], config: PolicyConfig) -> list[str]:
     """RunPod GPU pools from the allowed list (A100/H100-class only when allowed), workers
     under the cap."""
-    if typ != RUNPOD or not isinstance(props.get("gpu"), dict):  # only endpoints have a `gpu`
+    gpu = props.get("gpu")
+    if not hasattr(gpu, "get"):  # only RunPod endpoints have a `gpu` (the pack's: a proxy)
         return []
     problems = []
-    for pool in props["gpu"].get("pools") or []:
+    for pool in gpu.get("pools") or []:
         if config.allowed_gpu_pools is not None and pool not in config.allowed_gpu_pools:
             problems.append(f"GPU pool {pool!r} is not in the allowed list")
         elif pool in PREMIUM_POOLS and not config.allow_premium_gpus:
