@@ -170,13 +170,18 @@ class RunPodRest:
         return self._call("GET", f"/v2/serverless/{endpoint_id}/releases")
 
     def worker_logs(
-        self, endpoint_id: str, worker_id: str, tail: int = 100, since: str | None = None
+        self,
+        endpoint_id: str,
+        worker_id: str,
+        tail: int = 100,
+        idle_s: float | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """A worker's log lines (`{ts, source, line}`) as RunPod streams them (Server-Sent
-        Events); the stream ends when RunPod closes it."""
+        """A worker's last `tail` log lines (`{ts, source, line}`) and the ones that follow, as
+        RunPod streams them (Server-Sent Events), until RunPod closes the stream or, with
+        `idle_s`, no line came for that long (httpx.ReadTimeout)."""
         path = f"/v2/serverless/{endpoint_id}/workers/{worker_id}/logs"
-        params: dict[str, Any] = {"tail": tail} | ({"since": since} if since else {})
-        with self._http.stream("GET", path, params=params, timeout=None) as response:
+        timeout = httpx.Timeout(30, read=idle_s)
+        with self._http.stream("GET", path, params={"tail": tail}, timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
                 error = RunPodNotFound if response.status_code == 404 else RunPodApiError

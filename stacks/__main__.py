@@ -1,5 +1,5 @@
-"""`python -m stacks review up|destroy|gc` and `python -m stacks drift`: operations on the
-Pulumi stacks of this project, for CI (see README, "CI/CD")."""
+"""`python -m stacks review up|destroy|gc`, `drift`, `check` and `logs`: operations on the
+Pulumi stacks of this project, for CI and operators (see README, "CI/CD")."""
 
 import argparse
 import os
@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from infra.config import REPO_ROOT, ConfigError, stack_settings
+from runpod_api.client import REST_API, RunPodApiError, RunPodRest
+from stacks import logs
 from stacks.drift import StackDrift, classify, exit_code, json_report, markdown_report, text_report
 from stacks.postdeploy import CheckFailed, check
 from stacks.review import (
@@ -103,12 +105,30 @@ def _check(args: argparse.Namespace, workspace: Workspace) -> int:
             env["TANDEM_API_KEY"],
             args.endpoint_id or [],
             os.environ.get("RUNPOD_API_BASE", "https://api.runpod.ai/v2"),
+            os.environ.get("RUNPOD_REST_API", REST_API),
             env["RUNPOD_API_KEY"],
             duration(args.timeout).total_seconds(),
         )
     except CheckFailed as exc:
         print(f"post-deploy check failed: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _logs(args: argparse.Namespace, workspace: Workspace) -> int:
+    key = os.environ.get("RUNPOD_API_KEY", "")
+    if not key:
+        raise UsageError("worker logs need RUNPOD_API_KEY")
+    endpoint = logs.endpoint_id(workspace.outputs(args.stack), args.endpoint)
+    with RunPodRest(key, os.environ.get("RUNPOD_REST_API", REST_API)) as rest:
+        try:
+            for line in logs.lines(rest, endpoint, args.worker, args.follow):
+                print(line, flush=True)
+        except RunPodApiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -147,11 +167,19 @@ def parser() -> argparse.ArgumentParser:
     drift.add_argument("--stack", action="append", help="a stack (repeat); default dev and prod")
     drift.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     drift.set_defaults(run=_drift)
-    after = commands.add_parser("check", help="after a deploy: readiness, GPU health, a smoke chat")
+    after = commands.add_parser(
+        "check", help="after a deploy: readiness, GPU health and rollout, a smoke chat"
+    )
     after.add_argument("--api-url", required=True)
     after.add_argument("--endpoint-id", action="append", help="a RunPod endpoint id (repeat)")
     after.add_argument("--timeout", default="15m")
     after.set_defaults(run=_check, needs_pulumi=False)
+    logged = commands.add_parser("logs", help="a GPU endpoint's worker logs, from RunPod")
+    logged.add_argument("stack")
+    logged.add_argument("endpoint", help="a worker type the stack runs (llm, clip...) or an id")
+    logged.add_argument("--worker", help="one worker's id (default: every worker's)")
+    logged.add_argument("--follow", action="store_true", help="keep printing new lines")
+    logged.set_defaults(run=_logs)
     return root
 
 

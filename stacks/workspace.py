@@ -40,6 +40,9 @@ class Workspace(Protocol):
     def preview_refresh(self, stack: str) -> list[dict[str, Any]]:
         """A refresh preview's engine events, in the engine's JSON shapes; changes no state."""
 
+    def outputs(self, stack: str) -> dict[str, Any]:
+        """The stack's outputs (secret ones as [secret])."""
+
 
 def check_credentials(environ: dict[str, str] | None = None) -> None:
     """Refuse to start without a Pulumi backend login, or a passphrase for a self-managed
@@ -174,6 +177,10 @@ class AutomationWorkspace:
         with _concise(self.auto):
             self.stack(stack).preview_refresh(on_event=collect, show_secrets=False)
         return events
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        found = self.stack(stack).outputs()
+        return {key: SECRET if value.secret else value.value for key, value in found.items()}
 
 
 def _event_json(event: Any) -> dict[str, Any] | None:

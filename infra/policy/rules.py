@@ -108,7 +108,7 @@ def prod_api_is_warm_and_protected(
 def gpu_endpoints_within_limits(typ: str, props: dict[str, Any], config: PolicyConfig) -> list[str]:
     """RunPod GPU pools from the allowed list (A100/H100-class only when allowed), workers
     under the cap."""
-    gpu = props.get("gpu")
+    gpu: Any = props.get("gpu")
     if not hasattr(gpu, "get"):  # only RunPod endpoints have a `gpu` (the pack's: a proxy)
         return []
     problems = []

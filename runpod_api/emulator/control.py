@@ -223,7 +223,8 @@ class ControlPlane:
         del self.templates[template_id]
 
     # -- serverless endpoints -------------------------------------------------------------
-    def create_endpoint(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_endpoint(self, body: dict[str, Any], endpoint_id: str | None = None) -> dict:
+        """Make an endpoint (`endpoint_id`: the id of a fixed one, else a new id)."""
         if ("gpu" in body) == ("cpu" in body):
             raise ControlError(400, "give exactly one of gpu and cpu")
         if "cpu" in body:
@@ -237,7 +238,7 @@ class ControlPlane:
         container = base | {key: fields.pop(key) for key in CONTAINER if key in fields}
         self._check_registry(container)
         self._check_gpu(fields["gpu"])
-        endpoint_id = new_id(14)
+        endpoint_id = endpoint_id or new_id(14)
         endpoint = {
             "id": endpoint_id,
             "name": fields.pop("name"),

@@ -110,15 +110,30 @@ def create_app(
     registries: dict[str, tuple[str, str]] | None = None,
     machine_env: dict[str, str] | None = None,
 ) -> FastAPI:
-    """`endpoints` maps ids of fixed endpoints (one worker each, always on, in this process's
-    environment) to worker modules; `base_url` is where workers reach us; `endpoint_env` adds
-    variables to one fixed endpoint's workers; `images` maps the images of endpoints made
-    through the control plane to worker modules; `registries` makes registry hosts private (see
-    `Emulator.can_pull`); `machine_env` goes to the workers of those endpoints."""
+    """`endpoints` maps ids of fixed endpoints (image `local/<module>`, one worker, always on, in
+    this process's environment; listed by the control plane as any other) to worker modules;
+    `base_url` is where workers reach us; `endpoint_env` adds variables to one fixed endpoint's
+    workers; `images` maps the images of endpoints made through the control plane to worker
+    modules; `registries` makes registry hosts private (see `Emulator.can_pull`); `machine_env`
+    goes to the workers of those endpoints."""
     state = Emulator(base_url, images or {}, api_key, registries, machine_env)
     for name, module in endpoints.items():
+        env = (endpoint_env or {}).get(name, {})
+        state.images[f"local/{module}"] = module
+        state.control.create_endpoint(
+            {
+                "name": name,
+                "type": "QUEUE",
+                "image": f"local/{module}",
+                "env": env,
+                "gpu": {"pools": [state.control.gpus[0]["pool"]]},
+                "workers": {"min": 1, "max": 1},
+                "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
+            },
+            endpoint_id=name,
+        )
         state.add_endpoint(name, execution_timeout_s, True).configure(
-            module, (endpoint_env or {}).get(name, {}), 1, 1, gpu=FIXED_GPU
+            module, env, 1, 1, gpu=FIXED_GPU
         )
 
     async def scale_forever() -> None:

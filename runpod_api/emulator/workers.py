@@ -90,6 +90,7 @@ class WorkerProcess:
         env = {
             **self.env,
             "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), self.env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",  # as the worker images set it: lines reach the log at once
         }
         self.process = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", self.module],

@@ -49,6 +49,7 @@ def as_v2(plane, captured: dict) -> None:
             "allowedCudaVersions": [],
         }
     for endpoint_id, item in captured["endpoints"].items():
+        urls = {key: f"{plane.base_url}/v2/{endpoint_id}{path}" for key, path in JOB_ROUTES.items()}
         template = plane.templates[item["templateId"]]
         selection = catalog.select(item["gpuTypeIds"], catalog.snapshot()["gpus"])
         gpu = {"pools": selection.pools, "count": item["gpuCount"]}
@@ -56,9 +57,7 @@ def as_v2(plane, captured: dict) -> None:
             "id": endpoint_id,
             "name": item["name"].removesuffix(" -fb"),
             "type": "QUEUE",
-            "requestUrls": {
-                key: f"{plane.base_url}/v2/{endpoint_id}{route}" for key, route in JOB_ROUTES.items()
-            },
+            "requestUrls": urls,
             **{key: copy.deepcopy(template[key]) for key in ("image", "args", "disk", "ports")},
             "env": dict(template["env"]),
             "registry": template["registry"],
