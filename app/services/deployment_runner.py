@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Row
@@ -76,6 +76,11 @@ _CLAIM = text(
     RETURNING id
     """
 )
+
+
+class Deployed(NamedTuple):
+    backend: RunPodBackend
+    name: str  # what its worker serves: an OpenAI request's `model` becomes this
 
 
 class DeploymentRunner:
@@ -342,14 +347,16 @@ class DeploymentRunner:
 
     async def backend_for(
         self, tenant: str, model: Any, tasks: tuple[str, ...]
-    ) -> RunPodBackend | None:
-        """The inference backend of the tenant's deployment `model` of one of `tasks` (None: no
-        such deployment; Conflict while it is not ready; InvalidInput for another task's)."""
+    ) -> Deployed | None:
+        """The inference backend of the tenant's deployment `model` (its name or id) of one of
+        `tasks`, and the name its worker serves (None: no such deployment; Conflict while it is
+        not ready; InvalidInput for another task's)."""
         served = await endpoint_of(self.engine, tenant, model, tasks)
         if served is None:
             return None
         client = self.client(await self.account_key(tenant, served.own_account))
-        return RunPodBackend(client, dict.fromkeys(WORKER_TYPES, served.endpoint_id))
+        backend = RunPodBackend(client, dict.fromkeys(WORKER_TYPES, served.endpoint_id))
+        return Deployed(backend, served.name)
 
     # -- RunPod ---------------------------------------------------------------------------
     async def account_key(self, tenant: str, own_account: bool) -> str | None:

@@ -331,6 +331,7 @@ SERVING = ("ready", "webhook_failed")  # webhook_failed: ready, only its notific
 class Served(NamedTuple):
     endpoint_id: str
     own_account: bool  # in the tenant's RunPod account, not the stack's
+    name: str  # the model name its worker serves (SERVED_MODEL_NAME)
 
 
 async def endpoint_of(
@@ -353,6 +354,7 @@ async def endpoint_of(
                     Deployment.own_account,
                     Deployment.error,
                     Deployment.task,
+                    Deployment.name,
                 ).where(Deployment.tenant == tenant, Deployment.status != "deleted", named)
             )
         ).first()
@@ -362,7 +364,7 @@ async def endpoint_of(
         raise InvalidInput(f"model: deployment {model} serves task {row.task}, not this request")
     if row.status not in SERVING or row.error is not None:
         raise Conflict(f"deployment {model} is {row.status}: it serves once ready")
-    return Served(row.endpoint_id, row.own_account)
+    return Served(row.endpoint_id, row.own_account, row.name)
 
 
 async def ready_cards(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:

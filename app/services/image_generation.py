@@ -132,7 +132,7 @@ async def image_backend(
             f"model: {model!r} is neither {settings.imagegen_model!r} (the default) nor a "
             "deployment of yours"
         )
-    return deployed
+    return deployed.backend
 
 
 async def generate_images(

@@ -5,6 +5,7 @@ directories with it as a stack's API deploys Hub models on RunPod."""
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import socket
@@ -19,6 +20,7 @@ from app.core.config import Settings
 from app.inference.local_models import worker_process_env
 from app.models import Deployment
 from app.services.deployments import transition
+from app.storage.local import object_url_prefix
 
 log = logging.getLogger("tandem.local")
 # The worker images' stand-ins: each names the worker run as `python -m gpu_worker.<package>`.
@@ -43,6 +45,14 @@ class _Server(uvicorn.Server):
         yield
 
 
+def uploads_allowed(settings: Settings) -> dict[str, str]:
+    """What lets a deployment's worker fetch and upload through this API's local store (the
+    URLs it signs are on loopback, which workers otherwise refuse): exactly those URLs."""
+    if settings.storage_mode != "local":
+        return {}
+    return {"FETCH_ALLOWED_PREFIXES": json.dumps([object_url_prefix(settings.public_url)])}
+
+
 @contextlib.asynccontextmanager
 async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
     """Serve the control plane while the block runs; yields `settings` pointed at it."""
@@ -57,7 +67,7 @@ async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
         base,
         api_key=key,
         images={LOCAL_IMAGE: "gpu_worker.llm", LOCAL_IMAGEGEN_IMAGE: "gpu_worker.imagegen"},
-        machine_env=worker_process_env(),
+        machine_env=worker_process_env() | uploads_allowed(settings),
     )
     server = _Server(uvicorn.Config(emulator, log_level="warning", timeout_graceful_shutdown=3))
     serving = asyncio.create_task(server.serve(sockets=[listener]))

@@ -5,7 +5,8 @@ Any vLLM engine or OpenAI-serving argument can be set by its upper-snake-case na
 (`ENABLE_PREFIX_CACHING=true`, `MAX_NUM_BATCHED_TOKENS=4096`, `TOOL_CALL_PARSER=hermes`,
 `SPECULATIVE_CONFIG={"method": "ngram", ...}`), as worker-vllm's users do; vLLM's own parser
 checks each, and a bad value stops the worker with the variable's name. What LlmSettings names
-(MODEL_NAME, DTYPE, MAX_CONCURRENCY...) is set there, with Tandem's defaults.
+(MODEL_NAME, DTYPE, MAX_CONCURRENCY...) is set there, with Tandem's defaults; so is compact
+JSON for structured outputs.
 """
 
 import argparse
@@ -22,6 +23,12 @@ from gpu_worker.llm.settings import LlmSettings
 # torch.distributed reads these itself; as vLLM flags they would mean something else.
 NOT_FROM_ENV = {"MASTER_ADDR", "MASTER_PORT"}
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+# Structured outputs as compact JSON unless STRUCTURED_OUTPUTS_CONFIG says otherwise: no model
+# can loop on whitespace (a small one answers `{\r\r\r...` until max_tokens), and no answer
+# spends tokens on it. xgrammar is the backend that can (and vLLM's first choice).
+COMPACT_JSON = {
+    "STRUCTURED_OUTPUTS_CONFIG": '{"backend": "xgrammar", "disable_any_whitespace": true}'
+}
 
 
 class BadEngineArgument(ValueError):
@@ -77,7 +84,8 @@ def serve_args(settings: LlmSettings, environ: Mapping[str, str]) -> argparse.Na
     parser = make_arg_parser(FlexibleArgumentParser())
     parser.exit_on_error = False  # an invalid value raises ArgumentError instead of exiting
     own = {name.upper() for name in LlmSettings.model_fields}
-    from_env = {name: environ[name] for name in sorted(vllm_names() & environ.keys() - own)}
+    given = COMPACT_JSON | dict(environ)
+    from_env = {name: given[name] for name in sorted(vllm_names() & given.keys() - own)}
     argv = _own_flags(settings)
     for name, value in from_env.items():
         argv += _env_flags(parser, name, value)

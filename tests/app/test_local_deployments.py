@@ -89,3 +89,52 @@ async def test_a_restart_deletes_what_the_last_runs_runpod_served(local_api, loc
             ("deleting", "its endpoint ended with an earlier run of the local RunPod"),
             ("deleted", None),
         ]
+
+
+async def test_make_devs_deployments_answer_by_id_in_compact_json_and_draw(local_api, tmp_path):
+    """As a new user meets them on `make dev`, with the official client: a chat deployment
+    answers with its id as `model` (its worker knows it by its name), structured outputs close
+    (compact JSON: a small model cannot loop on whitespace), and a diffusers deployment's worker
+    may upload its image to the local store that signed the URL."""
+    from gpu_worker.imagegen.tiny import build_tiny_sd
+    from gpu_worker.llm.tiny import build_tiny_llama
+
+    made = {}
+    for name, model, task in (
+        ("tiny-chat", build_tiny_llama(tmp_path / "tiny-llama"), "generate"),
+        ("tiny-sd", build_tiny_sd(tmp_path / "tiny-sd"), "image"),
+    ):
+        body = {"model": str(model), "name": name, "task": task, "workers_min": 1}
+        created = await local_api.post("/v1/deployments", json=body)
+        assert created.status_code == 202, created.text
+        made[name] = created.json()["deployment_id"]
+    for deployment_id in made.values():
+        deployment = await settled(local_api, deployment_id, timeout_s=240)
+        assert deployment["status"] == "ready", deployment
+    client = openai_client(local_api)
+
+    by_id = await client.chat.completions.create(
+        model=made["tiny-chat"], messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
+    assert by_id.model == "tiny-chat" and by_id.choices[0].message.content is not None
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    structured = await client.chat.completions.create(
+        model="tiny-chat",
+        messages=[{"role": "user", "content": "Is it fine?"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
+        max_tokens=32,
+        temperature=0,
+    )
+    [choice] = structured.choices
+    assert choice.finish_reason == "stop", choice.message.content  # not `length` on `{\r\r\r`
+    assert choice.message.content in ('{"ok":true}', '{"ok":false}')
+
+    drawn = await client.images.generate(model="tiny-sd", prompt="a red cat", size="128x128")
+    assert drawn.model == "tiny-sd" and drawn.data[0].url
+    for deployment_id in made.values():
+        assert (await local_api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204

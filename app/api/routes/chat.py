@@ -120,7 +120,7 @@ async def chat(
                 f"model: the tenant has no deployment {body.model!r} (leave model out for the "
                 "stack's chat model)"
             )
-        generator = deployed
+        generator = deployed.backend
     messages = await prompt_messages(engine, body, caller.tenant, settings.history_messages)
     history = len(messages) - 1  # before the new message
     sources = None

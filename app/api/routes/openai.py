@@ -82,7 +82,10 @@ class Serving:
         self, worker: str, route: str, body: OpenAIRequest
     ) -> dict[str, Any] | AsyncIterator[str]:
         deployed = await self.runner.backend_for(self.tenant, body.get("model"), LLM_TASKS)
-        return await (deployed or self.backend).openai(worker, route, body)
+        if deployed is None:
+            return await self.backend.openai(worker, route, body)
+        # Named by its name or its id: its worker knows it by its name.
+        return await deployed.backend.openai(worker, route, {**body, "model": deployed.name})
 
 
 ServingDep = Annotated[Serving, Depends()]
