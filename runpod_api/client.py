@@ -32,6 +32,7 @@ RETRY_STATUSES = {429, 502, 503, 504}
 ATTEMPTS = 4
 MAX_DETAIL_CHARS = 500
 MASK = "[secret]"
+MIN_MASKED = 6  # shorter values (`1`, `true`) are no secret, and masking them garbles messages
 
 
 class RunPodApiError(Exception):
@@ -118,7 +119,8 @@ class RunPodRest:
 
     def _mask(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, MASK)
+            if len(secret) >= MIN_MASKED:
+                text = text.replace(secret, MASK)
         return text
 
     def _delete(self, path: str) -> None:
