@@ -1,12 +1,12 @@
-"""The names of what a Tandem API makes at RunPod for its deployments (its runner,
-app/services/deployment_runner.py): `<prefix>-<12 hex digits of the deployment id>`, where the
-prefix names the API's stack (`tandem-deploy-<stack>`), so that the stack's destroy removes
-them and no other stack's (infra/runpod/providers.py: ApiDeploymentsProvider)."""
+"""The names of what a Tandem API makes at RunPod for its deployments (its runner, in app):
+`<prefix>-<12 hex digits of the deployment id>`, where the prefix names the API's stack
+(`tandem-deploy-<stack>`), so that the stack's destroy removes them and no other stack's (the
+Pulumi program's ApiDeployments resource)."""
 
 import re
 import uuid
 
-FLASHBOOT_SUFFIX = " -fb"  # RunPod's, on the name of a flashboot endpoint
+FLASHBOOT_SUFFIX = " -fb"  # on flashboot endpoints' names under REST API v1: old ones keep it
 
 
 def stack_prefix(stack: str) -> str:

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="IMAGE=MODULE",
-        help="endpoints made through /v1 on a template of IMAGE run `python -m MODULE` workers",
+        help="endpoints made through /v2/serverless on IMAGE run `python -m MODULE` workers",
     )
     parser.add_argument(
         "--registry",
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="HOST=USERNAME:PASSWORD",
-        help="images from HOST are pulled only by templates with a registry auth holding these",
+        help="images from HOST are pulled only with a registry credential holding these",
     )
     parser.add_argument(
         "--env",
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME:KEY=VALUE",
         help="set KEY=VALUE in the environment of endpoint NAME's workers",
     )
-    parser.add_argument("--api-key", help="require Authorization: Bearer KEY on /v1 and /v2")
+    parser.add_argument("--api-key", help="require Authorization: Bearer KEY on /v2")
     parser.add_argument(
         "--execution-timeout", type=float, help="default execution timeout of a job, in seconds"
     )
