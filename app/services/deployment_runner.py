@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
+from cachetools import TTLCache
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,6 +58,7 @@ LEASE_S = 120  # how long a claimed deployment is another instance's to leave al
 HUB_RETRY_S = 30
 HEALTH_EVERY_S = 30  # how often an endpoint not yet ready is looked at, at RunPod
 CONTAINER_DISK_GB = 30
+WORKERS_TTL_S = 5.0  # how long a deployment's worker list, as RunPod gave it, is shown
 # A light request that makes RunPod start a worker: the llm worker's model list; the imagegen
 # worker refuses an empty input at once (its model loads before it takes a job).
 WARM_UP: dict[str, dict[str, Any]] = {
@@ -96,6 +98,7 @@ class DeploymentRunner:
         self.api_key = key.get_secret_value() if key else None
         self.keyring = tenant_keys.keyring_of(settings)
         self.catalogs = GpuCatalogs(settings)
+        self._workers: TTLCache[str, list[dict]] = TTLCache(maxsize=4096, ttl=WORKERS_TTL_S)
         # Where the workers' ready callbacks reach this API: its public address.
         self.public_base = (settings.webhook_base_url or settings.public_url).rstrip("/")
         self.every_s = settings.job_poll_seconds
@@ -264,11 +267,15 @@ class DeploymentRunner:
             return {}
 
     async def workers(self, tenant: str, own_account: bool, endpoint_id: str) -> list[dict]:
-        """A deployment's workers as RunPod lists them (status, GPU type, data centre)."""
-        key = await self.account_key(tenant, own_account)
-        with self._rest(key) as rest:
-            listing = await self._blocking(rest.workers, endpoint_id)
-        return listing["workers"]
+        """A deployment's workers as RunPod lists them (status, GPU type, data centre), as
+        RunPod answered in the last WORKERS_TTL_S: reading a deployment again and again asks
+        RunPod once."""
+        if (listed := self._workers.get(endpoint_id)) is None:
+            key = await self.account_key(tenant, own_account)
+            with self._rest(key) as rest:
+                listed = (await self._blocking(rest.workers, endpoint_id))["workers"]
+            self._workers[endpoint_id] = listed
+        return listed
 
     async def _deleting(self, row: Row) -> None:
         await self.tear_down(row.id)
