@@ -142,11 +142,6 @@ class RunPodClient:
             "GET", f"/{endpoint_id}/status/{job_id}", deadline, idempotent=True
         )
 
-    async def health(self, endpoint_id: str) -> dict[str, Any]:
-        """The endpoint's `/health`: its `jobs` and `workers` (idle, running, ...) counts."""
-        deadline = time.monotonic() + self.timeout_s
-        return await self._request("GET", f"/{endpoint_id}/health", deadline, idempotent=True)
-
     async def stream(self, endpoint_id: str, job_input: dict[str, Any]) -> AsyncIterator[Any]:
         """Run a job and yield each streamed chunk as the worker produces it."""
         deadline = time.monotonic() + self.timeout_s

@@ -49,6 +49,7 @@ from runpod_api import catalog
 from runpod_api.client import RunPodApiError, RunPodRest
 from runpod_api.models import EndpointCreate, Gpu, Scaling, Workers
 from runpod_api.names import deployment_name
+from runpod_api.spec import SpecViolation
 
 log = logging.getLogger("tandem.deployments")
 T = TypeVar("T")
@@ -203,7 +204,7 @@ class DeploymentRunner:
         key = await self.account_key(row.tenant, row.own_account)
         try:
             endpoint_id = await self._blocking(self._create_at_runpod, row, key)
-        except RunPodApiError as exc:
+        except (RunPodApiError, SpecViolation) as exc:  # RunPod's refusal, or the spec's
             await self._fail(row, f"RunPod refused the endpoint: {exc}")
             return
         async with self.engine.begin() as conn:
@@ -352,9 +353,7 @@ class DeploymentRunner:
                 )
         return await self._make_ready(row, "the worker loaded the model")
 
-    async def backend_for(
-        self, tenant: str, model: Any, tasks: tuple[str, ...]
-    ) -> Deployed | None:
+    async def backend_for(self, tenant: str, model: Any, tasks: tuple[str, ...]) -> Deployed | None:
         """The inference backend of the tenant's deployment `model` (its name or id) of one of
         `tasks`, and the name its worker serves (None: no such deployment; Conflict while it is
         not ready; InvalidInput for another task's)."""
