@@ -56,3 +56,11 @@ def test_names_are_vllms_engine_and_serving_arguments_only():
 def test_a_bad_value_is_refused_with_its_name(env, says):
     with pytest.raises(BadEngineArgument, match=says.replace("(", r"\(")):
         serve_args(SETTINGS, env)
+
+
+def test_structured_outputs_are_compact_json_unless_the_environment_says_otherwise():
+    compact = serve_args(SETTINGS, {}).structured_outputs_config
+    assert compact.disable_any_whitespace is True and compact.backend == "xgrammar"
+    chosen = serve_args(SETTINGS, {"STRUCTURED_OUTPUTS_CONFIG": '{"backend": "guidance"}'})
+    assert chosen.structured_outputs_config.backend == "guidance"
+    assert chosen.structured_outputs_config.disable_any_whitespace is False
