@@ -284,8 +284,7 @@ class Pool:
     def _start(self) -> None:
         worker_id = f"{self.queue.name}-worker-{self._serial}"
         self._serial += 1
-        env = {**worker_env(self.base_url, self.queue.name, worker_id, self.inherit_env)}
-        env |= self.env
+        env = worker_env(self.base_url, self.queue.name, worker_id, self.inherit_env) | self.env
         worker = WorkerProcess(
             self.module or "",
             env,

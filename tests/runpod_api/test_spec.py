@@ -3,7 +3,6 @@ validator: every body the client can build is one the spec accepts (and one it r
 leaves), every answer it parses is one the spec documents (RunPod's own examples, served back
 to it), and a refusal names the field as RunPod would."""
 
-import json
 from typing import Any
 
 import httpx
@@ -67,9 +66,7 @@ def test_the_validator_is_json_schema_2020_12():
 @pytest.mark.parametrize("body", BODIES, ids=lambda body: type(body).__name__)
 def test_every_body_the_client_builds_is_one_the_spec_accepts(body):
     sent = body.body()
-    assert Draft202012Validator(
-        {"$ref": f"{spec.BASE}#/components/schemas/{body.schema_name}"}, registry=spec._registry()
-    ).is_valid(sent)
+    assert spec.validator(body.schema_name).is_valid(sent)  # the spec's own, 2020-12
     if isinstance(body, EndpointCreate) and body.workers:
         assert isinstance(sent["workers"]["max"], int)  # typed by the model, as RunPod wants
 
@@ -154,5 +151,5 @@ def test_a_problem_reaches_the_user_with_its_detail_and_errors():
     error = refused.value
     assert (error.status, error.detail, error.errors) == (422, problem["detail"], problem["errors"])
     assert "gpu.pools[0]: 'X' is not a pool" in str(error)
-    assert json.loads(json.dumps(problem))  # the shape RunPod documents:
+    # The shape RunPod documents for it:
     assert spec.operation("PATCH", "/v2/serverless/ep1").response_errors(422, problem) == []
