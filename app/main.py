@@ -31,6 +31,7 @@ from app.core.errors import DatabaseUnavailable, install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.migrations import check_vector_dims, migrate
 from app.inference import InferenceBackend, make_backend
+from app.inference.limited import TenantSlots
 from app.services import tenant_keys
 from app.services.api_keys import Authenticator
 from app.services.deployment_runner import DeploymentRunner
@@ -62,6 +63,7 @@ async def _serving(
     app.state.storage = make_storage(settings)
     app.state.backend = backend or make_backend(settings)
     await app.state.backend.start()
+    app.state.slots = TenantSlots(settings.tenant_concurrency)
     app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
     app.state.jobs.start()
     app.state.deployments = DeploymentRunner(engine, settings)

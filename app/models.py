@@ -282,12 +282,13 @@ class WebhookDelivery(Base):
 
 
 class WebhookSecret(Base):
-    """The secret a tenant's webhook notifications are signed with (shown once, when made)."""
+    """The secret a tenant's webhook notifications are signed with (shown once, when made or
+    rotated), sealed (app/core/envelope.py)."""
 
     __tablename__ = "webhook_secrets"
 
     tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
-    secret: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -477,6 +477,7 @@ class ErrorBody(BaseModel):
 _ERRORS = {
     400: "A request the model's OpenAI serving refused: the message names the field",
     401: "No valid API key",
+    403: "Not allowed to this tenant: the message says how it could be",
     404: "Not found (another tenant's is not found either)",
     413: "A body or an input over a limit",
     409: "A conflict: the name is taken, or the deployment is not ready (its status says)",

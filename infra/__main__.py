@@ -4,6 +4,8 @@ outputs and declares none of its own."""
 
 import pulumi
 
+from app.core import keys
+from app.core.config import Settings
 from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.components.api_service import ApiService
 from infra.components.buckets import Buckets, storage_env
@@ -18,6 +20,15 @@ from infra.components.run_spec import vpc_egress
 from infra.components.secrets import HMAC_SECRET, TENANT_KEKS, Secrets
 from infra.config import load
 from infra.runpod.resources import ApiDeployments
+
+
+def worker_limits(name: str) -> dict[str, str]:
+    """What a worker caps itself, as the API caps requests (its default MAX_N): vLLM takes
+    `n` up to 16384 otherwise."""
+    if WORKER_TYPES[name].package != "llm":
+        return {}
+    return {"VLLM_MAX_N_SEQUENCES": str(Settings.model_fields["max_n"].default)}
+
 
 config = load()
 scope = config.scope
@@ -73,7 +84,7 @@ secret_values = {
 }
 secret_env = {
     "DATABASE_URL": "database-url",
-    "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+    "SIGNING_SECRET": HMAC_SECRET,
     "RUNPOD_API_KEY": "runpod-api-key",
     "TENANT_KEY_ENCRYPTION_KEYS": TENANT_KEKS,
 }
@@ -95,8 +106,10 @@ secrets = Secrets(
 )
 
 if gpu_base is None:
+    # The workers hold only the key derived for them, never the stack's signing secret.
+    workers_key = secrets.hmac_secret.apply(lambda secret: keys.derive(secret, keys.WORKERS))
     hmac_on_runpod = runpod_secret(
-        config.stack, "hmac", secrets.hmac_secret, "Signs the API's requests to the GPU workers"
+        config.stack, "hmac", workers_key, "Signs the API's requests to the GPU workers"
     )
     endpoint_ids = {
         name: GpuEndpoint(
@@ -104,8 +117,8 @@ if gpu_base is None:
             config.stack,
             endpoint,
             image=registry.images[WORKER_TYPES[name].package],
-            env=WORKER_TYPES[name].env,
-            secret_env={"EMBEDDING_HMAC_SECRET": hmac_on_runpod},
+            env={**WORKER_TYPES[name].env, **worker_limits(name)},
+            secret_env={"SIGNING_KEY": hmac_on_runpod},
             registry_auth_id=registry.registry_auth_id,
         ).endpoint_id
         for name, endpoint in gpu.items()

@@ -206,6 +206,11 @@ class RunPodRest:
     def create_secret(self, body: SecretCreate) -> dict[str, Any]:
         return self._call("POST", "/v2/account/secrets", body)
 
+    def list_secrets(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The account's secrets (without values), or the one named `name`."""
+        params = {"name": name} if name is not None else None
+        return self._call("GET", "/v2/account/secrets", params=params)["secrets"]
+
     def get_secret(self, secret_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v2/account/secrets/{secret_id}")
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from httpx import ASGITransport
 
+from app.core import keys
 from app.core.config import Settings
 from app.core.db import async_url
 from app.inference import InferenceBackend
@@ -140,7 +141,7 @@ async def served_api(database_url, local_backend, tmp_path_factory) -> AsyncIter
     are allowed, for a test's own image server."""
     settings = make_settings(
         database_url,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         storage_dir=tmp_path_factory.mktemp("objects"),
         public_url=f"http://127.0.0.1:{free_port()}",
         fetch_allowed_networks=["127.0.0.0/8"],
@@ -149,7 +150,8 @@ async def served_api(database_url, local_backend, tmp_path_factory) -> AsyncIter
         yield api
 
 
-HMAC_SECRET = "test-hmac-secret"
+HMAC_SECRET = "test-hmac-secret"  # the API's SIGNING_SECRET
+WORKERS_KEY = keys.derive(HMAC_SECRET, keys.WORKERS)  # what the stack's workers hold
 # The workers' settings in tests: a short default answer, and loopback image URLs allowed so the
 # tests' own HTTP server can serve images (the safe-fetch tests check the refusals).
 # vLLM arguments for tool calls and JSON answers on the tiny model: Python-style tool calls (a
@@ -165,7 +167,7 @@ WORKER_ENV = {
     **CPU_ENV,
     **OPENAI_TOOLING_ENV,
     "DEFAULT_MAX_TOKENS": "16",
-    "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+    "SIGNING_KEY": WORKERS_KEY,
     "FETCH_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
     "MAX_CONCURRENCY": "4",
 }
@@ -184,7 +186,7 @@ async def local_backend(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
         llm_model=NOT_CACHED,
         clip_model=NOT_CACHED,
         imagegen_model=NOT_CACHED,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         runpod_timeout_seconds=60,
     )
     with pytest.MonkeyPatch.context() as env:
@@ -210,7 +212,7 @@ async def api(
     uploads in a directory of its own."""
     settings = make_settings(
         database_url,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         storage_dir=tmp_path_factory.mktemp("objects"),
     )
     async for started in start_api(settings, local_backend):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
 from app.inference.base import InferenceBackend
+from app.inference.limited import TenantBackend
 from app.schemas import error_responses
 from app.services.api_keys import Caller
 from app.services.jobs import JobRunner
@@ -23,10 +24,6 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
-
-
-async def get_backend(request: Request) -> InferenceBackend:
-    return request.app.state.backend
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -48,6 +45,13 @@ async def current_caller(
     caller = await request.app.state.authenticator.caller(credentials.credentials)
     request.state.api_key_id = str(caller.key_id)
     return caller
+
+
+async def get_backend(
+    request: Request, caller: Annotated[Caller, Depends(current_caller)]
+) -> InferenceBackend:
+    """The inference backend as the caller's tenant may use it (app/inference/limited.py)."""
+    return TenantBackend(request.app.state.backend, request.app.state.slots, caller.tenant)
 
 
 def keyed_router(**kwargs: Any) -> APIRouter:

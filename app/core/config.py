@@ -5,9 +5,10 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core import keys
 from gpu_worker.common.worker_types import WORKER_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,11 @@ class Settings(BaseSettings):
     # Audio up to this size goes to the transcribe worker inside the job (RunPod takes 10 MiB
     # bodies on /run, 20 on /runsync); larger, as a signed URL of a stored copy.
     transcribe_inline_bytes: int = Field(7_000_000, ge=0, le=10_000_000)
-    embedding_hmac_secret: SecretStr | None = None
+    # The stack's one signing secret (EMBEDDING_HMAC_SECRET: its old name): each purpose signs
+    # with a key derived from it (app/core/keys.py); it never leaves the API.
+    signing_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("signing_secret", "embedding_hmac_secret")
+    )
     # Image URLs given to POST /v1/images must resolve to public addresses, or to these.
     fetch_allowed_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
     # Vector sizes of the text and CLIP embedding models: the tables are made with them, and
@@ -106,10 +111,15 @@ class Settings(BaseSettings):
             "NVIDIA RTX A5000",
             "NVIDIA GeForce RTX 4090",
             "NVIDIA A40",
-            "NVIDIA A100 80GB PCIe",
         ],
         min_length=1,
     )
+    # Deployments in the stack's own RunPod account (a tenant with its own key deploys in its
+    # account) are for these tenants only ("*": every tenant; unset: every tenant in local and
+    # test runs, none when deployed); and what any deployment may keep running.
+    stack_account_tenants: list[str] | None = None
+    max_deployment_min_workers: int = Field(1, ge=0, le=100)
+    max_deployment_idle_timeout: int = Field(300, ge=1, le=3600)
     max_live_deployments: int = Field(5, ge=0, le=1000)
     max_deployment_workers: int = Field(3, ge=1, le=100)
     deployment_ready_seconds: int = Field(1800, ge=10)
@@ -120,6 +130,16 @@ class Settings(BaseSettings):
     # API takes no tenant keys (503).
     tenant_key_encryption_keys: SecretStr | None = None
 
+    # What one request may ask of a worker: choices (`n`, `best_of`; also the workers'
+    # VLLM_MAX_N_SEQUENCES), tokens to generate, prompts or inputs in one list.
+    max_n: int = Field(8, ge=1, le=1024)
+    max_output_tokens: int = Field(4096, ge=1)
+    max_input_items: int = Field(256, ge=1)
+    # A tenant's requests in flight at once on each worker type, per API instance (429 past it).
+    tenant_concurrency: dict[str, int] = Field(
+        default_factory=lambda: {"llm": 32, "embed": 32, "clip": 32, "transcribe": 4, "imagegen": 2}
+    )
+
     rate_limit_per_minute: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     history_messages: int = Field(20, ge=0, le=1000)
@@ -129,6 +149,12 @@ class Settings(BaseSettings):
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_TOKENS")
         return self
+
+    def signing_key(self, purpose: str) -> str | None:
+        """The key derived from SIGNING_SECRET for `purpose` (None: no secret set)."""
+        if self.signing_secret is None:
+            return None
+        return keys.derive(self.signing_secret.get_secret_value(), purpose)
 
     def endpoint_ids(self) -> dict[str, str]:
         """Each worker type's endpoint id."""
@@ -153,7 +179,7 @@ class Settings(BaseSettings):
                 name
                 for name, value in (
                     ("DATABASE_URL", self.database_url),
-                    ("EMBEDDING_HMAC_SECRET", self.embedding_hmac_secret),
+                    ("SIGNING_SECRET", self.signing_secret),
                 )
                 if value is None
             ]

@@ -1,4 +1,5 @@
-"""Envelope encryption of the secrets tenants give the API (their RunPod keys).
+"""Envelope encryption of the secrets tenants give the API (their RunPod keys, Hugging Face
+tokens, and the secrets their webhooks are signed with).
 
 Each secret is encrypted with a data key of its own (AES-256-GCM, bound to the tenant it is
 for), and the data key is wrapped by a key-encryption key (KEK): the database holds only
@@ -33,6 +34,25 @@ class Sealed:
     ciphertext: bytes  # nonce + AES-GCM(data key, secret, tenant)
     wrapped_key: bytes  # nonce + AES-GCM(KEK, data key, kek id)
     kek_id: str
+
+    def text(self) -> str:
+        """One column's worth: `sealed:<kek id>:<wrapped key>:<ciphertext>` (base64)."""
+        wrapped, ciphertext = (
+            base64.b64encode(b).decode() for b in (self.wrapped_key, self.ciphertext)
+        )
+        return f"{SEALED}{self.kek_id}:{wrapped}:{ciphertext}"
+
+    @classmethod
+    def from_text(cls, text: str) -> "Sealed":
+        kek_id, wrapped, ciphertext = text.removeprefix(SEALED).split(":")
+        return cls(base64.b64decode(ciphertext), base64.b64decode(wrapped), kek_id)
+
+
+SEALED = "sealed:"
+
+
+def is_sealed(text: str) -> bool:
+    return text.startswith(SEALED)
 
 
 def _encrypt(key: bytes, plaintext: bytes, context: bytes) -> bytes:

@@ -120,6 +120,12 @@ class InferenceBackend(ABC):
         "/v1/embeddings" or "/v1/models") answered by `worker`'s OpenAI serving: the response
         body, or with `stream` the Server-Sent Events as text. Its errors raise OpenAIError."""
 
+    async def models(self) -> list[dict[str, Any]]:
+        """The model cards of the chat and text-embedding workers (OpenAI's /v1/models
+        `data`): asked of the workers, which run here and wake nothing."""
+        answers = [await self.openai(worker, "/v1/models", {}) for worker in ("llm", "embed")]
+        return [card for answer in answers for card in answer["data"]]  # type: ignore[index]
+
     @abstractmethod
     async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
         """Queue a job on `worker` (a worker type's name) without waiting; its id. The

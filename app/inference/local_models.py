@@ -158,13 +158,10 @@ def text_embedding_worker(settings: Settings) -> "LlmWorker":
 
 
 def _fetching_settings(settings: Settings, make: type[F], path: str, name: str) -> F:
-    """A fetching worker's settings (the rest from the environment): its model, the API's HMAC
-    secret and, where this API serves the uploads, exactly those URLs allowed."""
-    worker = make(
-        model_name=path,
-        served_model_name=name,
-        embedding_hmac_secret=settings.embedding_hmac_secret,
-    )
+    """A fetching worker's settings (the rest from the environment): its model and, where this
+    API serves the uploads, exactly those URLs allowed. In-process, its jobs are not signed:
+    they cross no network."""
+    worker = make(model_name=path, served_model_name=name, signing_key=None)
     if settings.storage_mode == "local":
         worker.fetch_allowed_prefixes.append(object_url_prefix(settings.public_url))
     return worker

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 
+from app.core import keys
 from app.core.config import Settings
 from app.core.errors import ApiError, WorkerFailed, WorkerTimeout, WorkerUnavailable
 from app.inference.base import (
@@ -24,6 +25,8 @@ from app.inference.base import (
     openai_error,
     worker_error,
 )
+from gpu_worker.common.signing import signed
+from gpu_worker.common.worker_types import WORKER_TYPES
 
 log = logging.getLogger("tandem.runpod")
 
@@ -31,6 +34,7 @@ PENDING = {"IN_QUEUE", "IN_PROGRESS"}
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 RETRY_ATTEMPTS = 4
 RUNSYNC_WAIT_MS = (1_000, 300_000)  # the range RunPod accepts for ?wait=
+STARTED = int(time.time())  # the `created` of the models the stack serves
 
 
 class RunPodClient:
@@ -265,17 +269,40 @@ def _http_error(method: str, path: str, response: httpx.Response) -> Exception:
 
 
 class RunPodBackend(InferenceBackend):
-    """`endpoints`: each worker type's endpoint id."""
+    """`endpoints`: each worker type's endpoint id; `signing_key`: the key the jobs of the
+    worker types that check signatures are signed with (the workers'), if any."""
 
-    def __init__(self, client: RunPodClient, endpoints: dict[str, str]) -> None:
+    def __init__(
+        self,
+        client: RunPodClient,
+        endpoints: dict[str, str],
+        signing_key: str | None = None,
+        served: list[str] | None = None,
+    ) -> None:
         self.client = client
         self.endpoints = endpoints
+        self.signing_key = signing_key
+        self.served = served or []  # the chat and text-embedding models, by the stack's config
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RunPodBackend":
         api_key = settings.runpod_api_key.get_secret_value() if settings.runpod_api_key else None
         client = RunPodClient(settings.runpod_api_base, api_key, settings.runpod_timeout_seconds)
-        return cls(client, settings.endpoint_ids())
+        served = [settings.llm_model, settings.text_embedding_model or "all-MiniLM-L6-v2"]
+        return cls(client, settings.endpoint_ids(), settings.signing_key(keys.WORKERS), served)
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The models the stack's config names (LLM_MODEL, TEXT_EMBEDDING_MODEL): asking the
+        workers would start a GPU worker for a listing."""
+        return [
+            {"id": name, "object": "model", "created": STARTED, "owned_by": "tandem"}
+            for name in self.served
+        ]
+
+    def _signed(self, worker: str, job_input: dict[str, Any]) -> dict[str, Any]:
+        if self.signing_key is None or not WORKER_TYPES[worker].signed:
+            return job_input
+        return signed(self.signing_key, job_input)
 
     async def generate(self, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return await self.run("llm", job_input, request_id)
@@ -289,6 +316,7 @@ class RunPodBackend(InferenceBackend):
             yield chunk
 
     async def run(self, worker: str, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
+        job_input = self._signed(worker, job_input)
         return final_output(await self.client.run_sync(self.endpoints[worker], job_input))
 
     async def openai(
@@ -297,7 +325,9 @@ class RunPodBackend(InferenceBackend):
         return await self.client.openai(self.endpoints[worker], route, body)
 
     async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
-        return await self.client.run(self.endpoints[worker], job_input, webhook)
+        return await self.client.run(
+            self.endpoints[worker], self._signed(worker, job_input), webhook
+        )
 
     async def job_state(self, worker: str, job_id: str) -> QueuedJob:
         try:

@@ -30,8 +30,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core import keys
 from app.core.config import Settings
-from app.core.errors import ApiError, InputRefused
+from app.core.errors import ApiError, InputRefused, Unauthorized
 from app.inference.runpod import RunPodBackend, RunPodClient
 from app.models import Deployment
 from app.services import deployment_webhooks, tenant_keys
@@ -44,10 +45,11 @@ from app.services.deployments import (
 )
 from app.services.gpu_catalog import GpuCatalogs
 from app.services.model_check import HubUnreachable, ModelRefused, check_model
+from gpu_worker.common.signing import verify
 from gpu_worker.common.worker_types import WORKER_TYPES
 from runpod_api import catalog
 from runpod_api.client import RunPodApiError, RunPodRest
-from runpod_api.models import EndpointCreate, Gpu, Scaling, Workers
+from runpod_api.models import EndpointCreate, Gpu, Scaling, SecretCreate, SecretUpdate, Workers
 from runpod_api.names import deployment_name
 from runpod_api.spec import SpecViolation
 
@@ -93,8 +95,8 @@ class DeploymentRunner:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        secret = settings.embedding_hmac_secret
-        self.secret = secret.get_secret_value() if secret else None
+        secret = settings.signing_secret
+        self.signing_secret = secret.get_secret_value() if secret else None
         key = settings.runpod_api_key
         self.api_key = key.get_secret_value() if key else None
         self.keyring = tenant_keys.keyring_of(settings)
@@ -164,6 +166,7 @@ class DeploymentRunner:
         if handler is None:  # ready, failed, ...: only their webhook may be due
             await deployment_webhooks.deliver(
                 self.engine,
+                self.keyring,
                 row,
                 self.settings.deployment_webhook_retry_seconds,
                 public_only=not self.settings.on_one_machine,
@@ -179,7 +182,7 @@ class DeploymentRunner:
                 check_model,
                 row.model,
                 row.task,
-                row.hf_token,
+                self._hf_token(row),
                 self.settings.hf_endpoint,
                 gpus,
                 self.settings.deployment_gpu_types,
@@ -218,7 +221,7 @@ class DeploymentRunner:
                 check_at=_next_look(row),
             )
         if not moved:  # deleted meanwhile: what was just made goes too
-            await self._blocking(self._remove_at_runpod, key, None, endpoint_id)
+            await self._blocking(self._remove_at_runpod, key, row.id, None, endpoint_id)
         elif row.workers_min == 0:
             await self._warm_up(self.client(key), row.id, endpoint_id, row.task)
 
@@ -295,7 +298,9 @@ class DeploymentRunner:
                 )
             ).one()
         key = await self.account_key(row.tenant, row.own_account)
-        await self._blocking(self._remove_at_runpod, key, row.template_id, row.endpoint_id)
+        await self._blocking(
+            self._remove_at_runpod, key, deployment_id, row.template_id, row.endpoint_id
+        )
         async with self.engine.begin() as conn:
             await transition(conn, deployment_id, "deleted", check_at=None)
 
@@ -321,10 +326,12 @@ class DeploymentRunner:
         if row.status not in sources_of("failed"):
             return False
         log.info("deployment %s failed: %s", row.id, reason)
-        if row.template_id or row.endpoint_id:
+        if row.status not in ("validating", "selecting_gpu"):  # something may be at RunPod
             try:
                 key = await self.account_key(row.tenant, row.own_account)
-                await self._blocking(self._remove_at_runpod, key, row.template_id, row.endpoint_id)
+                await self._blocking(
+                    self._remove_at_runpod, key, row.id, row.template_id, row.endpoint_id
+                )
             except RunPodApiError as exc:
                 log.warning("deployment %s: its endpoint was not removed: %s", row.id, exc)
         async with self.engine.begin() as conn:
@@ -334,16 +341,21 @@ class DeploymentRunner:
         self.wake()
         return moved
 
-    async def callback(self, endpoint_id: str, stage: str, error: str | None) -> bool:
+    async def callback(
+        self, body: bytes, auth: dict[str, Any], endpoint_id: str, stage: str, error: str | None
+    ) -> bool:
         """The worker of `endpoint_id` fetched the weights and is loading them
         (`loading_model`), loaded them (`ready`, its webhook due) or could not (`failed`, with
-        the worker's reason). False: nothing changed."""
+        the worker's reason). False: nothing changed. Unauthorized unless the `body` is signed
+        (`auth`) with that deployment's key."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(select(Deployment).where(Deployment.endpoint_id == endpoint_id))
             ).one_or_none()
-        if row is None:
-            return False
+        key = self.deployment_key(row.id) if row is not None else None
+        if key is None or not verify(key, body, auth):
+            raise Unauthorized("the callback's signature does not check out")
+        assert row is not None
         if stage == "failed":
             return await self._fail(row, f"the worker could not load the model: {error}")
         if stage == "loading":  # due as it was: at its next look
@@ -361,8 +373,22 @@ class DeploymentRunner:
         if served is None:
             return None
         client = self.client(await self.account_key(tenant, served.own_account))
-        backend = RunPodBackend(client, dict.fromkeys(WORKER_TYPES, served.endpoint_id))
+        endpoints = dict.fromkeys(WORKER_TYPES, served.endpoint_id)
+        backend = RunPodBackend(client, endpoints, self.deployment_key(served.deployment_id))
         return Deployed(backend, served.name)
+
+    def deployment_key(self, deployment_id: uuid.UUID) -> str | None:
+        """The key the deployment's workers hold (None: no SIGNING_SECRET here)."""
+        if self.signing_secret is None:
+            return None
+        return keys.deployment_key(self.signing_secret, deployment_id)
+
+    def _hf_token(self, row: Row) -> str | None:
+        return (
+            tenant_keys.open_sealed(self.keyring, row.hf_token, row.tenant)
+            if row.hf_token
+            else None
+        )
 
     # -- RunPod ---------------------------------------------------------------------------
     async def account_key(self, tenant: str, own_account: bool) -> str | None:
@@ -397,18 +423,21 @@ class DeploymentRunner:
             "MODEL_NAME": row.model,
             "SERVED_MODEL_NAME": row.name,
             "READY_WEBHOOK_URL": self.public_base + READY_PATH,
+            "VLLM_MAX_N_SEQUENCES": str(self.settings.max_n),
         }
         if row.task != "image":  # the llm worker's task
             env["TASK"] = row.task
-        if self.secret is not None:
-            env["EMBEDDING_HMAC_SECRET"] = self.secret
         if self.settings.hf_endpoint:  # the Hub (or mirror) this API checked the model on
             env["HF_ENDPOINT"] = self.settings.hf_endpoint
-        if row.hf_token:
-            env["HF_TOKEN"] = row.hf_token
+        # Secrets reach the workers as references to RunPod secrets of the deployment's own,
+        # in the account its endpoint is in: never as a value in the endpoint.
+        secrets = {"SIGNING_KEY": self.deployment_key(row.id), "HF_TOKEN": self._hf_token(row)}
         with self._rest(key) as rest:
             if endpoint := _named(rest.list_endpoints(), name):
                 return endpoint["id"]
+            for variable, value in secrets.items():
+                if value is not None:
+                    env[variable] = _put_secret(rest, f"{name}-{variable.lower()}", value)
             gpus = self.catalogs.gpus(key)
             allowed = catalog.select(self.settings.deployment_gpu_types, gpus)
             excluded = [
@@ -431,23 +460,39 @@ class DeploymentRunner:
             return rest.create_endpoint(body)["id"]
 
     def _remove_at_runpod(
-        self, key: str | None, template_id: str | None, endpoint_id: str | None
+        self,
+        key: str | None,
+        deployment_id: uuid.UUID,
+        template_id: str | None,
+        endpoint_id: str | None,
     ) -> None:
-        """Delete the endpoint (and the template bound to it) and a template of the previous
-        release's deployments, which made one beside each endpoint; what is gone already is
-        no error."""
-        if not (template_id or endpoint_id):
-            return  # nothing was made there
+        """Delete the endpoint (and the template bound to it), its secrets, and a template of
+        the previous release's deployments, which made one beside each endpoint; what is gone
+        already is no error."""
+        name = deployment_name(self.settings.deployment_name_prefix, deployment_id)
         with self._rest(key) as rest:
             if endpoint_id:
                 rest.delete_endpoint(endpoint_id)
             if template_id:
                 rest.delete_template(template_id)
+            for secret in rest.list_secrets():
+                if secret["name"].startswith(f"{name}-"):
+                    rest.delete_secret(secret["id"])
 
 
 def _next_look(row: Row) -> datetime:
     """When a deployment waiting for its worker is looked at next: soon, or at its deadline."""
     return min(datetime.now(UTC) + timedelta(seconds=HEALTH_EVERY_S), row.deadline_at)
+
+
+def _put_secret(rest: RunPodRest, name: str, value: str) -> str:
+    """A RunPod secret `name` holding `value` (made, or set again if an instance that stopped
+    made it); the reference an endpoint's env holds."""
+    if found := rest.list_secrets(name):
+        rest.update_secret(found[0]["id"], SecretUpdate(value=value))
+    else:
+        rest.create_secret(SecretCreate(name=name, value=value))
+    return f"{{{{ RUNPOD_SECRET_{name} }}}}"
 
 
 def _named(items: list[dict[str, Any]], name: str) -> dict[str, Any] | None:

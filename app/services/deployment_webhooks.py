@@ -17,7 +17,10 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.envelope import Keyring, KeyringError
+from app.core.errors import NotConfigured
 from app.models import WebhookDelivery, WebhookSecret
+from app.services import tenant_keys
 from app.services.deployments import due, transition
 from gpu_worker.common.fetch import EVERYWHERE, FetchError, pinned_request
 
@@ -43,10 +46,13 @@ def payload(row: Row) -> bytes:
     ).encode()
 
 
-async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float, public_only: bool) -> None:
-    """One attempt at notifying `row`'s webhook of its status (ready or failed), at a public
-    address only if `public_only`; the next is due after `retry_base_s * 4**attempt`, and
-    none after the last."""
+async def deliver(
+    engine: AsyncEngine, keyring: Keyring | None, row: Row, retry_base_s: float, public_only: bool
+) -> None:
+    """One attempt at notifying `row`'s webhook of its status (ready or failed), signed with
+    the tenant's webhook secret (sealed with `keyring`), at a public address only if
+    `public_only`; the next is due after `retry_base_s * 4**attempt`, and none after the
+    last."""
     if row.webhook_url is None or row.status not in ("ready", "failed"):
         async with engine.begin() as conn:
             await conn.execute(due(row.id, None))
@@ -57,17 +63,18 @@ async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float, public_onl
                 WebhookDelivery.deployment_id == row.id, WebhookDelivery.event == row.status
             )
         )
-        secret = await conn.scalar(
+        sealed = await conn.scalar(
             select(WebhookSecret.secret).where(WebhookSecret.tenant == row.tenant)
         )
     body = payload(row)
-    headers = {
-        "Content-Type": "application/json",
-        "X-Tandem-Signature": signature(secret or "", body, int(time.time())),
-    }
     status_code, error = None, None
     allowed = () if public_only else EVERYWHERE
     try:
+        secret = tenant_keys.open_sealed(keyring, sealed or "", row.tenant)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Tandem-Signature": signature(secret, body, int(time.time())),
+        }
         request = await asyncio.to_thread(
             pinned_request, "POST", row.webhook_url, allowed, content=body, headers=headers
         )
@@ -76,6 +83,8 @@ async def deliver(engine: AsyncEngine, row: Row, retry_base_s: float, public_onl
         status_code = response.status_code
         if response.is_error:
             error = f"answered {status_code}"
+    except (KeyringError, NotConfigured, ValueError) as exc:
+        error = f"the webhook secret does not open here ({exc}): rotate it"
     except FetchError as exc:
         error = f"refused: {exc}"
     except httpx.HTTPError as exc:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import Settings
 from app.core.envelope import Keyring
-from app.core.errors import ApiError, Conflict, InvalidInput, NotConfigured, NotFound
+from app.core.errors import ApiError, Conflict, Forbidden, InvalidInput, NotConfigured, NotFound
 from app.models import (
     Deployment,
     DeploymentEvent,
@@ -50,10 +50,33 @@ NEXT: dict[str, set[str]] = {
     "deleting": {"deleted"},
     "deleted": set(),
 }
-# What the worker itself sets: env a request may not give.
-RESERVED_ENV = frozenset(
-    {"MODEL_NAME", "SERVED_MODEL_NAME", "TASK", "READY_WEBHOOK_URL", "EMBEDDING_HMAC_SECRET"}
-) | {"HF_TOKEN"}
+# The engine settings a tenant may give a deployment (`env`): tuning of the worker's engine,
+# nothing that names code, a model, a tokenizer or a host to fetch from (no TRUST_REMOTE_CODE,
+# TOKENIZER, HF_ENDPOINT, VLLM_*: a crafted Hub repository would run code on the GPU worker).
+# The llm worker reads the first group (vLLM's engine arguments by name), the imagegen worker
+# the second; HF_HOME, where the weights are cached, both.
+TENANT_ENV = frozenset(
+    {
+        "MAX_MODEL_LEN",
+        "DTYPE",
+        "QUANTIZATION",
+        "GPU_MEMORY_UTILIZATION",
+        "MAX_CONCURRENCY",
+        "ENFORCE_EAGER",
+        "DEFAULT_MAX_TOKENS",
+        "MAX_EMBED_BATCH",
+        "ENABLE_PREFIX_CACHING",
+        "ENABLE_CHUNKED_PREFILL",
+        "MAX_NUM_BATCHED_TOKENS",
+        "KV_CACHE_DTYPE",
+        "TOOL_CALL_PARSER",
+        "ENABLE_AUTO_TOOL_CHOICE",
+        "REASONING_PARSER",
+        "SEED",
+    }
+    | {"CPU_OFFLOAD", "ATTENTION_SLICING", "DEFAULT_STEPS", "DEFAULT_GUIDANCE"}
+    | {"HF_HOME"}
+)
 # The 202's estimate, before the model's size is known: a worker's start, a small model's
 # download and load on a GPU. GET /v1/deployments/{id} shows where it really is.
 ESTIMATED_READY_SECONDS = 180
@@ -119,8 +142,21 @@ def check_request(body: DeploymentIn, settings: Settings) -> None:
         )
     if body.workers_min > body.workers_max:
         raise InvalidInput("workers_min: must not be more than workers_max")
-    if reserved := sorted(RESERVED_ENV.intersection(body.env)):
-        raise InvalidInput(f"env: {', '.join(reserved)} is set by Tandem, not by a request")
+    if body.workers_min > settings.max_deployment_min_workers:
+        raise InvalidInput(
+            f"workers_min: {body.workers_min} is over this API's cap of "
+            f"{settings.max_deployment_min_workers} (MAX_DEPLOYMENT_MIN_WORKERS)"
+        )
+    if body.idle_timeout > settings.max_deployment_idle_timeout:
+        raise InvalidInput(
+            f"idle_timeout: {body.idle_timeout} s is over this API's cap of "
+            f"{settings.max_deployment_idle_timeout} s (MAX_DEPLOYMENT_IDLE_TIMEOUT)"
+        )
+    if refused := sorted(body.env.keys() - TENANT_ENV):
+        raise InvalidInput(
+            f"env: {', '.join(refused)} may not be set by a deployment; give only these "
+            f"engine settings: {', '.join(sorted(TENANT_ENV))}"
+        )
     model_is_directory = body.model.startswith("/")
     if model_is_directory and not settings.on_one_machine:
         raise InvalidInput("model: a model directory is for local mode; give a Hub id (org/name)")
@@ -220,7 +256,7 @@ async def create(
         "idle_timeout": body.idle_timeout,
         "env": body.env,
         "webhook_url": str(body.webhook_url) if body.webhook_url else None,
-        "hf_token": body.hf_token,
+        "hf_token": tenant_keys.seal(keyring, body.hf_token, tenant) if body.hf_token else None,
         "status": "validating",
         "deadline_at": now + timedelta(seconds=settings.deployment_ready_seconds),
         "check_at": now,
@@ -239,6 +275,12 @@ async def create(
             own_account = await conn.scalar(
                 select(exists().where(TenantRunPodKey.tenant == tenant))
             )
+            if not own_account and not in_stack_account(settings, tenant):
+                raise Forbidden(
+                    "deployments in this API's RunPod account are not open to this tenant: "
+                    "register your own RunPod key (PUT /v1/tenant/runpod-key, or runpod_key "
+                    "in this request), or ask the operator to allow it (STACK_ACCOUNT_TENANTS)"
+                )
             created_at = await conn.scalar(
                 insert(Deployment)
                 .values({**values, "own_account": own_account})
@@ -248,7 +290,7 @@ async def create(
                 insert(DeploymentEvent).values(deployment_id=deployment_id, status="validating")
             )
             if body.webhook_url is not None:
-                webhook_secret = await _new_webhook_secret(conn, tenant)
+                webhook_secret = await _new_webhook_secret(conn, keyring, tenant)
     except IntegrityError:
         raise Conflict(f"name: the tenant already has a deployment named {name!r}") from None
     return DeploymentCreated(
@@ -262,6 +304,14 @@ async def create(
     )
 
 
+def in_stack_account(settings: Settings, tenant: str) -> bool:
+    """Whether the tenant may deploy in the stack's own RunPod account."""
+    allowed = settings.stack_account_tenants
+    if allowed is None:
+        return settings.on_one_machine
+    return "*" in allowed or tenant in allowed
+
+
 def _live(tenant: str) -> list[Any]:
     return [
         Deployment.tenant == tenant,
@@ -270,16 +320,33 @@ def _live(tenant: str) -> list[Any]:
     ]
 
 
-async def _new_webhook_secret(conn: AsyncConnection, tenant: str) -> str | None:
+async def _new_webhook_secret(
+    conn: AsyncConnection, keyring: Keyring | None, tenant: str
+) -> str | None:
     """The tenant's webhook secret if this call made it (shown once), else None."""
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     made = await conn.scalar(
         pg_insert(WebhookSecret)
-        .values(tenant=tenant, secret=secret)
+        .values(tenant=tenant, secret=tenant_keys.seal(keyring, secret, tenant))
         .on_conflict_do_nothing()
         .returning(WebhookSecret.tenant)
     )
     return secret if made else None
+
+
+async def rotate_webhook_secret(engine: AsyncEngine, keyring: Keyring | None, tenant: str) -> str:
+    """A new webhook secret for the tenant, replacing its old one (shown once): notifications
+    from now on are signed with it."""
+    secret = f"whsec_{secrets.token_urlsafe(32)}"
+    sealed = tenant_keys.seal(keyring, secret, tenant)
+    statement = pg_insert(WebhookSecret).values(tenant=tenant, secret=sealed)
+    async with engine.begin() as conn:
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["tenant"], set_={"secret": sealed, "created_at": func.now()}
+            )
+        )
+    return secret
 
 
 async def get(engine: AsyncEngine, deployment_id: uuid.UUID, tenant: str) -> DeploymentOut:
@@ -329,6 +396,7 @@ SERVING = ("ready", "webhook_failed")  # webhook_failed: ready, only its notific
 
 
 class Served(NamedTuple):
+    deployment_id: uuid.UUID
     endpoint_id: str
     own_account: bool  # in the tenant's RunPod account, not the stack's
     name: str  # the model name its worker serves (SERVED_MODEL_NAME)
@@ -349,6 +417,7 @@ async def endpoint_of(
         row = (
             await conn.execute(
                 select(
+                    Deployment.id,
                     Deployment.status,
                     Deployment.endpoint_id,
                     Deployment.own_account,
@@ -364,7 +433,7 @@ async def endpoint_of(
         raise InvalidInput(f"model: deployment {model} serves task {row.task}, not this request")
     if row.status not in SERVING or row.error is not None:
         raise Conflict(f"deployment {model} is {row.status}: it serves once ready")
-    return Served(row.endpoint_id, row.own_account, row.name)
+    return Served(row.id, row.endpoint_id, row.own_account, row.name)
 
 
 async def ready_cards(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:

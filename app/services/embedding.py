@@ -1,6 +1,6 @@
 """Embeddings through the workers, checked against the sizes the tables hold: text in
 batches from the embed worker, images and image-search queries from the CLIP worker
-(HMAC-signed when a secret is set)."""
+(the backend signs them)."""
 
 import asyncio
 from typing import Any
@@ -8,7 +8,6 @@ from typing import Any
 from app.core.config import Settings
 from app.core.errors import WorkerFailed
 from app.inference.base import InferenceBackend
-from gpu_worker.common.signing import signed_auth, signing_payload
 
 # Embedding jobs of one request in flight at once (each is a batch of EMBED_BATCH_SIZE texts).
 CONCURRENT_BATCHES = 4
@@ -60,19 +59,11 @@ async def embed_texts(
     return [vector for batch in results for vector in batch]
 
 
-def signed_job(settings: Settings, job: dict[str, Any]) -> dict[str, Any]:
-    """`job` with its HMAC signature when EMBEDDING_HMAC_SECRET is set."""
-    if settings.embedding_hmac_secret is None:
-        return job
-    secret = settings.embedding_hmac_secret.get_secret_value()
-    return job | {"auth": signed_auth(secret, signing_payload(job) or "")}
-
-
 async def embed_clip(
     backend: InferenceBackend, settings: Settings, field: str, value: str, request_id: str
 ) -> list[float]:
     """The unit-length CLIP embedding of an image URL (`image_url`) or a text (`text`)."""
-    job = signed_job(settings, {field: value, "normalize": True, "request_id": request_id})
+    job = {field: value, "normalize": True, "request_id": request_id}
     result = await backend.run("clip", job, request_id)
     dim = settings.image_embedding_dim
     return checked_vectors(result, "embedding", 1, dim, "IMAGE_EMBEDDING_DIM")[0]

@@ -20,7 +20,7 @@ from app.inference.base import InferenceBackend
 from app.models import Image
 from app.schemas import Strict
 from app.services.deployment_runner import DeploymentRunner
-from app.services.embedding import embed_clip, signed_job
+from app.services.embedding import embed_clip
 from app.services.uploads import SIGNED_URL_TTL_S
 from app.storage import Storage, StorageError
 
@@ -85,14 +85,10 @@ class ImageGenerationIn(Strict):
 
 
 def generation_job(
-    settings: Settings,
-    body: ImageGenerationIn,
-    uploads: dict[str, list[str]],
-    request_id: str,
-    sign: bool = True,
+    body: ImageGenerationIn, uploads: dict[str, list[str]], request_id: str
 ) -> dict[str, Any]:
-    """The imagegen worker's input, signed over the prompt (a job's part is signed when it is
-    sent: `sign=False`). `uploads`: `upload_urls`, or a job part's `upload_keys`."""
+    """The imagegen worker's input (the backend signs it as it sends it). `uploads`:
+    `upload_urls`, or a job part's `upload_keys`."""
     job: dict[str, Any] = {
         "prompt": body.prompt,
         "n": body.n,
@@ -107,7 +103,7 @@ def generation_job(
     for name in ("negative_prompt", "seed", "steps", "guidance"):
         if (value := getattr(body, name)) is not None:
             job[name] = value
-    return signed_job(settings, job) if sign else job
+    return job
 
 
 def is_stack_model(settings: Settings, model: str | None) -> bool:
@@ -153,7 +149,7 @@ async def generate_images(
         for key in keys
     ]
     try:
-        job = generation_job(settings, body, {"upload_urls": urls}, request_id)
+        job = generation_job(body, {"upload_urls": urls}, request_id)
         result = await backend.run("imagegen", job, request_id)
         checked_images(result, body.n)
         embeddings: list[list[float] | None] = [None] * body.n

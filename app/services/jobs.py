@@ -27,6 +27,7 @@ from sqlalchemy import Row, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.core import keys
 from app.core.config import Settings
 from app.core.errors import ApiError, DatabaseUnavailable, InvalidInput, NotFound
 from app.inference.base import InferenceBackend, QueuedJob
@@ -36,7 +37,7 @@ from app.schemas import JobOut
 from app.services import webhook
 from app.services.api_keys import Caller
 from app.services.documents import embedding_text, object_key, prepare, write_document
-from app.services.embedding import batched, checked_vectors, embed_job, signed_job
+from app.services.embedding import batched, checked_vectors, embed_job
 from app.services.image_generation import (
     OUTPUT_TYPES,
     ImageGenerationIn,
@@ -60,7 +61,6 @@ from app.services.transcription import (
 )
 from app.services.uploads import Upload, stored
 from app.storage import Storage
-from gpu_worker.common.signing import signing_payload
 
 log = logging.getLogger("tandem.jobs")
 
@@ -316,8 +316,7 @@ class JobRunner:
         self.backend = backend
         self.storage = storage
         self.settings = settings
-        secret = settings.embedding_hmac_secret
-        self.secret = secret.get_secret_value() if secret else None
+        self.secret = settings.signing_key(keys.JOB_WEBHOOKS)
         # Where RunPod's webhooks reach this API: only with a URL and a secret to sign with.
         base = settings.webhook_base_url if self.secret else None
         self.webhook_base = base.rstrip("/") if base else None
@@ -405,9 +404,6 @@ class JobRunner:
 
     async def _submit(self, job_id: uuid.UUID, part: Row) -> None:
         job_input = await self._signed_urls(dict(part.input))
-        # Signed as it is sent: a signature is good for minutes, a queued part may wait longer.
-        if signing_payload(job_input) is not None:
-            job_input = signed_job(self.settings, job_input)
         try:
             runpod_id = await self.backend.submit(
                 part.worker, job_input, self._webhook(job_id, part.idx)
@@ -613,11 +609,11 @@ async def transcribe_later(
     hashed = request_hash("transcribe", task, form_summary(form), data)
     if (earlier := await replayed(runner.engine, caller, idempotency_key, hashed)) is not None:
         return earlier
-    storage, settings = runner.storage, runner.settings
+    storage, _settings = runner.storage, runner.settings
     key = f"audio/{uuid.uuid4()}"
     await asyncio.to_thread(storage.put, key, data, audio_type(data))
     request_id = f"transcribe-{uuid.uuid4()}"
-    part = transcription_job(settings, form, task, {"audio_key": key}, request_id, sign=False)
+    part = transcription_job(form, task, {"audio_key": key}, request_id)
     payload = {"object_key": key, "task": task, "words": form.words}
     try:
         job, created = await runner.create(
@@ -675,7 +671,7 @@ async def generate_later(
         return earlier
     keys = image_keys(body)
     request_id = f"imagegen-{uuid.uuid4()}"
-    part = generation_job(runner.settings, body, {"upload_keys": keys}, request_id, sign=False)
+    part = generation_job(body, {"upload_keys": keys}, request_id)
     payload = {"request": body.model_dump(mode="json"), "keys": keys, "stage": "generate"}
     job, _created = await runner.create(
         caller, "imagegen", payload, [("imagegen", part)], idempotency_key, hashed

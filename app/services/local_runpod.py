@@ -78,7 +78,7 @@ async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
         await asyncio.sleep(0.05)
     log.info("deployments: a local RunPod control plane on %s runs their workers here", base)
     # The workers' callbacks are signed: with a secret of this run's where none is set.
-    secret = settings.embedding_hmac_secret or SecretStr(secrets.token_urlsafe(32))
+    secret = settings.signing_secret or SecretStr(secrets.token_urlsafe(32))
     try:
         yield settings.model_copy(
             update={
@@ -87,7 +87,7 @@ async def local_runpod(settings: Settings) -> AsyncIterator[Settings]:
                 "runpod_api_key": SecretStr(key),
                 "deployment_image": LOCAL_IMAGE,
                 "deployment_imagegen_image": LOCAL_IMAGEGEN_IMAGE,
-                "embedding_hmac_secret": secret,
+                "signing_secret": secret,
             }
         )
     finally:

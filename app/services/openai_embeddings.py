@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from app.core.config import Settings
 from app.core.errors import OpenAIError
 from app.inference.base import InferenceBackend
-from app.services.embedding import checked_vectors, signed_job
+from app.services.embedding import checked_vectors
 
 DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,(?P<data>.+)", re.DOTALL)
 Item = Annotated[str, StringConstraints(min_length=1)]
@@ -84,7 +84,7 @@ async def clip_embeddings(
     }
 
     async def embed(field: str, values: list[str]) -> tuple[list[list[float]], dict[str, Any]]:
-        job = signed_job(settings, {field: values, "normalize": True, "request_id": request_id})
+        job = {field: values, "normalize": True, "request_id": request_id}
         result = await backend.run("clip", job, request_id)
         dim = settings.image_embedding_dim
         return checked_vectors(

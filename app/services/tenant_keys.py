@@ -1,7 +1,7 @@
 """A tenant's own RunPod account: its API key, checked with RunPod before it is kept, kept
-sealed (app/core/envelope.py: never returned, never logged), and used for that tenant's
-deployments (made, served and removed in its account). The key goes only when none of its
-deployments is left there."""
+sealed (app/core/envelope.py: never returned, never logged; its Hub tokens and webhook secret
+too, `seal`), and used for that tenant's deployments (made, served and removed in its
+account). The key goes only when none of its deployments is left there."""
 
 import asyncio
 import logging
@@ -14,9 +14,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import Settings
-from app.core.envelope import Keyring, KeyringError, Sealed
+from app.core.envelope import Keyring, KeyringError, Sealed, is_sealed
 from app.core.errors import ApiError, Conflict, InvalidInput, NotConfigured
-from app.models import Deployment, TenantRunPodKey
+from app.models import Deployment, TenantRunPodKey, WebhookSecret
 from runpod_api.client import RunPodApiError, RunPodRest
 
 log = logging.getLogger("tandem.tenant_keys")
@@ -156,22 +156,70 @@ async def remove(engine: AsyncEngine, tenant: str) -> None:
         await conn.execute(delete(TenantRunPodKey).where(TenantRunPodKey.tenant == tenant))
 
 
+def seal(keyring: Keyring | None, value: str, tenant: str) -> str:
+    """`value`, a secret the tenant gave, sealed as one column's text."""
+    if keyring is None:
+        raise NotConfigured(NOT_SET_UP)
+    return keyring.seal(value, tenant).text()
+
+
+def open_sealed(keyring: Keyring | None, text: str, tenant: str) -> str:
+    """What `seal` sealed, opened."""
+    if keyring is None:
+        raise NotConfigured(NOT_SET_UP)
+    return keyring.open(Sealed.from_text(text), tenant)
+
+
 async def rewrap_all(engine: AsyncEngine, keyring: Keyring) -> int:
     """Wrap the data keys the current KEK did not wrap with it (after a rotation: the API does
-    at its start); how many."""
+    at its start), and seal the webhook secrets and Hub tokens an earlier release kept in
+    plain text; how many. A row no KEK here opens is logged and left as it is: the API still
+    starts (that tenant registers its key again, or rotates its webhook secret)."""
+    done = 0
     async with engine.begin() as conn:
-        rows = (
-            await conn.execute(
-                select(TenantRunPodKey)
-                .where(TenantRunPodKey.kek_id != keyring.current)
-                .with_for_update()
-            )
-        ).all()
-        for row in rows:
-            sealed = keyring.rewrap(Sealed(row.ciphertext, row.wrapped_key, row.kek_id))
+        keys = await conn.execute(
+            select(TenantRunPodKey)
+            .where(TenantRunPodKey.kek_id != keyring.current)
+            .with_for_update()
+        )
+        for row in keys.all():
+            try:
+                sealed = keyring.rewrap(Sealed(row.ciphertext, row.wrapped_key, row.kek_id))
+            except KeyringError as exc:
+                log.error("tenant %s: its RunPod key is left as it is: %s", row.tenant, exc)
+                continue
             await conn.execute(
                 update(TenantRunPodKey)
                 .where(TenantRunPodKey.tenant == row.tenant)
                 .values(wrapped_key=sealed.wrapped_key, kek_id=sealed.kek_id)
             )
-    return len(rows)
+            done += 1
+        for table, column, key in (
+            (WebhookSecret, WebhookSecret.secret, WebhookSecret.tenant),
+            (Deployment, Deployment.hf_token, Deployment.id),
+        ):
+            rows = await conn.execute(
+                select(key, column, table.tenant).where(column.is_not(None)).with_for_update()
+            )
+            for row_key, text, tenant in rows.all():
+                try:
+                    resealed = _resealed(keyring, text or "", tenant)
+                except KeyringError as exc:
+                    log.error(
+                        "tenant %s: a sealed %s is left as it is: %s", tenant, column.key, exc
+                    )
+                    continue
+                if resealed is not None:
+                    await conn.execute(
+                        update(table).where(key == row_key).values({column: resealed})
+                    )
+                    done += 1
+    return done
+
+
+def _resealed(keyring: Keyring, text: str, tenant: str) -> str | None:
+    """`text` sealed under the current KEK (None: it already is)."""
+    if not is_sealed(text):
+        return keyring.seal(text, tenant).text()
+    sealed = Sealed.from_text(text)
+    return None if sealed.kek_id == keyring.current else keyring.rewrap(sealed).text()

@@ -13,12 +13,10 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from app.api.upload_body import validated
-from app.core.config import Settings
 from app.core.errors import InvalidInput, UnsupportedMediaType, WorkerFailed
 from app.ingest.chunk import Chunk as TextChunk
 from app.ingest.chunk import count_tokens
 from app.schemas import Strict
-from app.services.embedding import signed_job
 from app.services.uploads import check_size
 
 # The languages Whisper knows (ISO 639-1, and "haw", "yue"): a code outside them is refused
@@ -132,15 +130,10 @@ async def read_form(request: Request, max_bytes: int) -> tuple[TranscriptionForm
 
 
 def transcription_job(
-    settings: Settings,
-    form: TranscriptionForm,
-    task: Task,
-    audio: dict[str, str],
-    request_id: str,
-    sign: bool = True,
+    form: TranscriptionForm, task: Task, audio: dict[str, str], request_id: str
 ) -> dict[str, Any]:
     """The transcribe worker's input for `form`, the audio given as `audio_base64` or
-    `audio_url`; signed, unless a job signs it when it sends it."""
+    `audio_url` (the backend signs it as it sends it)."""
     job = {
         **audio,
         "task": task,
@@ -152,7 +145,7 @@ def transcription_job(
         job["language"] = form.language
     if form.prompt:
         job["initial_prompt"] = form.prompt
-    return signed_job(settings, job) if sign else job
+    return job
 
 
 def inline_audio(data: bytes) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """RunPod's webhook for the parts of a job, in one place: the URL a part is queued with (signed
-with EMBEDDING_HMAC_SECRET for that job and part: the signature is the credential), its check,
-and what a delivery says."""
+with the job-webhook key, app/core/keys.py, for that job and part: the signature is the
+credential), its check, and what a delivery says."""
 
 import hashlib
 import hmac
@@ -10,6 +10,7 @@ from typing import Any
 from app.core.errors import InvalidInput, Unauthorized
 from app.inference.base import QueuedJob
 from app.inference.runpod import queued_job
+from gpu_worker.common.signing import same
 
 PATH = "/internal/runpod-webhook/{job_id}"
 
@@ -27,8 +28,7 @@ def url(base: str, secret: str, job_id: uuid.UUID, part: int) -> str:
 def check(secret: str | None, job_id: uuid.UUID, part: int, given: str) -> None:
     """Unauthorized unless `given` is the signature of this job and part (never without a
     secret to sign with)."""
-    expected = signature(secret, job_id, part) if secret else ""
-    if not expected or not hmac.compare_digest(expected, given):
+    if not secret or not same(signature(secret, job_id, part), given):
         raise Unauthorized("the webhook signature is invalid")
 
 

@@ -4,6 +4,7 @@ through time-limited signed URLs."""
 
 import secrets
 
+from app.core import keys
 from app.core.config import Settings
 from app.storage.base import ObjectNotFound, Storage, StorageError, StorageUnavailable
 from app.storage.local import LocalStorage, object_url_prefix
@@ -36,9 +37,8 @@ def make_storage(settings: Settings) -> Storage:
         return SupabaseStorage(
             settings.supabase_url, key, settings.supabase_bucket, settings.storage_prefix
         )
-    if settings.embedding_hmac_secret is not None:
-        secret = settings.embedding_hmac_secret.get_secret_value().encode()
-    else:  # URLs then hold for this process only, which is also the one serving them
-        secret = secrets.token_bytes(32)
+    # Without a signing secret, URLs hold for this process only, which is also the one serving.
+    signing = settings.signing_key(keys.SIGNED_URLS)
+    secret = signing.encode() if signing is not None else secrets.token_bytes(32)
     root = settings.storage_dir or settings.tandem_home / "objects"
     return LocalStorage(root, settings.public_url, secret)

@@ -2,7 +2,7 @@
 
 Input: one of `text`, `image_url`, `image_base64`, `texts: [str]` or `images: [str]` (each an
 http(s) URL or base64 data), plus `normalize` (default true), `request_id` and, when the
-worker has EMBEDDING_HMAC_SECRET, `auth: {ts, sig}` over `signing_payload`. Every failure is
+worker has SIGNING_KEY, `auth: {ts, sig}` over the whole input. Every failure is
 `{"error", "request_id"}` and the worker goes on to the next job; an input the client must fix
 (undecodable, over a limit, unfetchable) is a refusal (gpu_worker.common.refusal).
 
@@ -102,7 +102,7 @@ class ClipWorker:
         try:
             job_input = input_object(job)
             kind, items, is_batch = self._parse(job_input)
-            check_signature(self.settings.embedding_hmac_secret, job_input)
+            check_signature(self.settings.signing_key, job_input)
             normalize = bool(job_input.get("normalize", True))
             model = self.embedder
             if kind == "image":

@@ -22,20 +22,18 @@ def announce(
     settings: WorkerSettings, model: str, stage: Stage = "ready", error: str | None = None
 ) -> bool:
     """POST `{endpoint_id, model, status}` (`status: "failed"` with the `error`) to
-    READY_WEBHOOK_URL, HMAC-signed over the body (`X-Tandem-Timestamp`, `X-Tandem-Signature`).
-    Best effort: a failure is logged."""
+    READY_WEBHOOK_URL, signed with the worker's SIGNING_KEY over the body
+    (`X-Tandem-Timestamp`, `X-Tandem-Signature`). Best effort: a failure is logged."""
     if not settings.ready_webhook_url:
         return False
     message = {"endpoint_id": settings.runpod_endpoint_id, "model": model, "status": stage}
     if error is not None:
         message["error"] = error[:MAX_ERROR_CHARS]
-    body = json.dumps(message)
+    body = json.dumps(message).encode()
     ts = int(time.time())
     headers = {"Content-Type": "application/json", "X-Tandem-Timestamp": str(ts)}
-    if settings.embedding_hmac_secret is not None:
-        headers["X-Tandem-Signature"] = sign(
-            settings.embedding_hmac_secret.get_secret_value(), body, ts
-        )
+    if settings.signing_key is not None:
+        headers["X-Tandem-Signature"] = sign(settings.signing_key.get_secret_value(), body, ts)
     try:
         response = httpx.post(settings.ready_webhook_url, content=body, headers=headers, timeout=10)
         response.raise_for_status()

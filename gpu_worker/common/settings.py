@@ -10,7 +10,8 @@ class WorkerSettings(BaseSettings):
     # An empty variable means "unset": images set MODEL_NAME="" when no weights were baked in.
     model_config = SettingsConfigDict(env_ignore_empty=True)
 
-    embedding_hmac_secret: SecretStr | None = None
+    # The key the API signs this worker's jobs with (app/core/keys.py), and its callbacks.
+    signing_key: SecretStr | None = None
     max_concurrency: int = Field(8, ge=1, le=1024)
     # When set, the worker POSTs {endpoint_id, model, status: "ready"} here once loaded.
     ready_webhook_url: str | None = None

@@ -1,11 +1,15 @@
 """HMAC request signing between the API and the workers that take users' data (CLIP,
-transcription, image generation).
+transcription, image generation), and of the workers' readiness callbacks.
 
-signature = hex HMAC-SHA256(secret, "<payload>|<unix ts>"), sent as `auth: {"ts", "sig"}`.
+A job's signature covers its whole input but `auth` (canonical JSON: sorted keys, no spaces):
+signature = hex HMAC-SHA256(key, "<canonical input>|<unix ts>"), sent as `auth: {"ts", "sig"}`.
+The key is the one the worker holds (SIGNING_KEY): derived by the API for its purpose
+(app/core/keys.py), never the stack's signing secret itself.
 """
 
 import hashlib
 import hmac
+import json
 import time
 from typing import Any
 
@@ -14,28 +18,20 @@ from pydantic import SecretStr
 MAX_SKEW_SECONDS = 300
 
 
-def sign(secret: str, payload: str, ts: int) -> str:
-    message = f"{payload}|{ts}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def canonical(job_input: dict[str, Any]) -> bytes:
+    """What a job's signature covers: its input but `auth`, as canonical JSON."""
+    unsigned = {key: value for key, value in job_input.items() if key != "auth"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def signed_auth(secret: str, payload: str) -> dict[str, Any]:
-    """The `auth` object for a request signed now."""
+def sign(key: str, message: bytes, ts: int) -> str:
+    return hmac.new(key.encode(), message + f"|{ts}".encode(), hashlib.sha256).hexdigest()
+
+
+def signed(key: str, job_input: dict[str, Any]) -> dict[str, Any]:
+    """`job_input` with the `auth` of a signature made now."""
     ts = int(time.time())
-    return {"ts": ts, "sig": sign(secret, payload, ts)}
-
-
-def signing_payload(job_input: dict[str, Any]) -> str | None:
-    """What a request to a worker signs: its one input, or a batch's items joined by newlines.
-    None when the input holds none of them."""
-    for field in ("text", "image_url", "image_base64", "audio_url", "audio_base64", "prompt"):
-        if isinstance(job_input.get(field), str):
-            return job_input[field]
-    for field in ("texts", "images"):
-        items = job_input.get(field)
-        if isinstance(items, list) and all(isinstance(item, str) for item in items):
-            return "\n".join(items)
-    return None
+    return job_input | {"auth": {"ts": ts, "sig": sign(key, canonical(job_input), ts)}}
 
 
 class Unauthenticated(Exception):
@@ -43,16 +39,16 @@ class Unauthenticated(Exception):
     input, is at fault (a failure, not a refusal)."""
 
 
-def check_signature(secret: SecretStr | None, job_input: dict[str, Any]) -> None:
-    """Unauthenticated unless `job_input` carries a valid `auth` (no secret: none needed)."""
-    if secret is not None and not verify(
-        secret.get_secret_value(), signing_payload(job_input) or "", job_input.get("auth")
+def check_signature(key: SecretStr | None, job_input: dict[str, Any]) -> None:
+    """Unauthenticated unless `job_input` carries a valid `auth` (no key: none needed)."""
+    if key is not None and not verify(
+        key.get_secret_value(), canonical(job_input), job_input.get("auth")
     ):
         raise Unauthenticated("Authentication failed")
 
 
-def verify(secret: str, payload: str, auth: Any, now: float | None = None) -> bool:
-    """True when `auth` carries a signature of `payload` made within ±MAX_SKEW_SECONDS."""
+def verify(key: str, message: bytes, auth: Any, now: float | None = None) -> bool:
+    """True when `auth` carries a signature of `message` made within ±MAX_SKEW_SECONDS."""
     if not isinstance(auth, dict):
         return False
     ts, sig = auth.get("ts"), auth.get("sig")
@@ -61,4 +57,10 @@ def verify(secret: str, payload: str, auth: Any, now: float | None = None) -> bo
     current = time.time() if now is None else now
     if abs(current - ts) > MAX_SKEW_SECONDS:
         return False
-    return hmac.compare_digest(sign(secret, payload, ts), sig)
+    return same(sign(key, message, ts), sig)
+
+
+def same(expected: str, given: str) -> bool:
+    """Constant-time comparison of a signature with a given one, whatever characters that
+    holds (a non-ASCII one is simply not equal)."""
+    return hmac.compare_digest(expected.encode(), given.encode(errors="replace"))

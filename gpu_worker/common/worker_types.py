@@ -27,6 +27,8 @@ class WorkerType:
     required: bool = False  # every stack configures it
     # The API setting that names the model its answers carry, set from gpu.<name>.model.
     model_setting: str | None = None
+    # It takes users' data: its jobs carry a signature it checks (gpu_worker.common.signing).
+    signed: bool = False
 
     @property
     def module(self) -> str:
@@ -48,16 +50,18 @@ _LOCAL = "app.inference.local_models"
 WORKER_TYPES: dict[str, WorkerType] = {
     worker.name: worker
     for worker in (
-        WorkerType("llm", "llm", "chat", f"{_LOCAL}:chat_worker", {"TASK": "generate"}, True),
+        WorkerType("llm", "llm", "chat", f"{_LOCAL}:chat_worker", {"TASK": "generate"}, True,
+                   model_setting="LLM_MODEL"),
         WorkerType("clip", "clip", "CLIP", f"{_LOCAL}:clip_worker", required=True,
-                   model_setting="CLIP_MODEL"),
+                   model_setting="CLIP_MODEL", signed=True),
         # Text embeddings for search: the llm image with another task.
         WorkerType("embed", "llm", "text-embedding", f"{_LOCAL}:text_embedding_worker",
-                   {"TASK": "embed"}),
+                   {"TASK": "embed"}, model_setting="TEXT_EMBEDDING_MODEL"),
         WorkerType("transcribe", "transcribe", "speech-to-text",
-                   f"{_LOCAL}:transcription_worker", model_setting="TRANSCRIBE_MODEL"),
+                   f"{_LOCAL}:transcription_worker", model_setting="TRANSCRIBE_MODEL",
+                   signed=True),
         WorkerType("imagegen", "imagegen", "image-generation", f"{_LOCAL}:image_generation_worker",
-                   model_setting="IMAGEGEN_MODEL"),
+                   model_setting="IMAGEGEN_MODEL", signed=True),
     )
 }  # fmt: skip
 WORKER_PACKAGES = sorted({worker.package for worker in WORKER_TYPES.values()})

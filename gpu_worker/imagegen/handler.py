@@ -5,7 +5,7 @@ native size), `steps` or `quality` (low | medium | high: half, one or two times 
 default steps), `guidance`, `seed` (image i gets seed + i; unset: random), `n`, `output_format`
 (png | webp | jpeg), `upload_urls` (one signed PUT URL per image: the images go there; without
 them they come back as base64, up to MAX_INLINE_BYTES), `request_id` and, when the worker has
-EMBEDDING_HMAC_SECRET, `auth: {ts, sig}` over the prompt.
+SIGNING_KEY, `auth: {ts, sig}` over the whole input.
 
 Output: `images` (each `index`, `seed`, `content_type`, `bytes`, and `b64_json` when not
 uploaded), `model`, `family`, `width`, `height`, `steps`, `guidance`, `timings`. A size the
@@ -185,7 +185,7 @@ class ImagegenWorker:
         try:
             job_input = input_object(job)
             request = ImagegenInput.model_validate(job_input)
-            check_signature(self.settings.embedding_hmac_secret, job_input)
+            check_signature(self.settings.signing_key, job_input)
             plan = self._plan(request)
             seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
             images = await asyncio.to_thread(self._generate, request, plan, seed)

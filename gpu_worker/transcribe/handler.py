@@ -4,7 +4,7 @@ Input: one of `audio_url` (an http(s) URL, fetched under the SSRF rules) or `aud
 plus `language` (ISO 639-1; unset: detected), `task` (transcribe | translate: into English),
 `word_timestamps`, `vad_filter` (skip silence with Silero VAD), `initial_prompt`,
 `temperature` (0: Whisper's fallback ladder 0.0-1.0; otherwise that temperature), `request_id`
-and, when the worker has EMBEDDING_HMAC_SECRET, `auth: {ts, sig}` over `signing_payload`.
+and, when the worker has SIGNING_KEY, `auth: {ts, sig}` over the whole input.
 
 Output: `text`, `language`, `language_probability`, `duration` (s), `segments` (id, seek,
 start, end, text, tokens, temperature, avg_logprob, compression_ratio, no_speech_prob, and
@@ -165,7 +165,7 @@ class TranscribeWorker:
         try:
             job_input = input_object(job)
             request = TranscribeInput.model_validate(job_input)
-            check_signature(self.settings.embedding_hmac_secret, job_input)
+            check_signature(self.settings.signing_key, job_input)
             self._check(request)
             data = await asyncio.to_thread(self._audio_bytes, request)
             fetched = time.perf_counter()

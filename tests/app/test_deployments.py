@@ -17,13 +17,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import openai
 import pytest
 from pydantic import HttpUrl
 from sqlalchemy import insert, select
 
+from app.core import keys
 from app.core.errors import InvalidInput
-from app.models import ApiKey, Deployment
+from app.models import ApiKey, Deployment, WebhookSecret
 from app.services import deployment_webhooks, tenant_keys
 from app.services.api_keys import create_api_key, hash_key
 from app.services.deployment_runner import READY_PATH, DeploymentRunner
@@ -119,7 +121,7 @@ async def api(database_url, control, hub):
         deployment_image=IMAGE,
         deployment_imagegen_image=IMAGEGEN_IMAGE,
         deployment_name_prefix="tandem-deploy-pr-3",  # as stack pr-3 sets it
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         public_url=f"http://127.0.0.1:{free_port()}",
         hf_endpoint=hub.url,
         job_poll_seconds=0.2,
@@ -209,6 +211,13 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert endpoint["image"] == IMAGE and endpoint["gpu"]["pools"] == ["AMPERE_24"]
     assert endpoint["gpu"]["excludedTypes"] == ["NVIDIA RTX A4500", "NVIDIA GeForce RTX 3090"]
     assert endpoint["env"]["MODEL_NAME"] == str(tiny) and endpoint["env"]["TASK"] == "generate"
+    # No stack secret in what the account holds: the worker's key is its deployment's own,
+    # and reaches it as a reference to a RunPod secret, filled in as the worker boots.
+    assert_no_stack_secret(control, endpoint)
+    reference = endpoint["env"]["SIGNING_KEY"]
+    assert reference == f"{{{{ RUNPOD_SECRET_{endpoint['name']}-signing_key }}}}"
+    booted = control.emulator.control.boot_env(endpoint["env"])
+    assert booted["SIGNING_KEY"] == keys.deployment_key(HMAC_SECRET, made_for)
     [worker] = deployment["workers"]  # as RunPod lists them (serving once it asks for a job)
     assert worker["status"] in ("INITIALIZING", "IDLE") and not worker["stale"]
     assert worker["gpu_type"] == "NVIDIA RTX A5000" and worker["data_center"] == "LOCAL"
@@ -234,6 +243,8 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert (await api.delete(f"/v1/deployments/{answer['deployment_id']}")).status_code == 204
     assert (await api.get(f"/v1/deployments/{answer['deployment_id']}")).status_code == 404
     assert control.rest("GET", f"/v2/serverless/{endpoint_id}").status_code == 404
+    secrets = control.rest("GET", "/v2/account/secrets").json()["secrets"]
+    assert not [secret for secret in secrets if secret["name"].startswith(endpoint["name"])]
     assert (await api.delete(f"/v1/deployments/{answer['deployment_id']}")).status_code == 204
     server.shutdown()
     print(f"202 to ready: {ready_s:.1f} s")
@@ -296,6 +307,9 @@ async def test_a_tenants_own_runpod_account_makes_serves_and_removes_its_deploym
     deployment = await settled(own, created.json()["deployment_id"])
     assert (deployment["status"], deployment["own_account"]) == ("ready", True), deployment
     endpoint_id = deployment["endpoint_id"]
+    as_tenant = {"Authorization": f"Bearer {tenant_key}"}  # the tenant reads its account
+    endpoint = httpx.get(f"{control.url}/v2/serverless/{endpoint_id}", headers=as_tenant).json()
+    assert_no_stack_secret(control, endpoint)
     client = openai.AsyncOpenAI(base_url=f"{api.client.base_url}/v1", api_key=own.key)
     result = await client.images.generate(model="own-sd", prompt="a red cat", size="128x128")
     assert result.model == "own-sd"
@@ -443,7 +457,14 @@ async def test_a_webhook_that_keeps_failing_ends_webhook_failed(api):
         ({"gpu": "NVIDIA H200"}, "gpu: 'NVIDIA H200' is not allowed"),
         ({"workers_max": 3}, "workers_max: 3 is over this API's cap of 2"),
         ({"workers_min": 2, "workers_max": 1}, "workers_min: must not be more than workers_max"),
-        ({"env": {"MODEL_NAME": "x"}}, "env: MODEL_NAME is set by Tandem"),
+        ({"env": {"MODEL_NAME": "x"}}, "env: MODEL_NAME may not be set by a deployment"),
+        # Code execution on the worker through a crafted Hub repository, or a model, tokenizer
+        # or Hub of the tenant's choosing: none of them is an engine setting a tenant may give.
+        ({"env": {"TRUST_REMOTE_CODE": "true"}}, "env: TRUST_REMOTE_CODE may not be set"),
+        ({"env": {"TOKENIZER": "x", "VLLM_PLUGINS": "x"}}, "env: TOKENIZER, VLLM_PLUGINS may"),
+        ({"env": {"HF_ENDPOINT": "http://evil"}}, "env: HF_ENDPOINT may not be set"),
+        ({"workers_min": 2, "workers_max": 2}, "workers_min: 2 is over this API's cap of 1"),
+        ({"idle_timeout": 3600}, "idle_timeout: 3600 s is over this API's cap of 300 s"),
         ({"task": "paint"}, "task"),
         ({"model": "not a model id"}, "model"),
         ({"webhook_url": "ftp://example.com"}, "webhook_url"),
@@ -640,27 +661,133 @@ async def test_a_deployment_without_gpu_capacity_says_so_at_once(api, control):
     assert deployment["endpoint_id"] is None
 
 
-def signed(message: dict, secret: str = HMAC_SECRET) -> dict:
+async def test_an_hf_token_is_kept_sealed_and_reaches_the_worker_as_a_runpod_secret(
+    api, control, hub
+):
+    hub.access.add("hf_granted")
+    runner, engine = api.app.state.deployments, api.app.state.engine
+    body = {"model": "acme/gated-chat", "task": "generate", "hf_token": "hf_granted"}
+    async with runner_paused(api):
+        created = await api.post("/v1/deployments", json=body)
+        assert created.status_code == 202, created.text
+        deployment_id = uuid.UUID(created.json()["deployment_id"])
+        query = select(Deployment.hf_token).where(Deployment.id == deployment_id)
+        async with engine.connect() as conn:
+            stored = await conn.scalar(query)
+        assert stored.startswith("sealed:") and "hf_granted" not in stored
+        await runner.step(deployment_id)  # checked on the Hub with the token: a pool chosen
+        await runner.step(deployment_id)  # the endpoint
+        deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
+        endpoint = control.rest("GET", f"/v2/serverless/{deployment['endpoint_id']}").json()
+        assert endpoint["env"]["HF_TOKEN"] == (
+            f"{{{{ RUNPOD_SECRET_{endpoint['name']}-hf_token }}}}"
+        )
+        assert "hf_granted" not in json.dumps(endpoint)
+        assert control.emulator.control.boot_env(endpoint["env"])["HF_TOKEN"] == "hf_granted"
+        async with engine.connect() as conn:
+            assert await conn.scalar(query) is None  # kept no longer than needed
+        assert (await api.delete(f"/v1/deployments/{deployment_id}")).status_code == 204
+    names = [s["name"] for s in control.rest("GET", "/v2/account/secrets").json()["secrets"]]
+    assert not [name for name in names if name.startswith(endpoint["name"])]
+
+
+async def test_the_webhook_secret_is_sealed_and_rotated(api):
+    """The secret is kept sealed; a rotation shows a new one once, and signs from then on."""
+    engine = api.app.state.engine
+    rotated = await api.post("/v1/tenant/webhook-secret")
+    assert rotated.status_code == 201, rotated.text
+    secret = rotated.json()["webhook_secret"]
+    assert secret.startswith("whsec_")
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(WebhookSecret.secret))).scalars().all()
+    assert stored and all(text.startswith("sealed:") for text in stored)
+    assert secret not in "".join(stored)
+    again = (await api.post("/v1/tenant/webhook-secret")).json()["webhook_secret"]
+    assert again != secret
+    server, hook = receiver(200)
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    async with runner_paused(api):
+        deployment_id = await creating_endpoint(
+            api, "rotated", status="failed", error="no capacity", webhook_url=url
+        )
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(select(Deployment).where(Deployment.id == deployment_id))
+            ).one()
+        keyring = api.app.state.deployments.keyring
+        await deployment_webhooks.deliver(engine, keyring, row, 0.01, public_only=False)
+    [(headers, sent)] = hook.received
+    assert signed_by(again, headers, sent) and not signed_by(secret, headers, sent)
+    server.shutdown()
+
+
+async def test_deployments_in_the_stacks_account_are_for_allowed_tenants(api, monkeypatch):
+    settings = api.app.state.settings
+    closed = settings.model_copy(update={"stack_account_tenants": ["someone-else"]})
+    monkeypatch.setattr(api.app.state, "settings", closed)
+    body = {"model": "acme/chat", "task": "generate"}
+    refused = assert_error(await api.post("/v1/deployments", json=body), 403, "forbidden")
+    assert "register your own RunPod key" in refused["message"]
+    assert "STACK_ACCOUNT_TENANTS" in refused["message"]
+
+
+def assert_no_stack_secret(control, endpoint: dict) -> None:
+    """Nothing the deployment's account shows (its endpoint, templates, secrets' names) holds
+    the stack's signing secret or a key derived from it for the stack's own use."""
+    stack_keys = [HMAC_SECRET, *(keys.derive(HMAC_SECRET, p) for p in STACK_PURPOSES)]
+    shown = json.dumps(
+        [
+            endpoint,
+            control.rest("GET", "/v2/templates").json(),
+            control.rest("GET", "/v2/account/secrets").json(),
+        ]
+    )
+    assert not [key for key in stack_keys if key in shown]
+    booted = control.emulator.control.boot_env(endpoint["env"])
+    assert not [key for key in stack_keys if key in json.dumps(booted)]
+
+
+STACK_PURPOSES = (keys.WORKERS, keys.JOB_WEBHOOKS, keys.SIGNED_URLS)
+
+
+def signed(message: dict, key: str, signature: str | bytes | None = None) -> dict:
     """A callback as a deployment's worker sends one (gpu_worker/common/ready.py)."""
-    body, ts = json.dumps(message), int(time.time())
-    headers = {"X-Tandem-Timestamp": str(ts), "X-Tandem-Signature": sign(secret, body, ts)}
+    body, ts = json.dumps(message).encode(), int(time.time())
+    signature = signature or sign(key, body, ts)
+    headers = {"X-Tandem-Timestamp": str(ts), "X-Tandem-Signature": signature}
     return {"content": body, "headers": headers}
 
 
-async def test_the_workers_callback_takes_only_signed_known_stages(api):
-    message = {"endpoint_id": "no-such-endpoint", "model": "m", "status": "ready"}
-    taken = await api.client.post(READY_PATH, **signed(message))
-    assert taken.json() == {"ok": True, "changed": False}  # no deployment has that endpoint
-    forged = await api.client.post(READY_PATH, **signed(message, "not-the-secret"))
-    assert_error(forged, 403, "forbidden")
-    unsigned = await api.client.post(READY_PATH, content=json.dumps(message))
-    assert_error(unsigned, 422, "validation_error")
-    shapeless = await api.client.post(READY_PATH, **signed({"status": "ready"}))
-    error = assert_error(shapeless, 422, "validation_error")
-    assert error["message"] == "body: expected {endpoint_id, model, status}"
-    unknown = await api.client.post(READY_PATH, **signed(message | {"status": "warm"}))
-    error = assert_error(unknown, 422, "validation_error")
-    assert error["message"] == "status: expected one of loading, ready, failed"
+async def test_the_workers_callback_takes_only_its_deployments_key(api):
+    """Only the key derived for that deployment signs its callbacks: not the stack's signing
+    secret, not another deployment's key, not a non-ASCII signature (401, not a 500)."""
+    async with runner_paused(api):
+        deployment_id = await creating_endpoint(
+            api, "called-back", status="downloading_model", endpoint_id="ep-called-back"
+        )
+        message = {"endpoint_id": "ep-called-back", "model": "m", "status": "loading"}
+        own = keys.deployment_key(HMAC_SECRET, deployment_id)
+        for key, signature in (
+            (HMAC_SECRET, None),
+            (keys.deployment_key(HMAC_SECRET, uuid.uuid4()), None),
+            (keys.derive(HMAC_SECRET, keys.WORKERS), None),
+            (own, ("é" * 32).encode()),  # UTF-8 bytes: non-ASCII as the API reads them
+        ):
+            refused = await api.client.post(READY_PATH, **signed(message, key, signature))
+            assert_error(refused, 401, "unauthorized")
+        unknown = signed(message | {"endpoint_id": "no-such-endpoint"}, own)
+        assert_error(await api.client.post(READY_PATH, **unknown), 401, "unauthorized")
+        taken = await api.client.post(READY_PATH, **signed(message, own))
+        assert taken.json() == {"ok": True, "changed": True}
+        unsigned = await api.client.post(READY_PATH, content=json.dumps(message))
+        assert_error(unsigned, 422, "validation_error")
+        shapeless = await api.client.post(READY_PATH, **signed({"status": "ready"}, own))
+        error = assert_error(shapeless, 422, "validation_error")
+        assert error["message"] == "body: expected {endpoint_id, model, status}"
+        unknown = await api.client.post(READY_PATH, **signed(message | {"status": "warm"}, own))
+        error = assert_error(unknown, 422, "validation_error")
+        assert error["message"] == "status: expected one of loading, ready, failed"
+        await api.delete(f"/v1/deployments/{deployment_id}")
 
 
 async def test_outside_local_mode_a_webhook_is_posted_to_public_addresses_only(api):
@@ -679,7 +806,8 @@ async def test_outside_local_mode_a_webhook_is_posted_to_public_addresses_only(a
                 row = (
                     await conn.execute(select(Deployment).where(Deployment.id == deployment_id))
                 ).one()
-            await deployment_webhooks.deliver(engine, row, 0.01, public_only=True)
+            keyring = api.app.state.deployments.keyring
+            await deployment_webhooks.deliver(engine, keyring, row, 0.01, public_only=True)
     deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
     refused = "refused: host '127.0.0.1' resolves to a non-public address"
     assert [d["error"] for d in deployment["deliveries"]] == [refused] * 3

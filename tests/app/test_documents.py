@@ -197,7 +197,7 @@ async def test_bad_uploads_are_refused_with_the_reason(api, request_kwargs, stat
 async def test_uploads_have_their_own_size_limit(database_url, local_backend, tmp_path):
     settings = make_settings(
         database_url,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         storage_dir=tmp_path,
         max_body_bytes=1024,
         max_upload_bytes=2048,

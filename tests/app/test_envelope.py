@@ -71,7 +71,7 @@ def test_the_local_kek_is_made_once_for_its_owner_even_by_racing_processes(tmp_p
 
 
 async def test_a_deployed_api_without_keks_takes_no_tenant_key(database_url):
-    deployed = {"environment": "prod", "embedding_hmac_secret": "s"}
+    deployed = {"environment": "prod", "signing_secret": "s"}
     settings = make_settings(database_url, **deployed)
     assert tenant_keys.keyring_of(settings) is None
     with pytest.raises(NotConfigured, match="TENANT_KEY_ENCRYPTION_KEYS is unset"):

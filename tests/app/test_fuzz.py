@@ -48,7 +48,7 @@ async def fuzzed_api(
 ) -> AsyncIterator[Api]:
     settings = make_settings(
         database_url,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         storage_dir=tmp_path_factory.mktemp("objects"),
         public_url=f"http://127.0.0.1:{free_port()}",
         rate_limit_per_minute=1_000_000,  # the fuzzer reaches past the limiter (tested apart)

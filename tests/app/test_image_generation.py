@@ -26,7 +26,7 @@ async def runpod_api(database_url, emulator, tmp_path_factory):
     settings = runpod_settings(
         database_url,
         emulator,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         storage_dir=tmp_path_factory.mktemp("objects"),
         public_url=f"http://127.0.0.1:{free_port()}",
     )

@@ -24,7 +24,7 @@ TEXTS += ["Bees dance to point at flowers.", "Glass can be recycled endlessly."]
 def job_settings(database_url: str, tmp_path, **overrides):
     return make_settings(
         database_url,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         storage_dir=tmp_path,
         embed_batch_size=2,
         job_poll_seconds=0.2,

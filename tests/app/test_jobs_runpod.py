@@ -5,9 +5,12 @@ import uuid
 
 import pytest
 
+from app.core import keys
 from app.services.webhook import signature as webhook_signature
 from tests.app.test_jobs import TEXTS, finished, sql
 from tests.conftest import HMAC_SECRET, free_port, runpod_settings, serve_api, start_api
+
+JOB_WEBHOOKS_KEY = keys.derive(HMAC_SECRET, keys.JOB_WEBHOOKS)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,7 @@ async def served(database_url, emulator, tmp_path_factory):
     settings = runpod_settings(
         database_url,
         emulator,
-        embedding_hmac_secret=HMAC_SECRET,
+        signing_secret=HMAC_SECRET,
         storage_dir=tmp_path_factory.mktemp("objects"),
         embed_batch_size=2,
         public_url=f"http://127.0.0.1:{port}",
@@ -38,7 +41,7 @@ async def test_the_webhook_completes_a_job_once(served):
         "SELECT runpod_id FROM job_parts WHERE job_id = :id AND idx = 0",
         id=created["job_id"],
     )
-    signature = webhook_signature(HMAC_SECRET, created["job_id"], 0)
+    signature = webhook_signature(JOB_WEBHOOKS_KEY, created["job_id"], 0)
     url = f"/internal/runpod-webhook/{created['job_id']}?part=0&signature={signature}"
     repeat = {"id": runpod_id, "status": "COMPLETED", "output": {"embeddings": [[0.0] * 384]}}
     again = await served.client.post(url, json=repeat)
@@ -52,7 +55,7 @@ async def test_webhooks_with_a_bad_signature_change_nothing(served):
         created = (await served.post("/v1/jobs", json={"kind": "embed", "texts": ["x"]})).json()
         job_id = created["job_id"]
         forged = {"id": "any", "status": "FAILED", "error": "forged"}
-        good = webhook_signature(HMAC_SECRET, job_id, 0)
+        good = webhook_signature(JOB_WEBHOOKS_KEY, job_id, 0)
         for query in (f"part=0&signature={'0' * 64}", f"part=1&signature={good}"):
             response = await served.client.post(
                 f"/internal/runpod-webhook/{job_id}?{query}", json=forged

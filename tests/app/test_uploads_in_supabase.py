@@ -26,7 +26,7 @@ def settings_on(database_url: str, supabase: FakeSupabaseStorage, **overrides):
         "supabase_url": supabase.url,
         "supabase_service_key": service_key(),
         "storage_prefix": "test",
-        "embedding_hmac_secret": HMAC_SECRET,
+        "signing_secret": HMAC_SECRET,
     }
     return make_settings(database_url, **values | overrides)
 
@@ -66,15 +66,16 @@ async def test_an_image_is_kept_in_supabase_and_embedded_from_its_signed_url(
     ],
 )
 async def test_readiness_names_storages_refusal_and_uploads_store_nothing(
-    database_url, local_backend, supabase, overrides, reason
+    database_url, local_backend, supabase, overrides, reason, caplog
 ):
     settings = settings_on(database_url, supabase, **overrides)
     async for api in start_api(settings, local_backend):
         response = await api.client.get("/readiness")
         assert response.status_code == 503
-        check = response.json()["checks"]["storage"]
-        assert check == f"failed: Supabase Storage refused: {reason}"
-        assert settings.supabase_service_key.get_secret_value() not in response.text
+        assert response.json()["checks"]["storage"] == "failed"
+        assert f"storage failed: Supabase Storage refused: {reason}" in caplog.text
+        assert reason not in response.text
+        assert settings.supabase_service_key.get_secret_value() not in caplog.text
 
         async with api.app.state.engine.connect() as conn:
             before = await conn.scalar(select(func.count()).select_from(Document))

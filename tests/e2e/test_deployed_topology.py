@@ -12,9 +12,7 @@ CLIP = "openai/clip-vit-base-patch32"  # the API's CLIP_MODEL (the worker serves
 
 @pytest.fixture(scope="module")
 async def deployed(database_url, emulator):
-    async for api in start_api(
-        runpod_settings(database_url, emulator, embedding_hmac_secret=HMAC_SECRET)
-    ):
+    async for api in start_api(runpod_settings(database_url, emulator, signing_secret=HMAC_SECRET)):
         yield api
 
 
@@ -63,7 +61,7 @@ async def test_signed_embedding_through_runpod(deployed):
 
 async def test_worker_rejects_a_wrong_signature(database_url, emulator):
     async for api in start_api(
-        runpod_settings(database_url, emulator, embedding_hmac_secret="wrong-secret")
+        runpod_settings(database_url, emulator, signing_secret="wrong-secret")
     ):
         response = await api.post("/v1/embeddings", json={"model": CLIP, "input": "forged"})
         assert response.status_code == 502

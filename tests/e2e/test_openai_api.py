@@ -25,7 +25,7 @@ MESSAGES = [{"role": "user", "content": "Hello"}]
 
 @pytest.fixture(scope="module")
 async def runpod_api(database_url, emulator):
-    settings = runpod_settings(database_url, emulator, embedding_hmac_secret=HMAC_SECRET)
+    settings = runpod_settings(database_url, emulator, signing_secret=HMAC_SECRET)
     async for api in start_api(settings):
         yield api
 

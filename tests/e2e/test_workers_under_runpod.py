@@ -13,9 +13,9 @@ from PIL import Image
 
 from app.core.errors import WorkerFailed
 from app.inference.runpod import RunPodClient
-from gpu_worker.common.signing import signed_auth
+from gpu_worker.common.signing import signed
 from gpu_worker.llm.tiny import build_tiny_llama
-from tests.conftest import HMAC_SECRET, WORKER_ENV, start_emulator, stop_emulator
+from tests.conftest import WORKER_ENV, WORKERS_KEY, start_emulator, stop_emulator
 
 pytestmark = pytest.mark.vllm
 
@@ -132,13 +132,10 @@ def png_base64() -> str:
 
 async def test_clip_worker_signed_requests(emulator):
     client = RunPodClient(emulator.base_url, emulator.api_key, timeout_s=30)
-    job = {"text": "a photo of a cat", "auth": signed_auth(HMAC_SECRET, "a photo of a cat")}
-    output = await client.run_sync("clip", job)
+    output = await client.run_sync("clip", signed(WORKERS_KEY, {"text": "a photo of a cat"}))
     assert output["dim"] == len(output["embedding"]) == 512
     data = png_base64()
-    images = await client.run_sync(
-        "clip", {"images": [data, data], "auth": signed_auth(HMAC_SECRET, f"{data}\n{data}")}
-    )
+    images = await client.run_sync("clip", signed(WORKERS_KEY, {"images": [data, data]}))
     assert len(images["embeddings"]) == 2
     with pytest.raises(Exception, match="Authentication failed"):
         await client.run_sync("clip", {"text": "unsigned"})

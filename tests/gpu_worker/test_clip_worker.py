@@ -16,7 +16,7 @@ from PIL import Image
 import gpu_worker.clip.handler as clip
 from gpu_worker.clip.settings import ClipSettings
 from gpu_worker.clip.tiny import build_tiny_clip
-from gpu_worker.common.signing import sign, signing_payload
+from gpu_worker.common.signing import canonical, sign
 
 SECRET = "clip-secret"
 
@@ -254,7 +254,7 @@ async def test_unresolvable_host(worker):
 def signed(job_input: dict, secret: str = SECRET, skew: int = 0) -> dict:
     """`job_input` signed now (plus `skew` seconds): call it inside the test, not at collection."""
     ts = int(time.time()) + skew
-    return {**job_input, "auth": {"ts": ts, "sig": sign(secret, signing_payload(job_input), ts)}}
+    return {**job_input, "auth": {"ts": ts, "sig": sign(secret, canonical(job_input), ts)}}
 
 
 @pytest.mark.parametrize(
@@ -270,7 +270,7 @@ def signed(job_input: dict, secret: str = SECRET, skew: int = 0) -> dict:
     ids=["valid", "valid-batch", "wrong-secret", "expired", "future", "missing"],
 )
 async def test_hmac_matrix(worker, job_input, secret, skew, ok):
-    worker(embedding_hmac_secret=SECRET)
+    worker(signing_key=SECRET)
     request = signed(job_input, secret, skew) if secret else job_input
     result = await embed(request)
     if ok:
@@ -280,7 +280,7 @@ async def test_hmac_matrix(worker, job_input, secret, skew, ok):
 
 
 async def test_tampered_input_fails_authentication(worker):
-    worker(embedding_hmac_secret=SECRET)
+    worker(signing_key=SECRET)
     result = await embed({**signed({"text": "a cat"}), "text": "a dog"})
     assert result["error"] == "Authentication failed"
 

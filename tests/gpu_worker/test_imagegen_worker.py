@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 from PIL import Image
 
-from gpu_worker.common.signing import signed_auth
+from gpu_worker.common.signing import signed
 from gpu_worker.imagegen.handler import ImagegenWorker
 from gpu_worker.imagegen.pipeline import family_of
 from gpu_worker.imagegen.settings import ImagegenSettings
@@ -201,14 +201,14 @@ async def test_an_upload_that_fails_fails_the_job_as_the_workers_fault(sd, site,
 async def test_with_a_secret_only_signed_prompts_are_drawn(sd, monkeypatch):
     monkeypatch.setattr(
         sd.settings,
-        "embedding_hmac_secret",
-        ImagegenSettings(model_name="x", embedding_hmac_secret=SECRET).embedding_hmac_secret,
+        "signing_key",
+        ImagegenSettings(model_name="x", signing_key=SECRET).signing_key,
     )
     job = {"prompt": "a red car", "steps": 1}
     assert (await run(sd, job))["error"] == "Authentication failed"
-    other = signed_auth(SECRET, "another prompt")
+    other = signed(SECRET, job | {"prompt": "another prompt"})["auth"]
     assert (await run(sd, job | {"auth": other}))["error"] == "Authentication failed"
-    assert "images" in await run(sd, job | {"auth": signed_auth(SECRET, "a red car")})
+    assert "images" in await run(sd, signed(SECRET, job))
 
 
 async def test_a_failing_pipeline_asks_for_a_fresh_worker(sd, monkeypatch):

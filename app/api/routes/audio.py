@@ -115,7 +115,7 @@ class Transcriber:
             await asyncio.to_thread(storage.delete, key)
 
     async def _run(self, form: TranscriptionForm, task: Task, audio: dict[str, str]) -> Response:
-        job_input = transcription_job(self.settings, form, task, audio, self.request_id)
+        job_input = transcription_job(form, task, audio, self.request_id)
         result = await self.backend.run("transcribe", job_input, self.request_id)
         return answer(result, form, task)
 

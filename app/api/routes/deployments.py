@@ -11,7 +11,7 @@ from typing import Annotated, Any, get_args
 from fastapi import APIRouter, Header, Request, Response
 
 from app.api.deps import CallerDep, EngineDep, PageCursor, PageLimit, SettingsDep, keyed_router
-from app.core.errors import Forbidden, InvalidInput, WorkerFailed
+from app.core.errors import InvalidInput, WorkerFailed
 from app.schemas import (
     DeploymentCreated,
     DeploymentIn,
@@ -26,7 +26,6 @@ from app.services.deployment_runner import READY_PATH, DeploymentRunner
 from app.services.listing import list_deployments
 from app.services.tenant_keys import RunPodUnreachable
 from gpu_worker.common.ready import Stage
-from gpu_worker.common.signing import verify
 from runpod_api.client import RunPodApiError
 
 log = logging.getLogger("tandem.deployments")
@@ -44,7 +43,7 @@ def runner_of(request: Request) -> DeploymentRunner:
     "/deployments",
     summary="Deploy a model as a RunPod endpoint",
     status_code=202,
-    responses=error_responses(409, 413),
+    responses=error_responses(403, 409, 413),
 )
 async def create_deployment(
     body: DeploymentIn,
@@ -132,14 +131,8 @@ async def worker_ready(
     signature: Annotated[str, Header(alias="X-Tandem-Signature", max_length=64)],
 ) -> dict[str, Any]:
     """A deployment's worker is loading its model, loaded it or could not
-    (gpu_worker/common/ready.py), signed with the HMAC secret the deployment's template
-    carries."""
-    runner = runner_of(request)
-    body = (await request.body()).decode(errors="replace")
-    if runner.secret is None or not verify(
-        runner.secret, body, {"ts": timestamp, "sig": signature}
-    ):
-        raise Forbidden("the callback's signature does not check out")
+    (gpu_worker/common/ready.py), signed with the key of that deployment's (a 401 otherwise)."""
+    body = await request.body()
     try:
         message = json.loads(body)
         endpoint_id, stage = str(message["endpoint_id"]), message["status"]
@@ -148,4 +141,6 @@ async def worker_ready(
     if stage not in STAGES:
         raise InvalidInput(f"status: expected one of {', '.join(STAGES)}")
     error = str(message.get("error") or "no reason given") if stage == "failed" else None
-    return {"ok": True, "changed": await runner.callback(endpoint_id, stage, error)}
+    auth = {"ts": timestamp, "sig": signature}
+    changed = await runner_of(request).callback(body, auth, endpoint_id, stage, error)
+    return {"ok": True, "changed": changed}

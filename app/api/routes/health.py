@@ -1,20 +1,22 @@
 """Liveness (`/health`, no dependencies) and readiness (`/readiness`: Postgres answers at this
 release's schema revision, object storage takes objects, and the models the local backend runs
-have loaded)."""
+have loaded). Both are open: readiness says which checks fail, and its log says why."""
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.deps import BackendDep, EngineDep, StorageDep
+from app.api.deps import EngineDep, StorageDep
 from app.core.errors import DatabaseUnavailable, error_body, request_id_of
 from app.core.migrations import pending_migrations
 from app.schemas import ErrorBody
 from app.storage import Storage, StorageUnavailable
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("tandem.readiness")
 READINESS_TIMEOUT_S = 3.0
 
 
@@ -33,18 +35,19 @@ async def health() -> dict[str, bool]:
         }
     },
 )
-async def readiness(
-    request: Request, engine: EngineDep, storage: StorageDep, backend: BackendDep
-) -> JSONResponse:
-    checks = {
+async def readiness(request: Request, engine: EngineDep, storage: StorageDep) -> JSONResponse:
+    found = {
         "database": await _database(engine),
         "storage": await _storage(storage),
-        **backend.checks(),
+        **request.app.state.backend.checks(),
     }
-    failing = {name: state for name, state in checks.items() if state not in ("ok", "ready")}
+    checks = {name: state.split(":", 1)[0] for name, state in found.items()}
+    failing = [name for name, state in checks.items() if state not in ("ok", "ready")]
     if failing:
-        problems = ", ".join(f"{name} {state}" for name, state in failing.items())
-        body = error_body("not_ready", f"not ready: {problems}", request_id_of(request))
+        for name in failing:
+            log.warning("readiness: %s %s", name, found[name])
+        message = f"not ready: {', '.join(f'{name} {checks[name]}' for name in failing)}"
+        body = error_body("not_ready", message, request_id_of(request))
         return JSONResponse({**body, "checks": checks}, status_code=503)
     return JSONResponse({"ok": True, "checks": checks})
 

@@ -7,7 +7,6 @@ refused). Embeddings whose `model` is the CLIP model (CLIP_MODEL) go to the CLIP
 A chat completion is stored as a turn only when it names a conversation (app.services.
 openai_turns)."""
 
-import asyncio
 import functools
 import json
 import logging
@@ -28,6 +27,7 @@ from app.api.deps import (
     keyed_router,
 )
 from app.core.errors import ApiError, error_body
+from app.inference.limited import check_openai_body
 from app.schemas import error_responses
 from app.services.chat import prompt_messages, save_turn
 from app.services.deployments import LLM_TASKS, ready_cards
@@ -71,16 +71,20 @@ OpenAIRequest = dict[str, Any]
 
 
 class Serving:
-    """Who answers an OpenAI request: the tenant's deployment its `model` names (409 while it
-    is not ready), else the stack's worker."""
+    """Who answers an OpenAI request within this API's caps (`check_openai_body`): the
+    tenant's deployment its `model` names (409 while it is not ready), else the stack's
+    worker."""
 
-    def __init__(self, request: Request, backend: BackendDep, caller: CallerDep):
-        self.backend, self.tenant = backend, caller.tenant
+    def __init__(
+        self, request: Request, backend: BackendDep, caller: CallerDep, settings: SettingsDep
+    ):
+        self.backend, self.tenant, self.settings = backend, caller.tenant, settings
         self.runner = request.app.state.deployments
 
     async def openai(
         self, worker: str, route: str, body: OpenAIRequest
     ) -> dict[str, Any] | AsyncIterator[str]:
+        check_openai_body(body, self.settings)
         deployed = await self.runner.backend_for(self.tenant, body.get("model"), LLM_TASKS)
         if deployed is None:
             return await self.backend.openai(worker, route, body)
@@ -206,6 +210,7 @@ async def embeddings(
     request_id: RequestIdDep,
 ) -> JSONResponse | StreamingResponse:
     if body.get("model") == settings.clip_model:
+        check_openai_body(body, settings)
         return JSONResponse(await clip_embeddings(serving.backend, settings, body, request_id))
     return await _answer(serving, "/v1/embeddings", body, request_id, worker="embed")
 
@@ -213,17 +218,14 @@ async def embeddings(
 @router.get(
     "/models",
     summary="List the models, as OpenAI's API does",
-    description="The chat model (and its LoRA adapters), the text embedding model, the CLIP "
-    "model and the tenant's deployments that are ready.",
+    description="The chat model, the text embedding model, the CLIP model and the tenant's "
+    "deployments that are ready; no GPU worker is started for it.",
     responses={200: {"description": "OpenAI's model list"}, **error_responses(502, 504)},
 )
 async def models(
     backend: BackendDep, settings: SettingsDep, engine: EngineDep, caller: CallerDep
 ) -> JSONResponse:
-    served = await asyncio.gather(
-        *(backend.openai(worker, "/v1/models", {}) for worker in ("llm", "embed"))
-    )
     clip = {"id": settings.clip_model, "object": "model", "created": STARTED, "owned_by": "tandem"}
-    cards = [card for answer in served for card in answer["data"]]  # type: ignore[index]
+    cards = await backend.models()
     deployed = await ready_cards(engine, caller.tenant)
     return JSONResponse({"object": "list", "data": [*cards, clip, *deployed]})
