@@ -13,7 +13,9 @@ from typing import Any
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 # RunPod's serverless pools of A100, H100, H200 and B200 cards.
 PREMIUM_POOLS = frozenset({"AMPERE_80", "ADA_80_PRO", "HOPPER_141", "BLACKWELL_180"})
-SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|API_KEY|PRIVATE_KEY|DATABASE_URL)", re.I)
+SECRET_NAME = re.compile(
+    r"(SECRET|PASSWORD|TOKEN|API_KEY|PRIVATE_KEY|SIGNING_KEY|DATABASE_URL)", re.I
+)
 RUNPOD_SECRET = re.compile(r"\{\{\s*RUNPOD_SECRET_[\w.\-/]+\s*\}\}")
 PRIVATE_REGISTRY = re.compile(r"^[a-z0-9-]+-docker\.pkg\.dev/")  # Artifact Registry
 # Types that carry `labels` (or `userLabels`) and must be labelled with env and stack.

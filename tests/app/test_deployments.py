@@ -308,7 +308,8 @@ async def test_a_tenants_own_runpod_account_makes_serves_and_removes_its_deploym
     assert (deployment["status"], deployment["own_account"]) == ("ready", True), deployment
     endpoint_id = deployment["endpoint_id"]
     as_tenant = {"Authorization": f"Bearer {tenant_key}"}  # the tenant reads its account
-    endpoint = httpx.get(f"{control.url}/v2/serverless/{endpoint_id}", headers=as_tenant).json()
+    async with httpx.AsyncClient(base_url=control.url, headers=as_tenant) as account:
+        endpoint = (await account.get(f"/v2/serverless/{endpoint_id}")).json()
     assert_no_stack_secret(control, endpoint)
     client = openai.AsyncOpenAI(base_url=f"{api.client.base_url}/v1", api_key=own.key)
     result = await client.images.generate(model="own-sd", prompt="a red cat", size="128x128")

@@ -81,7 +81,7 @@ def violations(typ: str, props: dict, config: PolicyConfig = DEFAULTS) -> list[s
         ),
         (
             "pulumi-python:dynamic:Resource",
-            {"image": "worker:1", "env": {"EMBEDDING_HMAC_SECRET": "s3cret"}},
+            {"image": "worker:1", "env": {"SIGNING_KEY": "s3cret"}},
             "use a RunPod secret",
         ),
         (

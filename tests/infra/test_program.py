@@ -6,6 +6,7 @@ import base64
 import cel
 import pytest
 
+from app.core import keys
 from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.components.api_service import RUNTIME_ROLES
 from infra.config import ConfigError, stack_settings
@@ -38,7 +39,7 @@ def test_every_secret_reaches_cloud_run_by_reference_only(stack):
     assert by_name["GCS_BUCKET"]["value"].endswith("-uploads")
     for name in (
         "DATABASE_URL",
-        "EMBEDDING_HMAC_SECRET",
+        "SIGNING_SECRET",
         "RUNPOD_API_KEY",
         "TENANT_KEY_ENCRYPTION_KEYS",
     ):
@@ -102,21 +103,27 @@ def test_buckets_are_private_and_expire(stack):
     assert bucket["lifecycleRules"][0]["condition"]["age"] >= 1
 
 
-def test_gpu_workers_read_the_hmac_secret_from_a_runpod_secret(stack):
+def test_gpu_workers_read_their_derived_key_from_a_runpod_secret(stack):
+    """The workers hold the key derived for them (app/core/keys.py), never the stack's signing
+    secret; and vLLM's own cap on `n` is the API's."""
     name, resources = stack
     dynamic = {
         r["name"]: r["inputs"] for r in resources if r["type"] == "pulumi-python:dynamic:Resource"
     }
     secret = dynamic[f"tandem-{name}-hmac"]
     assert secret["name"] == f"tandem-{name}-hmac"
-    assert SECRET_SIG in secret["value"] and secret["value"]["value"] == STAND_IN  # encrypted
+    assert SECRET_SIG in secret["value"]  # encrypted
+    assert secret["value"]["value"] == keys.derive(STAND_IN, keys.WORKERS) != STAND_IN
     containers = [inputs for inputs in dynamic.values() if "image" in inputs]
     # Templates and endpoints (each carries its container) of llm, embed (the llm image with
     # TASK=embed), clip, transcribe and, in dev, imagegen
     assert len(containers) == 2 * (5 if name == "dev" else 4)
     for container in containers:
         env = container["env"]["value"]
-        assert env["EMBEDDING_HMAC_SECRET"] == f"{{{{ RUNPOD_SECRET_tandem-{name}-hmac }}}}"
+        assert env["SIGNING_KEY"] == f"{{{{ RUNPOD_SECRET_tandem-{name}-hmac }}}}"
+        assert "EMBEDDING_HMAC_SECRET" not in env and "SIGNING_SECRET" not in env
+        if "/llm:" in container["image"]:
+            assert env["VLLM_MAX_N_SEQUENCES"] == "8"
         assert STAND_IN not in str(env)  # the value is RunPod's to fill in, never a template's
         assert len(env["TANDEM_VALUES_FINGERPRINT"]) == 16  # a new value: a new release
     for inputs in dynamic.values():

@@ -25,7 +25,7 @@ from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 
 KEY = "rp-test-key"
 HMAC = "s3cret-hmac-value"
-ENV = {"MODEL_NAME": "Qwen/Qwen2.5-1.5B-Instruct", "EMBEDDING_HMAC_SECRET": HMAC}
+ENV = {"MODEL_NAME": "Qwen/Qwen2.5-1.5B-Instruct", "SIGNING_KEY": HMAC}
 
 
 @pytest.fixture(scope="module")

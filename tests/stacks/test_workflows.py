@@ -237,3 +237,50 @@ def test_preview_comment_shows_each_stack_with_its_counts(tmp_path):
     assert "<b>dev</b>: success (~ 1 to update, 9 unchanged)</summary>" in out
     assert "<b>prod</b>: failure</summary>" in out
     assert "~ max        : 1 => 2" in out and "error: no credentials" in out
+
+
+def secrets_of(value) -> set[str]:
+    """The repository or environment secrets a piece of a workflow names."""
+    return set(re.findall(r"secrets\.([A-Z_]+)", json.dumps(value)))
+
+
+def test_secrets_come_from_github_environments_and_prod_only_to_its_deploy():
+    """Written as the attack: a branch's pull request (or a push of a workflow on a branch)
+    must not see prod's credentials. Every secret is read inside a job bound to an environment
+    (none at workflow level, where a repository secret would be shared by every job); pull
+    request workflows take `dev`'s only; `prod` (release tags, reviewers) serves only the
+    deploy of a published release; prod's drift reads through `prod-read`."""
+    for name, workflow in WORKFLOWS.items():
+        assert not secrets_of(workflow.get("env", {})), name
+        triggers = workflow.get(True) or workflow.get("on")  # YAML reads `on:` as True
+        for job_id, job in workflow["jobs"].items():
+            if not secrets_of(job):
+                continue
+            environment = job.get("environment")
+            environment = environment["name"] if isinstance(environment, dict) else environment
+            assert environment, f"{name}:{job_id} reads secrets outside an environment"
+            if "pull_request" in triggers:
+                assert environment == "dev", f"{name}:{job_id}"
+            chosen = re.findall(r"(?:&&|\|\|)\s*'([a-z-]+)'", environment) or [environment]
+            if "prod" in chosen:
+                assert (name, environment) == (
+                    "deploy.yml",
+                    "${{ github.event_name == 'release' && 'prod' || 'dev' }}",
+                ), f"{name}:{job_id}"
+                assert set(triggers) == {"push", "release"}
+                assert triggers["push"] == {"branches": ["main"]}
+    drift = WORKFLOWS["drift.yml"]["jobs"]["drift"]["environment"]
+    assert drift == "${{ matrix.stack == 'prod' && 'prod-read' || 'dev' }}"
+
+
+def test_the_post_deploy_check_reads_runpod_with_a_read_only_key():
+    steps = {step.get("name"): step for step in WORKFLOWS["deploy.yml"]["jobs"]["deploy"]["steps"]}
+    assert secrets_of(steps["Post-deploy check"]) == {"TANDEM_API_KEY", "RUNPOD_READ_API_KEY"}
+    assert secrets_of(steps["pulumi up"]) == {"RUNPOD_API_KEY"}
+
+
+def test_the_pulumi_cli_is_installed_only_once_its_checksum_matches():
+    [install] = [run for where, run in run_blocks() if where == "pulumi-setup" and "tar " in run]
+    assert "get.pulumi.com | sh" not in install
+    checked, unpacked = install.index("sha256sum --check"), install.index("tar -xzf")
+    assert checked < unpacked
