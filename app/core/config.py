@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     )
     # Image URLs given to POST /v1/images must resolve to public addresses, or to these.
     fetch_allowed_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
+    fetch_deadline_seconds: float = Field(30.0, gt=0, le=300)  # a whole download
     # Vector sizes of the text and CLIP embedding models: the tables are made with them, and
     # start-up refuses a database whose tables were made for other sizes.
     text_embedding_dim: int = Field(384, ge=1, le=2000)

@@ -6,6 +6,7 @@ headings above the text ("Guide > Install > Linux"), or "page N" for a PDF.
 
 import io
 import re
+import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
@@ -26,6 +27,8 @@ EXTENSIONS = {
     "application/pdf": ".pdf",
 }
 ALIASES = {"text/x-markdown": "text/markdown", "application/xhtml+xml": "text/html"}
+MAX_PDF_PAGES = 2000
+PDF_SECONDS = 60
 
 
 class UnsupportedType(ValueError):
@@ -174,19 +177,28 @@ def html_to_markdown(html: str) -> tuple[str | None, str]:
 
 
 def _pdf_sections(data: bytes) -> tuple[str | None, list[Section]]:
-    """The PDF's metadata title, and a section per page."""
+    """The PDF's metadata title, and a section per page: at most MAX_PDF_PAGES pages, read
+    within PDF_SECONDS (a crafted PDF can make a page's text slow to extract)."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
+    end = time.monotonic() + PDF_SECONDS
     try:
         reader = PdfReader(io.BytesIO(data))
         encrypted = reader.is_encrypted
-        # A PDF's text can hold NUL characters, which Postgres cannot store: dropped.
-        pages = (
-            []
-            if encrypted
-            else [(p.extract_text() or "").replace("\x00", "") for p in reader.pages]
-        )
+        if not encrypted and len(reader.pages) > MAX_PDF_PAGES:
+            raise ParseError(
+                f"the PDF has {len(reader.pages)} pages, more than {MAX_PDF_PAGES}: split it"
+            )
+        pages = []
+        for page in [] if encrypted else reader.pages:
+            # A PDF's text can hold NUL characters, which Postgres cannot store: dropped.
+            pages.append((page.extract_text() or "").replace("\x00", ""))
+            if time.monotonic() > end:
+                raise ParseError(
+                    f"the PDF's text takes more than {PDF_SECONDS} s to read (page "
+                    f"{len(pages)}): split it, or upload its text"
+                )
         title = None if encrypted or reader.metadata is None else reader.metadata.title
     except (PyPdfError, ValueError, KeyError, TypeError) as exc:
         raise ParseError(f"the PDF could not be read: {exc}") from None

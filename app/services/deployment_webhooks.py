@@ -83,10 +83,10 @@ async def deliver(
         status_code = response.status_code
         if response.is_error:
             error = f"answered {status_code}"
-    except (KeyringError, NotConfigured, ValueError) as exc:
-        error = f"the webhook secret does not open here ({exc}): rotate it"
     except FetchError as exc:
         error = f"refused: {exc}"
+    except (KeyringError, NotConfigured, ValueError) as exc:
+        error = f"the webhook secret does not open here ({exc}): rotate it"
     except httpx.HTTPError as exc:
         error = f"unreachable: {type(exc).__name__}"
     attempt = (done or 0) + 1

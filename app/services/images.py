@@ -1,6 +1,7 @@
 """Images: stored, embedded by the CLIP worker from a signed URL, replaced by `source_id`."""
 
 import asyncio
+import functools
 import uuid
 
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from app.schemas import UploadOut
 from app.services.embedding import embed_clip
 from app.services.uploads import SIGNED_URL_TTL_S, Upload, delete_replaced, stored, upsert
 from app.storage import Storage
-from gpu_worker.common.fetch import FetchError, fetch_bytes
+from gpu_worker.common.fetch import FetchError, fetch_bytes, on_fetch_threads
 
 # Signatures of the image formats the CLIP worker reads, and their file extensions.
 _MAGIC = {
@@ -39,13 +40,16 @@ def image_type(data: bytes) -> tuple[str, str]:
 async def fetch_image(url: str, settings: Settings) -> bytes:
     """The image at a user's `url`, downloaded with the worker's SSRF and size rules."""
     try:
-        return await asyncio.to_thread(
-            fetch_bytes,
-            url,
-            max_bytes=settings.max_upload_bytes,
-            connect_timeout=3.0,
-            read_timeout=15.0,
-            allowed_networks=settings.fetch_allowed_networks,
+        return await on_fetch_threads(
+            functools.partial(
+                fetch_bytes,
+                url,
+                max_bytes=settings.max_upload_bytes,
+                connect_timeout=3.0,
+                read_timeout=10.0,
+                deadline_s=settings.fetch_deadline_seconds,
+                allowed_networks=settings.fetch_allowed_networks,
+            )
         )
     except FetchError as exc:
         raise InvalidInput(f"cannot fetch the image: {exc}") from None

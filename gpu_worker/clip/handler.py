@@ -19,7 +19,7 @@ from typing import Any
 
 from gpu_worker.clip.model import ClipEmbedder, decode_image
 from gpu_worker.clip.settings import ClipSettings
-from gpu_worker.common.fetch import IMAGE_TYPES
+from gpu_worker.common.fetch import IMAGE_TYPES, on_fetch_threads
 from gpu_worker.common.refusal import Refused, TooLarge, input_object, request_id_of
 from gpu_worker.common.signing import Unauthenticated, check_signature
 
@@ -106,7 +106,7 @@ class ClipWorker:
             normalize = bool(job_input.get("normalize", True))
             model = self.embedder
             if kind == "image":
-                images = await asyncio.to_thread(self._load_images, items)
+                images = await on_fetch_threads(self._load_images, items)
                 loaded = time.perf_counter()
                 vectors = await asyncio.to_thread(model.embed_images, images, normalize)
                 tokens = 0

@@ -5,13 +5,19 @@ An image or audio URL comes from a user, so the worker must not be usable to rea
 redirect is resolved and checked before it is fetched, and the request goes to the address
 that was checked (Host header and TLS name kept), so a DNS answer that changes between the
 check and the connection (DNS rebinding) cannot reach another address. The size cap holds
-while streaming, so a lying Content-Length cannot exhaust memory.
+while streaming, so a lying Content-Length cannot exhaust memory; an overall deadline holds
+too, so a server that sends a byte at a time cannot hold a download open; and downloads run on
+threads of their own (`on_fetch_threads`), so slow remotes cannot take the threads that
+storage, signing or parsing need.
 """
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -24,6 +30,16 @@ AUDIO_TYPES = ("audio/", "video/", "application/ogg", "application/octet-stream"
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 EVERYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+DEADLINE_S = 30.0  # a whole download, redirects included
+FETCH_THREADS = 16
+_THREADS = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
+T = TypeVar("T")
+
+
+async def on_fetch_threads(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)`, which downloads, on the fetch threads (at most FETCH_THREADS at once;
+    more wait their turn there, not on anyone else's threads)."""
+    return await asyncio.get_running_loop().run_in_executor(_THREADS, call, *args)
 
 
 class FetchError(Refused):
@@ -86,36 +102,47 @@ def fetch_bytes(
     max_bytes: int,
     connect_timeout: float,
     read_timeout: float,
+    deadline_s: float = DEADLINE_S,
     allowed_networks: Sequence[Network] = (),
     allowed_prefixes: Sequence[str] = (),
 ) -> bytes:
     """The body of `url` if it is `what` (a content type in `allowed_types`) of at most
-    `max_bytes`; FetchError otherwise. A
-    URL must resolve to public addresses only, unless into `allowed_networks` or under one of
+    `max_bytes`, downloaded within `deadline_s` in all; FetchError otherwise. A URL must
+    resolve to public addresses only, unless into `allowed_networks` or under one of
     `allowed_prefixes` (exact URL prefixes, e.g. an API's own signed-object path); every
     redirect is checked again."""
-    timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+    end = time.monotonic() + deadline_s
+    with httpx.Client(follow_redirects=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             request = pinned_request("GET", url, allowed_networks, allowed_prefixes)
+            left = max(end - time.monotonic(), 0.001)
+            request.extensions["timeout"] = httpx.Timeout(
+                min(read_timeout, left), connect=min(connect_timeout, left)
+            ).as_dict()
             try:
                 response = client.send(request, stream=True)
                 try:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
-                    return _read(response, what, allowed_types, max_bytes)
+                    return _read(response, what, allowed_types, max_bytes, end)
                 finally:
                     response.close()
             except httpx.TimeoutException as exc:
                 raise FetchError(f"timed out downloading the {what}") from exc
+            except TimeoutError as exc:
+                raise FetchError(f"the {what} did not download within {deadline_s:g} s") from exc
             except httpx.HTTPError as exc:
                 raise FetchError(f"cannot download the {what}: {type(exc).__name__}") from exc
     raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
 
 def _read(
-    response: httpx.Response, what: str, allowed_types: tuple[str, ...], max_bytes: int
+    response: httpx.Response,
+    what: str,
+    allowed_types: tuple[str, ...],
+    max_bytes: int,
+    end: float,
 ) -> bytes:
     if response.status_code != 200:
         raise FetchError(f"{what} URL answered HTTP {response.status_code}")
@@ -130,6 +157,8 @@ def _read(
         body += chunk
         if len(body) > max_bytes:
             raise FetchTooLarge(f"{what} is larger than {max_bytes} bytes")
+        if time.monotonic() > end:
+            raise TimeoutError
     return bytes(body)
 
 

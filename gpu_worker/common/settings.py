@@ -35,6 +35,7 @@ class FetchingModelSettings(ModelSettings):
 
     fetch_connect_timeout_seconds: float = Field(3.0, gt=0)
     fetch_read_timeout_seconds: float = Field(10.0, gt=0)
+    fetch_deadline_seconds: float = Field(30.0, gt=0, le=300)  # a whole download
     # Networks a URL may resolve into although they are private (tests, sidecars), and URL
     # prefixes fetched wherever they resolve (the local API's own signed-object path).
     fetch_allowed_networks: list[IPv4Network | IPv6Network] = Field(default_factory=list)
@@ -51,6 +52,7 @@ class FetchingModelSettings(ModelSettings):
             max_bytes=max_bytes,
             connect_timeout=self.fetch_connect_timeout_seconds,
             read_timeout=self.fetch_read_timeout_seconds,
+            deadline_s=self.fetch_deadline_seconds,
             allowed_networks=self.fetch_allowed_networks,
             allowed_prefixes=self.fetch_allowed_prefixes,
         )

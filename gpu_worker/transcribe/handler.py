@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gpu_worker.common.fetch import AUDIO_TYPES
+from gpu_worker.common.fetch import AUDIO_TYPES, on_fetch_threads
 from gpu_worker.common.refusal import Refused, TooLarge, describe, input_object, request_id_of
 from gpu_worker.common.signing import Unauthenticated, check_signature
 from gpu_worker.transcribe.audio import windows
@@ -167,7 +167,7 @@ class TranscribeWorker:
             request = TranscribeInput.model_validate(job_input)
             check_signature(self.settings.signing_key, job_input)
             self._check(request)
-            data = await asyncio.to_thread(self._audio_bytes, request)
+            data = await on_fetch_threads(self._audio_bytes, request)
             fetched = time.perf_counter()
             result = await asyncio.to_thread(self._transcribe, request, data)
         except ValidationError as exc:

@@ -722,12 +722,15 @@ async def test_the_webhook_secret_is_sealed_and_rotated(api):
     server.shutdown()
 
 
-async def test_deployments_in_the_stacks_account_are_for_allowed_tenants(api, monkeypatch):
+async def test_deployments_in_the_stacks_account_are_for_allowed_tenants(api):
     settings = api.app.state.settings
-    closed = settings.model_copy(update={"stack_account_tenants": ["someone-else"]})
-    monkeypatch.setattr(api.app.state, "settings", closed)
+    api.app.state.settings = settings.model_copy(update={"stack_account_tenants": ["someone-else"]})
     body = {"model": "acme/chat", "task": "generate"}
-    refused = assert_error(await api.post("/v1/deployments", json=body), 403, "forbidden")
+    try:
+        response = await api.post("/v1/deployments", json=body)
+    finally:
+        api.app.state.settings = settings
+    refused = assert_error(response, 403, "forbidden")
     assert "register your own RunPod key" in refused["message"]
     assert "STACK_ACCOUNT_TENANTS" in refused["message"]
 
