@@ -6,6 +6,7 @@ mode the request goes to the public address its host resolves to at that moment,
 DNS answer changed since the deployment was created cannot point it into our network)."""
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -22,7 +23,7 @@ from app.core.errors import NotConfigured
 from app.models import WebhookDelivery, WebhookSecret
 from app.services import tenant_keys
 from app.services.deployments import due, transition
-from gpu_worker.common.fetch import EVERYWHERE, FetchError, pinned_request
+from gpu_worker.common.fetch import EVERYWHERE, FetchError, on_fetch_threads, pinned_request
 
 ATTEMPTS = 3
 TIMEOUT_S = 10.0
@@ -70,15 +71,17 @@ async def deliver(
     status_code, error = None, None
     allowed = () if public_only else EVERYWHERE
     try:
-        secret = tenant_keys.open_sealed(keyring, sealed or "", row.tenant)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Tandem-Signature": signature(secret, body, int(time.time())),
-        }
-        request = await asyncio.to_thread(
-            pinned_request, "POST", row.webhook_url, allowed, content=body, headers=headers
+        headers = {"Content-Type": "application/json"}
+        request = await on_fetch_threads(
+            functools.partial(
+                pinned_request, "POST", row.webhook_url, allowed, content=body, headers=headers
+            )
         )
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+        if sealed is None:
+            raise NotConfigured("the tenant has no webhook secret")
+        secret = tenant_keys.open_sealed(keyring, sealed, row.tenant)
+        request.headers["X-Tandem-Signature"] = signature(secret, body, int(time.time()))
+        async with asyncio.timeout(TIMEOUT_S), httpx.AsyncClient(timeout=TIMEOUT_S) as client:
             response = await client.send(request)
         status_code = response.status_code
         if response.is_error:
@@ -86,7 +89,9 @@ async def deliver(
     except FetchError as exc:
         error = f"refused: {exc}"
     except (KeyringError, NotConfigured, ValueError) as exc:
-        error = f"the webhook secret does not open here ({exc}): rotate it"
+        error = f"not signed: {exc}; rotate it (POST /v1/tenant/webhook-secret)"
+    except TimeoutError:
+        error = f"no answer within {TIMEOUT_S:g} s"
     except httpx.HTTPError as exc:
         error = f"unreachable: {type(exc).__name__}"
     attempt = (done or 0) + 1
