@@ -128,9 +128,9 @@ def fetch_bytes(
                     return _read(response, what, allowed_types, max_bytes, end)
                 finally:
                     response.close()
-            except httpx.TimeoutException as exc:
-                raise FetchError(f"timed out downloading the {what}") from exc
-            except TimeoutError as exc:
+            except (httpx.TimeoutException, TimeoutError) as exc:
+                if time.monotonic() < end:  # one read stalled, before the deadline
+                    raise FetchError(f"timed out downloading the {what}") from exc
                 raise FetchError(f"the {what} did not download within {deadline_s:g} s") from exc
             except httpx.HTTPError as exc:
                 raise FetchError(f"cannot download the {what}: {type(exc).__name__}") from exc
