@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -30,6 +30,7 @@ AUDIO_TYPES = ("audio/", "video/", "application/ogg", "application/octet-stream"
 MAX_REDIRECTS = 3
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 EVERYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: IPv4 behind a gateway
 DEADLINE_S = 30.0  # a whole download, redirects included
 FETCH_THREADS = 16
 _THREADS = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch")
@@ -61,15 +62,45 @@ def public_address(host: str, port: int, allowed: Sequence[Network] = ()) -> str
         address = ipaddress.ip_address(sockaddr[0])
         if any(address in network for network in allowed):
             continue
-        if not address.is_global:  # loopback, private, link-local (metadata), reserved...
+        # loopback, private, link-local (metadata), reserved..., also as an IPv6 form of one
+        if not all(form.is_global for form in (address, *_embedded_ipv4(address))):
             raise FetchError(f"host {host!r} resolves to a non-public address")
     return str(infos[0][4][0])
 
 
+def _embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[Any]:
+    """The IPv4 address an IPv6 one reaches: IPv4-mapped, 6to4, NAT64 (64:ff9b::/96)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    if address in NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return [form for form in (address.ipv4_mapped, address.sixtofour) if form is not None]
+
+
 def _under(url: str, prefixes: Sequence[str]) -> bool:
-    """Whether `url` is under one of `prefixes` (no `..` climbing out of it)."""
-    path = unquote(urlsplit(url).path)
-    return any(url.startswith(prefix) for prefix in prefixes) and ".." not in path.split("/")
+    """Whether `url` is under one of `prefixes`, compared parsed: the same scheme, host and
+    port, no user part, and a path at or below the prefix's (no `..` climbing out of it)."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    try:
+        if ".." in path.split("/") or parts.username is not None or not parts.hostname:
+            return False
+        _port(parts)
+    except ValueError:  # a port that is not a number
+        return False
+    for prefix in map(urlsplit, prefixes):
+        base = unquote(prefix.path).rstrip("/")
+        if (parts.scheme, parts.hostname, _port(parts)) == (
+            prefix.scheme,
+            prefix.hostname,
+            _port(prefix),
+        ) and (path == base or path.startswith(base + "/")):
+            return True
+    return False
+
+
+def _port(parts: SplitResult) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def pinned_request(
