@@ -293,7 +293,7 @@ def runpod_settings(database_url: str, emulator: Emulator, **overrides) -> Setti
         inference_backend="runpod",
         runpod_api_base=emulator.base_url,
         runpod_api_key=emulator.api_key,
-        **overrides,
+        **{"llm_model": "tiny-llama", **overrides},  # what the emulator's llm serves
     )
 
 
