@@ -31,6 +31,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+# What a request takes from its key's rate limit (RATE_LIMIT_PER_MINUTE tokens a minute): work
+# on a GPU weighs more than a listing (a transcription or a drawn image as 10 or 20 listings).
+ROUTE_COSTS = {
+    ("POST", "/v1/chat"): 2,
+    ("POST", "/v1/chat/completions"): 2,
+    ("POST", "/v1/completions"): 2,
+    ("POST", "/v1/embeddings"): 2,
+    ("GET", "/v1/search"): 2,
+    ("POST", "/v1/documents"): 5,
+    ("POST", "/v1/images"): 5,
+    ("POST", "/v1/jobs"): 10,
+    ("POST", "/v1/audio/transcriptions"): 10,
+    ("POST", "/v1/audio/translations"): 10,
+    ("POST", "/v1/images/generations"): 20,
+    ("POST", "/v1/deployments"): 20,
+}
+
 _bearer = HTTPBearer(auto_error=False, description="An API key from `python -m app create-api-key`")
 
 
@@ -42,7 +59,9 @@ async def current_caller(
     it (`keyed_router`), so a new route cannot forget to; FastAPI runs it once a request."""
     if credentials is None:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    caller = await request.app.state.authenticator.caller(credentials.credentials)
+    route = request.scope.get("route")
+    cost = ROUTE_COSTS.get((request.method, getattr(route, "path", "")), 1)
+    caller = await request.app.state.authenticator.caller(credentials.credentials, cost)
     request.state.api_key_id = str(caller.key_id)
     return caller
 

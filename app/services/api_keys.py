@@ -18,15 +18,14 @@ from app.models import ApiKey
 
 KEY_PREFIX = "tdm_"
 
-# Finds the key and takes a token from its bucket in one autocommitted round trip: the bucket
-# refills at `rate` tokens a second up to `capacity`; an update that would go below one token
-# is not made, so a refused request writes nothing. The update reads the row it locked (the
-# latest, whatever raced it), so concurrent requests never take the same token; it refills by
-# the clock once it holds the lock (`clock_timestamp()`: the statement's start, `now()`, is
-# earlier than the write of a racer it waited for, which refused tokens it was owed). The last
-# column is the bucket's level before this request (for Retry-After). The write is not worth a
-# disk flush: `synchronous_commit` is off for this statement, so a crash may forget the last
-# few tokens taken, never a key.
+# Finds the key and takes `cost` tokens from its bucket in one autocommitted round trip: the bucket
+# refills at `rate` tokens a second up to `capacity`; an update that would go below `cost` tokens is
+# not made, so a refused request writes nothing. The update reads the row it locked (the latest,
+# whatever raced it), so concurrent requests never take the same token; it refills by the clock once
+# it holds the lock (`clock_timestamp()`: the statement's start, `now()`, is earlier than the write
+# of a racer it waited for, which refused tokens it was owed). The last column is the bucket's level
+# before this request (for Retry-After). The write is not worth a disk flush: `synchronous_commit`
+# is off for this statement, so a crash may forget the last few tokens taken, never a key.
 _AUTHENTICATE = text(
     """
     WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)),
@@ -41,13 +40,13 @@ _AUTHENTICATE = text(
     ),
     taken AS (
         INSERT INTO rate_buckets AS b (api_key_id, tokens, updated_at)
-        SELECT id, :capacity - 1, clock_timestamp() FROM key
+        SELECT id, :capacity - :cost, clock_timestamp() FROM key
         ON CONFLICT (api_key_id) DO UPDATE
             SET tokens = least(:capacity, b.tokens + greatest(0, extract(epoch FROM
-                clock_timestamp() - b.updated_at)) * :rate) - 1,
+                clock_timestamp() - b.updated_at)) * :rate) - :cost,
                 updated_at = greatest(b.updated_at, clock_timestamp())
             WHERE least(:capacity, b.tokens + greatest(0, extract(epoch FROM clock_timestamp()
-                - b.updated_at)) * :rate) >= 1
+                - b.updated_at)) * :rate) >= :cost
         RETURNING b.api_key_id
     )
     SELECT key.id, key.tenant, EXISTS (SELECT FROM taken) AS allowed,
@@ -113,8 +112,10 @@ class Authenticator:
         # key hash -> until when it is refused here, and whether for its limit (else unknown)
         self._refused: dict[str, tuple[float, bool]] = {}
 
-    async def caller(self, key: str) -> Caller:
-        """The caller of a valid key within its limit; Unauthorized or RateLimited otherwise."""
+    async def caller(self, key: str, cost: int = 1) -> Caller:
+        """The caller of a valid key with `cost` tokens left in its bucket (a request's weight,
+        ROUTE_COSTS); Unauthorized or RateLimited otherwise."""
+        cost = min(cost, self.limit)
         if not key.startswith(KEY_PREFIX):
             raise Unauthorized("invalid API key")
         hashed = hash_key(key)
@@ -124,21 +125,28 @@ class Authenticator:
             if now < until:
                 raise self._limited(until - now) if limited else Unauthorized("invalid API key")
             del self._refused[hashed]
-        params = {"key_hash": hashed, "capacity": self.limit, "rate": self.limit / 60}
+        params = {
+            "key_hash": hashed,
+            "capacity": self.limit,
+            "rate": self.limit / 60,
+            "cost": cost,
+        }
         async with autocommit(self.engine) as conn:
             row = (await conn.execute(_AUTHENTICATE, params)).first()
         if row is None:
             self._remember(hashed, now + UNKNOWN_FOR_S, limited=False)
             raise Unauthorized("invalid API key")
         if not row.allowed:
-            wait = (1 - (row.level or 0)) * 60 / self.limit
-            self._remember(hashed, now + wait, limited=True)
-            raise self._limited(wait)
+            level = row.level or 0
+            # Refused here without a round trip until even a light request could pass.
+            self._remember(hashed, now + (1 - level) * 60 / self.limit, limited=True)
+            raise self._limited((cost - level) * 60 / self.limit)
         return Caller(row.id, row.tenant)
 
     def _limited(self, wait_s: float) -> RateLimited:
         return RateLimited(
-            f"rate limit of {self.limit} requests a minute exceeded",
+            f"rate limit of {self.limit} requests a minute exceeded (a request's weight: "
+            "ROUTE_COSTS)",
             headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
         )
 

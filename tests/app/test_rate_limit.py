@@ -120,3 +120,19 @@ async def test_a_request_that_waited_for_a_racer_gets_the_tokens_it_is_owed(limi
         await racer.execute(write, {"id": key_id})
         await racer.commit()
     assert (await waiting).tenant  # 1.05 tokens: not refused
+
+
+async def test_requests_weigh_what_their_route_costs(database_url):
+    """A transcription takes 10 of the bucket's tokens, a listing one: with 20 a minute, two
+    transcriptions leave nothing for a third, or for a listing; the Retry-After is the wait
+    for the tokens the refused request needs."""
+    settings = make_settings(database_url, rate_limit_per_minute=20)
+    async for api in start_api(settings, controlled_backend()):
+        audio = {"file": ("a.wav", b"not audio", "audio/wav")}
+        for _ in range(2):  # refused by the worker as bad audio, but counted
+            answer = await api.post("/v1/audio/transcriptions", files=audio)
+            assert answer.status_code != 429, answer.text
+        refused = await api.post("/v1/audio/transcriptions", files=audio)
+        assert refused.status_code == 429
+        assert 27 <= int(refused.headers["retry-after"]) <= 30  # 10 tokens at one per 3 s
+        assert (await api.get("/v1/users/u/conversations")).status_code == 429
