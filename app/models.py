@@ -281,6 +281,24 @@ class WebhookDelivery(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class TurnReplay(Base):
+    """The answer a chat turn stored under its request's Idempotency-Key: a retry of the same
+    request replays it (another request with the key is refused)."""
+
+    __tablename__ = "turn_replays"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    answer: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class WebhookSecret(Base):
     """The secret a tenant's webhook notifications are signed with (shown once, when made or
     rotated), sealed (app/core/envelope.py)."""

@@ -5,6 +5,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -143,6 +144,8 @@ _TYPES = {
             "worker_failed",
             "worker_unavailable",
             "worker_timeout",
+            "hub_unavailable",
+            "runpod_unavailable",
         ],
         "server_error",
     ),
@@ -189,14 +192,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        if exc.status_code == 400:  # FastAPI's "error parsing the body": not UTF-8 JSON
+        if exc.status_code == 400:  # FastAPI's "error parsing the body"
             message = "the body cannot be read: send JSON encoded as UTF-8"
+            if isinstance(exc.__cause__, RecursionError):
+                message = "the body's JSON is nested too deeply to read: flatten it"
             return error_response(request, 422, "validation_error", message)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # every method the path takes, whichever route has it
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed(request))}
+        return error_response(request, exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc).__name__)
         return error_response(request, 503, "database_unavailable", "the database is unavailable")
@@ -217,6 +227,30 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("unstorable value: %s", state)
             return error_response(request, 422, "validation_error", UNSTORABLE_MESSAGE)
         raise exc
+
+
+def database_down(exc: BaseException) -> DatabaseUnavailable | None:
+    """The API's error for a lost database connection, as the handlers above answer it (None:
+    `exc` is not one): for a stream, whose status is already sent."""
+    lost = (
+        OperationalError,
+        InterfaceError,
+        asyncpg.InterfaceError,
+        asyncpg.PostgresConnectionError,
+    )
+    if isinstance(exc, lost) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return DatabaseUnavailable("the database is unavailable")
+    return None
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route takes at the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(request.url.path):
+            methods |= route_methods
+    return sorted(methods)
 
 
 # Postgres refusing a value, not failing: a NUL character (22021), a \u0000 escape in jsonb

@@ -6,16 +6,18 @@ the turn, instead of ORM sessions with their BEGIN/COMMIT round trips.
 
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select, text, true
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.core.config import Settings
 from app.core.db import autocommit
-from app.core.errors import NotFound, WorkerFailed
+from app.core.errors import InvalidInput, NotFound, WorkerFailed
 from app.inference.base import InferenceBackend
-from app.models import Conversation, Message
+from app.models import Conversation, Message, TurnReplay
 from app.schemas import NUL, ChatRequest, ChatResponse, RagOptions, Source, Usage
 from app.services.search import search
 
@@ -124,6 +126,40 @@ _NEXT_TURN = text(
 )
 
 
+@dataclass(frozen=True)
+class Replay:
+    """A turn's Idempotency-Key: whose (the API key), the key, the hash of the request it was
+    sent with, and the answer a retry gets (None: the stored turn, as POST /v1/chat gives it)."""
+
+    key_id: uuid.UUID
+    key: str
+    request_hash: str
+    answer: dict[str, Any] | None = None
+
+
+class _Raced(Exception):
+    """A request with the same Idempotency-Key stored its turn first."""
+
+
+async def replayed_turn(
+    engine: AsyncEngine, key_id: uuid.UUID, key: str | None, hashed: str
+) -> tuple[uuid.UUID, dict[str, Any]] | None:
+    """The conversation and the answer an earlier request with this Idempotency-Key stored
+    (None: none did); 422 when that request was another one."""
+    if key is None:
+        return None
+    query = select(TurnReplay.request_hash, TurnReplay.conversation_id, TurnReplay.answer).where(
+        TurnReplay.api_key_id == key_id, TurnReplay.idempotency_key == key
+    )
+    async with autocommit(engine) as conn:
+        row = (await conn.execute(query)).one_or_none()
+    if row is None:
+        return None
+    if row.request_hash != hashed:
+        raise InvalidInput("this Idempotency-Key was used for a different request: use a new key")
+    return row.conversation_id, row.answer
+
+
 async def save_turn(
     engine: AsyncEngine,
     request: ChatRequest,
@@ -133,11 +169,13 @@ async def save_turn(
     history: int,
     sources: list[Source] | None = None,
     new_id: uuid.UUID | None = None,
+    replay: Replay | None = None,
 ) -> ChatResponse:
     """Store the user turn and the model's answer (with the sources it was given) together,
     after the model has answered; `history`: how many earlier messages were sent; `new_id`:
     the id of the conversation this turn starts, when the request names none (else a new
-    one)."""
+    one); `replay`: its Idempotency-Key, stored with it in one transaction (a request with the
+    same key that stored first wins: its turn is the one answered)."""
     answer = result.get("raw_text")
     if not isinstance(answer, str):
         raise WorkerFailed("worker result has no raw_text")
@@ -158,11 +196,7 @@ async def save_turn(
         "usage": usage.model_dump_json(),
         "sources": None if sources is None else json.dumps(_dumped(sources)),
     }
-    async with autocommit(engine) as conn:
-        stored = (await conn.execute(statement, params)).all()
-    if not stored:  # the conversation was deleted while the model was answering
-        raise NotFound(f"conversation {conversation_id} not found")
-    return ChatResponse(
+    response = ChatResponse(
         assistant_message=answer,
         conversation_id=conversation_id,
         request_id=request_id,
@@ -172,6 +206,41 @@ async def save_turn(
         sources=sources,
         parsed=_parsed(answer) if request.response_format is not None else None,
     )
+    if replay is None:
+        async with autocommit(engine) as conn:
+            stored = (await conn.execute(statement, params)).all()
+    else:
+        try:
+            async with engine.begin() as conn:
+                stored = (await conn.execute(statement, params)).all()
+                if stored and not await _keep_replay(conn, replay, conversation_id, response):
+                    raise _Raced
+        except _Raced:
+            earlier = await replayed_turn(engine, replay.key_id, replay.key, replay.request_hash)
+            assert earlier is not None  # the racer's, committed
+            return ChatResponse.model_validate(earlier[1])
+    if not stored:  # the conversation was deleted while the model was answering
+        raise NotFound(f"conversation {conversation_id} not found")
+    return response
+
+
+async def _keep_replay(
+    conn: AsyncConnection, replay: Replay, conversation_id: uuid.UUID, response: ChatResponse
+) -> bool:
+    """Keep the turn's answer under its key; False when the key is taken already."""
+    taken = await conn.scalar(
+        pg_insert(TurnReplay)
+        .values(
+            api_key_id=replay.key_id,
+            idempotency_key=replay.key,
+            request_hash=replay.request_hash,
+            conversation_id=conversation_id,
+            answer=replay.answer or response.model_dump(mode="json"),
+        )
+        .on_conflict_do_nothing()
+        .returning(TurnReplay.conversation_id)
+    )
+    return taken is not None
 
 
 def _parsed(answer: str) -> Any:

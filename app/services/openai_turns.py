@@ -4,6 +4,7 @@ that conversation, like one of POST /v1/chat: the request's last message (the us
 first choice's answer, after the model has answered. Without the header nothing is stored."""
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -63,6 +64,40 @@ def answer_result(answer: dict[str, Any]) -> dict[str, Any]:
         "model": answer.get("model"),
         "usage": answer.get("usage"),
     }
+
+
+def completion(result: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A stored turn's answer as OpenAI's chat completion (what a retry of a streamed request
+    is given back)."""
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result["raw_text"]},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": result["usage"],
+    }
+
+
+def completion_events(answer: dict[str, Any]) -> list[str]:
+    """A chat completion as the Server-Sent Events of its stream: its text, its end, [DONE]."""
+    choice = answer["choices"][0]
+    chunk = {key: answer[key] for key in ("id", "created", "model")}
+    chunk["object"] = "chat.completion.chunk"
+    deltas = [
+        {"index": 0, "delta": choice["message"], "finish_reason": None},
+        {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason")},
+    ]
+    events = [chunk | {"choices": [delta]} for delta in deltas]
+    events[-1]["usage"] = answer.get("usage")
+    return [f"data: {json.dumps(event)}\n\n" for event in events] + ["data: [DONE]\n\n"]
 
 
 class StreamedAnswer:

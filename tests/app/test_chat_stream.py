@@ -57,17 +57,26 @@ async def test_stream_sends_deltas_then_the_stored_turn(api):
 
 
 async def test_stream_errors_arrive_as_an_event_and_store_nothing(database_url):
+    """Before the first byte, a failure is the request's error with its status, as without
+    streaming; after it, an error event ends the stream. Neither stores a turn."""
     async for api in start_api(make_settings(database_url), controlled_backend()):
         async with api.app.state.sessionmaker() as session:
             before = await session.scalar(select(func.count()).select_from(Message))
-        response = await api.post(
+        refused = await api.post(
             "/v1/chat", json={"user_id": "sse", "message": "fail: GPU fell off", "stream": True}
         )
+        assert refused.status_code == 502
+        assert refused.json()["error"]["code"] == "worker_failed"
+        assert "GPU fell off" in refused.json()["error"]["message"]
+        response = await api.post(
+            "/v1/chat", json={"user_id": "sse", "message": "break: 2", "stream": True}
+        )
+        assert response.status_code == 200
         events = parse_events(response.text)
-        assert events[-1][0] == "error"
+        assert [name for name, _ in events] == ["delta", "delta", "error"]
         error = events[-1][1]["error"]
         assert error["code"] == "worker_failed"
-        assert "GPU fell off" in error["message"]
+        assert "the engine broke" in error["message"]
         await assert_documented(api, events)
         async with api.app.state.sessionmaker() as session:
             assert await session.scalar(select(func.count()).select_from(Message)) == before

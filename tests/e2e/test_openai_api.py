@@ -186,6 +186,33 @@ async def test_a_named_conversation_stores_each_turn(either_api):
     assert [c["id"] for c in listed] == [conversation_id]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_retried_stored_completion_is_stored_once(api, stream):
+    """With an Idempotency-Key, the client's retry (after a dropped connection) replays the
+    stored answer, streamed or not, and stores no second turn."""
+    llm, model = client(api), await chat_model(api)
+    key = f"completion-{stream}-{id(llm)}"
+
+    async def answer() -> tuple[str, str | None]:
+        raw = await llm.chat.completions.with_raw_response.create(
+            model=model,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            max_tokens=4,
+            user="retry",
+            stream=stream,
+            extra_headers={"X-Conversation-Id": "new", "Idempotency-Key": key},
+        )
+        if not stream:
+            return raw.headers["X-Conversation-Id"], raw.parse().choices[0].message.content
+        chunks = [chunk async for chunk in raw.parse() if chunk.choices]  # type: ignore[union-attr]
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+        return raw.headers["X-Conversation-Id"], text
+
+    first, again = await answer(), await answer()
+    assert first == again
+    assert len(await stored_messages(api, first[0])) == 2
+
+
 async def test_without_the_header_nothing_is_stored(api):
     llm, model = client(api), await chat_model(api)
     await llm.chat.completions.create(model=model, messages=MESSAGES, max_tokens=2, user="bo")  # type: ignore[arg-type]

@@ -4,8 +4,8 @@ on demand: the command in `input.command` (or the last chat message) says what t
 for a fresh worker (as the llm worker does when its engine died), `pid:` answers its process id,
 `raise: M` raises, `stream: N` streams N deltas, `getenv: NAME` answers the worker's variable
 NAME (a template's env), `nul:` streams and answers text holding NUL characters (as a model
-may); `break: N`, for an OpenAI job, streams N chunks as OpenAI's events and then fails; anything
-else is echoed back (`echo: <message>`), so tests can check which answer was
+may); `break: N` streams N deltas (for an OpenAI job: chunks as OpenAI's events) and then
+fails; anything else is echoed back (`echo: <message>`), so tests can check which answer was
 stored next to which question. OpenAI's `/v1/models` lists the one model, `controlled`."""
 
 import asyncio
@@ -59,6 +59,9 @@ async def handle(job: dict[str, Any]) -> AsyncIterator[dict[str, Any] | str]:
         yield _answer("before\x00after\x00")
     elif verb == "break":
         for i in range(int(arg)):
+            if "openai_route" not in job["input"]:  # a chat job's deltas
+                yield {"delta": f"t{i} "}
+                continue
             chunk = {"model": MODEL, "choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
             yield f"data: {json.dumps(chunk)}\n\n"
         yield {"error": "the engine broke", "request_id": job["id"]}

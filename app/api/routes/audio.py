@@ -14,13 +14,13 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import (
     BackendDep,
     CallerDep,
+    IdempotencyKey,
     JobsDep,
     RequestIdDep,
     SettingsDep,
     StorageDep,
     keyed_router,
 )
-from app.api.routes.jobs import IdempotencyKey
 from app.api.upload_body import UPLOAD_MARK
 from app.schemas import JobOut, error_responses
 from app.services.jobs import transcribe_later

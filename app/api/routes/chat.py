@@ -14,22 +14,27 @@ from app.api.deps import (
     BackendDep,
     CallerDep,
     EngineDep,
+    IdempotencyKey,
     RequestIdDep,
     SettingsDep,
     keyed_router,
 )
-from app.core.errors import ApiError, InvalidInput, WorkerFailed, error_body
+from app.api.streams import primed
+from app.core.errors import ApiError, InvalidInput, WorkerFailed, database_down, error_body
 from app.inference.base import InferenceBackend
 from app.schemas import ChatRequest, ChatResponse, Source, error_responses
 from app.services.chat import (
+    Replay,
     grounded,
     job_input,
     prompt_messages,
+    replayed_turn,
     retrieve,
     save_turn,
     storable,
 )
 from app.services.deployments import LLM_TASKS
+from app.services.jobs import request_hash
 
 router = keyed_router(tags=["chat"])
 log = logging.getLogger("tandem.chat")
@@ -109,7 +114,18 @@ async def chat(
     caller: CallerDep,
     response: Response,
     request: Request,
+    idempotency_key: IdempotencyKey = None,
 ) -> ChatResponse | StreamingResponse:
+    """With an Idempotency-Key, the turn is stored once: the same key and request again (a
+    retry after a dropped connection) get the stored turn, streamed or not; another request
+    with the key is a 422."""
+    hashed = request_hash("chat", body.model_dump_json())
+    if (earlier := await replayed_turn(engine, caller.key_id, idempotency_key, hashed)) is not None:
+        stored = ChatResponse.model_validate(earlier[1])
+        if body.stream:
+            return EventSourceResponse(_replayed(stored), headers={"Cache-Control": "no-cache"})
+        return stored
+    replay = Replay(caller.key_id, idempotency_key, hashed) if idempotency_key else None
     generator = backend
     if body.model is not None:  # one of the tenant's deployments
         deployed = await request.app.state.deployments.backend_for(
@@ -132,14 +148,22 @@ async def chat(
     payload = job_input(body, messages)
     if body.stream:
         events = _stream_events(
-            generator, engine, body, payload, request_id, caller.tenant, history, sources
+            generator, engine, body, payload, request_id, caller.tenant, history, sources, replay
         )
-        return EventSourceResponse(events, headers={"Cache-Control": "no-cache"})
+        return EventSourceResponse(await primed(events), headers={"Cache-Control": "no-cache"})
     started = time.perf_counter()
     result = await generator.generate(payload, request_id)
     # What the model took, apart from what the API adds around it (shown in browsers' devtools).
     response.headers["Server-Timing"] = f"worker;dur={(time.perf_counter() - started) * 1000:.3f}"
-    return await save_turn(engine, body, result, request_id, caller.tenant, history, sources)
+    return await save_turn(
+        engine, body, result, request_id, caller.tenant, history, sources, replay=replay
+    )
+
+
+async def _replayed(stored: ChatResponse) -> AsyncIterator[bytes]:
+    """A stored turn as its stream gave it: its text, then `done`."""
+    yield _event("delta", {"delta": stored.assistant_message})
+    yield _event("done", stored.model_dump(mode="json"))
 
 
 async def _stream_events(
@@ -151,21 +175,34 @@ async def _stream_events(
     tenant: str,
     history: int,
     sources: list[Source] | None,
+    replay: Replay | None,
 ) -> AsyncIterator[bytes]:
-    """`delta` events as tokens arrive, then `done` (the stored turn) or `error`."""
+    """`delta` events as tokens arrive, then `done` (the stored turn) or `error` (an error
+    before the first event is raised: the request's status says it)."""
+    sent = False
     try:
         result = None
         async for chunk in backend.generate_stream(payload, request_id):
             if "delta" in chunk:  # as it will be stored
+                sent = True
                 yield _event("delta", {"delta": storable(str(chunk["delta"]))})
             else:
                 result = chunk
         if result is None:
             raise WorkerFailed("the worker's stream ended without a result")
-        response = await save_turn(engine, body, result, request_id, tenant, history, sources)
+        response = await save_turn(
+            engine, body, result, request_id, tenant, history, sources, replay=replay
+        )
         yield _event("done", response.model_dump(mode="json"))
     except ApiError as exc:
+        if not sent:
+            raise
         yield _event("error", error_body(exc.code, exc.message, request_id))
-    except Exception:  # the 200 is already sent: report in-band, never as a broken stream
+    except Exception as exc:  # the 200 is already sent: report in-band, never as a broken stream
+        if not sent:
+            raise
+        if (down := database_down(exc)) is not None:  # the code the request would get
+            yield _event("error", error_body(down.code, down.message, request_id))
+            return
         log.exception("chat stream failed", extra={"fields": {"request_id": request_id}})
         yield _event("error", error_body("internal_error", "internal error", request_id))

@@ -10,6 +10,7 @@ from app.api.deps import (
     BackendDep,
     CallerDep,
     EngineDep,
+    IdempotencyKey,
     JobsDep,
     PageCursor,
     PageLimit,
@@ -19,7 +20,6 @@ from app.api.deps import (
     StorageDep,
     keyed_router,
 )
-from app.api.routes.jobs import IdempotencyKey
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
 from app.core.errors import UnsupportedMediaType
 from app.ingest.parse import UnsupportedType, media_type

@@ -13,6 +13,7 @@ from app.api.deps import (
     BackendDep,
     CallerDep,
     EngineDep,
+    IdempotencyKey,
     JobsDep,
     PageCursor,
     PageLimit,
@@ -22,7 +23,6 @@ from app.api.deps import (
     StorageDep,
     keyed_router,
 )
-from app.api.routes.jobs import IdempotencyKey
 from app.api.upload_body import body_kind, form_upload, upload_openapi, validated
 from app.core.errors import InvalidInput
 from app.models import Image
@@ -133,13 +133,15 @@ async def list_images(
     return await list_uploads(engine, Image, caller.tenant, limit, cursor, source_id_prefix)
 
 
-@router.get("/images/{image_id}", summary="Read an image's details", responses=error_responses(404))
+@router.get(
+    "/images/{image_id:uuid}", summary="Read an image's details", responses=error_responses(404)
+)
 async def read_image(image_id: uuid.UUID, engine: EngineDep, caller: CallerDep) -> UploadOut:
     return await get_image(engine, image_id, caller.tenant)
 
 
 @router.get(
-    "/images/{image_id}/content",
+    "/images/{image_id:uuid}/content",
     summary="Download an image",
     status_code=307,
     response_class=RedirectResponse,
@@ -157,7 +159,7 @@ async def read_image_content(
 
 
 @router.delete(
-    "/images/{image_id}",
+    "/images/{image_id:uuid}",
     summary="Delete an image",
     status_code=204,
     response_class=Response,

@@ -4,11 +4,12 @@ uploads), and RunPod's webhook that completes it."""
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from app.api.deps import (
     CallerDep,
     EngineDep,
+    IdempotencyKey,
     JobsDep,
     PageCursor,
     PageLimit,
@@ -23,15 +24,6 @@ from app.services.listing import list_jobs
 
 router = keyed_router(tags=["jobs"])
 webhook_router = APIRouter(include_in_schema=False)  # RunPod's: its signature is the credential
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=200,
-        description="Send the same key again to get the job the first request made",
-    ),
-]
 
 
 @router.post(

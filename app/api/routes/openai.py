@@ -7,7 +7,7 @@ refused). Embeddings whose `model` is the CLIP model (CLIP_MODEL) go to the CLIP
 A chat completion is stored as a turn only when it names a conversation (app.services.
 openai_turns)."""
 
-import functools
+import dataclasses
 import json
 import logging
 import time
@@ -22,20 +22,25 @@ from app.api.deps import (
     BackendDep,
     CallerDep,
     EngineDep,
+    IdempotencyKey,
     RequestIdDep,
     SettingsDep,
     keyed_router,
 )
-from app.core.errors import ApiError, error_body
+from app.api.streams import primed
+from app.core.errors import ApiError, database_down, error_body
 from app.inference.limited import check_openai_body
 from app.schemas import error_responses
-from app.services.chat import prompt_messages, save_turn
+from app.services.chat import Replay, prompt_messages, replayed_turn, save_turn
 from app.services.deployments import LLM_TASKS, ready_cards
+from app.services.jobs import request_hash
 from app.services.openai_embeddings import clip_embeddings
 from app.services.openai_turns import (
     CONVERSATION_HEADER,
     StreamedAnswer,
     answer_result,
+    completion,
+    completion_events,
     turn_request,
 )
 
@@ -108,9 +113,9 @@ async def _answer(
     answer = await serving.openai(worker, route, body)
     if isinstance(answer, dict):
         if store is not None:
-            await store(result=answer_result(answer))
+            await store(result=answer_result(answer), answer=answer)
         return JSONResponse(answer, headers=headers)
-    events = _events(answer, request_id, store)
+    events = await primed(_events(answer, request_id, store))
     headers = {**(headers or {}), "Cache-Control": "no-cache"}
     return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
@@ -120,21 +125,32 @@ async def _events(
 ) -> AsyncIterator[str]:
     """OpenAI's events as they arrive: passed through as they come, or, with `store`, read
     whole so that the turn is stored before the last (`[DONE]`) unless the stream carried an
-    error. An error after the 200 is an error event (the OpenAI SDKs raise it), and the
-    stream ends."""
+    error. An error before the first byte is raised (the request's status says it); after the
+    200, it is an error event (the OpenAI SDKs raise it), and the stream ends."""
     answer = StreamedAnswer()
+    sent = False
     try:
         async for piece in text:
             if store is None:  # nothing to read: no event parsed on the way
+                sent = True
                 yield piece
                 continue
             for event in answer.events(piece):
                 if event == "data: [DONE]" and not answer.failed:
                     await store(result=answer.result())
+                sent = True
                 yield event + "\n\n"
     except ApiError as exc:
+        if not sent:  # before the first byte: the request's error, with its status
+            raise
         yield f"data: {json.dumps(error_body(exc.code, exc.message, request_id))}\n\n"
-    except Exception:
+    except Exception as exc:
+        if not sent:
+            raise
+        if (down := database_down(exc)) is not None:  # the code the request would get
+            body = error_body(down.code, down.message, request_id)
+            yield f"data: {json.dumps(body)}\n\n"
+            return
         log.exception("chat completion stream failed")
         body = error_body("internal_error", "internal error", request_id)
         yield f"data: {json.dumps(body)}\n\n"
@@ -157,22 +173,41 @@ async def chat_completions(
     caller: CallerDep,
     request_id: RequestIdDep,
     conversation: Annotated[str | None, Header(alias=CONVERSATION_HEADER)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse | StreamingResponse:
     turn = turn_request(body, conversation)
     if turn is None:
         return await _answer(serving, "/v1/chat/completions", body, request_id)
+    hashed = request_hash("chat/completions", conversation or "", json.dumps(body, sort_keys=True))
+    if (earlier := await replayed_turn(engine, caller.key_id, idempotency_key, hashed)) is not None:
+        stored_in, answer = earlier
+        headers = {CONVERSATION_HEADER: str(stored_in)}
+        if body.get("stream") is True:
+            events = iter(completion_events(answer))
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        return JSONResponse(answer, headers=headers)
     await prompt_messages(engine, turn, caller.tenant, 0)  # 404 unless the user's conversation
     conversation_id = turn.conversation_id or uuid.uuid4()
     headers = {CONVERSATION_HEADER: str(conversation_id)}
-    store = functools.partial(
-        save_turn,
-        engine,
-        turn,
-        request_id=request_id,
-        tenant=caller.tenant,
-        history=len(body["messages"]) - 1,
-        new_id=conversation_id,
-    )
+    replay = Replay(caller.key_id, idempotency_key, hashed) if idempotency_key else None
+
+    async def store(result: dict[str, Any], answer: dict[str, Any] | None = None) -> None:
+        """The turn, and with an Idempotency-Key the answer a retry gets (a streamed one's as
+        a chat completion)."""
+        kept = replay and dataclasses.replace(
+            replay, answer=answer or completion(result, request_id)
+        )
+        await save_turn(
+            engine,
+            turn,
+            result,
+            request_id=request_id,
+            tenant=caller.tenant,
+            history=len(body["messages"]) - 1,
+            new_id=conversation_id,
+            replay=kept,
+        )
+
     return await _answer(
         serving, "/v1/chat/completions", body, request_id, store=store, headers=headers
     )
