@@ -63,7 +63,7 @@ def api_env(database_url: str, control: ControlPlane, hub: str) -> dict[str, str
         "RUNPOD_REST_API": control.url,
         "DEPLOYMENT_IMAGE": IMAGE,
         "DEPLOYMENT_IMAGEGEN_IMAGE": "tandem/imagegen:bench",
-        "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+        "SIGNING_SECRET": HMAC_SECRET,
         "HF_ENDPOINT": hub,
         "MAX_LIVE_DEPLOYMENTS": "1000",
         "RATE_LIMIT_PER_MINUTE": "1000000",

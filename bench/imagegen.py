@@ -28,11 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._served import served_api  # noqa: E402
-from gpu_worker.common.signing import signed_auth  # noqa: E402
+from gpu_worker.common.signing import signed  # noqa: E402
 from gpu_worker.imagegen.handler import ImagegenWorker  # noqa: E402
 from gpu_worker.imagegen.settings import ImagegenSettings  # noqa: E402
 from gpu_worker.imagegen.tiny import build_tiny_flux, build_tiny_sd  # noqa: E402
-from tests.conftest import HMAC_SECRET, WORKER_ENV, start_emulator, stop_emulator  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    HMAC_SECRET,
+    WORKER_ENV,
+    WORKERS_KEY,
+    start_emulator,
+    stop_emulator,
+)
 from tests.net import free_port  # noqa: E402
 
 PROMPT = "a red cat on the mat"
@@ -68,7 +74,7 @@ async def api_overhead(model: Path, requests: int) -> None:
                 "INFERENCE_BACKEND": "runpod",
                 "RUNPOD_API_BASE": emulator.base_url,
                 "RUNPOD_API_KEY": emulator.api_key,
-                "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+                "SIGNING_SECRET": HMAC_SECRET,
                 "PUBLIC_URL": f"http://127.0.0.1:{port}",  # the worker uploads to it
                 "RATE_LIMIT_PER_MINUTE": "100000",
                 "LOG_LEVEL": "WARNING",
@@ -85,10 +91,10 @@ async def api_overhead(model: Path, requests: int) -> None:
                         )
                         through.append(time.perf_counter() - started)
                         assert response.status_code == 200, response.text
-                        signed = job | {"auth": signed_auth(HMAC_SECRET, PROMPT)}
+                        signed_job = signed(WORKERS_KEY, job)
                         started = time.perf_counter()
                         response = await http.post(
-                            runsync, json={"input": signed}, headers=emulator.headers
+                            runsync, json={"input": signed_job}, headers=emulator.headers
                         )
                         direct.append(time.perf_counter() - started)
                         assert response.json()["status"] == "COMPLETED", response.text

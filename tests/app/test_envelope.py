@@ -9,11 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
+from sqlalchemy import delete, insert, select
 
-from app.core.envelope import Keyring, KeyringError
+from app.core.db import make_engine
+from app.core.envelope import Keyring, KeyringError, Sealed
 from app.core.errors import NotConfigured
+from app.core.migrations import migrate
+from app.models import TenantRunPodKey, WebhookSecret
 from app.services import tenant_keys
-from tests.conftest import make_settings
+from tests.conftest import controlled_backend, make_settings, start_api
 
 
 def kek(byte: int) -> str:
@@ -82,3 +86,51 @@ async def test_a_deployed_api_without_keks_takes_no_tenant_key(database_url):
     )
     assert keyring is not None and keyring.current == "p"
     assert keyring.open(keyring.seal("rpa_KEY", "t"), "t") == "rpa_KEY"
+
+
+async def test_two_rotations_before_a_restart_leave_the_api_starting(database_url, caplog):
+    """KEKs g1 -> g2 -> g3 with no start between: what g1 sealed opens with none of g3 and
+    g2. The API still starts; those rows are logged and left as they are (their tenants
+    register again, or rotate); what g2 sealed is wrapped with g3; a webhook secret an earlier
+    release kept in plain text is sealed."""
+    engine = make_engine(database_url, pool_size=1)
+    await migrate(engine, make_settings(database_url))
+    old, previous = Keyring.parse(f"g1:{kek(1)}"), Keyring.parse(f"g2:{kek(2)}")
+    lost, kept = old.seal("rpa_LOST", "t-lost"), previous.seal("rpa_KEPT", "t-kept")
+    async with engine.begin() as conn:
+        for tenant, sealed in (("t-lost", lost), ("t-kept", kept)):
+            await conn.execute(
+                insert(TenantRunPodKey).values(
+                    tenant=tenant,
+                    ciphertext=sealed.ciphertext,
+                    wrapped_key=sealed.wrapped_key,
+                    kek_id=sealed.kek_id,
+                    hint="KEPT",
+                )
+            )
+        await conn.execute(insert(WebhookSecret).values(tenant="t-kept", secret="whsec_plain"))
+    await engine.dispose()
+    keks = f"g3:{kek(3)},g2:{kek(2)}"
+    settings = make_settings(database_url, tenant_key_encryption_keys=keks)
+    async for api in start_api(settings, controlled_backend()):
+        assert (await api.client.get("/health")).status_code == 200
+        keyring = api.app.state.deployments.keyring
+        async with api.app.state.engine.connect() as conn:
+            rows = {
+                row.tenant: row
+                for row in (await conn.execute(select(TenantRunPodKey))).all()
+                if row.tenant.startswith("t-")
+            }
+            secret = await conn.scalar(
+                select(WebhookSecret.secret).where(WebhookSecret.tenant == "t-kept")
+            )
+    assert rows["t-lost"].kek_id == "g1"  # left as it was
+    assert "tenant t-lost: its RunPod key is left as it is" in caplog.text
+    assert rows["t-kept"].kek_id == "g3"
+    sealed = Sealed(rows["t-kept"].ciphertext, rows["t-kept"].wrapped_key, "g3")
+    assert keyring.open(sealed, "t-kept") == "rpa_KEPT"
+    assert secret.startswith("sealed:g3:") and "whsec_plain" not in secret
+    assert tenant_keys.open_sealed(keyring, secret, "t-kept") == "whsec_plain"
+    async with api.app.state.engine.begin() as conn:
+        await conn.execute(delete(TenantRunPodKey).where(TenantRunPodKey.tenant.like("t-%")))
+        await conn.execute(delete(WebhookSecret).where(WebhookSecret.tenant.like("t-%")))
