@@ -3,6 +3,7 @@ wires the components; a review stack takes its base stack's project resources fr
 outputs and declares none of its own."""
 
 import pulumi
+import pulumi_gcp as gcp
 
 from app.core import keys
 from app.core.config import Settings
@@ -133,6 +134,13 @@ deployments = (
     if WORKER_TYPES["llm"].package in registry.images
     else None
 )
+# Where the API is reached, known before the service exists (its own env holds it): Cloud
+# Run's deterministic URL. Deployments' workers call it back there; RunPod posts finished jobs
+# to it when the API is public (else the API polls).
+project_number = gcp.organizations.get_project_output(project_id=scope.project).number
+api_url = pulumi.Output.concat(
+    "https://tandem-", config.stack, "-api-", project_number, ".", scope.region, ".run.app"
+)
 api = ApiService(
     "api",
     scope,
@@ -141,6 +149,8 @@ api = ApiService(
     env={
         "ENVIRONMENT": "prod" if config.environment == "prod" else "dev",
         "INFERENCE_BACKEND": "runpod",
+        "PUBLIC_URL": api_url,
+        **({"WEBHOOK_BASE_URL": api_url} if config.api.public else {}),
         **storage_env(config, buckets.uploads.name if buckets else None),
         **{WORKER_TYPES[name].endpoint_variable: id_ for name, id_ in endpoint_ids.items()},
         **(

@@ -26,6 +26,8 @@ from infra.policy.rules import PolicyConfig, check
 from runpod_api import catalog
 
 STAND_IN = "stand-in-secret"
+GET_PROJECT = "gcp:organizations/getProject:getProject"
+PROJECT_NUMBER = "123456789012"  # the offline plan's project number (in Cloud Run URLs)
 STAND_IN_SECRETS = ("runpodApiKey",)  # required by every stack: assumed set
 
 
@@ -39,7 +41,9 @@ class RecordingMocks(Mocks):
         self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
         return f"{args.name}-id", {**args.inputs, **_computed(args)}
 
-    def call(self, _args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == GET_PROJECT:  # its number is in Cloud Run's URLs
+            return {"number": PROJECT_NUMBER, "projectId": args.args.get("projectId")}, []
         return {}, []
 
 

@@ -10,7 +10,7 @@ from app.core import keys
 from gpu_worker.common.worker_types import WORKER_TYPES
 from infra.components.api_service import RUNTIME_ROLES
 from infra.config import ConfigError, stack_settings
-from infra.plan import STAND_IN, inventory, run_program
+from infra.plan import PROJECT_NUMBER, STAND_IN, inventory, run_program
 from infra.policy.rules import SECRET_SIG
 
 
@@ -731,3 +731,15 @@ def test_raising_the_tenant_key_generation_adds_a_kek_and_keeps_the_one_before()
 
     assert keks(1) == (["secrets-kek-1"], f"g1:{STAND_IN}")
     assert keks(3) == (["secrets-kek-2", "secrets-kek-3"], f"g3:{STAND_IN},g2:{STAND_IN}")
+
+
+def test_the_api_knows_its_public_address_from_the_stack(stack):
+    """Deployments' workers call the API back, and RunPod posts finished jobs, at the API's
+    own Cloud Run URL, never at the default 127.0.0.1."""
+    name, resources = stack
+    [service] = of_type(resources, "cloudrunv2/service:Service")
+    by_name = {env["name"]: env for env in service["template"]["containers"][0]["envs"]}
+    url = f"https://tandem-{name}-api-{PROJECT_NUMBER}.europe-west1.run.app"
+    assert by_name["PUBLIC_URL"]["value"] == url
+    public = stack_settings(name)["tandem:api"].get("public", False)
+    assert by_name.get("WEBHOOK_BASE_URL", {}).get("value") == (url if public else None)
