@@ -211,6 +211,7 @@ async def test_a_model_goes_ready_through_the_workers_callback_serves_and_is_del
     assert endpoint["image"] == IMAGE and endpoint["gpu"]["pools"] == ["AMPERE_24"]
     assert endpoint["gpu"]["excludedTypes"] == ["NVIDIA RTX A4500", "NVIDIA GeForce RTX 3090"]
     assert endpoint["env"]["MODEL_NAME"] == str(tiny) and endpoint["env"]["TASK"] == "generate"
+    assert endpoint["env"]["VLLM_MAX_N_SEQUENCES"] == "8"  # vLLM's own cap is the API's MAX_N
     # No stack secret in what the account holds: the worker's key is its deployment's own,
     # and reaches it as a reference to a RunPod secret, filled in as the worker boots.
     assert_no_stack_secret(control, endpoint)

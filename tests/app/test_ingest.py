@@ -7,6 +7,7 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfWriter
 
+from app.ingest import parse as parse_module
 from app.ingest.chunk import chunk_sections, count_tokens
 from app.ingest.parse import ParseError, Section, UnsupportedType, media_type, parse
 
@@ -91,6 +92,16 @@ def test_a_page_without_title_or_heading_gives_none():
     assert parse(b"<p>just text</p>", "text/html").title is None
     assert parse(b"just text", "text/markdown").title is None
     assert parse(b"# Looks like a heading", "text/plain").title is None
+
+
+def test_a_pdf_is_read_within_its_page_and_time_bounds(monkeypatch):
+    """A PDF crafted to be slow (many pages, pages slow to extract) is refused saying so."""
+    monkeypatch.setattr(parse_module, "MAX_PDF_PAGES", 3)
+    with pytest.raises(ParseError, match="the PDF has 4 pages, more than 3: split it"):
+        parse(pdf("a", "b", "c", "d"), "application/pdf")
+    monkeypatch.setattr(parse_module, "PDF_SECONDS", 0)
+    with pytest.raises(ParseError, match="takes more than 0 s to read \\(page 1\\)"):
+        parse(pdf("a", "b"), "application/pdf")
 
 
 def test_bad_pdfs_are_parse_errors():
