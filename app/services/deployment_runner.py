@@ -353,9 +353,8 @@ class DeploymentRunner:
                 await conn.execute(select(Deployment).where(Deployment.endpoint_id == endpoint_id))
             ).one_or_none()
         key = self.deployment_key(row.id) if row is not None else None
-        if key is None or not verify(key, body, auth):
+        if row is None or key is None or not verify(key, body, auth):
             raise Unauthorized("the callback's signature does not check out")
-        assert row is not None
         if stage == "failed":
             return await self._fail(row, f"the worker could not load the model: {error}")
         if stage == "loading":  # due as it was: at its next look

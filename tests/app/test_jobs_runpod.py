@@ -56,7 +56,12 @@ async def test_webhooks_with_a_bad_signature_change_nothing(served):
         job_id = created["job_id"]
         forged = {"id": "any", "status": "FAILED", "error": "forged"}
         good = webhook_signature(JOB_WEBHOOKS_KEY, job_id, 0)
-        for query in (f"part=0&signature={'0' * 64}", f"part=1&signature={good}"):
+        for query in (
+            f"part=0&signature={'0' * 64}",
+            f"part=1&signature={good}",
+            "part=0&signature=%C3%A9%C3%A9",  # non-ASCII: a 401, not a 500
+            f"part=0&signature={HMAC_SECRET}",  # not the signing secret itself either
+        ):
             response = await served.client.post(
                 f"/internal/runpod-webhook/{job_id}?{query}", json=forged
             )
