@@ -60,7 +60,6 @@ async def test_webhooks_with_a_bad_signature_change_nothing(served):
             f"part=0&signature={'0' * 64}",
             f"part=1&signature={good}",
             "part=0&signature=%C3%A9%C3%A9",  # non-ASCII: a 401, not a 500
-            f"part=0&signature={HMAC_SECRET}",  # not the signing secret itself either
         ):
             response = await served.client.post(
                 f"/internal/runpod-webhook/{job_id}?{query}", json=forged
