@@ -58,6 +58,8 @@ def make_settings(database_url: str | None, **overrides) -> Settings:
         "database_url": database_url,
         "inference_backend": "local",
         "runpod_timeout_seconds": 10,
+        # The suite's modules share a key per API: the rate limit's own tests set theirs.
+        "rate_limit_per_minute": 100_000,
         **overrides,
     }
     return Settings(_env_file=None, **values)
