@@ -119,7 +119,7 @@ async def chat(
     """With an Idempotency-Key, the turn is stored once: the same key and request again (a
     retry after a dropped connection) get the stored turn, streamed or not; another request
     with the key is a 422."""
-    hashed = request_hash("chat", body.model_dump_json())
+    hashed = request_hash("chat", body.model_dump_json()) if idempotency_key else ""
     if (earlier := await replayed_turn(engine, caller.key_id, idempotency_key, hashed)) is not None:
         stored = ChatResponse.model_validate(earlier[1])
         if body.stream:

@@ -178,7 +178,11 @@ async def chat_completions(
     turn = turn_request(body, conversation)
     if turn is None:
         return await _answer(serving, "/v1/chat/completions", body, request_id)
-    hashed = request_hash("chat/completions", conversation or "", json.dumps(body, sort_keys=True))
+    hashed = (
+        request_hash("chat/completions", conversation or "", json.dumps(body, sort_keys=True))
+        if idempotency_key
+        else ""
+    )
     if (earlier := await replayed_turn(engine, caller.key_id, idempotency_key, hashed)) is not None:
         stored_in, answer = earlier
         headers = {CONVERSATION_HEADER: str(stored_in)}
