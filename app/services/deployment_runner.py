@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from cachetools import TTLCache
-from sqlalchemy import func, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,7 +34,7 @@ from app.core import keys
 from app.core.config import Settings
 from app.core.errors import ApiError, InputRefused, Unauthorized
 from app.inference.runpod import RunPodBackend, RunPodClient
-from app.models import Deployment
+from app.models import Deployment, DeploymentEvent
 from app.services import deployment_webhooks, tenant_keys
 from app.services.deployments import (
     deployment_image,
@@ -285,7 +285,12 @@ class DeploymentRunner:
         await self.tear_down(row.id)
 
     async def tear_down(self, deployment_id: uuid.UUID) -> None:
-        """Remove a deployment's endpoint and template at RunPod, then mark it `deleted`."""
+        """Remove what a deployment has at RunPod (if it got as far as making anything there),
+        then mark it `deleted`."""
+        made = exists().where(
+            DeploymentEvent.deployment_id == deployment_id,
+            DeploymentEvent.status == "creating_endpoint",
+        )
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -294,13 +299,15 @@ class DeploymentRunner:
                         Deployment.endpoint_id,
                         Deployment.tenant,
                         Deployment.own_account,
+                        made.label("made"),
                     ).where(Deployment.id == deployment_id)
                 )
             ).one()
-        key = await self.account_key(row.tenant, row.own_account)
-        await self._blocking(
-            self._remove_at_runpod, key, deployment_id, row.template_id, row.endpoint_id
-        )
+        if row.made or row.template_id or row.endpoint_id:
+            key = await self.account_key(row.tenant, row.own_account)
+            await self._blocking(
+                self._remove_at_runpod, key, deployment_id, row.template_id, row.endpoint_id
+            )
         async with self.engine.begin() as conn:
             await transition(conn, deployment_id, "deleted", check_at=None)
 

@@ -30,6 +30,7 @@ TABLES = {
     "messages",
     "rate_buckets",
     "tenant_runpod_keys",
+    "turn_replays",
     "webhook_deliveries",
     "webhook_secrets",
 }
