@@ -2,10 +2,14 @@
 request's error with its own status (422, 404, 429...), as without streaming; once bytes are
 sent, errors go in-band."""
 
+import logging
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from app.core.errors import ApiError, database_down, error_body
 
 T = TypeVar("T")
+log = logging.getLogger("tandem.streams")
 
 
 async def primed(events: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -18,3 +22,14 @@ async def primed(events: AsyncIterator[T]) -> AsyncIterator[T]:
             yield event
 
     return rest()
+
+
+def in_band_error(exc: Exception, request_id: str) -> dict[str, Any]:
+    """The error body for what ended a stream after its first byte: the code the request
+    would have got without streaming (an API error's own, `database_unavailable` for a lost
+    connection), else `internal_error`, logged."""
+    error = exc if isinstance(exc, ApiError) else database_down(exc)
+    if error is None:
+        log.error("stream failed", exc_info=exc, extra={"fields": {"request_id": request_id}})
+        return error_body("internal_error", "internal error", request_id)
+    return error_body(error.code, error.message, request_id)

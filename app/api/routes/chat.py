@@ -1,7 +1,6 @@
 """`POST /v1/chat`: one turn of a conversation, as JSON or as Server-Sent Events."""
 
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -19,8 +18,8 @@ from app.api.deps import (
     SettingsDep,
     keyed_router,
 )
-from app.api.streams import primed
-from app.core.errors import ApiError, InvalidInput, WorkerFailed, database_down, error_body
+from app.api.streams import in_band_error, primed
+from app.core.errors import InvalidInput, WorkerFailed
 from app.inference.base import InferenceBackend
 from app.schemas import ChatRequest, ChatResponse, Source, error_responses
 from app.services.chat import (
@@ -37,7 +36,6 @@ from app.services.deployments import LLM_TASKS
 from app.services.jobs import request_hash
 
 router = keyed_router(tags=["chat"])
-log = logging.getLogger("tandem.chat")
 
 
 SSE_DESCRIPTION = (
@@ -194,15 +192,7 @@ async def _stream_events(
             engine, body, result, request_id, tenant, history, sources, replay=replay
         )
         yield _event("done", response.model_dump(mode="json"))
-    except ApiError as exc:
-        if not sent:
-            raise
-        yield _event("error", error_body(exc.code, exc.message, request_id))
     except Exception as exc:  # the 200 is already sent: report in-band, never as a broken stream
         if not sent:
             raise
-        if (down := database_down(exc)) is not None:  # the code the request would get
-            yield _event("error", error_body(down.code, down.message, request_id))
-            return
-        log.exception("chat stream failed", extra={"fields": {"request_id": request_id}})
-        yield _event("error", error_body("internal_error", "internal error", request_id))
+        yield _event("error", in_band_error(exc, request_id))

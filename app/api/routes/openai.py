@@ -9,7 +9,6 @@ openai_turns)."""
 
 import dataclasses
 import json
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,8 +26,7 @@ from app.api.deps import (
     SettingsDep,
     keyed_router,
 )
-from app.api.streams import primed
-from app.core.errors import ApiError, database_down, error_body
+from app.api.streams import in_band_error, primed
 from app.inference.limited import check_openai_body
 from app.schemas import error_responses
 from app.services.chat import Replay, prompt_messages, replayed_turn, save_turn
@@ -45,7 +43,6 @@ from app.services.openai_turns import (
 )
 
 router = keyed_router(tags=["openai"])
-log = logging.getLogger("tandem.openai")
 
 CHAT_EXAMPLE = {
     "model": "Qwen/Qwen2.5-0.5B-Instruct",
@@ -140,20 +137,10 @@ async def _events(
                     await store(result=answer.result())
                 sent = True
                 yield event + "\n\n"
-    except ApiError as exc:
+    except Exception as exc:
         if not sent:  # before the first byte: the request's error, with its status
             raise
-        yield f"data: {json.dumps(error_body(exc.code, exc.message, request_id))}\n\n"
-    except Exception as exc:
-        if not sent:
-            raise
-        if (down := database_down(exc)) is not None:  # the code the request would get
-            body = error_body(down.code, down.message, request_id)
-            yield f"data: {json.dumps(body)}\n\n"
-            return
-        log.exception("chat completion stream failed")
-        body = error_body("internal_error", "internal error", request_id)
-        yield f"data: {json.dumps(body)}\n\n"
+        yield f"data: {json.dumps(in_band_error(exc, request_id))}\n\n"
 
 
 @router.post(
