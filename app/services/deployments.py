@@ -324,21 +324,26 @@ async def _new_webhook_secret(
     conn: AsyncConnection, keyring: Keyring | None, tenant: str
 ) -> str | None:
     """The tenant's webhook secret if this call made it (shown once), else None."""
-    secret = f"whsec_{secrets.token_urlsafe(32)}"
+    secret, sealed = _webhook_secret(keyring, tenant)
     made = await conn.scalar(
         pg_insert(WebhookSecret)
-        .values(tenant=tenant, secret=tenant_keys.seal(keyring, secret, tenant))
+        .values(tenant=tenant, secret=sealed)
         .on_conflict_do_nothing()
         .returning(WebhookSecret.tenant)
     )
     return secret if made else None
 
 
+def _webhook_secret(keyring: Keyring | None, tenant: str) -> tuple[str, str]:
+    """A new webhook secret for the tenant, and it sealed as it is kept."""
+    secret = f"whsec_{secrets.token_urlsafe(32)}"
+    return secret, tenant_keys.seal(keyring, secret, tenant)
+
+
 async def rotate_webhook_secret(engine: AsyncEngine, keyring: Keyring | None, tenant: str) -> str:
     """A new webhook secret for the tenant, replacing its old one (shown once): notifications
     from now on are signed with it."""
-    secret = f"whsec_{secrets.token_urlsafe(32)}"
-    sealed = tenant_keys.seal(keyring, secret, tenant)
+    secret, sealed = _webhook_secret(keyring, tenant)
     statement = pg_insert(WebhookSecret).values(tenant=tenant, secret=sealed)
     async with engine.begin() as conn:
         await conn.execute(
