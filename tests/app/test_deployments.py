@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 from pydantic import HttpUrl
-from sqlalchemy import insert, select
+from sqlalchemy import exists, insert, select
 
 from app.core import keys
 from app.core.errors import InvalidInput
@@ -545,7 +545,8 @@ async def creating_endpoint(
     api, name: str, deployment_id: uuid.UUID | None = None, **values
 ) -> uuid.UUID:
     """A deployment of the key's tenant written straight into `creating_endpoint`, as a
-    validated one is, with `values` that the API's checks would not let through; due now."""
+    validated one is, with `values` that the API's checks would not let through; due now.
+    With a `webhook_url`, the tenant has a webhook secret, as the API's create makes one."""
     deployment_id = deployment_id or uuid.uuid4()
     row = {
         "model": "acme/none",
@@ -565,6 +566,9 @@ async def creating_endpoint(
         await conn.execute(
             insert(Deployment).values(id=deployment_id, tenant=tenant, name=name, **row | values)
         )
+        has_secret = await conn.scalar(select(exists().where(WebhookSecret.tenant == tenant)))
+    if "webhook_url" in values and not has_secret:  # as the API makes one with the first
+        assert (await api.post("/v1/tenant/webhook-secret")).status_code == 201
     api.app.state.deployments.wake()
     return deployment_id
 
@@ -693,6 +697,15 @@ async def test_an_hf_token_is_kept_sealed_and_reaches_the_worker_as_a_runpod_sec
     assert not [name for name in names if name.startswith(endpoint["name"])]
 
 
+async def deliver_once(api, deployment_id: uuid.UUID, public_only: bool) -> None:
+    """One attempt at the deployment's webhook, as the runner makes it."""
+    engine = api.app.state.engine
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(Deployment).where(Deployment.id == deployment_id))).one()
+    keyring = api.app.state.deployments.keyring
+    await deployment_webhooks.deliver(engine, keyring, row, 0.01, public_only=public_only)
+
+
 async def test_the_webhook_secret_is_sealed_and_rotated(api):
     """The secret is kept sealed; a rotation shows a new one once, and signs from then on."""
     engine = api.app.state.engine
@@ -712,12 +725,7 @@ async def test_the_webhook_secret_is_sealed_and_rotated(api):
         deployment_id = await creating_endpoint(
             api, "rotated", status="failed", error="no capacity", webhook_url=url
         )
-        async with engine.connect() as conn:
-            row = (
-                await conn.execute(select(Deployment).where(Deployment.id == deployment_id))
-            ).one()
-        keyring = api.app.state.deployments.keyring
-        await deployment_webhooks.deliver(engine, keyring, row, 0.01, public_only=False)
+        await deliver_once(api, deployment_id, public_only=False)
     [(headers, sent)] = hook.received
     assert signed_by(again, headers, sent) and not signed_by(secret, headers, sent)
     server.shutdown()
@@ -801,18 +809,12 @@ async def test_outside_local_mode_a_webhook_is_posted_to_public_addresses_only(a
     `webhook_failed`."""
     server, hook = receiver(200)
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    engine = api.app.state.engine
     async with runner_paused(api):
         deployment_id = await creating_endpoint(
             api, "rebound", status="failed", error="no capacity", webhook_url=url
         )
         for _ in range(3):
-            async with engine.connect() as conn:
-                row = (
-                    await conn.execute(select(Deployment).where(Deployment.id == deployment_id))
-                ).one()
-            keyring = api.app.state.deployments.keyring
-            await deployment_webhooks.deliver(engine, keyring, row, 0.01, public_only=True)
+            await deliver_once(api, deployment_id, public_only=True)
     deployment = (await api.get(f"/v1/deployments/{deployment_id}")).json()
     refused = "refused: host '127.0.0.1' resolves to a non-public address"
     assert [d["error"] for d in deployment["deliveries"]] == [refused] * 3
