@@ -22,6 +22,7 @@ from app.api.routes import (
     openai,
     search,
     tenant,
+    usage,
 )
 from app.api.upload_body import upload_paths
 from app.core.config import Settings, get_settings
@@ -37,6 +38,7 @@ from app.services.api_keys import Authenticator
 from app.services.deployment_runner import DeploymentRunner
 from app.services.jobs import JobRunner
 from app.services.local_runpod import forget_earlier_runs, local_runpod, serves_deployments
+from app.services.usage import UsageWriter, stack_prices
 from app.storage import make_storage
 
 log = logging.getLogger("tandem.app")
@@ -64,6 +66,9 @@ async def _serving(
     app.state.backend = backend or make_backend(settings)
     await app.state.backend.start()
     app.state.slots = TenantSlots(settings.tenant_concurrency)
+    app.state.prices = stack_prices(settings)
+    app.state.usage = UsageWriter(engine)
+    app.state.usage.start()
     app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
     app.state.jobs.start()
     app.state.deployments = DeploymentRunner(engine, settings)
@@ -79,6 +84,7 @@ async def _serving(
             keeper.cancel()
         await app.state.deployments.aclose()
         await app.state.jobs.stop()
+        await app.state.usage.stop()
         if backend is None:
             await app.state.backend.aclose()
         await engine.dispose()
@@ -131,6 +137,7 @@ def create_app(
         openai,
         audio,
         tenant,
+        usage,
     ):
         app.include_router(module.router)
     app.include_router(jobs.webhook_router)

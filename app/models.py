@@ -1,13 +1,14 @@
 """SQLAlchemy models: the API's tables in Postgres."""
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -80,6 +81,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the key may spend a month (UTC) on the stack's workers; None: no limit of its own.
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
 
 
 class RateBucket(Base):
@@ -323,3 +326,60 @@ class TenantRunPodKey(Base):
     hint: Mapped[str] = mapped_column(String(8))  # the key's last characters, to tell keys apart
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Usage(Base):
+    """What one request took of a worker (app/services/usage.py): its counts, how long it waited
+    for and ran on the worker, and its estimated cost (None: the GPU's price is unknown);
+    `billed_to` "tenant" for a deployment in the tenant's own RunPod account."""
+
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    api_key_id: Mapped[uuid.UUID | None]
+    route: Mapped[str] = mapped_column(String(100))
+    worker: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(300))
+    deployment_id: Mapped[uuid.UUID | None]
+    endpoint: Mapped[str] = mapped_column(String(200))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    items: Mapped[int | None] = mapped_column(Integer)  # texts or images embedded, images drawn
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    pixel_steps: Mapped[int | None] = mapped_column(BigInteger)  # images x pixels x steps
+    delay_ms: Mapped[float | None] = mapped_column(Float)
+    execution_ms: Mapped[float] = mapped_column(Float)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    billed_to: Mapped[str] = mapped_column(String(8))
+    request_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_usage_tenant_created", "tenant", "created_at"),)
+
+
+class Spend(Base):
+    """What a key spent on the stack's workers in a month (UTC), kept as its usage is written:
+    budgets are checked against it."""
+
+    __tablename__ = "spend"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100))
+    usd: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_spend_tenant_month", "tenant", "month"),)
+
+
+class TenantBudget(Base):
+    """A tenant's monthly budget: its keys' requests to workers are refused past it; at
+    `alert_percent` of it, `alert_url` is notified once a month (`alerted_month`)."""
+
+    __tablename__ = "tenant_budgets"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    monthly_usd: Mapped[float] = mapped_column(Float)
+    alert_percent: Mapped[int] = mapped_column(Integer)
+    alert_url: Mapped[str | None] = mapped_column(Text)
+    alerted_month: Mapped[date | None] = mapped_column(Date)

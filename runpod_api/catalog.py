@@ -120,3 +120,17 @@ def has_capacity(types: list[dict[str, Any]]) -> bool:
     """Whether any of these cards is available (a catalog read without availability: unknown,
     taken as yes)."""
     return any(gpu.get("availability", "HIGH") != "NONE" for gpu in types)
+
+
+def price_per_second(types: list[dict[str, Any]]) -> float | None:
+    """USD a second of serverless work on the dearest of these cards (a request may be placed on
+    any of them), so an estimate never falls short; None when a card has no price (never $0)."""
+    prices = [(gpu.get("price") or {}).get("serverless") or 0.0 for gpu in types]
+    if not prices or not all(prices):
+        return None
+    return float(max(prices)) / 3600
+
+
+def selection_price(words: list[str], gpus: list[dict[str, Any]]) -> float | None:
+    """USD a second on the GPUs `words` name (pools, types or sizes; UnknownGpu otherwise)."""
+    return price_per_second(select(words, gpus).types(gpus))

@@ -10,11 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import Unauthorized, request_id_of
-from app.inference.base import InferenceBackend
 from app.inference.limited import TenantBackend
 from app.schemas import error_responses
 from app.services.api_keys import Caller
 from app.services.jobs import JobRunner
+from app.services.usage import Meter
 from app.storage import Storage
 
 
@@ -68,9 +68,18 @@ async def current_caller(
 
 async def get_backend(
     request: Request, caller: Annotated[Caller, Depends(current_caller)]
-) -> InferenceBackend:
-    """The inference backend as the caller's tenant may use it (app/inference/limited.py)."""
-    return TenantBackend(request.app.state.backend, request.app.state.slots, caller.tenant)
+) -> AsyncIterator[TenantBackend]:
+    """The inference backend as the caller's tenant may use it, its work metered as this
+    request's (app/inference/limited.py): rows a stored turn did not write go to the writer."""
+    state = request.app.state
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    meter = Meter(
+        state.usage, state.prices, caller.tenant, caller.key_id, route, request_id_of(request)
+    )
+    try:
+        yield TenantBackend(state.backend, state.slots, meter)
+    finally:
+        meter.give_back(meter.take())
 
 
 def keyed_router(**kwargs: Any) -> APIRouter:
@@ -109,7 +118,7 @@ IdempotencyKey = Annotated[
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-BackendDep = Annotated[InferenceBackend, Depends(get_backend)]
+BackendDep = Annotated[TenantBackend, Depends(get_backend)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 CallerDep = Annotated[Caller, Depends(current_caller)]

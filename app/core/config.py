@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         default_factory=lambda: {"llm": 32, "embed": 32, "clip": 32, "transcribe": 4, "imagegen": 2}
     )
 
+    # USD a second on each worker type's GPUs, for usage's cost (the stack sets it from RunPod's
+    # catalog); unset in a local or test run: the dev stack's GPUs at the catalog snapshot's.
+    gpu_prices: dict[str, float] | None = None
+
     rate_limit_per_minute: int = Field(100, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     history_messages: int = Field(20, ge=0, le=1000)

@@ -24,10 +24,13 @@ class ApiError(Exception):
     code = "bad_request"
     param: str | None = None  # the request field at fault, when one is
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        self.param = param
 
 
 class Unauthorized(ApiError):
@@ -80,6 +83,13 @@ class OpenAIError(ApiError):
 
 class RateLimited(ApiError):
     status, code = 429, "rate_limited"
+
+
+class OverBudget(ApiError):
+    """The monthly budget of the key or its tenant is spent (OpenAI's code: its SDKs raise
+    RateLimitError)."""
+
+    status, code = 429, "insufficient_quota"
 
 
 class Conflict(ApiError):

@@ -135,6 +135,10 @@ class InferenceBackend(ABC):
     async def job_state(self, worker: str, job_id: str) -> QueuedJob:
         """Where a submitted job stands."""
 
+    def endpoint(self, worker: str) -> str:
+        """Where `worker`'s jobs run (its RunPod endpoint's id), as usage rows name it."""
+        return f"local/{worker}"
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Begin whatever the backend needs before serving (the app's start-up calls it)."""
 

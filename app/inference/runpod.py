@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -35,6 +36,11 @@ RETRY_STATUSES = {429, 500, 502, 503, 504}
 RETRY_ATTEMPTS = 4
 RUNSYNC_WAIT_MS = (1_000, 300_000)  # the range RunPod accepts for ?wait=
 STARTED = int(time.time())  # the `created` of the models the stack serves
+# RunPod's timing of the last job this context ran and waited for: delayTime and executionTime
+# (ms), for its usage row (app/inference/limited.py).
+runpod_times: ContextVar[tuple[float | None, float | None] | None] = ContextVar(
+    "runpod_times", default=None
+)
 
 
 class RunPodClient:
@@ -124,6 +130,7 @@ class RunPodClient:
         except WorkerTimeout:
             await self.cancel(endpoint_id, job["id"])  # stop paying for an answer nobody waits for
             raise
+        runpod_times.set((job.get("delayTime"), job.get("executionTime")))
         return _job_output(job)
 
     async def run(
@@ -323,6 +330,9 @@ class RunPodBackend(InferenceBackend):
         self, worker: str, route: str, body: dict[str, Any]
     ) -> dict[str, Any] | AsyncIterator[str]:
         return await self.client.openai(self.endpoints[worker], route, body)
+
+    def endpoint(self, worker: str) -> str:
+        return self.endpoints[worker]
 
     async def submit(self, worker: str, job_input: dict[str, Any], webhook: str | None) -> str:
         return await self.client.run(

@@ -20,6 +20,7 @@ from app.inference.base import InferenceBackend
 from app.models import Conversation, Message, TurnReplay
 from app.schemas import NUL, ChatRequest, ChatResponse, RagOptions, Source, Usage
 from app.services.search import search
+from app.services.usage import USAGE_CTES, Meter
 
 TITLE_CHARS = 80
 
@@ -101,7 +102,8 @@ def job_input(request: ChatRequest, messages: list[dict[str, str]]) -> dict[str,
     return job
 
 
-# Both turns in one statement, so one round trip and one commit. The CTE names the
+# Both turns and the request's usage rows in one statement, so one round trip and one commit
+# (the usage is written even when the conversation was deleted meanwhile). The CTE names the
 # conversation: a new row, or the existing one updated, which locks it, so concurrent turns of
 # one conversation are written one after another. Identities follow `ORDER BY turn.ord`:
 # each question is stored right before its answer.
@@ -118,11 +120,13 @@ RETURNING conversation_id
 """
 _NEW_CONVERSATION = text(
     "WITH conversation AS (INSERT INTO conversations (id, tenant, user_id, title)"  # noqa: S608
-    " VALUES (:conversation_id, :tenant, :user_id, :title) RETURNING id)" + _TURN_INSERT
+    " VALUES (:conversation_id, :tenant, :user_id, :title) RETURNING id), "
+    + USAGE_CTES
+    + _TURN_INSERT
 )
 _NEXT_TURN = text(
     "WITH conversation AS (UPDATE conversations SET updated_at = now()"  # noqa: S608
-    " WHERE id = :conversation_id AND tenant = :tenant RETURNING id)" + _TURN_INSERT
+    " WHERE id = :conversation_id AND tenant = :tenant RETURNING id), " + USAGE_CTES + _TURN_INSERT
 )
 
 
@@ -170,12 +174,14 @@ async def save_turn(
     sources: list[Source] | None = None,
     new_id: uuid.UUID | None = None,
     replay: Replay | None = None,
+    meter: Meter | None = None,
 ) -> ChatResponse:
     """Store the user turn and the model's answer (with the sources it was given) together,
     after the model has answered; `history`: how many earlier messages were sent; `new_id`:
     the id of the conversation this turn starts, when the request names none (else a new
     one); `replay`: its Idempotency-Key, stored with it in one transaction (a request with the
-    same key that stored first wins: its turn is the one answered)."""
+    same key that stored first wins: its turn is the one answered); `meter`: the request's, whose
+    held usage rows are written in the turn's statement."""
     answer = result.get("raw_text")
     if not isinstance(answer, str):
         raise WorkerFailed("worker result has no raw_text")
@@ -206,19 +212,25 @@ async def save_turn(
         sources=sources,
         parsed=_parsed(answer) if request.response_format is not None else None,
     )
-    if replay is None:
-        async with autocommit(engine) as conn:
-            stored = (await conn.execute(statement, params)).all()
-    else:
-        try:
+    used = meter.take() if meter is not None else []
+    params["usage_rows"] = json.dumps(used)
+    try:
+        if replay is None:
+            async with autocommit(engine) as conn:
+                stored = (await conn.execute(statement, params)).all()
+        else:
             async with engine.begin() as conn:
                 stored = (await conn.execute(statement, params)).all()
                 if stored and not await _keep_replay(conn, replay, conversation_id, response):
                     raise _Raced
-        except _Raced:
-            earlier = await replayed_turn(engine, replay.key_id, replay.key, replay.request_hash)
-            assert earlier is not None  # the racer's, committed
-            return ChatResponse.model_validate(earlier[1])
+    except BaseException as exc:
+        if meter is not None:  # not written with the turn: the writer writes them
+            meter.give_back(used)
+        if not isinstance(exc, _Raced) or replay is None:
+            raise
+        earlier = await replayed_turn(engine, replay.key_id, replay.key, replay.request_hash)
+        assert earlier is not None  # the racer's, committed
+        return ChatResponse.model_validate(earlier[1])
     if not stored:  # the conversation was deleted while the model was answering
         raise NotFound(f"conversation {conversation_id} not found")
     return response

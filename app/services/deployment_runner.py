@@ -45,6 +45,7 @@ from app.services.deployments import (
 )
 from app.services.gpu_catalog import GpuCatalogs
 from app.services.model_check import HubUnreachable, ModelRefused, check_model
+from app.services.usage import Charge
 from gpu_worker.common.signing import verify
 from gpu_worker.common.worker_types import WORKER_TYPES
 from runpod_api import catalog
@@ -86,6 +87,7 @@ _CLAIM = text(
 class Deployed(NamedTuple):
     backend: RunPodBackend
     name: str  # what its worker serves: an OpenAI request's `model` becomes this
+    charge: Charge  # its GPU pool's price (the catalog snapshot's), and who RunPod bills
 
 
 class DeploymentRunner:
@@ -381,7 +383,11 @@ class DeploymentRunner:
         client = self.client(await self.account_key(tenant, served.own_account))
         endpoints = dict.fromkeys(WORKER_TYPES, served.endpoint_id)
         backend = RunPodBackend(client, endpoints, self.deployment_key(served.deployment_id))
-        return Deployed(backend, served.name)
+        price = catalog.price_per_second(
+            catalog.pools(catalog.snapshot()["gpus"]).get(served.pool or "", [])
+        )
+        billed_to = "tenant" if served.own_account else "stack"
+        return Deployed(backend, served.name, Charge(price, billed_to, served.deployment_id))
 
     def deployment_key(self, deployment_id: uuid.UUID) -> str | None:
         """The key the deployment's workers hold (None: no SIGNING_SECRET here)."""

@@ -405,6 +405,7 @@ class Served(NamedTuple):
     endpoint_id: str
     own_account: bool  # in the tenant's RunPod account, not the stack's
     name: str  # the model name its worker serves (SERVED_MODEL_NAME)
+    pool: str | None  # the RunPod GPU pool its workers run in
 
 
 async def endpoint_of(
@@ -429,6 +430,7 @@ async def endpoint_of(
                     Deployment.error,
                     Deployment.task,
                     Deployment.name,
+                    Deployment.gpu_type,
                 ).where(Deployment.tenant == tenant, Deployment.status != "deleted", named)
             )
         ).first()
@@ -438,7 +440,7 @@ async def endpoint_of(
         raise InvalidInput(f"model: deployment {model} serves task {row.task}, not this request")
     if row.status not in SERVING or row.error is not None:
         raise Conflict(f"deployment {model} is {row.status}: it serves once ready")
-    return Served(row.id, row.endpoint_id, row.own_account, row.name)
+    return Served(row.id, row.endpoint_id, row.own_account, row.name, row.gpu_type)
 
 
 async def ready_cards(engine: AsyncEngine, tenant: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.core.errors import NotFound, WorkerFailed
 from app.inference.base import InferenceBackend
+from app.inference.limited import TenantBackend
 from app.models import Image
 from app.schemas import Strict
 from app.services.deployment_runner import DeploymentRunner
@@ -113,11 +114,11 @@ def is_stack_model(settings: Settings, model: str | None) -> bool:
 
 async def image_backend(
     runner: DeploymentRunner,
-    backend: InferenceBackend,
+    backend: TenantBackend,
     settings: Settings,
     tenant: str,
     model: str | None,
-) -> InferenceBackend:
+) -> TenantBackend:
     """What generates images of `model`: the stack's imagegen worker, or the tenant's
     deployment of that name (409 while it is not ready)."""
     if is_stack_model(settings, model):
@@ -128,7 +129,7 @@ async def image_backend(
             f"model: {model!r} is neither {settings.imagegen_model!r} (the default) nor a "
             "deployment of yours"
         )
-    return deployed.backend
+    return backend.via(deployed)
 
 
 async def generate_images(

@@ -31,6 +31,9 @@ TABLES = {
     "rate_buckets",
     "tenant_runpod_keys",
     "turn_replays",
+    "usage",
+    "spend",
+    "tenant_budgets",
     "webhook_deliveries",
     "webhook_secrets",
 }

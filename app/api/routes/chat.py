@@ -20,7 +20,7 @@ from app.api.deps import (
 )
 from app.api.streams import in_band_error, primed
 from app.core.errors import InvalidInput, WorkerFailed
-from app.inference.base import InferenceBackend
+from app.inference.limited import TenantBackend
 from app.schemas import ChatRequest, ChatResponse, Source, error_responses
 from app.services.chat import (
     Replay,
@@ -124,6 +124,7 @@ async def chat(
             return EventSourceResponse(_replayed(stored), headers={"Cache-Control": "no-cache"})
         return stored
     replay = Replay(caller.key_id, idempotency_key, hashed) if idempotency_key else None
+    backend.meter.hold()  # the turn's usage is written with it
     generator = backend
     if body.model is not None:  # one of the tenant's deployments
         deployed = await request.app.state.deployments.backend_for(
@@ -134,7 +135,7 @@ async def chat(
                 f"model: the tenant has no deployment {body.model!r} (leave model out for the "
                 "stack's chat model)"
             )
-        generator = deployed.backend
+        generator = backend.via(deployed)
     messages = await prompt_messages(engine, body, caller.tenant, settings.history_messages)
     history = len(messages) - 1  # before the new message
     sources = None
@@ -154,7 +155,15 @@ async def chat(
     # What the model took, apart from what the API adds around it (shown in browsers' devtools).
     response.headers["Server-Timing"] = f"worker;dur={(time.perf_counter() - started) * 1000:.3f}"
     return await save_turn(
-        engine, body, result, request_id, caller.tenant, history, sources, replay=replay
+        engine,
+        body,
+        result,
+        request_id,
+        caller.tenant,
+        history,
+        sources,
+        replay=replay,
+        meter=backend.meter,
     )
 
 
@@ -165,7 +174,7 @@ async def _replayed(stored: ChatResponse) -> AsyncIterator[bytes]:
 
 
 async def _stream_events(
-    backend: InferenceBackend,
+    backend: TenantBackend,
     engine: AsyncEngine,
     body: ChatRequest,
     payload: dict,
@@ -189,7 +198,15 @@ async def _stream_events(
         if result is None:
             raise WorkerFailed("the worker's stream ended without a result")
         response = await save_turn(
-            engine, body, result, request_id, tenant, history, sources, replay=replay
+            engine,
+            body,
+            result,
+            request_id,
+            tenant,
+            history,
+            sources,
+            replay=replay,
+            meter=backend.meter,
         )
         yield _event("done", response.model_dump(mode="json"))
     except Exception as exc:  # the 200 is already sent: report in-band, never as a broken stream

@@ -91,7 +91,9 @@ class Serving:
         if deployed is None:
             return await self.backend.openai(worker, route, body)
         # Named by its name or its id: its worker knows it by its name.
-        return await deployed.backend.openai(worker, route, {**body, "model": deployed.name})
+        return await self.backend.via(deployed).openai(
+            worker, route, {**body, "model": deployed.name}
+        )
 
 
 ServingDep = Annotated[Serving, Depends()]
@@ -178,6 +180,7 @@ async def chat_completions(
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         return JSONResponse(answer, headers=headers)
     await prompt_messages(engine, turn, caller.tenant, 0)  # 404 unless the user's conversation
+    serving.backend.meter.hold()  # the turn's usage is written with it
     conversation_id = turn.conversation_id or uuid.uuid4()
     headers = {CONVERSATION_HEADER: str(conversation_id)}
     replay = Replay(caller.key_id, idempotency_key, hashed) if idempotency_key else None
@@ -197,6 +200,7 @@ async def chat_completions(
             history=len(body["messages"]) - 1,
             new_id=conversation_id,
             replay=kept,
+            meter=serving.backend.meter,
         )
 
     return await _answer(
