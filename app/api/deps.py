@@ -59,9 +59,12 @@ async def current_caller(
     it (`keyed_router`), so a new route cannot forget to; FastAPI runs it once a request."""
     if credentials is None:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
-    route = request.scope.get("route")
-    cost = ROUTE_COSTS.get((request.method, getattr(route, "path", "")), 1)
-    caller = await request.app.state.authenticator.caller(credentials.credentials, cost)
+    route = (request.method, getattr(request.scope.get("route"), "path", ""))
+    cost = ROUTE_COSTS.get(route, 1)
+    # Routes with a cost of their own reach a worker (or make one): budgets are checked.
+    caller = await request.app.state.authenticator.caller(
+        credentials.credentials, cost, metered=route in ROUTE_COSTS
+    )
     request.state.api_key_id = str(caller.key_id)
     return caller
 

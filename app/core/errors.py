@@ -191,6 +191,13 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def _param(exc: RequestValidationError) -> str | None:
+    """The field the first error is about (`messages.0.content`, `group_by`), if any."""
+    errors = exc.errors()
+    where = [str(p) for p in errors[0].get("loc", ())[1:]] if errors else []
+    return ".".join(where) or None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -198,7 +205,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, 422, "validation_error", _describe_validation(exc))
+        message = _describe_validation(exc)
+        return error_response(request, 422, "validation_error", message, param=_param(exc))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

@@ -83,6 +83,9 @@ class QueuedJob:
     state: Literal["pending", "completed", "failed", "gone"]
     output: dict[str, Any] | None = None
     error: str | None = None
+    # RunPod's delayTime and executionTime of a finished job (ms), for its usage row.
+    delay_ms: float | None = None
+    execution_ms: float | None = None
 
     @classmethod
     def finished(cls, output: Any) -> "QueuedJob":

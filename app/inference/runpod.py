@@ -6,6 +6,7 @@
 """
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -258,7 +259,10 @@ def queued_job(job: dict[str, Any]) -> QueuedJob:
     if status in PENDING:
         return QueuedJob("pending")
     if status == "COMPLETED":
-        return QueuedJob.finished(job.get("output"))
+        finished = QueuedJob.finished(job.get("output"))
+        return dataclasses.replace(
+            finished, delay_ms=job.get("delayTime"), execution_ms=job.get("executionTime")
+        )
     try:
         _job_output(job)  # raises the error the status means
     except ApiError as exc:

@@ -13,12 +13,15 @@ from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.core.db import autocommit
-from app.core.errors import RateLimited, Unauthorized
+from app.core.errors import OverBudget, RateLimited, Unauthorized
 from app.models import ApiKey
+from app.services.usage import MONTH, next_month
 
 KEY_PREFIX = "tdm_"
 
-# Finds the key and takes `cost` tokens from its bucket in one autocommitted round trip: the bucket
+# Finds the key, checks its and its tenant's monthly budget when the request is `metered` (it
+# would reach a worker) and takes `cost` tokens from its bucket in one autocommitted round trip;
+# a request over budget takes no token (`scope` says whose budget is spent). The bucket
 # refills at `rate` tokens a second up to `capacity`; an update that would go below `cost` tokens is
 # not made, so a refused request writes nothing. The update reads the row it locked (the latest,
 # whatever raced it), so concurrent requests never take the same token; it refills by the clock once
@@ -27,11 +30,27 @@ KEY_PREFIX = "tdm_"
 # before this request (for Retry-After). The write is not worth a disk flush: `synchronous_commit`
 # is off for this statement, so a crash may forget the last few tokens taken, never a key.
 _AUTHENTICATE = text(
-    """
+    f"""
     WITH no_flush AS (SELECT set_config('synchronous_commit', 'off', true)),
     key AS (
-        SELECT id, tenant FROM api_keys, no_flush
+        SELECT id, tenant, monthly_budget_usd FROM api_keys, no_flush
         WHERE key_hash = :key_hash AND revoked_at IS NULL
+    ),
+    budget AS (
+        SELECT key.monthly_budget_usd AS key_budget,
+            (SELECT coalesce(sum(usd), 0) FROM spend
+             WHERE api_key_id = key.id AND month = {MONTH}) AS key_spent,
+            (SELECT monthly_usd FROM tenant_budgets AS t WHERE t.tenant = key.tenant)
+                AS tenant_budget,
+            (SELECT coalesce(sum(usd), 0) FROM spend
+             WHERE spend.tenant = key.tenant AND month = {MONTH}) AS tenant_spent
+        FROM key WHERE :metered
+    ),
+    over AS (
+        SELECT CASE WHEN key_spent >= key_budget THEN 'key'
+            WHEN tenant_spent >= tenant_budget THEN 'tenant' END AS scope,
+            key_budget, key_spent, tenant_budget, tenant_spent
+        FROM budget
     ),
     level AS (
         SELECT least(:capacity, b.tokens + greatest(0, extract(epoch FROM clock_timestamp()
@@ -41,6 +60,7 @@ _AUTHENTICATE = text(
     taken AS (
         INSERT INTO rate_buckets AS b (api_key_id, tokens, updated_at)
         SELECT id, :capacity - :cost, clock_timestamp() FROM key
+        WHERE NOT EXISTS (SELECT FROM over WHERE scope IS NOT NULL)
         ON CONFLICT (api_key_id) DO UPDATE
             SET tokens = least(:capacity, b.tokens + greatest(0, extract(epoch FROM
                 clock_timestamp() - b.updated_at)) * :rate) - :cost,
@@ -50,9 +70,9 @@ _AUTHENTICATE = text(
         RETURNING b.api_key_id
     )
     SELECT key.id, key.tenant, EXISTS (SELECT FROM taken) AS allowed,
-        (SELECT tokens FROM level) AS level
-    FROM key
-    """
+        (SELECT tokens FROM level) AS level, over.*
+    FROM key LEFT JOIN over ON true
+    """  # noqa: S608 - MONTH is app.services.usage's
 )
 REFUSALS_KEPT = 10_000  # unknown or limited keys an instance remembers
 UNKNOWN_FOR_S = 60.0  # how long an instance refuses an unknown key without asking Postgres
@@ -71,14 +91,23 @@ class Caller:
 
 
 async def create_api_key(
-    sessionmaker: async_sessionmaker, name: str, tenant: str | None = None
+    sessionmaker: async_sessionmaker,
+    name: str,
+    tenant: str | None = None,
+    monthly_budget_usd: float | None = None,
 ) -> str:
     """Store a new key's hash (in `tenant`, else a tenant of its own named after the key's
-    id); return the key itself, which is never stored."""
+    id; with a monthly budget of its own, if given); return the key itself, never stored."""
     key, key_id = KEY_PREFIX + secrets.token_urlsafe(32), uuid.uuid4()
     async with sessionmaker.begin() as session:
         session.add(
-            ApiKey(id=key_id, name=name, tenant=tenant or str(key_id), key_hash=hash_key(key))
+            ApiKey(
+                id=key_id,
+                name=name,
+                tenant=tenant or str(key_id),
+                key_hash=hash_key(key),
+                monthly_budget_usd=monthly_budget_usd,
+            )
         )
     return key
 
@@ -112,9 +141,10 @@ class Authenticator:
         # key hash -> until when it is refused here, and whether for its limit (else unknown)
         self._refused: dict[str, tuple[float, bool]] = {}
 
-    async def caller(self, key: str, cost: int = 1) -> Caller:
+    async def caller(self, key: str, cost: int = 1, metered: bool = False) -> Caller:
         """The caller of a valid key with `cost` tokens left in its bucket (a request's weight,
-        ROUTE_COSTS); Unauthorized or RateLimited otherwise."""
+        ROUTE_COSTS) and, for a `metered` request, budget left; Unauthorized, RateLimited or
+        OverBudget otherwise."""
         cost = min(cost, self.limit)
         if not key.startswith(KEY_PREFIX):
             raise Unauthorized("invalid API key")
@@ -130,12 +160,15 @@ class Authenticator:
             "capacity": self.limit,
             "rate": self.limit / 60,
             "cost": cost,
+            "metered": metered,
         }
         async with autocommit(self.engine) as conn:
             row = (await conn.execute(_AUTHENTICATE, params)).first()
         if row is None:
             self._remember(hashed, now + UNKNOWN_FOR_S, limited=False)
             raise Unauthorized("invalid API key")
+        if row.scope is not None:
+            raise over_budget(row)
         if not row.allowed:
             level = row.level or 0
             # Refused here without a round trip until even a light request could pass.
@@ -154,3 +187,15 @@ class Authenticator:
         if len(self._refused) >= REFUSALS_KEPT:  # the oldest first
             del self._refused[next(iter(self._refused))]
         self._refused[hashed] = (until, limited)
+
+
+def over_budget(row: Row) -> OverBudget:
+    """The refusal of a request whose key's (or tenant's) monthly budget is spent."""
+    if row.scope == "key":
+        whose, budget, spent = "this API key", row.key_budget, row.key_spent
+    else:
+        whose, budget, spent = "this tenant", row.tenant_budget, row.tenant_spent
+    return OverBudget(
+        f"the monthly budget of {whose} (${budget:,.2f}) is spent: ${spent:,.2f} this month "
+        f"(UTC); it renews on {next_month()}. The operator can raise it: python -m app budget set"
+    )

@@ -231,6 +231,8 @@ async def save_turn(
         earlier = await replayed_turn(engine, replay.key_id, replay.key, replay.request_hash)
         assert earlier is not None  # the racer's, committed
         return ChatResponse.model_validate(earlier[1])
+    if meter is not None and used:
+        meter.written()
     if not stored:  # the conversation was deleted while the model was answering
         raise NotFound(f"conversation {conversation_id} not found")
     return response

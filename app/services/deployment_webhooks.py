@@ -47,6 +47,47 @@ def payload(row: Row) -> bytes:
     ).encode()
 
 
+async def signed_post(
+    engine: AsyncEngine,
+    keyring: Keyring | None,
+    tenant: str,
+    url: str,
+    body: bytes,
+    public_only: bool,
+) -> tuple[int | None, str | None]:
+    """POST `body` to `url`, signed with the tenant's webhook secret (sealed with `keyring`), at
+    a public address only if `public_only`: the status it answered, and what went wrong."""
+    async with engine.connect() as conn:
+        sealed = await conn.scalar(
+            select(WebhookSecret.secret).where(WebhookSecret.tenant == tenant)
+        )
+    status_code, error = None, None
+    allowed = () if public_only else EVERYWHERE
+    try:
+        headers = {"Content-Type": "application/json"}
+        request = await on_fetch_threads(
+            functools.partial(pinned_request, "POST", url, allowed, content=body, headers=headers)
+        )
+        if sealed is None:
+            raise NotConfigured("the tenant has no webhook secret")
+        secret = tenant_keys.open_sealed(keyring, sealed, tenant)
+        request.headers["X-Tandem-Signature"] = signature(secret, body, int(time.time()))
+        async with asyncio.timeout(TIMEOUT_S), httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+            response = await client.send(request)
+        status_code = response.status_code
+        if response.is_error:
+            error = f"answered {status_code}"
+    except FetchError as exc:
+        error = f"refused: {exc}"
+    except (KeyringError, NotConfigured, ValueError) as exc:
+        error = f"not signed: {exc}; rotate it (POST /v1/tenant/webhook-secret)"
+    except TimeoutError:
+        error = f"no answer within {TIMEOUT_S:g} s"
+    except httpx.HTTPError as exc:
+        error = f"unreachable: {type(exc).__name__}"
+    return status_code, error
+
+
 async def deliver(
     engine: AsyncEngine, keyring: Keyring | None, row: Row, retry_base_s: float, public_only: bool
 ) -> None:
@@ -64,36 +105,9 @@ async def deliver(
                 WebhookDelivery.deployment_id == row.id, WebhookDelivery.event == row.status
             )
         )
-        sealed = await conn.scalar(
-            select(WebhookSecret.secret).where(WebhookSecret.tenant == row.tenant)
-        )
-    body = payload(row)
-    status_code, error = None, None
-    allowed = () if public_only else EVERYWHERE
-    try:
-        headers = {"Content-Type": "application/json"}
-        request = await on_fetch_threads(
-            functools.partial(
-                pinned_request, "POST", row.webhook_url, allowed, content=body, headers=headers
-            )
-        )
-        if sealed is None:
-            raise NotConfigured("the tenant has no webhook secret")
-        secret = tenant_keys.open_sealed(keyring, sealed, row.tenant)
-        request.headers["X-Tandem-Signature"] = signature(secret, body, int(time.time()))
-        async with asyncio.timeout(TIMEOUT_S), httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-            response = await client.send(request)
-        status_code = response.status_code
-        if response.is_error:
-            error = f"answered {status_code}"
-    except FetchError as exc:
-        error = f"refused: {exc}"
-    except (KeyringError, NotConfigured, ValueError) as exc:
-        error = f"not signed: {exc}; rotate it (POST /v1/tenant/webhook-secret)"
-    except TimeoutError:
-        error = f"no answer within {TIMEOUT_S:g} s"
-    except httpx.HTTPError as exc:
-        error = f"unreachable: {type(exc).__name__}"
+    status_code, error = await signed_post(
+        engine, keyring, row.tenant, row.webhook_url, payload(row), public_only
+    )
     attempt = (done or 0) + 1
     async with engine.begin() as conn:
         await conn.execute(

@@ -60,6 +60,7 @@ from app.services.transcription import (
     transcription_job,
 )
 from app.services.uploads import Upload, stored
+from app.services.usage import Charge, stack_prices, usage_row, write_in
 from app.storage import Storage
 
 log = logging.getLogger("tandem.jobs")
@@ -321,6 +322,7 @@ class JobRunner:
         base = settings.webhook_base_url if self.secret else None
         self.webhook_base = base.rstrip("/") if base else None
         self.poll_every = WEBHOOK_FALLBACK_S if self.webhook_base else settings.job_poll_seconds
+        self.prices = stack_prices(settings)
         self._task: asyncio.Task | None = None
 
     # -- creating -------------------------------------------------------------------------
@@ -463,6 +465,7 @@ class JobRunner:
                 await conn.execute(
                     update(JobPart).where(this_part).values(status="done", output=state.output)
                 )
+                await write_in(conn, [self._usage(job, part, state)])
                 remaining = await conn.scalar(
                     select(func.count()).where(JobPart.job_id == job_id, JobPart.status != "done")
                 )
@@ -482,6 +485,21 @@ class JobRunner:
         if state.state == "gone" or more:
             await self.advance(job_id)
         return True
+
+    def _usage(self, job: Row, part: Row, state: QueuedJob) -> dict[str, Any]:
+        """The usage row of a part the worker finished (its request id: the job's)."""
+        return usage_row(
+            job.tenant,
+            job.api_key_id,
+            f"job:{job.kind}",
+            str(job.id),
+            part.worker,
+            self.backend.endpoint(part.worker),
+            Charge(self.prices.get(part.worker)),
+            state.output or {},
+            state.delay_ms,
+            state.execution_ms,
+        )
 
     async def _next(self, conn: AsyncConnection, job: Row) -> tuple[dict, list[str], bool]:
         """With every part done: the next stage's parts added (and True), or the job's

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import REPO_ROOT, Settings
 from app.core.db import autocommit
@@ -113,11 +113,17 @@ class UsageWriter:
     ) -> None:
         self.engine, self.on_written = engine, on_written
         self._rows: list[dict[str, Any]] = []
+        self._written: set[str] = set()  # tenants whose usage others wrote (stored turns)
         self._queued = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def put(self, rows: list[dict[str, Any]]) -> None:
         self._rows.extend(rows)
+        self._queued.set()
+
+    def written(self, tenant: str) -> None:
+        """Usage of `tenant`'s was written elsewhere: `on_written` is told at the next write."""
+        self._written.add(tenant)
         self._queued.set()
 
     def start(self) -> None:
@@ -135,16 +141,17 @@ class UsageWriter:
 
     async def flush(self) -> None:
         rows, self._rows = self._rows, []
+        tenants, self._written = self._written, set()
         self._queued.clear()
-        if not rows:
-            return
-        try:
-            await write(self.engine, rows)
-        except DatabaseUnavailable:  # kept for the next write
-            self._rows[:0] = rows
-            raise
-        if self.on_written is not None:
-            await self.on_written({row["tenant"] for row in rows})
+        if rows:
+            try:
+                await write(self.engine, rows)
+            except DatabaseUnavailable:  # kept for the next write
+                self._rows[:0] = rows
+                raise
+        tenants |= {row["tenant"] for row in rows}
+        if tenants and self.on_written is not None:
+            await self.on_written(tenants)
 
     async def _run(self) -> None:
         while True:
@@ -158,7 +165,12 @@ class UsageWriter:
 
 async def write(engine: AsyncEngine, rows: list[dict[str, Any]]) -> None:
     async with autocommit(engine) as conn:
-        await conn.execute(_WRITE, {"usage_rows": json.dumps(rows)})
+        await write_in(conn, rows)
+
+
+async def write_in(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Write usage rows in `conn`'s transaction."""
+    await conn.execute(_WRITE, {"usage_rows": json.dumps(rows)})
 
 
 class Meter:
@@ -195,22 +207,18 @@ class Meter:
         delay_ms, execution_ms = timed
         if execution_ms is None:
             execution_ms = (time.perf_counter() - started) * 1000
-        price = charge.usd_per_second
-        row = {
-            "tenant": self.tenant,
-            "api_key_id": self.key_id and str(self.key_id),
-            "route": self.route,
-            "worker": worker,
-            "model": _model(result),
-            "deployment_id": charge.deployment_id and str(charge.deployment_id),
-            "endpoint": endpoint,
-            **counts(result),
-            "delay_ms": delay_ms,
-            "execution_ms": round(execution_ms, 3),
-            "cost_usd": None if price is None else price * execution_ms / 1000,
-            "billed_to": charge.billed_to,
-            "request_id": self.request_id,
-        }
+        row = usage_row(
+            self.tenant,
+            self.key_id,
+            self.route,
+            self.request_id,
+            worker,
+            endpoint,
+            charge,
+            result,
+            delay_ms,
+            execution_ms,
+        )
         if self.held is not None:
             self.held.append(row)
         else:
@@ -225,10 +233,48 @@ class Meter:
         rows, self.held = self.held or [], None
         return rows
 
+    def written(self) -> None:
+        """The rows `take` gave were written (with a stored turn)."""
+        self.writer.written(self.tenant)
+
     def give_back(self, rows: list[dict[str, Any]]) -> None:
         """Rows `take` gave that their statement did not write: the writer writes them."""
         if rows:
             self.writer.put(rows)
+
+
+def usage_row(
+    tenant: str,
+    key_id: uuid.UUID | None,
+    route: str,
+    request_id: str,
+    worker: str,
+    endpoint: str,
+    charge: Charge,
+    result: dict[str, Any],
+    delay_ms: float | None,
+    execution_ms: float | None,
+) -> dict[str, Any]:
+    """A usage row (`execution_ms` None: the worker's own total, else 0)."""
+    if execution_ms is None:
+        timings = result.get("timings")
+        execution_ms = float(timings.get("total_ms", 0)) if isinstance(timings, dict) else 0.0
+    execution_ms, price = round(execution_ms, 3), charge.usd_per_second
+    return {
+        "tenant": tenant,
+        "api_key_id": key_id and str(key_id),
+        "route": route,
+        "worker": worker,
+        "model": _model(result),
+        "deployment_id": charge.deployment_id and str(charge.deployment_id),
+        "endpoint": endpoint,
+        **counts(result),
+        "delay_ms": delay_ms,
+        "execution_ms": execution_ms,
+        "cost_usd": None if price is None else price * execution_ms / 1000,
+        "billed_to": charge.billed_to,
+        "request_id": request_id[:128],
+    }
 
 
 def _model(result: dict[str, Any]) -> str | None:
@@ -261,5 +307,7 @@ def month_start(now: datetime | None = None) -> datetime:
     return datetime(now.year, now.month, 1, tzinfo=UTC)
 
 
-def this_month() -> date:
-    return month_start().date()
+def next_month() -> date:
+    """The first day of next (UTC) month, when monthly budgets renew."""
+    start = month_start()
+    return date(start.year + start.month // 12, start.month % 12 + 1, 1)

@@ -82,3 +82,36 @@ async def usage_report(
         **{field: sum(getattr(row, field) for row in rows) for field in UsageSums.model_fields}
     )
     return UsageReport(start=start, end=end, group_by=group_by, groups=rows, total=total)
+
+
+def table(report: UsageReport) -> str:
+    """The report as a text table (the operator's `python -m app usage`), its total last."""
+    header = [report.group_by, "requests", "tokens in", "tokens out", "items", "audio s"]
+    header += ["worker s", "cost $", "own account $", "unpriced"]
+    lines = [header]
+    for name, sums in [*((group.group, group) for group in report.groups), ("total", report.total)]:
+        lines.append(
+            [
+                name,
+                f"{sums.requests:,}",
+                f"{sums.input_tokens:,}",
+                f"{sums.output_tokens:,}",
+                f"{sums.items:,}",
+                f"{sums.audio_seconds:,.1f}",
+                f"{sums.execution_seconds:,.1f}",
+                f"{sums.cost_usd:,.4f}",
+                f"{sums.own_account_usd:,.4f}",
+                f"{sums.unpriced:,}",
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text_lines = [
+        "  ".join(
+            [line[0].ljust(widths[0])]
+            + [c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)]
+        )
+        for line in lines
+    ]
+    text_lines.insert(len(text_lines) - 1, "-" * len(text_lines[0]))
+    span = f"usage from {report.start:%Y-%m-%d %H:%M} to {report.end:%Y-%m-%d %H:%M} UTC"
+    return "\n".join([span, *text_lines])

@@ -10,12 +10,10 @@ import contextlib
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import openai
@@ -44,7 +42,7 @@ from tests.conftest import (
     serve_api,
 )
 from tests.hf_hub import FakeHub, diffusers_repo, hosted
-from tests.net import free_port
+from tests.net import free_port, receiver
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 
 pytestmark = pytest.mark.vllm
@@ -66,29 +64,6 @@ HUB_MODELS = {
                                                  "text_encoder_2/model.safetensors": 9.5}),
     "acme/kandinsky": diffusers_repo("KandinskyV22Pipeline", {"unet/model.safetensors": 2.0}),
 }  # fmt: skip
-
-
-class Receiver(BaseHTTPRequestHandler):
-    """A user's webhook on loopback: records what it gets, answers `status`."""
-
-    received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012 - per-server, reset below
-    status = 200
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((dict(self.headers), body))
-        self.send_response(self.status)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def receiver(status: int) -> tuple[ThreadingHTTPServer, type[Receiver]]:
-    handler = type("Handler", (Receiver,), {"received": [], "status": status})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, handler
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gpu_worker.common.worker_types import WORKER_TYPES
-from tests.conftest import HMAC_SECRET, Api, free_port, runpod_settings, serve_api
+from tests.conftest import HMAC_SECRET, Api, free_port, runpod_settings, serve_api, usage_of
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,9 @@ async def test_images_through_the_openai_client_are_kept_as_the_tenants(either_a
         assert generated["seed"] == datum.seed
     listed = {image["id"] for image in (await api.get("/v1/images")).json()["items"]}
     assert {datum.id for datum in result.data} <= listed
+    [drawn] = [row for row in await usage_of(api) if row.worker == "imagegen"][-1:]
+    assert drawn.route == "/v1/images/generations" and drawn.items == 2
+    assert drawn.pixel_steps and drawn.pixel_steps % (2 * 256 * 256) == 0  # x its steps
 
 
 async def test_b64_json_in_each_output_format_with_a_seed(api):
