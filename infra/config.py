@@ -46,6 +46,8 @@ class ApiConfig(Section):
     # Raise by one to rotate the key that seals tenants' RunPod keys: the new one seals, the
     # one before still opens, and the API wraps every tenant key again at its start.
     tenant_key_generation: int = Field(1, ge=1, alias="tenantKeyGeneration")
+    # For the cost estimate (infra/cost.py): requests a month beyond what min instances serve.
+    expected_requests_per_month: int = Field(0, ge=0, alias="expectedRequestsPerMonth")
 
     @model_validator(mode="after")
     def _scaling(self) -> "ApiConfig":
@@ -109,6 +111,7 @@ class StorageConfig(Section):
     # overwritten upload stays recoverable as a noncurrent version.
     cors_origins: list[str] = Field(default_factory=list, alias="corsOrigins")
     noncurrent_days: int = Field(7, ge=1, le=365, alias="noncurrentDays")
+    expected_gb: float = Field(10, ge=0, alias="expectedGb")  # for the cost estimate
 
     @model_validator(mode="after")
     def _supabase_needs_its_url(self) -> "StorageConfig":
@@ -160,6 +163,8 @@ class GpuEndpointConfig(Section):
     container_disk_gb: int = Field(30, ge=5, le=500, alias="containerDiskGb")
     model: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    # For the cost estimate (infra/cost.py): hours a month of workers running beyond workersMin.
+    expected_active_hours: float = Field(0, ge=0, le=744 * 100, alias="expectedActiveHours")
     # RunPod network volumes mounted at /runpod-volume (model weights cached across workers;
     # each volume pins workers to its data centre: several volumes, one per data centre, for a
     # multi-region endpoint), and a registry credential for prebuilt images in a private
@@ -232,6 +237,11 @@ class MonitoringConfig(Section):
     database_disk: float = Field(0.85, gt=0, le=1, alias="databaseDisk")
 
 
+class BudgetConfig(Section):
+    # The policy pack fails a preview whose monthly estimate (infra/cost.py) is over this.
+    monthly_usd: float | None = Field(None, gt=0, alias="monthlyUsd")
+
+
 class CiConfig(Section):
     # The repository whose workflows deploy (`owner/name`) and its numeric id, which a
     # repository made again under the same name does not have (`gh api repos/OWNER/NAME --jq .id`).
@@ -274,6 +284,7 @@ class StackConfig(Section):
     images: ImagesConfig = ImagesConfig()
     gpu: GpuConfig
     monitoring: MonitoringConfig = MonitoringConfig()
+    budget: BudgetConfig = BudgetConfig()
     ci: CiConfig = CiConfig()
     ttl_hours: int | None = Field(None, ge=1, le=24 * 30, alias="ttlHours")
     # RunPod's REST API v2 host (default https://api.runpod.io; its paths are /v2/...): the
@@ -370,6 +381,7 @@ REVIEW_OVERRIDES: dict[str, Any] = {
     "tandem:baseStack": "dev",
     "tandem:ownGpuEndpoints": False,
     "tandem:ttlHours": 72,
+    "tandem:budget": {"monthlyUsd": 50},  # a review stack's estimate stays small
     "tandem:api": {"minInstances": 0, "maxInstances": 2, "deletionProtection": False},
     "tandem:database": {
         "highAvailability": False,
@@ -448,7 +460,7 @@ def load() -> StackConfig:
     ):
         if (value := tandem.get(key)) is not None:
             values[key] = value
-    for key in ("api", "database", "storage", "images", "gpu", "monitoring", "ci"):
+    for key in ("api", "database", "storage", "images", "gpu", "monitoring", "budget", "ci"):
         if (value := tandem.get_object(key)) is not None:
             values[key] = value
     secrets = {key: secret for key in SECRET_KEYS if (secret := tandem.get_secret(key)) is not None}

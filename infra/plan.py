@@ -1,8 +1,9 @@
 """The offline plan: the Pulumi program run under mocks with a stack's config, no cloud and no
-Pulumi CLI. `python -m infra.plan --stack dev|prod|pr-<N> [--json]` prints the resources it
-would declare and the policy results (infra/policy), and exits 1 on a policy violation. GPU
-endpoints' pools are read in the dated catalog snapshot (runpod_api/catalog-snapshot.json), and
-the plan says so.
+Pulumi CLI. `python -m infra.plan --stack dev|prod|pr-<N> [--json] [--live-catalog]` prints
+the resources it would declare, their monthly cost (infra/cost.py) and the policy results
+(infra/policy), and exits 1 on a policy violation (a budget exceeded included). GPU endpoints'
+pools are read in the dated catalog snapshot (runpod_api/catalog-snapshot.json), and the plan
+says so; their prices too, unless --live-catalog reads RunPod's catalog now.
 
 Secrets are never in a checkout (Pulumi.<stack>.yaml holds them encrypted): the plan runs with
 stand-in values for them, which it never prints.
@@ -11,9 +12,12 @@ stand-in values for them, which it never prints.
 import argparse
 import asyncio
 import json
+import os
 import runpy
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
@@ -21,9 +25,11 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from pulumi.runtime.mocks import MockMonitor
 
 from gpu_worker.common.worker_types import WORKER_TYPES
-from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_file, stack_settings
-from infra.policy.rules import PolicyConfig, check
+from infra.config import SECRET_KEYS, ConfigError, settings_config, stack_settings
+from infra.cost import Estimate, Expected, cost_table, estimate
+from infra.policy.rules import check, policy_config
 from runpod_api import catalog
+from runpod_api.client import REST_API, RunPodRest
 
 STAND_IN = "stand-in-secret"
 GET_PROJECT = "gcp:organizations/getProject:getProject"
@@ -244,33 +250,80 @@ def inventory(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+def gpu_catalog(live: bool) -> tuple[list[dict[str, Any]], str]:
+    """RunPod's GPU catalog: read now (with RUNPOD_API_KEY) or the dated snapshot; and which."""
+    if not live:
+        snapshot = catalog.snapshot()
+        return snapshot["gpus"], f"the catalog snapshot of {snapshot['date']}"
+    key = os.environ.get("RUNPOD_API_KEY")
+    if not key:
+        sys.exit("--live-catalog reads RunPod's catalog with RUNPOD_API_KEY, which is unset")
+    base = os.environ.get("RUNPOD_REST_API", REST_API)
+    with RunPodRest(key, base) as rest:
+        return rest.gpus(), f"its catalog as read at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a stack's program declares, what it costs a month, and the policies it breaks."""
+
+    resources: list[dict[str, Any]]
+    cost: Estimate
+    violations: list[tuple[str, str, str]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "resources": inventory(self.resources),
+            "violations": self.violations,
+            "catalog": CATALOG_NOTE.format(date=catalog.snapshot()["date"]),
+            "cost": self.cost.as_json(),
+        }
+
+
+CATALOG_NOTE = "GPU pools read in RunPod's catalog as of {date} (the snapshot)"
+
+
+def make_plan(
+    stack: str, settings: dict[str, Any] | None = None, live_catalog: bool = False
+) -> Plan:
+    """The plan of `stack` (with `settings` in place of its file's, when given)."""
+    settings = settings if settings is not None else stack_settings(stack)
+    config = settings_config(stack, settings, STAND_IN_SECRETS)
+    resources = run_program(stack, settings)
+    gpus, priced = gpu_catalog(live_catalog)
+    cost = estimate(resources, Expected.of(config), gpus, priced)
+    return Plan(resources, cost, check(resources, policy_config(config)))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m infra.plan", description=__doc__)
     parser.add_argument("--stack", required=True)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--live-catalog",
+        action="store_true",
+        help="price GPUs from RunPod's catalog now (RUNPOD_API_KEY), not the dated snapshot",
+    )
     args = parser.parse_args(argv)
     try:
-        config = stack_file(args.stack, stand_in_secrets=STAND_IN_SECRETS)
-        resources = run_program(args.stack)
+        plan = make_plan(args.stack, live_catalog=args.live_catalog)
     except ConfigError as exc:
         sys.exit(f"invalid config: {exc}")
-    violations = check(resources, PolicyConfig(public_api=config.api.public))
-    gpus = f"GPU pools read in RunPod's catalog as of {catalog.snapshot()['date']} (the snapshot)"
     if args.json:
-        plan = {"resources": inventory(resources), "violations": violations, "catalog": gpus}
-        print(json.dumps(plan, indent=2))
+        print(json.dumps(plan.as_json(), indent=2))
     else:
-        print(gpus)
-        for item in inventory(resources):
+        print(CATALOG_NOTE.format(date=catalog.snapshot()["date"]))
+        for item in inventory(plan.resources):
             details = ", ".join(f"{key}={value}" for key, value in item["properties"].items())
             if item.get("after"):
                 details += f" after={','.join(item['after'])}"
             print(f"{item['type']:<58} {item['name']:<34} {details}")
-        print(f"{len(resources)} resources")
-        for policy, name, message in violations:
+        print(f"{len(plan.resources)} resources")
+        print(cost_table(plan.cost))
+        for policy, name, message in plan.violations:
             print(f"POLICY {policy}: {name}: {message}")
-        print(f"policies: {len(violations)} violation(s)")
-    sys.exit(1 if violations else 0)
+        print(f"policies: {len(plan.violations)} violation(s)")
+    sys.exit(1 if plan.violations else 0)
 
 
 if __name__ == "__main__":

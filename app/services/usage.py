@@ -5,7 +5,7 @@ key's spend this month, which budgets are checked against (app/services/api_keys
 A request's rows are queued for the `UsageWriter`, which inserts whatever has queued in one
 statement off the request path; a chat turn that is stored writes its rows in its own statement
 instead (`Meter.hold`/`take`, `USAGE_CTES`). A killed API loses the queued rows of the requests
-it had just answered (the writer's last round trip's worth).
+it had just answered (at most GATHER_S and one write's worth).
 """
 
 import asyncio
@@ -29,6 +29,7 @@ from runpod_api import catalog
 
 log = logging.getLogger("tandem.usage")
 
+GATHER_S = 0.05  # how long the writer waits for more rows before a write
 MONTH = "date_trunc('month', now() AT TIME ZONE 'UTC')::date"
 _COLUMNS = {
     "tenant": "varchar",
@@ -156,6 +157,7 @@ class UsageWriter:
     async def _run(self) -> None:
         while True:
             await self._queued.wait()
+            await asyncio.sleep(GATHER_S)  # rows of requests finishing meanwhile join this write
             try:
                 await self.flush()
             except Exception:

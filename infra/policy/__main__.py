@@ -1,5 +1,7 @@
 """The CrossGuard policy pack: `pulumi preview --policy-pack infra/policy/analyzer`. Its config
-(`--policy-pack-config`): publicApi, allowPremiumGpus, maxWorkers, allowedGpuPools."""
+(`--policy-pack-config`): publicApi, allowPremiumGpus, maxWorkers, allowedGpuPools for each
+resource's policies; for `within-budget`, the stack's monthlyUsd and expected usage
+(`python -m infra.cost policy-config --stack S` writes them from the stack's config)."""
 
 import sys
 from pathlib import Path
@@ -13,9 +15,12 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
-from infra.policy.rules import RULES, PolicyConfig
+from infra.cost import Expected
+from infra.policy.rules import RULES, PolicyConfig, within_budget
 
 SCHEMA = PolicyConfigSchema(
     properties={
@@ -44,16 +49,44 @@ def _validator(rule):
     return validate
 
 
+BUDGET_SCHEMA = PolicyConfigSchema(
+    properties={"monthlyUsd": {"type": "number"}, "expected": {"type": "object"}}
+)
+
+
+def _within_budget(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    settings = args.get_config()
+    if settings.get("monthlyUsd") is None or settings.get("expected") is None:
+        return
+    config = PolicyConfig(
+        monthly_budget_usd=float(settings["monthlyUsd"]),
+        expected=Expected(**settings["expected"]),
+    )
+    resources = [
+        {"type": r.resource_type, "name": r.name, "inputs": r.props} for r in args.resources
+    ]
+    for message in within_budget(resources, config):
+        report_violation(message, None)
+
+
 PolicyPack(
     name="tandem",
     enforcement_level=EnforcementLevel.MANDATORY,
     policies=[
-        ResourceValidationPolicy(
-            name=name,
-            description=(rule.__doc__ or name).strip().splitlines()[0],
-            validate=_validator(rule),
-            config_schema=SCHEMA,
-        )
-        for name, rule in RULES.items()
+        *(
+            ResourceValidationPolicy(
+                name=name,
+                description=(rule.__doc__ or name).strip().splitlines()[0],
+                validate=_validator(rule),
+                config_schema=SCHEMA,
+            )
+            for name, rule in RULES.items()
+        ),
+        StackValidationPolicy(
+            name="within-budget",
+            description=(within_budget.__doc__ or "").strip().splitlines()[0],
+            validate=_within_budget,
+            config_schema=BUDGET_SCHEMA,
+        ),
     ],
 )

@@ -2,13 +2,20 @@
 both the engine and the mocks give them). Each returns the violations it finds.
 
 `PolicyConfig` carries the choices a stack makes: whether the API may be public, which RunPod GPU
-pools are allowed, how many workers an endpoint may scale to.
+pools are allowed, how many workers an endpoint may scale to, its monthly budget. One policy is
+the whole stack's: its monthly estimate within budget (`within_budget`).
 """
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from infra.cost import Expected, estimate
+from runpod_api import catalog
+
+if TYPE_CHECKING:  # the pack runs without the program's dependencies
+    from infra.config import StackConfig
 
 PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 # RunPod's serverless pools of A100, H100, H200 and B200 cards.
@@ -35,6 +42,17 @@ class PolicyConfig:
     allowed_gpu_pools: frozenset[str] | None = None  # None: any RunPod pool but the premium ones
     allow_premium_gpus: bool = False
     max_workers: int = 10
+    monthly_budget_usd: float | None = None  # budget.monthlyUsd: the estimate must stay within
+    expected: Expected | None = None  # the usage the estimate assumes (the stack's config)
+
+
+def policy_config(config: "StackConfig") -> PolicyConfig:
+    """The policies' settings a stack's config makes."""
+    return PolicyConfig(
+        public_api=config.api.public,
+        monthly_budget_usd=config.budget.monthly_usd,
+        expected=Expected.of(config),
+    )
 
 
 def no_public_bucket(typ: str, props: dict[str, Any], _config: PolicyConfig) -> list[str]:
@@ -150,15 +168,40 @@ RULES: dict[str, Callable[[str, dict[str, Any], PolicyConfig], list[str]]] = {
 }
 
 
+def within_budget(resources: list[dict[str, Any]], config: PolicyConfig) -> list[str]:
+    """The stack's monthly estimate (infra/cost.py, RunPod at the catalog snapshot's prices)
+    within budget.monthlyUsd, naming the resources that cost most."""
+    budget = config.monthly_budget_usd
+    if budget is None or config.expected is None:
+        return []
+    snapshot = catalog.snapshot()
+    plain = [resource | {"inputs": _plain(resource["inputs"])} for resource in resources]
+    cost = estimate(plain, config.expected, snapshot["gpus"], snapshot["date"])
+    if cost.total <= budget:
+        return []
+    most = ", ".join(
+        f"{c.resource} ${c.monthly:,.2f}" for c in cost.most_costly() if c.monthly is not None
+    )
+    return [
+        f"the monthly estimate ${cost.total:,.2f} is over budget.monthlyUsd ${budget:,.2f} "
+        f"(most: {most})"
+    ]
+
+
+STACK = "stack"  # the name a stack-wide violation is reported under
+
+
 def check(resources: list[dict[str, Any]], config: PolicyConfig) -> list[tuple[str, str, str]]:
     """(policy, resource name, message) for every violation among `resources`
-    (`{"type", "name", "inputs"}` records, as the offline plan makes them)."""
-    return [
+    (`{"type", "name", "inputs"}` records, as the offline plan makes them), and the stack's."""
+    plain = [resource | {"inputs": _plain(resource["inputs"])} for resource in resources]
+    found = [
         (policy, resource["name"], message)
-        for resource in resources
+        for resource in plain
         for policy, rule in RULES.items()
-        for message in rule(resource["type"], _plain(resource["inputs"]), config)
+        for message in rule(resource["type"], resource["inputs"], config)
     ]
+    return found + [("within-budget", STACK, m) for m in within_budget(resources, config)]
 
 
 def _public(props: dict[str, Any]) -> bool:
@@ -170,11 +213,12 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - the engine's sec
 
 
 def _plain(value: Any) -> Any:
-    """Properties with the engine's secret envelopes opened (values are only inspected)."""
-    if isinstance(value, dict):
+    """Properties as plain dicts and lists (the pack's are proxies), with the engine's secret
+    envelopes opened (values are only inspected)."""
+    if isinstance(value, Mapping):
         if value.get(SECRET_SIG) is not None and "value" in value:
             return _plain(value["value"])
         return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, Sequence) and not isinstance(value, str):
         return [_plain(item) for item in value]
     return value

@@ -258,6 +258,26 @@ def test_the_policy_pack_refuses_a_gpu_it_does_not_allow(project):
     dev(project).preview(policy_packs=[POLICY_PACK])  # allowed again
 
 
+def test_the_policy_pack_refuses_a_stack_over_its_budget(project, tmp_path):
+    """The budget policy prices what the engine would declare: a warm llm worker (workersMin 1,
+    730 hours a month at its pool's price) is over $100; scaled to zero it is not."""
+    if not (REPO_ROOT / "infra" / "policy" / "venv" / "bin" / "python").exists():
+        pytest.fail("the policy pack has no virtualenv: run `make policy-venv`")
+    budget = tmp_path / "policy.json"
+    expected = {"stack": "dev", "active_hours": {"llm": 1.0}}
+    budget.write_text(json.dumps({"within-budget": {"monthlyUsd": 100, "expected": expected}}))
+    project.write_dev(llm={"workersMin": 1})
+    try:
+        with pytest.raises(CommandError) as refused:
+            dev(project).preview(policy_packs=[POLICY_PACK], policy_pack_configs=[str(budget)])
+    finally:
+        project.write_dev()
+    message = str(refused.value)
+    assert "[mandatory]  within-budget" in message
+    assert "is over budget.monthlyUsd $100.00 (most: tandem-dev-llm-endpoint $" in message
+    dev(project).preview(policy_packs=[POLICY_PACK], policy_pack_configs=[str(budget)])
+
+
 def test_the_preview_comment_counts_a_real_preview(project, tmp_path):
     project.write_dev(llm={"idleTimeout": 30})
     try:

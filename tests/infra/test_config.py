@@ -147,6 +147,15 @@ REF = "registry.test/img@sha256:" + "0" * 64
         ),
         ({"images": {"build": True, "whisper": "x"}}, "whisper is no image: the images are api"),
         (
+            {"budget": {"monthlyUsd": -5}},
+            "tandem:budget.monthlyUsd: Input should be greater than 0",
+        ),
+        ({"budget": {"monthlyUsd": "lots"}}, "tandem:budget.monthlyUsd: Input should be a valid"),
+        (
+            {"gpu": {"llm": {**GPU, "expectedActiveHours": -1}, "clip": GPU}},
+            "tandem:gpu.llm.expectedActiveHours: Input should be greater than or equal to 0",
+        ),
+        (
             {
                 "gpu": {"llm": GPU, "clip": GPU, "transcribe": GPU},
                 "images": {"build": False} | {name: REF for name in ("api", "llm", "clip")},
