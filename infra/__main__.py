@@ -2,6 +2,8 @@
 wires the components; a review stack takes its base stack's project resources from that stack's
 outputs and declares none of its own."""
 
+import json
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -20,6 +22,7 @@ from infra.components.registry import Registry
 from infra.components.run_spec import vpc_egress
 from infra.components.secrets import HMAC_SECRET, TENANT_KEKS, Secrets
 from infra.config import load
+from infra.cost import gpu_prices
 from infra.runpod.resources import ApiDeployments
 
 
@@ -165,6 +168,9 @@ api = ApiService(
             for name, endpoint in gpu.items()
             if (setting := WORKER_TYPES[name].model_setting) and (model := endpoint.served_model())
         },
+        # USD a second on each endpoint's GPUs (the dearest of its pools, at the catalog
+        # snapshot's prices): what usage rows cost.
+        "GPU_PRICES": json.dumps(gpu_prices(gpu)),
         **(
             {
                 "DEPLOYMENT_IMAGE": registry.images[WORKER_TYPES["llm"].package],

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from runpod_api import catalog
 
 if TYPE_CHECKING:  # the policy pack imports this module without the program's dependencies
-    from infra.config import StackConfig
+    from infra.config import GpuEndpointConfig, StackConfig
 
 PRICES = json.loads(Path(__file__).with_name("prices.json").read_text())
 HOURS = 730  # a month, as cloud prices count it
@@ -210,6 +210,18 @@ def _runpod_endpoint(
         f"{hours:g} h of active workers expected"
     )
     return Cost(name, "RunPod endpoint", minimum * hourly * HOURS, hours * hourly, basis)
+
+
+def gpu_prices(endpoints: dict[str, "GpuEndpointConfig"]) -> dict[str, float]:
+    """USD a second on each endpoint's GPUs (the dearest of them, at the catalog snapshot's
+    prices): the API's GPU_PRICES, which its usage rows are priced at. An endpoint whose price
+    is unknown is left out (its rows say so)."""
+    gpus = catalog.snapshot()["gpus"]
+    return {
+        name: price
+        for name, endpoint in endpoints.items()
+        if (price := catalog.price_per_second(endpoint.gpu_selection().types(gpus))) is not None
+    }
 
 
 def _gib(memory: str) -> float:

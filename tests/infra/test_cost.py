@@ -3,6 +3,7 @@ usage, at the dated GCP price table and a RunPod catalog; shown in the plan and 
 comment (golden), refused by the budget policy when over budget.monthlyUsd, and never $0 for a
 price that is unknown."""
 
+import json
 import os
 from pathlib import Path
 
@@ -78,3 +79,15 @@ def test_review_stacks_get_a_small_budget():
     assert make_plan("pr-7").cost.total < 50
     settings = stack_settings("pr-7")
     assert settings["tandem:budget"] == {"monthlyUsd": 50}
+
+
+def test_the_api_prices_usage_at_its_endpoints_gpus():
+    """GPU_PRICES: what the API's usage rows cost a second on each endpoint (app/services/
+    usage.py), the dearest card of its pools, as the estimate prices them."""
+    [api] = [r for r in run_program("dev") if r["name"] == "api-service"]
+    envs = {e["name"]: e.get("value") for e in api["inputs"]["template"]["containers"][0]["envs"]}
+    prices = json.loads(envs["GPU_PRICES"])
+    gpus = stack_settings("dev")["tandem:gpu"]
+    assert set(prices) == set(gpus)
+    for name, settings in gpus.items():
+        assert prices[name] == catalog.selection_price(settings["gpuTypes"], GPUS)
