@@ -1,4 +1,4 @@
-"""`python -m stacks review up|destroy|gc`, `drift`, `check` and `logs`: operations on the
+"""`python -m stacks review up|destroy|gc`, `drift`, `check`, `logs` and `cost`: operations on the
 Pulumi stacks of this project, for CI and operators (see README, "CI/CD")."""
 
 import argparse
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from infra.config import REPO_ROOT, ConfigError, stack_settings
 from runpod_api.client import REST_API, RunPodApiError, RunPodRest
-from stacks import logs
+from stacks import cost, logs
 from stacks.drift import StackDrift, classify, exit_code, json_report, markdown_report, text_report
 from stacks.postdeploy import CheckFailed, check
 from stacks.review import (
@@ -132,6 +132,29 @@ def _logs(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
+def _cost(args: argparse.Namespace, workspace: Workspace) -> int:
+    from infra.plan import make_plan
+
+    key = os.environ.get("RUNPOD_API_KEY", "")
+    if not key:
+        raise UsageError("RunPod's billing needs RUNPOD_API_KEY (its read-only key will do)")
+    settings = _settings(args.stack, args.work_dir)
+    estimate = make_plan(args.stack, settings).cost
+    outputs = workspace.outputs(args.stack)
+    with RunPodRest(key, os.environ.get("RUNPOD_REST_API", REST_API)) as rest:
+        try:
+            found = cost.spends(args.stack, outputs, rest, estimate, args.days)
+        except RunPodApiError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    if args.format == "markdown":
+        for line in cost.overspend_lines(args.stack, found, args.days):
+            print(line)
+    else:
+        print(cost.text_report(args.stack, found, args.days))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m stacks", description=__doc__)
     root.add_argument(
@@ -180,6 +203,18 @@ def parser() -> argparse.ArgumentParser:
     logged.add_argument("--worker", help="one worker's id (default: every worker's)")
     logged.add_argument("--follow", action="store_true", help="keep printing new lines")
     logged.set_defaults(run=_logs)
+    spent = commands.add_parser(
+        "cost", help="what RunPod billed the stack's endpoints, beside the plan's estimate"
+    )
+    spent.add_argument("stack")
+    spent.add_argument("--days", type=int, default=30, choices=range(1, 367), metavar="1-366")
+    spent.add_argument(
+        "--format",
+        choices=("text", "markdown"),
+        default="text",
+        help="markdown: only the lines of endpoints billed over 25 %% above their estimate",
+    )
+    spent.set_defaults(run=_cost)
     return root
 
 

@@ -263,8 +263,9 @@ def create_app(
 
     async def take(request: Request, endpoint: Endpoint, worker_id: str, count: int) -> list[Job]:
         await endpoint.wait_until(lambda: bool(endpoint.queue), WORKER_POLL_S)
-        if worker_id not in state.pools[endpoint.name].workers:
-            return []  # a worker being stopped (scaled down, or an old release) takes no job
+        pool = state.pools.get(endpoint.name)  # None: the endpoint was deleted meanwhile
+        if pool is None or worker_id not in pool.workers:
+            return []  # a worker being stopped (scaled down, an old release) takes no job
         if await request.is_disconnected():
             return []  # the poll of a worker that died meanwhile: its job would be lost
         return endpoint.take(worker_id, count)

@@ -96,6 +96,7 @@ def test_every_stacks_command_the_workflows_run_is_accepted():
         ("review", "destroy"),
         ("review", "gc"),
         ("drift", "--stack"),
+        ("cost", "prod"),
         ("check", "--api-url"),
     }
     for where, argv in commands:
