@@ -144,14 +144,15 @@ def _cost(args: argparse.Namespace, workspace: Workspace) -> int:
     with RunPodRest(key, os.environ.get("RUNPOD_REST_API", REST_API)) as rest:
         try:
             found = cost.spends(args.stack, outputs, rest, estimate, args.days)
+            failing = cost.unhealthy_lines(args.stack, outputs, rest)
         except RunPodApiError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     if args.format == "markdown":
-        for line in cost.overspend_lines(args.stack, found, args.days):
+        for line in [*cost.overspend_lines(args.stack, found, args.days), *failing]:
             print(line)
     else:
-        print(cost.text_report(args.stack, found, args.days))
+        print("\n".join([cost.text_report(args.stack, found, args.days), *failing]))
     return 0
 
 
@@ -204,7 +205,9 @@ def parser() -> argparse.ArgumentParser:
     logged.add_argument("--follow", action="store_true", help="keep printing new lines")
     logged.set_defaults(run=_logs)
     spent = commands.add_parser(
-        "cost", help="what RunPod billed the stack's endpoints, beside the plan's estimate"
+        "cost",
+        help="what RunPod billed the stack's endpoints beside the plan's estimate, and workers "
+        "failing to start",
     )
     spent.add_argument("stack")
     spent.add_argument("--days", type=int, default=30, choices=range(1, 367), metavar="1-366")
@@ -212,7 +215,8 @@ def parser() -> argparse.ArgumentParser:
         "--format",
         choices=("text", "markdown"),
         default="text",
-        help="markdown: only the lines of endpoints billed over 25 %% above their estimate",
+        help="markdown: only the lines of endpoints billed over 25 %% above their estimate or "
+        "with workers failing to start",
     )
     spent.set_defaults(run=_cost)
     return root

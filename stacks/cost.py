@@ -2,7 +2,9 @@
 stack's GPU endpoints (its outputs `<type>_endpoint_id`) and for the deployments its API made
 (endpoints named with its prefix, runpod_api/names.py), beside the plan's estimate for as many
 days (infra/cost.py at the catalog snapshot's prices). An endpoint billed more than OVER above
-its estimate is flagged: the scheduled drift workflow adds those lines to the stack's issue."""
+its estimate is flagged, and so is one whose workers fail to start (RunPod lists them
+UNHEALTHY: each start is billed, for nothing); the scheduled drift workflow adds those lines to
+the stack's issue. The endpoints are the program's: reported, never changed here."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,6 +57,23 @@ def spends(
     deployed = {e["id"] for e in rest.list_endpoints() if made_by(prefix, e.get("name", ""))}
     found.append(Spend("deployments", sum(billed.get(e, 0.0) for e in deployed), None))
     return found
+
+
+def unhealthy_lines(stack: str, outputs: dict[str, Any], rest: RunPodRest) -> list[str]:
+    """A Markdown line per stack endpoint with workers failing to start."""
+    lines = []
+    for key, endpoint_id in sorted(outputs.items()):
+        if not key.endswith("_endpoint_id"):
+            continue
+        workers = rest.workers(str(endpoint_id))["workers"]
+        if failing := [w["id"] for w in workers if w["status"] == "UNHEALTHY"]:
+            worker = key.removesuffix("_endpoint_id")
+            lines.append(
+                f"- Workers failing to start: `{stack}`'s {worker} endpoint has "
+                f"{len(failing)} unhealthy ({', '.join(failing)}); each start is billed. "
+                f"Their logs: `python -m stacks logs {stack} {worker}`"
+            )
+    return lines
 
 
 def _iso(moment: datetime) -> str:

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     max_live_deployments: int = Field(5, ge=0, le=1000)
     max_deployment_workers: int = Field(3, ge=1, le=100)
     deployment_ready_seconds: int = Field(1800, ge=10)
+    # A deployment whose workers fail to start this often within the window is stopped and
+    # failed (each start of a crashing worker is billed).
+    deployment_max_failed_starts: int = Field(3, ge=1, le=100)
+    deployment_failed_starts_window_seconds: int = Field(900, ge=10, le=86400)
     deployment_webhook_retry_seconds: float = Field(5.0, gt=0, le=3600)
     hf_endpoint: str | None = None
     # Tenants' own RunPod keys are sealed with these (app/core/envelope.py: `id:base64,...`,

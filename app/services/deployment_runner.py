@@ -19,12 +19,14 @@ removed; `deleting` tears down and ends `deleted`. Webhooks are the notifier's
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
+import httpx
 from cachetools import TTLCache
 from sqlalchemy import exists, func, select, text
 from sqlalchemy.engine import Row
@@ -50,7 +52,15 @@ from gpu_worker.common.signing import verify
 from gpu_worker.common.worker_types import WORKER_TYPES
 from runpod_api import catalog
 from runpod_api.client import RunPodApiError, RunPodRest
-from runpod_api.models import EndpointCreate, Gpu, Scaling, SecretCreate, SecretUpdate, Workers
+from runpod_api.models import (
+    EndpointCreate,
+    EndpointUpdate,
+    Gpu,
+    Scaling,
+    SecretCreate,
+    SecretUpdate,
+    Workers,
+)
 from runpod_api.names import deployment_name
 from runpod_api.spec import SpecViolation
 
@@ -61,6 +71,10 @@ BATCH = 10  # deployments one turn works on at once
 LEASE_S = 120  # how long a claimed deployment is another instance's to leave alone
 HUB_RETRY_S = 30
 HEALTH_EVERY_S = 30  # how often an endpoint not yet ready is looked at, at RunPod
+UNHEALTHY_EVERY_S = 3  # ... and while a worker of it fails to start: each start is billed
+LOG_LINES = 5  # of a worker that failed to start, in its deployment's reason
+LOGS_IDLE_S = 1.0  # how long its logs are read for
+MAX_REASON_CHARS = 2000
 CONTAINER_DISK_GB = 30
 WORKERS_TTL_S = 5.0  # how long a deployment's worker list, as RunPod gave it, is shown
 # A light request that makes RunPod start a worker: the llm worker's model list; the imagegen
@@ -104,6 +118,8 @@ class DeploymentRunner:
         self.keyring = tenant_keys.keyring_of(settings)
         self.catalogs = GpuCatalogs(settings)
         self._workers: TTLCache[str, list[dict]] = TTLCache(maxsize=4096, ttl=WORKERS_TTL_S)
+        # Each deployment's failed worker starts seen: (worker, its start) -> when seen.
+        self._unhealthy: dict[uuid.UUID, dict[tuple[str, str | None], float]] = {}
         # Where the workers' ready callbacks reach this API: its public address.
         self.public_base = (settings.webhook_base_url or settings.public_url).rstrip("/")
         self.every_s = settings.job_poll_seconds
@@ -243,13 +259,19 @@ class DeploymentRunner:
         """Not ready yet: a worker RunPod lists as serving (idle or running) has loaded the
         model (ours serve only then), so the deployment is ready even if its callback was lost
         (an instance stopped before it noted the endpoint); workers RunPod cannot place for want
-        of capacity fail it at once; else it fails past its deadline, or is looked at again."""
+        of capacity fail it at once, and so do workers that keep failing to start (a crash
+        loop, each start billed); else it fails past its deadline, or is looked at again (soon
+        while a worker is unhealthy)."""
         key = await self.account_key(row.tenant, row.own_account)
-        summary = await self._blocking(self._workers_at_runpod, key, row.endpoint_id)
+        listed = await self._blocking(self._workers_at_runpod, key, row.endpoint_id)
+        summary = listed.get("summary", {})
+        failed_starts = self._failed_starts(row.id, listed.get("workers", []))
         if summary.get("running", 0) + summary.get("idle", 0) > 0:
             await self._make_ready(
                 row, "RunPod reports a worker serving it (its callback did not arrive)"
             )
+        elif failed_starts >= self.settings.deployment_max_failed_starts:
+            await self._stop_crash_loop(row, key, failed_starts, listed["workers"])
         elif summary.get("throttled", 0) and summary.get("total") == summary["throttled"]:
             await self._fail(
                 row, f"RunPod has no GPU free in pool {row.gpu_type} to start a worker on"
@@ -257,17 +279,70 @@ class DeploymentRunner:
         elif row.deadline_at <= datetime.now(UTC):
             seconds = self.settings.deployment_ready_seconds
             await self._fail(row, f"the worker did not report ready within {seconds} s")
+        elif failed_starts:
+            await self._look_again(row, datetime.now(UTC) + timedelta(seconds=UNHEALTHY_EVERY_S))
         else:
             await self._look_again(row, _next_look(row))
 
     _loading_model = _downloading_model
 
-    def _workers_at_runpod(self, key: str | None, endpoint_id: str) -> dict[str, int]:
-        """The endpoint's workers by status (RunPod's summary); empty when it cannot be read
-        (looked at again; the deadline still holds)."""
+    def _failed_starts(self, deployment_id: uuid.UUID, workers: list[dict]) -> int:
+        """The failed starts of a deployment's workers seen within the window
+        (DEPLOYMENT_FAILED_STARTS_WINDOW_SECONDS): a worker RunPod lists as UNHEALTHY, once
+        for each of its starts (`startedAt`)."""
+        seen = self._unhealthy.setdefault(deployment_id, {})
+        now = time.monotonic()
+        for worker in workers:
+            if worker.get("status") == "UNHEALTHY":
+                seen.setdefault((worker["id"], worker.get("startedAt")), now)
+        window = self.settings.deployment_failed_starts_window_seconds
+        for start, at in list(seen.items()):
+            if now - at > window:
+                del seen[start]
+        return len(seen)
+
+    async def _stop_crash_loop(
+        self, row: Row, key: str | None, failed_starts: int, workers: list[dict]
+    ) -> None:
+        """Scale the endpoint to no workers at once (no start more is billed), then fail the
+        deployment with its workers' last log lines (which removes the endpoint)."""
+        unhealthy = [w["id"] for w in workers if w.get("status") == "UNHEALTHY"]
+        lines = await self._blocking(self._scale_to_zero, key, row.endpoint_id, unhealthy)
+        self._unhealthy.pop(row.id, None)
+        window = self.settings.deployment_failed_starts_window_seconds
+        logged = " | ".join(lines) or "(none)"
+        await self._fail(
+            row,
+            f"its workers failed to start {failed_starts} times within {window} s: stopped so "
+            f"that no start more is billed; their last log lines: {logged}"[:MAX_REASON_CHARS],
+        )
+
+    def _scale_to_zero(self, key: str | None, endpoint_id: str, workers: list[str]) -> list[str]:
+        """No workers for the endpoint (min and max 0); the last log lines of `workers`."""
+        lines: list[str] = []
+        with self._rest(key) as rest:
+            try:
+                rest.update_endpoint(endpoint_id, EndpointUpdate(workers=Workers(min=0, max=0)))
+            except RunPodApiError as exc:  # failing it removes the endpoint all the same
+                log.warning("endpoint %s was not scaled to 0: %s", endpoint_id, exc)
+            for worker in workers[:1]:
+                try:
+                    for event in rest.worker_logs(
+                        endpoint_id, worker, LOG_LINES, idle_s=LOGS_IDLE_S
+                    ):
+                        lines.append(event["line"])
+                except httpx.ReadTimeout:
+                    pass  # quiet for LOGS_IDLE_S: all it had was read
+                except (RunPodApiError, httpx.HTTPError) as exc:
+                    log.warning("worker %s: its logs could not be read: %s", worker, exc)
+        return lines[-LOG_LINES:]
+
+    def _workers_at_runpod(self, key: str | None, endpoint_id: str) -> dict[str, Any]:
+        """The endpoint's workers as RunPod lists them (`workers`, and their `summary` by
+        status); empty when they cannot be read (looked at again; the deadline still holds)."""
         try:
             with self._rest(key) as rest:
-                return rest.workers(endpoint_id)["summary"]
+                return rest.workers(endpoint_id)
         except RunPodApiError as exc:
             log.warning("endpoint %s: its workers could not be read: %s", endpoint_id, exc)
             return {}

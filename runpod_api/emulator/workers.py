@@ -76,13 +76,15 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
         self.stopping = False
         self.exits = 0  # how often it exited on its own
-        self.started = time.monotonic()
-        self.started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        self.placed = time.monotonic()  # billed from here, through its restarts
+        self.started = self.placed  # RunPod's startedAt and uptime: since its last start
+        self.started_at = _now()
         self.logs: deque[tuple[str, str]] = deque(maxlen=LOG_LINES)  # (timestamp, line)
         self._supervisor: asyncio.Task | None = None
         self._workdirs: list[str] = []
 
     def _spawn(self) -> None:
+        self.started, self.started_at = time.monotonic(), _now()
         # The runpod SDK keeps its in-progress jobs in ./.runpod_jobs.pkl: each process gets a
         # fresh working directory, as a fresh container would, so no ghost job carries over.
         workdir = tempfile.mkdtemp(prefix=f"{self.env['RUNPOD_POD_ID']}-")
@@ -276,7 +278,7 @@ class Pool:
         """USD so far: stopped workers' and the running ones' seconds at their GPU's price."""
         now = time.monotonic()
         running = sum(
-            (now - worker.started) * _price_per_s(worker.gpu)
+            (now - worker.placed) * _price_per_s(worker.gpu)
             for worker in [*self.workers.values(), *self.stale.values()]
         )
         return self.billed_usd + running
@@ -304,7 +306,7 @@ class Pool:
         async def stop() -> None:
             await worker.stop()
             self.stale.pop(worker_id, None)
-            self.billed_usd += (time.monotonic() - worker.started) * _price_per_s(worker.gpu)
+            self.billed_usd += (time.monotonic() - worker.placed) * _price_per_s(worker.gpu)
 
         task = asyncio.get_running_loop().create_task(stop())
         self._stopping.add(task)
@@ -324,3 +326,7 @@ class Pool:
 def _price_per_s(gpu: dict[str, Any] | None) -> float:
     """A GPU's serverless price per second (the catalog's is per hour); 0 where unknown."""
     return ((gpu or {}).get("price", {}).get("serverless") or 0.0) / 3600
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -11,11 +11,12 @@ from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 from tests.stacks.test_logs import Outputs
 
 KEY = "rp-cost-key"
+CRASHING_IMAGE = "tandem/crashing:test"
 
 
 @pytest.fixture(scope="module")
 def runpod():
-    with ControlPlane(KEY) as plane:
+    with ControlPlane(KEY, images={CRASHING_IMAGE: "tests.workers.crashing"}) as plane:
         yield plane
     assert plane.violations == []
 
@@ -28,11 +29,11 @@ def environment(runpod, monkeypatch, tmp_path):
     monkeypatch.setenv("RUNPOD_REST_API", runpod.url)
 
 
-def warm_endpoint(runpod, name: str, pool: str) -> str:
+def warm_endpoint(runpod, name: str, pool: str, image: str = CONTROLLED_IMAGE) -> str:
     body = {
         "name": name,
         "type": "QUEUE",
-        "image": CONTROLLED_IMAGE,
+        "image": image,
         "gpu": {"pools": [pool]},
         "workers": {"min": 1, "max": 1},
         "scaling": {"type": "QUEUE_DELAY", "queueDelay": 4},
@@ -81,6 +82,27 @@ def test_billed_spend_beside_the_estimate_with_overspend_flagged(runpod, environ
     finally:
         for endpoint in made:
             runpod.rest("DELETE", f"/v2/serverless/{endpoint}")
+
+
+def test_a_stack_endpoint_whose_workers_fail_to_start_is_named(runpod, environment, capsys):
+    """Reported, not changed: the endpoint is the program's."""
+    llm = warm_endpoint(runpod, "tandem-dev-llm", "ADA_24", CRASHING_IMAGE)
+    try:
+        deadline = time.monotonic() + 30
+        while not runpod.rest("GET", f"/v2/serverless/{llm}/workers").json()["summary"][
+            "unhealthy"
+        ]:
+            assert time.monotonic() < deadline, "the worker was never listed unhealthy"
+            time.sleep(0.3)
+        stack = Outputs({"llm_endpoint_id": llm})
+        assert main(["cost", "dev", "--format", "markdown"], workspace=lambda _d: stack) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert lines[-1].startswith("- Workers failing to start: `dev`'s llm endpoint has 1")
+        assert lines[-1].endswith("Their logs: `python -m stacks logs dev llm`")
+        workers = runpod.rest("GET", f"/v2/serverless/{llm}").json()["workers"]
+        assert workers["min"] == 1  # left as the program made it
+    finally:
+        runpod.rest("DELETE", f"/v2/serverless/{llm}")
 
 
 def test_cost_needs_a_runpod_key(environment, monkeypatch, capsys):
