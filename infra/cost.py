@@ -44,6 +44,9 @@ class Expected:
     storage_gb: float = 10.0
     active_hours: dict[str, float] = field(default_factory=dict)  # by worker type
     images: list[str] = field(default_factory=lambda: ["api"])  # in its image repository
+    # RunPod's bill of the last 30 days by worker type, when the stack has history: the usage
+    # its endpoints' estimate takes instead of active_hours (`python -m infra.plan --billed`).
+    billed: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, config: "StackConfig") -> "Expected":
@@ -205,11 +208,14 @@ def _runpod_endpoint(
     if price is None:
         return Cost(name, "RunPod endpoint", None, None, f"unknown price ({pools})")
     hourly = price * 3600
-    basis = (
-        f"{minimum} min worker(s) x ${hourly:.2f}/h ({pools}, flex price); "
-        f"{hours:g} h of active workers expected"
-    )
-    return Cost(name, "RunPod endpoint", minimum * hourly * HOURS, hours * hourly, basis)
+    always_on = minimum * hourly * HOURS
+    warm = f"{minimum} min worker(s) x ${hourly:.2f}/h ({pools}, flex price)"
+    if (billed := expected.billed.get(worker)) is not None:  # what the last 30 days cost
+        usage = max(0.0, billed * HOURS / 24 / 30 - always_on)
+        return Cost(name, "RunPod endpoint", always_on, usage, f"{warm}; billed ${billed:,.2f} "
+                    "in the last 30 days")  # fmt: skip
+    basis = f"{warm}; {hours:g} h of active workers expected"
+    return Cost(name, "RunPod endpoint", always_on, hours * hourly, basis)
 
 
 def gpu_prices(endpoints: dict[str, "GpuEndpointConfig"]) -> dict[str, float]:

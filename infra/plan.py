@@ -1,9 +1,11 @@
 """The offline plan: the Pulumi program run under mocks with a stack's config, no cloud and no
-Pulumi CLI. `python -m infra.plan --stack dev|prod|pr-<N> [--json] [--live-catalog]` prints
-the resources it would declare, their monthly cost (infra/cost.py) and the policy results
-(infra/policy), and exits 1 on a policy violation (a budget exceeded included). GPU endpoints'
-pools are read in the dated catalog snapshot (runpod_api/catalog-snapshot.json), and the plan
-says so; their prices too, unless --live-catalog reads RunPod's catalog now.
+Pulumi CLI. `python -m infra.plan --stack dev|prod|pr-<N> [--json] [--live-catalog] [--billed
+OUTPUTS_JSON]` prints the resources it would declare, their monthly cost (infra/cost.py) and
+the policy results (infra/policy), and exits 1 on a policy violation (a budget exceeded
+included). GPU endpoints' pools are read in the dated catalog snapshot
+(runpod_api/catalog-snapshot.json), and the plan says so; their prices too, unless
+--live-catalog reads RunPod's catalog now; with --billed (the stack's outputs), the endpoints'
+usage is RunPod's bill of the last 30 days instead of the expected active hours.
 
 Secrets are never in a checkout (Pulumi.<stack>.yaml holds them encrypted): the plan runs with
 stand-in values for them, which it never prints.
@@ -11,13 +13,15 @@ stand-in values for them, which it never prints.
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import runpy
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -284,15 +288,36 @@ CATALOG_NOTE = "GPU pools read in RunPod's catalog as of {date} (the snapshot)"
 
 
 def make_plan(
-    stack: str, settings: dict[str, Any] | None = None, live_catalog: bool = False
+    stack: str,
+    settings: dict[str, Any] | None = None,
+    live_catalog: bool = False,
+    billed: dict[str, float] | None = None,
 ) -> Plan:
-    """The plan of `stack` (with `settings` in place of its file's, when given)."""
+    """The plan of `stack` (with `settings` in place of its file's, when given); `billed`:
+    RunPod's bill of the last 30 days by worker type (`billed_by_worker`), if it has history."""
     settings = settings if settings is not None else stack_settings(stack)
     config = settings_config(stack, settings, STAND_IN_SECRETS)
     resources = run_program(stack, settings)
     gpus, priced = gpu_catalog(live_catalog)
-    cost = estimate(resources, Expected.of(config), gpus, priced)
+    expected = dataclasses.replace(Expected.of(config), billed=billed or {})
+    cost = estimate(resources, expected, gpus, priced)
     return Plan(resources, cost, check(resources, policy_config(config)))
+
+
+def billed_by_worker(outputs: dict[str, Any]) -> dict[str, float]:
+    """RunPod's bill of the last 30 days for the endpoints of a stack's outputs
+    (`<type>_endpoint_id`, as `pulumi stack output --json` gives them), by worker type."""
+    key = os.environ.get("RUNPOD_API_KEY")
+    if not key:
+        sys.exit("--billed reads RunPod's bill with RUNPOD_API_KEY, which is unset")
+    end = datetime.now(UTC)
+    with RunPodRest(key, os.environ.get("RUNPOD_REST_API", REST_API)) as rest:
+        amounts = rest.billed(end - timedelta(days=30), end)
+    return {
+        name.removesuffix("_endpoint_id"): amounts.get(str(endpoint_id), 0.0)
+        for name, endpoint_id in outputs.items()
+        if name.endswith("_endpoint_id")
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,9 +329,17 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="price GPUs from RunPod's catalog now (RUNPOD_API_KEY), not the dated snapshot",
     )
+    parser.add_argument(
+        "--billed",
+        type=Path,
+        metavar="OUTPUTS_JSON",
+        help="the stack's outputs (pulumi stack output --json): its endpoints' usage from "
+        "RunPod's bill of the last 30 days (RUNPOD_API_KEY), not expectedActiveHours",
+    )
     args = parser.parse_args(argv)
+    billed = billed_by_worker(json.loads(args.billed.read_text())) if args.billed else None
     try:
-        plan = make_plan(args.stack, live_catalog=args.live_catalog)
+        plan = make_plan(args.stack, live_catalog=args.live_catalog, billed=billed)
     except ConfigError as exc:
         sys.exit(f"invalid config: {exc}")
     if args.json:

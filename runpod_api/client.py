@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -239,3 +240,13 @@ class RunPodRest:
         params["serverlessId"] = endpoint_id
         filled = {key: value for key, value in params.items() if value is not None}
         return self._call("GET", "/v2/billing/serverless", params=filled)
+
+    def billed(self, start: datetime, end: datetime) -> dict[str, float]:
+        """What each serverless endpoint cost from `start` to `end` (USD, by endpoint id)."""
+        iso = "%Y-%m-%dT%H:%M:%SZ"
+        records = self.serverless_billing(start.strftime(iso), end.strftime(iso))["records"]
+        amounts: dict[str, float] = {}
+        for record in records:
+            endpoint = record["serverlessId"]
+            amounts[endpoint] = amounts.get(endpoint, 0.0) + float(record["totalAmount"])
+        return amounts

@@ -38,12 +38,7 @@ def spends(
 ) -> list[Spend]:
     """The stack's endpoints' spends over the last `days`, then its deployments' together."""
     end = datetime.now(UTC)
-    start = end - timedelta(days=days)
-    records = rest.serverless_billing(_iso(start), _iso(end), bucket="day")["records"]
-    billed: dict[str, float] = {}
-    for record in records:
-        endpoint = record["serverlessId"]
-        billed[endpoint] = billed.get(endpoint, 0.0) + float(record["totalAmount"])
+    billed = rest.billed(end - timedelta(days=days), end)
     monthly = {item.resource: item.monthly for item in cost.costs}
     found = []
     for key, endpoint_id in sorted(outputs.items()):
@@ -74,10 +69,6 @@ def unhealthy_lines(stack: str, outputs: dict[str, Any], rest: RunPodRest) -> li
                 f"Their logs: `python -m stacks logs {stack} {worker}`"
             )
     return lines
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _usd(value: float | None) -> str:

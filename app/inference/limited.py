@@ -89,11 +89,14 @@ class TenantBackend(InferenceBackend):
         self, job_input: dict[str, Any], request_id: str
     ) -> AsyncIterator[dict[str, Any]]:
         with self.slots.hold(self.tenant, "llm"):
-            started, last = time.perf_counter(), {}
-            async for chunk in self.backend.generate_stream(job_input, request_id):
-                last = chunk
-                yield chunk
-            self._metered("llm", last, started)
+            started, last = time.perf_counter(), None
+            try:
+                async for chunk in self.backend.generate_stream(job_input, request_id):
+                    last = chunk
+                    yield chunk
+            finally:  # also a stream its client left: the worker ran until then
+                if last is not None:
+                    self._metered("llm", last, started)
 
     async def run(self, worker: str, job_input: dict[str, Any], request_id: str) -> dict[str, Any]:
         return await self._answered(worker, lambda: self.backend.run(worker, job_input, request_id))
@@ -119,14 +122,19 @@ class TenantBackend(InferenceBackend):
         self, worker: str, events: AsyncIterator[str], held: contextlib.ExitStack, started: float
     ) -> AsyncIterator[str]:
         """A stream's events; its slot is given back when it ends, however it ends, and its
-        usage metered (the tokens its last usage chunk counts, when it carries one)."""
-        seen: dict[str, Any] = {}
+        usage metered (the tokens its last usage chunk counts, when one arrives whole in a
+        piece of text)."""
+        seen: dict[str, Any] | None = None
         with held:
-            async for event in events:
-                if '"usage":{' in event or '"usage": {' in event:
-                    seen.update(_stream_usage(event))
-                yield event
-            self._metered(worker, seen, started)
+            try:
+                async for event in events:
+                    seen = seen or {}
+                    if '"usage":{' in event or '"usage": {' in event:
+                        seen.update(_stream_usage(event))
+                    yield event
+            finally:  # also a stream its client left: the worker ran until then
+                if seen is not None:
+                    self._metered(worker, seen, started)
 
     async def models(self) -> list[dict[str, Any]]:
         return await self.backend.models()

@@ -30,6 +30,7 @@ from runpod_api import catalog
 log = logging.getLogger("tandem.usage")
 
 GATHER_S = 0.05  # how long the writer waits for more rows before a write
+MAX_QUEUED = 100_000  # rows kept while the database is unavailable
 MONTH = "date_trunc('month', now() AT TIME ZONE 'UTC')::date"
 _COLUMNS = {
     "tenant": "varchar",
@@ -96,10 +97,12 @@ def counts(result: dict[str, Any]) -> dict[str, Any]:
         found["items"] = len(listed)
     elif "embedding" in result:
         found["items"] = 1
-    if isinstance(result.get("images"), list) and "steps" in result:
-        found["pixel_steps"] = (
-            len(result["images"]) * result["width"] * result["height"] * result["steps"]
-        )
+    sizes = [
+        size for key in ("width", "height", "steps") if isinstance(size := result.get(key), int)
+    ]
+    if isinstance(result.get("images"), list) and len(sizes) == 3:
+        width, height, steps = sizes
+        found["pixel_steps"] = len(result["images"]) * width * height * steps
     return found
 
 
@@ -117,6 +120,7 @@ class UsageWriter:
         self._written: set[str] = set()  # tenants whose usage others wrote (stored turns)
         self._queued = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def put(self, rows: list[dict[str, Any]]) -> None:
         self._rows.extend(rows)
@@ -131,10 +135,11 @@ class UsageWriter:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """Write what is queued, then stop."""
+        """Write what is queued (a write under way finishes), then stop."""
+        self._stopping = True
+        self._queued.set()
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await self._task
         try:
             await self.flush()
         except Exception:
@@ -147,17 +152,22 @@ class UsageWriter:
         if rows:
             try:
                 await write(self.engine, rows)
-            except DatabaseUnavailable:  # kept for the next write
+            except DatabaseUnavailable:  # kept for the next write (the newest MAX_QUEUED)
                 self._rows[:0] = rows
+                if (dropped := len(self._rows) - MAX_QUEUED) > 0:
+                    del self._rows[:dropped]
+                    log.error("%d usage rows dropped: the database is unavailable", dropped)
+                self._queued.set()
                 raise
         tenants |= {row["tenant"] for row in rows}
         if tenants and self.on_written is not None:
             await self.on_written(tenants)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await self._queued.wait()
-            await asyncio.sleep(GATHER_S)  # rows of requests finishing meanwhile join this write
+            if not self._stopping:  # rows of requests finishing meanwhile join this write
+                await asyncio.sleep(GATHER_S)
             try:
                 await self.flush()
             except Exception:

@@ -2,10 +2,12 @@
 the placed GPU's price, as RunPod bills) beside the dev plan's estimate, its deployments' spend
 by name prefix, an endpoint billed over its estimate flagged (the drift issue's line)."""
 
+import json
 import time
 
 import pytest
 
+from infra import plan
 from stacks.__main__ import main
 from tests.runpod_control import CONTROLLED_IMAGE, ControlPlane
 from tests.stacks.test_logs import Outputs
@@ -103,6 +105,31 @@ def test_a_stack_endpoint_whose_workers_fail_to_start_is_named(runpod, environme
         assert workers["min"] == 1  # left as the program made it
     finally:
         runpod.rest("DELETE", f"/v2/serverless/{llm}")
+
+
+def test_the_plan_takes_an_endpoints_usage_from_its_bill(runpod, environment, tmp_path, capsys):
+    """With the stack's history (its outputs), an endpoint's usage-based line is what RunPod
+    billed in the last 30 days (less its warm workers' share), not the expected hours."""
+    llm = warm_endpoint(runpod, "tandem-dev-llm", "BLACKWELL_180")
+    try:
+        deadline = time.monotonic() + 30
+        while billed(runpod, llm) < 0.02:
+            assert time.monotonic() < deadline, "the local RunPod billed nothing"
+            time.sleep(0.5)
+        outputs = tmp_path / "outputs.json"
+        outputs.write_text(json.dumps({"llm_endpoint_id": llm, "api_url": "https://api"}))
+        with pytest.raises(SystemExit) as exited:
+            plan.main(["--stack", "dev", "--json", "--billed", str(outputs)])
+        assert exited.value.code == 0
+        after = billed(runpod, llm)
+    finally:
+        runpod.rest("DELETE", f"/v2/serverless/{llm}")
+    costs = {c["resource"]: c for c in json.loads(capsys.readouterr().out)["cost"]["resources"]}
+    line = costs["tandem-dev-llm-endpoint"]
+    assert line["basis"].endswith("in the last 30 days")
+    assert 0.02 * 730 / 720 <= line["usage"] <= after * 730 / 720  # dev's llm: no warm worker
+    # An endpoint the outputs do not name keeps the stack's expectation.
+    assert costs["tandem-dev-clip-endpoint"]["basis"].endswith("h of active workers expected")
 
 
 def test_cost_needs_a_runpod_key(environment, monkeypatch, capsys):
