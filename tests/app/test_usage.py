@@ -21,6 +21,7 @@ from app.services.api_keys import create_api_key, hash_key
 from app.services.budgets import set_tenant_budget
 from gpu_worker.common.worker_types import WORKER_TYPES
 from tests.app.test_api import assert_error
+from tests.app.test_cli import run_cli
 from tests.conftest import Api, make_settings, start_api, usage_of
 from tests.net import receiver
 from tests.workers.controlled import ControlledWorker
@@ -211,3 +212,39 @@ def test_budget_set_refuses_what_is_no_budget(args, words, capsys):
         main(["budget", "set", *args])
     assert exited.value.code == 2
     assert words in capsys.readouterr().err
+
+
+def printed(result) -> list[str]:
+    """What a command printed, less the log lines (JSON) of the migrations it runs first."""
+    return [line for line in result.stdout.splitlines() if not line.startswith("{")]
+
+
+async def test_the_operator_reads_every_tenants_usage_and_sets_budgets(api, database_url):
+    caller, key_id = await tenant_api(api)
+    await caller.post("/v1/chat", json={"user_id": "u", "message": "for the operator"})
+    async with api.app.state.sessionmaker() as session:
+        tenant = await session.scalar(select(ApiKey.tenant).where(ApiKey.id == key_id))
+    env = {"DATABASE_URL": database_url}
+    table = await asyncio.to_thread(run_cli, "usage", "--since", "1d", **env)
+    assert table.returncode == 0, table.stderr
+    lines = printed(table)
+    assert lines[0].startswith("usage from ") and lines[1].split()[:2] == ["tenant", "requests"]
+    assert any(line.startswith(tenant) for line in lines) and lines[-1].startswith("total")
+    mine = await asyncio.to_thread(run_cli, "usage", "--tenant", tenant, **env)
+    assert printed(mine)[2].split()[:2] == ["controlled", "1"]  # by model
+
+    made = await asyncio.to_thread(
+        run_cli, "budget", "set", "--tenant", tenant, "--monthly-usd", "12.5", **env
+    )
+    assert printed(made) == [f"tenant {tenant!r}: $12.50 a month (UTC months)"]
+    keyed = await asyncio.to_thread(
+        run_cli, "budget", "set", "--key", str(key_id), "--monthly-usd", "2", **env
+    )
+    assert keyed.returncode == 0, keyed.stderr
+    listed = "\n".join(printed(await asyncio.to_thread(run_cli, "budget", "list", **env)))
+    assert f"{tenant!r} tenant: $" in listed and " of $12.50 this month" in listed
+    assert f"key {key_id} ('usage')" in listed and " of $2.00 this month" in listed
+    unknown = await asyncio.to_thread(
+        run_cli, "budget", "set", "--key", str(uuid.uuid4()), "--monthly-usd", "2", **env
+    )
+    assert unknown.returncode == 1 and "no API key" in unknown.stderr
