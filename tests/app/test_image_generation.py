@@ -51,6 +51,7 @@ def either_api(request) -> Api:
 
 async def test_images_through_the_openai_client_are_kept_as_the_tenants(either_api):
     api = either_api
+    before = len(await usage_of(api))
     result = await client(api).images.generate(prompt="a red cat", n=2, size="256x256")
     assert len(result.data) == 2 and result.size == "256x256"
     assert result.model in ("tandem-tiny-random-sd", "tiny-sd")  # local, or the emulator's
@@ -66,7 +67,7 @@ async def test_images_through_the_openai_client_are_kept_as_the_tenants(either_a
         assert generated["seed"] == datum.seed
     listed = {image["id"] for image in (await api.get("/v1/images")).json()["items"]}
     assert {datum.id for datum in result.data} <= listed
-    [drawn] = [row for row in await usage_of(api) if row.worker == "imagegen"][-1:]
+    [drawn] = (await usage_of(api, before + 1))[before:]  # written after the answer
     assert drawn.route == "/v1/images/generations" and drawn.items == 2
     assert drawn.pixel_steps and drawn.pixel_steps % (2 * 256 * 256) == 0  # x its steps
 
