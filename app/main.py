@@ -67,10 +67,12 @@ async def _serving(
     app.state.backend = backend or make_backend(settings)
     await app.state.backend.start()
     app.state.slots = TenantSlots(settings.tenant_concurrency)
-    app.state.jobs = JobRunner(engine, app.state.backend, app.state.storage, settings)
+    app.state.prices = stack_prices(settings)  # what usage rows cost a worker second
+    app.state.jobs = JobRunner(
+        engine, app.state.backend, app.state.storage, settings, app.state.prices
+    )
     app.state.jobs.start()
     app.state.deployments = DeploymentRunner(engine, settings)
-    app.state.prices = stack_prices(settings)
     alerts = BudgetAlerts(engine, app.state.deployments.keyring, not settings.on_one_machine)
     app.state.usage = UsageWriter(engine, on_written=alerts)
     app.state.usage.start()

@@ -304,9 +304,19 @@ def make_plan(
     return Plan(resources, cost, check(resources, policy_config(config)))
 
 
+def endpoint_ids(outputs: dict[str, Any]) -> dict[str, str]:
+    """The GPU endpoints a stack's outputs name (`<type>_endpoint_id`, as the program exports
+    them and `pulumi stack output --json` gives them), by worker type."""
+    return {
+        name.removesuffix("_endpoint_id"): str(endpoint_id)
+        for name, endpoint_id in sorted(outputs.items())
+        if name.endswith("_endpoint_id")
+    }
+
+
 def billed_by_worker(outputs: dict[str, Any]) -> dict[str, float]:
-    """RunPod's bill of the last 30 days for the endpoints of a stack's outputs
-    (`<type>_endpoint_id`, as `pulumi stack output --json` gives them), by worker type."""
+    """RunPod's bill of the last 30 days for the endpoints of a stack's outputs, by worker
+    type."""
     key = os.environ.get("RUNPOD_API_KEY")
     if not key:
         sys.exit("--billed reads RunPod's bill with RUNPOD_API_KEY, which is unset")
@@ -314,9 +324,7 @@ def billed_by_worker(outputs: dict[str, Any]) -> dict[str, float]:
     with RunPodRest(key, os.environ.get("RUNPOD_REST_API", REST_API)) as rest:
         amounts = rest.billed(end - timedelta(days=30), end)
     return {
-        name.removesuffix("_endpoint_id"): amounts.get(str(endpoint_id), 0.0)
-        for name, endpoint_id in outputs.items()
-        if name.endswith("_endpoint_id")
+        worker: amounts.get(endpoint, 0.0) for worker, endpoint in endpoint_ids(outputs).items()
     }
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from infra.cost import HOURS, Estimate
+from infra.plan import endpoint_ids
 from runpod_api.client import RunPodRest
 from runpod_api.names import made_by, stack_prefix
 
@@ -41,13 +42,10 @@ def spends(
     billed = rest.billed(end - timedelta(days=days), end)
     monthly = {item.resource: item.monthly for item in cost.costs}
     found = []
-    for key, endpoint_id in sorted(outputs.items()):
-        if not key.endswith("_endpoint_id"):
-            continue
-        worker = key.removesuffix("_endpoint_id")
+    for worker, endpoint_id in endpoint_ids(outputs).items():
         estimate = monthly.get(f"tandem-{stack}-{worker}-endpoint")
         share = None if estimate is None else estimate * days / DAYS_A_MONTH
-        found.append(Spend(worker, billed.pop(str(endpoint_id), 0.0), share))
+        found.append(Spend(worker, billed.pop(endpoint_id, 0.0), share))
     prefix = stack_prefix(stack)
     deployed = {e["id"] for e in rest.list_endpoints() if made_by(prefix, e.get("name", ""))}
     found.append(Spend("deployments", sum(billed.get(e, 0.0) for e in deployed), None))
@@ -57,12 +55,9 @@ def spends(
 def unhealthy_lines(stack: str, outputs: dict[str, Any], rest: RunPodRest) -> list[str]:
     """A Markdown line per stack endpoint with workers failing to start."""
     lines = []
-    for key, endpoint_id in sorted(outputs.items()):
-        if not key.endswith("_endpoint_id"):
-            continue
-        workers = rest.workers(str(endpoint_id))["workers"]
+    for worker, endpoint_id in endpoint_ids(outputs).items():
+        workers = rest.workers(endpoint_id)["workers"]
         if failing := [w["id"] for w in workers if w["status"] == "UNHEALTHY"]:
-            worker = key.removesuffix("_endpoint_id")
             lines.append(
                 f"- Workers failing to start: `{stack}`'s {worker} endpoint has "
                 f"{len(failing)} unhealthy ({', '.join(failing)}); each start is billed. "

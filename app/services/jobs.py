@@ -60,7 +60,7 @@ from app.services.transcription import (
     transcription_job,
 )
 from app.services.uploads import Upload, stored
-from app.services.usage import Charge, stack_prices, usage_row, write_in
+from app.services.usage import Charge, usage_row, write_in
 from app.storage import Storage
 
 log = logging.getLogger("tandem.jobs")
@@ -304,7 +304,8 @@ def _failed(job: Row, error: str) -> Finished:
 
 
 class JobRunner:
-    """Creates jobs, moves them on (submit, poll, finish) and takes webhooks."""
+    """Creates jobs, moves them on (submit, poll, finish) and takes webhooks; `prices`: USD a
+    second on each worker type's GPUs, which finished parts' usage rows are priced at."""
 
     def __init__(
         self,
@@ -312,6 +313,7 @@ class JobRunner:
         backend: InferenceBackend,
         storage: Storage,
         settings: Settings,
+        prices: dict[str, float | None],
     ) -> None:
         self.engine = engine
         self.backend = backend
@@ -322,7 +324,7 @@ class JobRunner:
         base = settings.webhook_base_url if self.secret else None
         self.webhook_base = base.rstrip("/") if base else None
         self.poll_every = WEBHOOK_FALLBACK_S if self.webhook_base else settings.job_poll_seconds
-        self.prices = stack_prices(settings)
+        self.prices = prices
         self._task: asyncio.Task | None = None
 
     # -- creating -------------------------------------------------------------------------
